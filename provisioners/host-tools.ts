@@ -1,0 +1,36 @@
+/**
+ * What the host needs, and which Debian package brings it. `lab doctor` checks this table and
+ * `lab doctor --fix` installs what is missing; .ci/run goes through the same path, so a fresh
+ * machine and CI agree. `group` says who needs it: running labs, libvirt labs, or the test suites.
+ */
+export type ToolGroup = "lab" | "libvirt" | "test";
+
+export interface HostTool {
+  /** Executable looked up on PATH (or an absolute path for files that are not on PATH). */
+  command: string;
+  /** Debian package that provides it. */
+  pkg: string;
+  group: ToolGroup;
+  why: string;
+}
+
+export const HOST_TOOLS: HostTool[] = [
+  { command: "qemu-system-x86_64", pkg: "qemu-system-x86", group: "lab", why: "runs the VMs" },
+  { command: "qemu-img", pkg: "qemu-utils", group: "lab", why: "creates qcow2 base images and per-VM overlays" },
+  { command: "debootstrap", pkg: "debootstrap", group: "lab", why: "builds the Debian guest image" },
+  { command: "mkfs.ext4", pkg: "e2fsprogs", group: "lab", why: "builds the guest filesystem without loop mounts" },
+  { command: "genisoimage", pkg: "genisoimage", group: "lab", why: "writes the cloud-init NoCloud seed" },
+  { command: "ip", pkg: "iproute2", group: "lab", why: "lab network namespaces, bridges and taps" },
+  { command: "ssh-keygen", pkg: "openssh-client", group: "lab", why: "generates lab and host SSH keys" },
+  { command: "ssh", pkg: "openssh-client", group: "lab", why: "`lab ssh`" },
+  { command: "zstd", pkg: "zstd", group: "lab", why: "unpacks the guest kernel modules for the initrd" },
+  { command: "etcd", pkg: "etcd-server", group: "test", why: "integration tests start a real etcd" },
+  { command: "etcdctl", pkg: "etcd-client", group: "test", why: "integration tests inspect etcd" },
+  { command: "sshd", pkg: "openssh-server", group: "test", why: "integration tests start real SSH test hosts" },
+  { command: "containerd", pkg: "containerd", group: "test", why: "agent tests run real containers" },
+  { command: "runc", pkg: "runc", group: "test", why: "the OCI runtime under containerd" },
+  { command: "/usr/lib/cni/bridge", pkg: "containernetworking-plugins", group: "test", why: "pod networking (CNI)" },
+  { command: "nft", pkg: "nftables", group: "test", why: "the service proxy" },
+  { command: "busybox", pkg: "busybox-static", group: "test", why: "the sample and pause container images" },
+  { command: "kubectl", pkg: "kubernetes-client", group: "test", why: "tests drive the API with stock kubectl" },
+];
