@@ -60,17 +60,25 @@ export function checkTopology(text: string, file = "lab.yaml"): TopologyResult {
   const parsed = LabFile.safeParse(value);
   if (!parsed.success) {
     return {
-      problems: parsed.error.issues.flatMap((issue) => issueToProblems(issue, doc)).map((p) => ({
-        file,
-        ...p,
-        ...at(offsetOf(doc, p.rawPath)),
-      })).map(({ rawPath: _r, ...p }) => p),
+      problems: parsed.error.issues
+        .flatMap((issue) => issueToProblems(issue, doc))
+        .map((p) => ({
+          file,
+          ...p,
+          ...at(offsetOf(doc, p.rawPath)),
+        }))
+        .map(({ rawPath: _r, ...p }) => p),
     };
   }
   const problems = crossFieldProblems(parsed.data).map((p) => ({
     file,
     ...p,
-    ...at(offsetOf(doc, p.path.split(".").map((s) => (/^\d+$/.test(s) ? Number(s) : s)))),
+    ...at(
+      offsetOf(
+        doc,
+        p.path.split(".").map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
+      ),
+    ),
   }));
   return problems.length > 0 ? { problems } : { lab: parsed.data, problems: [] };
 }
@@ -88,21 +96,30 @@ function issueToProblems(issue: z.core.$ZodIssue, doc: Document): RawProblem[] {
         path: joinPath([...path, key]),
         rawPath: [...path, key],
         message: `unknown field "${key}"`,
-        fix: guess ? `did you mean "${guess}"?` : known.length ? `allowed here: ${known.join(", ")}` : "remove it",
+        fix: guess
+          ? `did you mean "${guess}"?`
+          : known.length
+            ? `allowed here: ${known.join(", ")}`
+            : "remove it",
       };
     });
   }
   let message = issue.message;
+  const got = describe(valueAt(doc.toJS(), path));
   if (issue.code === "invalid_type") {
-    const got = getIn(doc, path);
     message =
-      got === undefined
+      got === "nothing"
         ? `is required (expected ${issue.expected})`
-        : `must be ${article(issue.expected)} (got ${describe(got)})`;
+        : `must be ${article(issue.expected)} (got ${got})`;
   } else if (issue.code === "invalid_value") {
-    message = `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")} (got ${describe(getIn(doc, path))})`;
+    const values = issue.values.map((v) => JSON.stringify(v));
+    message = `must be ${values.length === 1 ? values[0] : `one of ${values.join(", ")}`} (got ${got})`;
   } else if (issue.code === "too_small" || issue.code === "too_big") {
-    message = `${issue.message.replace(/^Too (small|big): expected \w+ to (have )?/, "must be ")} (got ${describe(getIn(doc, path))})`;
+    const bound = issue.code === "too_small" ? issue.minimum : issue.maximum;
+    const word = issue.code === "too_small" ? "at least" : "at most";
+    const unit = issue.origin === "array" ? " items" : issue.origin === "string" ? " characters" : "";
+    const exact = issue.inclusive === false ? (issue.code === "too_small" ? "more than" : "less than") : word;
+    message = `must be ${exact} ${String(bound)}${unit} (got ${got})`;
   }
   return [{ path: joinPath(path), rawPath: path, message, ...(fix ? { fix } : {}) }];
 }
@@ -151,16 +168,22 @@ function levenshtein(a: string, b: string): number {
   return row[b.length]!;
 }
 
-function getIn(doc: Document, path: (string | number)[]): unknown {
-  const node = doc.getIn(path, false);
-  return node;
+function valueAt(root: unknown, path: (string | number)[]): unknown {
+  let v = root;
+  for (const seg of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<string | number, unknown>)[seg];
+  }
+  return v;
 }
 
 /** Source offset of the deepest existing node along `path` (a missing field points at its parent). */
 function offsetOf(doc: Document, path: (string | number)[]): number | undefined {
   for (let n = path.length; n >= 0; n--) {
     const sub = path.slice(0, n);
-    const node = (sub.length ? doc.getIn(sub, true) : doc.contents) as { range?: [number, number, number] } | null;
+    const node = (sub.length ? doc.getIn(sub, true) : doc.contents) as {
+      range?: [number, number, number];
+    } | null;
     if (node && node.range) {
       // For a key that exists, point at the key rather than its value.
       if (n > 0 && n === path.length) {
@@ -189,7 +212,7 @@ function article(expected: string): string {
 function describe(v: unknown): string {
   if (v === undefined) return "nothing";
   if (v === null) return "null";
-  if (Array.isArray(v)) return "a list";
+  if (Array.isArray(v)) return v.length === 0 ? "an empty list" : "a list";
   if (typeof v === "object") return "a mapping";
   return `${typeof v} ${JSON.stringify(v)}`;
 }

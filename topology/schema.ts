@@ -28,7 +28,8 @@ export const Ipv4 = z.string().refine(isIPv4, {
 
 export const Cidr = z.string().superRefine((s, ctx) => {
   const c = parseCidr(s);
-  if (typeof c === "string") ctx.addIssue({ code: "custom", message: c, params: { fix: "e.g. 10.200.0.0/24" } });
+  if (typeof c === "string")
+    ctx.addIssue({ code: "custom", message: c, params: { fix: "e.g. 10.200.0.0/24" } });
 });
 
 export const Quantity = z.string().superRefine((s, ctx) => {
@@ -72,9 +73,7 @@ export const BaremetalProvider = z.strictObject({
 export const Provider = z
   .discriminatedUnion("type", [QemuProvider, LibvirtProvider, BaremetalProvider], {
     error: (iss) =>
-      iss.code === "invalid_union"
-        ? `provider type must be one of qemu, libvirt, baremetal`
-        : undefined,
+      iss.code === "invalid_union" ? `provider type must be one of qemu, libvirt, baremetal` : undefined,
   })
   .describe("where the machines come from");
 
@@ -82,7 +81,11 @@ export const NodeSsh = z
   .strictObject({
     port: z.number().int().min(1).max(65535).default(22),
     user: z.string().min(1).optional().describe("defaults to spec.ssh.user"),
-    key: z.string().min(1).optional().describe("private key file; defaults to spec.ssh.key or the lab's own key"),
+    key: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("private key file; defaults to spec.ssh.key or the lab's own key"),
     hostKey: z
       .string()
       .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
@@ -99,8 +102,8 @@ export const NodeSsh = z
   .describe("how to reach a bare-metal host");
 
 export const NodeSpec = z.strictObject({
-  name: dnsLabel("node name", 40),
-  role: z.enum(["master", "worker"]),
+  name: dnsLabel("node name", 40).describe("node (and Kubernetes Node) name"),
+  role: z.enum(["master", "worker"]).describe("master: etcd + lab-server (+ agent); worker: lab-agent"),
   address: Ipv4.optional().describe("static address; planned from spec.network.cidr when omitted (VMs)"),
   resources: ResourceOverrides.optional(),
   ssh: NodeSsh.optional(),
@@ -124,37 +127,53 @@ export const LabSpec = z.strictObject({
     .default("debian-12"),
   network: z
     .strictObject({
-      cidr: Cidr.optional().describe("lab subnet; derived from the lab name when omitted (10.200.0.0/13 pool)"),
+      cidr: Cidr.optional().describe(
+        "lab subnet; derived from the lab name when omitted (10.200.0.0/13 pool)",
+      ),
       gateway: Ipv4.optional().describe("host-side address in the lab subnet; the first address by default"),
       vip: Ipv4.optional().describe("virtual IP of the API server; the 10th address by default"),
     })
     .default({}),
   ssh: z
     .strictObject({
-      user: z.string().min(1).default("lab"),
-      key: z.string().min(1).optional().describe("private key for all nodes; the lab generates its own otherwise"),
+      user: z
+        .string()
+        .min(1)
+        .describe("login user on the nodes (created on VMs, must exist on bare metal)")
+        .default("lab"),
+      key: z
+        .string()
+        .min(1)
+        .optional()
+        .describe("private key for all nodes; the lab generates its own otherwise"),
     })
     .default({ user: "lab" }),
   resources: Resources.default({ cpus: 1, memory: "2Gi", disk: "10Gi" }),
   masters: z
-    .strictObject({ count: MasterCount.default(3), resources: ResourceOverrides.optional() })
+    .strictObject({
+      count: MasterCount.describe("1, 3 or 5 (etcd quorum)").default(3),
+      resources: ResourceOverrides.optional(),
+    })
+    .describe("the control-plane nodes, named master-1..N")
     .optional(),
   workers: z
     .strictObject({
-      count: z.number().int().min(0).max(200).default(2),
+      count: z.number().int().min(0).max(200).describe("number of workers").default(2),
       resources: ResourceOverrides.optional(),
     })
+    .describe("the worker nodes, named worker-1..N")
     .optional(),
   nodes: z.array(NodeSpec).min(1).optional().describe("explicit node list; replaces masters/workers counts"),
   cluster: z
     .strictObject({
-      podCIDR: Cidr.default("10.244.0.0/16"),
-      serviceCIDR: Cidr.default("10.96.0.0/16"),
+      podCIDR: Cidr.describe("pod addresses; each node gets a slice").default("10.244.0.0/16"),
+      serviceCIDR: Cidr.describe("Service ClusterIPs").default("10.96.0.0/16"),
       domain: z
         .string()
         .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
           error: "must be a DNS domain like cluster.local",
         })
+        .describe("cluster DNS domain")
         .default("cluster.local"),
       nodeCIDRMaskSize: z.number().int().min(16).max(28).default(24).describe("size of each node's pod CIDR"),
       podEvictionTimeoutSeconds: z

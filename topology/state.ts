@@ -83,7 +83,11 @@ export class LabState {
   }
 
   async writeJson(file: string, value: unknown, opts: { secret?: boolean } = {}): Promise<void> {
-    await writeFileAtomic(this.path(file), JSON.stringify(value, null, 2) + "\n", opts.secret ? 0o600 : 0o644);
+    await writeFileAtomic(
+      this.path(file),
+      JSON.stringify(value, null, 2) + "\n",
+      opts.secret ? 0o600 : 0o644,
+    );
   }
 
   async writeSecret(file: string, data: string | Uint8Array): Promise<void> {
