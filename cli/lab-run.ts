@@ -21,7 +21,10 @@ import { LabState } from "../topology/state.ts";
 export async function planForUp(lab: Lab, state: LabState): Promise<Plan> {
   const recorded = await state.readJson<Plan>("plan.json");
   if (!lab.spec.network.cidr && recorded?.network.derived) {
-    const pinned: Lab = { ...lab, spec: { ...lab.spec, network: { ...lab.spec.network, cidr: recorded.network.cidr } } };
+    const pinned: Lab = {
+      ...lab,
+      spec: { ...lab.spec, network: { ...lab.spec.network, cidr: recorded.network.cidr } },
+    };
     const p = plan(pinned);
     return { ...p, network: { ...p.network, derived: true } };
   }
@@ -53,7 +56,11 @@ export async function labUp(loaded: LoadedLab, reporter: Reporter, signal?: Abor
 }
 
 /** Removes the lab; works with or without its state directory, and twice in a row. */
-export async function labDown(name: string, reporter: Reporter, fallbackProvider?: Plan["provider"]["type"]): Promise<void> {
+export async function labDown(
+  name: string,
+  reporter: Reporter,
+  fallbackProvider?: Plan["provider"]["type"],
+): Promise<void> {
   const state = new LabState(name);
   const hadState = existsSync(state.dir);
   await state.lock("down");
@@ -70,7 +77,10 @@ export async function labDown(name: string, reporter: Reporter, fallbackProvider
   }
 }
 
-export async function labStatus(name: string, reporter: Reporter): Promise<{ plan?: Plan; machines: MachineStatus[] }> {
+export async function labStatus(
+  name: string,
+  reporter: Reporter,
+): Promise<{ plan?: Plan; machines: MachineStatus[] }> {
   const state = new LabState(name);
   const recorded = await state.readJson<Plan>("plan.json");
   if (!recorded) return { machines: [] };

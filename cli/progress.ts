@@ -87,9 +87,11 @@ function listrReporter(nodes: string[]): CliReporter {
       const name = e.node && nodes.includes(e.node) ? e.node : LAB;
       withTask(name, (t) => {
         t.title = `${name}: ${e.step}${e.message && e.state !== "failed" ? ` (${e.message})` : ""}`;
-        if (e.state === "done" && e.elapsedMs !== undefined) t.output = `${e.step} done in ${(e.elapsedMs / 1000).toFixed(1)} s`;
+        if (e.state === "done" && e.elapsedMs !== undefined)
+          t.output = `${e.step} done in ${(e.elapsedMs / 1000).toFixed(1)} s`;
       });
-      if (e.state === "failed" && !finished.has(name)) settle(name, new Error(`${e.step}: ${e.message ?? "failed"}`));
+      if (e.state === "failed" && !finished.has(name))
+        settle(name, new Error(`${e.step}: ${e.message ?? "failed"}`));
       if (name !== LAB && e.step === "vm.ssh-ready" && (e.state === "done" || e.state === "skipped")) {
         withTask(name, (t) => (t.title = `${name}: ready`));
         settle(name);

@@ -8,12 +8,17 @@ import type { SeedFiles } from "./seed.ts";
 export async function writeSeedIso(path: string, files: SeedFiles): Promise<void> {
   const dir = await mkdtemp(join(dirname(path), ".seed-"));
   try {
-    for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content, { mode: 0o600 });
+    for (const [name, content] of Object.entries(files))
+      await writeFile(join(dir, name), content, { mode: 0o600 });
     const tmp = `${path}.tmp`;
     try {
-      await execa("genisoimage", ["-quiet", "-output", tmp, "-volid", "cidata", "-joliet", "-rock", ...Object.keys(files)], {
-        cwd: dir,
-      });
+      await execa(
+        "genisoimage",
+        ["-quiet", "-output", tmp, "-volid", "cidata", "-joliet", "-rock", ...Object.keys(files)],
+        {
+          cwd: dir,
+        },
+      );
     } catch (err) {
       throw new LabError({
         code: (err as { code?: string }).code === "ENOENT" ? "HOST_TOOL_MISSING" : "SEED_FAILED",

@@ -43,7 +43,9 @@ export function renderSeed(s: SeedInput): SeedFiles {
     ssh_deletekeys: true,
     ssh_genkeytypes: [],
     ssh_keys: {
-      ed25519_private: s.hostKey.privateKey.endsWith("\n") ? s.hostKey.privateKey : s.hostKey.privateKey + "\n",
+      ed25519_private: s.hostKey.privateKey.endsWith("\n")
+        ? s.hostKey.privateKey
+        : s.hostKey.privateKey + "\n",
       ed25519_public: s.hostKey.publicKey.trim(),
     },
   };

@@ -22,7 +22,10 @@ export interface BuildOptions {
 }
 
 /** Returns the cached image for the recipe, building it first when it is not there. */
-export async function buildImage(recipe: Recipe, opts: BuildOptions): Promise<CachedImage & { cached: boolean }> {
+export async function buildImage(
+  recipe: Recipe,
+  opts: BuildOptions,
+): Promise<CachedImage & { cached: boolean }> {
   const cacheDir = opts.cacheDir ?? imageCacheDir();
   const key = recipeKey(recipe);
   const existing = await readImage(key, cacheDir);
@@ -38,7 +41,9 @@ export async function buildImage(recipe: Recipe, opts: BuildOptions): Promise<Ca
     const out = join(work, "out");
     await mkdir(out);
     const run = (id: string, cmd: string, args: string[], message?: string) =>
-      step(opts.reporter, id, () => exec(cmd, args, opts.signal), { message: message ?? `${cmd} ${args[0] ?? ""}` });
+      step(opts.reporter, id, () => exec(cmd, args, opts.signal), {
+        message: message ?? `${cmd} ${args[0] ?? ""}`,
+      });
 
     await run(
       "image.debootstrap",
@@ -54,7 +59,12 @@ export async function buildImage(recipe: Recipe, opts: BuildOptions): Promise<Ca
       `debootstrap ${recipe.suite} with ${recipe.packages.length} packages (about 1-2 minutes)`,
     );
     await step(opts.reporter, "image.configure", () => configureRootfs(rootfs, opts.signal));
-    await run("image.initrd", "chroot", [rootfs, "update-initramfs", "-u", "-k", "all"], "small initrd (virtio only)");
+    await run(
+      "image.initrd",
+      "chroot",
+      [rootfs, "update-initramfs", "-u", "-k", "all"],
+      "small initrd (virtio only)",
+    );
     const { kernel, initrd } = await step(opts.reporter, "image.kernel", () => copyKernel(rootfs, out));
     await step(opts.reporter, "image.trim", () => trimRootfs(rootfs));
     const raw = join(work, "root.raw");
@@ -64,7 +74,12 @@ export async function buildImage(recipe: Recipe, opts: BuildOptions): Promise<Ca
       ["-q", "-F", "-L", "labroot", "-d", rootfs, raw, `${recipe.rootSizeMiB}M`],
       "ext4 filesystem from the rootfs",
     );
-    await run("image.qcow2", "qemu-img", ["convert", "-O", "qcow2", raw, join(out, "disk.qcow2")], "qcow2 base");
+    await run(
+      "image.qcow2",
+      "qemu-img",
+      ["convert", "-O", "qcow2", raw, join(out, "disk.qcow2")],
+      "qcow2 base",
+    );
     await rm(raw, { force: true });
     const manifest: ImageManifest = {
       key,
@@ -98,7 +113,11 @@ async function debCacheDir(cacheDir: string): Promise<string> {
 
 async function exec(cmd: string, args: string[], signal?: AbortSignal): Promise<void> {
   try {
-    await execa(cmd, args, { cancelSignal: signal, stdin: "ignore", env: { DEBIAN_FRONTEND: "noninteractive" } });
+    await execa(cmd, args, {
+      cancelSignal: signal,
+      stdin: "ignore",
+      env: { DEBIAN_FRONTEND: "noninteractive" },
+    });
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; shortMessage?: string; code?: string };
     if (e.code === "ENOENT") {
@@ -143,8 +162,14 @@ async function configureRootfs(rootfs: string, signal?: AbortSignal): Promise<vo
 async function copyKernel(rootfs: string, out: string): Promise<{ kernel: string; initrd: string }> {
   const boot = join(rootfs, "boot");
   const files = await readdir(boot);
-  const kernel = files.filter((f) => f.startsWith("vmlinuz-")).sort().pop();
-  const initrd = files.filter((f) => f.startsWith("initrd.img-")).sort().pop();
+  const kernel = files
+    .filter((f) => f.startsWith("vmlinuz-"))
+    .sort()
+    .pop();
+  const initrd = files
+    .filter((f) => f.startsWith("initrd.img-"))
+    .sort()
+    .pop();
   if (!kernel || !initrd) throw new Error(`no kernel/initrd in ${boot}: ${files.join(", ")}`);
   await copyFile(join(boot, kernel), join(out, "vmlinuz"));
   await copyFile(join(boot, initrd), join(out, "initrd.img"));

@@ -36,12 +36,18 @@ export async function trySsh(t: SshTarget, timeoutMs = 8000): Promise<AttemptRes
     c.on("ready", () => {
       c.exec("true", (err, stream) => {
         if (err) return done({ ok: false, error: err.message });
-        stream.on("close", (code: number) => done(code === 0 ? { ok: true } : { ok: false, error: `exit ${code}` }));
+        stream.on("close", (code: number) =>
+          done(code === 0 ? { ok: true } : { ok: false, error: `exit ${code}` }),
+        );
         stream.resume();
       });
     });
     c.on("error", (err) =>
-      done({ ok: false, error: mismatch ? "host key does not match the pinned key" : err.message, hostKeyMismatch: mismatch }),
+      done({
+        ok: false,
+        error: mismatch ? "host key does not match the pinned key" : err.message,
+        hostKeyMismatch: mismatch,
+      }),
     );
     c.on("close", () => done({ ok: false, error: "connection closed" }));
     c.connect({
@@ -68,7 +74,13 @@ export interface ReadinessHints {
 /** Polls until SSH works with the pinned key, or throws NOT_READY_SSH explaining what is stuck. */
 export async function waitSshReady(
   t: SshTarget,
-  opts: { timeoutMs: number; intervalMs?: number; signal?: AbortSignal; hints?: ReadinessHints; onAttempt?: (r: AttemptResult) => void },
+  opts: {
+    timeoutMs: number;
+    intervalMs?: number;
+    signal?: AbortSignal;
+    hints?: ReadinessHints;
+    onAttempt?: (r: AttemptResult) => void;
+  },
 ): Promise<number> {
   const started = Date.now();
   let last: AttemptResult = { ok: false, error: "no attempt yet" };
@@ -89,7 +101,12 @@ export async function waitSshReady(
       (last.ok === false && last.hostKeyMismatch
         ? "presented a host key that is not the pinned one"
         : `not reachable after ${Math.round((Date.now() - started) / 1000)} s (last error: ${reason})`) +
-      (tail ? `\nlast console lines:\n${tail.split("\n").map((l) => "  | " + l).join("\n")}` : ""),
+      (tail
+        ? `\nlast console lines:\n${tail
+            .split("\n")
+            .map((l) => "  | " + l)
+            .join("\n")}`
+        : ""),
     where: opts.hints?.consoleLog ? `console log ${opts.hints.consoleLog}` : t.node,
     fix: opts.hints?.consoleLog
       ? `look at the console log (lab logs ${t.node} --console); under TCG a loaded host needs longer (LAB_SSH_TIMEOUT=seconds)`

@@ -22,7 +22,14 @@ export function registerImage(program: Command): void {
       } finally {
         await reporter.close();
       }
-      if (g.json) printJson({ type: "result", key: img.key, cached: img.cached, dir: img.dir, sizeBytes: img.sizeBytes });
+      if (g.json)
+        printJson({
+          type: "result",
+          key: img.key,
+          cached: img.cached,
+          dir: img.dir,
+          sizeBytes: img.sizeBytes,
+        });
       else
         process.stdout.write(
           `${img.key} ${img.cached ? "(cached)" : `built in ${img.buildSeconds} s`}: ${img.dir} (${mib(img.sizeBytes)})\n`,
@@ -35,11 +42,20 @@ export function registerImage(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const images = await listImages();
       if (g.json) {
-        printJson(images.map(({ key, recipe, builtAt, sizeBytes, dir }) => ({ key, recipe, builtAt, sizeBytes, dir })));
+        printJson(
+          images.map(({ key, recipe, builtAt, sizeBytes, dir }) => ({
+            key,
+            recipe,
+            builtAt,
+            sizeBytes,
+            dir,
+          })),
+        );
         return;
       }
       if (images.length === 0) process.stdout.write(`no images in ${imageCacheDir()} (lab image build)\n`);
-      for (const i of images) process.stdout.write(`${i.key}  ${i.recipe}  ${i.builtAt}  ${mib(i.sizeBytes)}\n`);
+      for (const i of images)
+        process.stdout.write(`${i.key}  ${i.recipe}  ${i.builtAt}  ${mib(i.sizeBytes)}\n`);
     });
   image
     .command("rm <KEY|RECIPE>")
@@ -51,7 +67,11 @@ export function registerImage(program: Command): void {
         removed = await removeImages(recipeKey(await loadRecipe(which)));
       }
       if (removed.length === 0) {
-        throw new LabError({ code: "IMAGE_NOT_CACHED", what: `no cached image matches "${which}"`, fix: "see `lab image ls`" });
+        throw new LabError({
+          code: "IMAGE_NOT_CACHED",
+          what: `no cached image matches "${which}"`,
+          fix: "see `lab image ls`",
+        });
       }
       if (g.json) printJson({ removed });
       else process.stdout.write(`removed ${removed.join(", ")}\n`);

@@ -8,18 +8,27 @@ import { resolveLabName } from "./lab-name.ts";
 /** OpenSSH arguments that log into a machine with the lab's key and its pinned host key only. */
 export function sshArgs(state: LabState, m: Machine, command: string[]): string[] {
   return [
-    "-i", m.ssh.privateKeyPath,
-    "-o", "IdentitiesOnly=yes",
-    "-o", `UserKnownHostsFile=${state.path("ssh", "known_hosts")}`,
-    "-o", "StrictHostKeyChecking=yes",
-    "-o", "LogLevel=ERROR",
-    "-p", String(m.ssh.port),
+    "-i",
+    m.ssh.privateKeyPath,
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    `UserKnownHostsFile=${state.path("ssh", "known_hosts")}`,
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "LogLevel=ERROR",
+    "-p",
+    String(m.ssh.port),
     `${m.ssh.user}@${m.ssh.host}`,
     ...(command.length ? ["--", ...command] : []),
   ];
 }
 
-export async function findMachine(labName: string, node: string): Promise<{ state: LabState; machine: Machine }> {
+export async function findMachine(
+  labName: string,
+  node: string,
+): Promise<{ state: LabState; machine: Machine }> {
   const state = new LabState(labName);
   const machines = (await state.readJson<Machine[]>("machines.json")) ?? [];
   const machine = machines.find((m) => m.name === node);

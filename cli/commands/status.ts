@@ -18,16 +18,30 @@ export function registerStatus(program: Command): void {
         return { name: m.name, role: node?.role, address: node?.address, state: m.state, detail: m.detail };
       });
       if (g.json) {
-        printJson({ lab: labName, exists: plan !== undefined, provider: plan?.provider.type, machines: rows });
+        printJson({
+          lab: labName,
+          exists: plan !== undefined,
+          provider: plan?.provider.type,
+          machines: rows,
+        });
         return;
       }
       if (!plan) {
         process.stdout.write(`lab ${labName} does not exist (no state); \`lab up\` creates it\n`);
         return;
       }
-      const table = [["NODE", "ROLE", "STATE", "DETAIL"], ...rows.map((r) => [r.name, r.role ?? "", r.state, r.detail ?? ""])];
+      const table = [
+        ["NODE", "ROLE", "STATE", "DETAIL"],
+        ...rows.map((r) => [r.name, r.role ?? "", r.state, r.detail ?? ""]),
+      ];
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
       process.stdout.write(`lab ${labName} (${plan.provider.type}, ${plan.network.cidr})\n`);
-      for (const r of table) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
+      for (const r of table)
+        process.stdout.write(
+          r
+            .map((c, i) => c.padEnd(widths[i]!))
+            .join("  ")
+            .trimEnd() + "\n",
+        );
     });
 }

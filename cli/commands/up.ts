@@ -13,7 +13,9 @@ export function registerUp(program: Command): void {
     .action(async (opts: { file?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const loaded = await loadTopology(opts.file);
-      const nodes = (await planForUp(loaded.lab, new LabState(loaded.lab.metadata.name))).nodes.map((n) => n.name);
+      const nodes = (await planForUp(loaded.lab, new LabState(loaded.lab.metadata.name))).nodes.map(
+        (n) => n.name,
+      );
       const reporter = createReporter({ json: g.json, nodes });
       const abort = new AbortController();
       const onSignal = () => abort.abort(new Error("interrupted"));
@@ -29,7 +31,11 @@ export function registerUp(program: Command): void {
       }
       const { plan, machines } = result;
       if (g.json) {
-        printJson({ type: "result", lab: plan.lab, machines: machines.map(({ name, role, address }) => ({ name, role, address })) });
+        printJson({
+          type: "result",
+          lab: plan.lab,
+          machines: machines.map(({ name, role, address }) => ({ name, role, address })),
+        });
       } else {
         process.stdout.write(
           `lab ${plan.lab} is up: ${machines.map((m) => `${m.name} ${m.address}`).join(", ")}\n` +

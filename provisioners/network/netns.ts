@@ -6,7 +6,16 @@
 import { existsSync } from "node:fs";
 import { execa } from "execa";
 import { LabError } from "../../topology/errors.ts";
-import { BRIDGE, hostVethName, linkAlias, netnsName, overlappingRoutes, tapName, UPLINK, type HostRoute } from "./names.ts";
+import {
+  BRIDGE,
+  hostVethName,
+  linkAlias,
+  netnsName,
+  overlappingRoutes,
+  tapName,
+  UPLINK,
+  type HostRoute,
+} from "./names.ts";
 
 export interface LabNetworkSpec {
   lab: string;
@@ -23,7 +32,10 @@ async function ip(args: string[]): Promise<string> {
     throw new LabError({
       code: e.code === "ENOENT" ? "HOST_TOOL_MISSING" : "NETWORK_FAILED",
       what: `ip ${args.join(" ")} failed: ${(e.stderr ?? String(err)).trim()}`,
-      fix: e.code === "ENOENT" ? "install iproute2 (`lab doctor --fix`)" : "lab networking needs root (CAP_NET_ADMIN)",
+      fix:
+        e.code === "ENOENT"
+          ? "install iproute2 (`lab doctor --fix`)"
+          : "lab networking needs root (CAP_NET_ADMIN)",
       source: "host",
     });
   }
@@ -31,7 +43,10 @@ async function ip(args: string[]): Promise<string> {
 
 export async function hostRoutes(): Promise<HostRoute[]> {
   const out = await ip(["-j", "-4", "route", "show", "table", "main"]);
-  return (JSON.parse(out || "[]") as { dst: string; dev?: string }[]).map((r) => ({ dst: r.dst, dev: r.dev }));
+  return (JSON.parse(out || "[]") as { dst: string; dev?: string }[]).map((r) => ({
+    dst: r.dst,
+    dev: r.dev,
+  }));
 }
 
 export function netnsExists(lab: string): boolean {

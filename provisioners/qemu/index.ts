@@ -77,7 +77,9 @@ async function resolveImage(ctx: ProvisionContext): Promise<BootImage> {
         fix: "give the path of a cloud image with cloud-init (qcow2 or raw), or debian-12 for the built-in image",
       });
     }
-    const info = JSON.parse((await execa("qemu-img", ["info", "--output=json", path])).stdout) as { format: string };
+    const info = JSON.parse((await execa("qemu-img", ["info", "--output=json", path])).stdout) as {
+      format: string;
+    };
     return { disk: path, format: info.format };
   }
   const recipe = await loadRecipe(image);
@@ -93,7 +95,11 @@ async function consoleTail(path: string, lines = 15): Promise<string> {
   try {
     // Console output is full of carriage returns and escape sequences; keep the readable part.
     const text = (await readFile(path, "utf8")).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
-    return text.split("\n").filter((l) => l.trim()).slice(-lines).join("\n");
+    return text
+      .split("\n")
+      .filter((l) => l.trim())
+      .slice(-lines)
+      .join("\n");
   } catch {
     return "(no console output yet)";
   }
@@ -114,11 +120,22 @@ async function createVm(
     name: node.name,
     role: node.role,
     address: node.address,
-    ssh: { host: node.address, port: 22, user: node.ssh.user, privateKeyPath: labKey.privateKeyPath, hostKey: hostKey.publicKey },
+    ssh: {
+      host: node.address,
+      port: 22,
+      user: node.ssh.user,
+      privateKeyPath: labKey.privateKeyPath,
+      hostKey: hostKey.publicKey,
+    },
   };
   const existingPid = running.get(node.name);
   if (existingPid) {
-    reporter.event({ step: "vm.start", node: node.name, state: "skipped", message: `already running (pid ${existingPid})` });
+    reporter.event({
+      step: "vm.start",
+      node: node.name,
+      state: "skipped",
+      message: `already running (pid ${existingPid})`,
+    });
   } else {
     await step(
       reporter,
@@ -128,7 +145,16 @@ async function createVm(
         const tap = await ensureTap(plan.lab, node.index);
         if (!existsSync(p.disk)) {
           await execa("qemu-img", [
-            "create", "-q", "-f", "qcow2", "-F", image.format, "-b", image.disk, p.disk, `${node.diskMiB}M`,
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            image.format,
+            "-b",
+            image.disk,
+            p.disk,
+            `${node.diskMiB}M`,
           ]);
         }
         await writeSeedIso(
@@ -219,9 +245,19 @@ export const qemuProvisioner: Provisioner = {
     if (decision.notice) reporter.notice(decision.notice);
     const image = await step(reporter, "image", () => resolveImage(ctx), { message: `image ${plan.image}` });
     const labKey = await ensureLabSshKey(state);
-    await step(reporter, "network", () =>
-      ensureLabNetwork({ lab: plan.lab, cidr: plan.network.cidr, prefix: plan.network.prefix, gateway: plan.network.gateway }),
-      { message: `namespace ${plan.network.netns}, gateway ${plan.network.gateway} on ${plan.network.hostVeth}` },
+    await step(
+      reporter,
+      "network",
+      () =>
+        ensureLabNetwork({
+          lab: plan.lab,
+          cidr: plan.network.cidr,
+          prefix: plan.network.prefix,
+          gateway: plan.network.gateway,
+        }),
+      {
+        message: `namespace ${plan.network.netns}, gateway ${plan.network.gateway} on ${plan.network.hostVeth}`,
+      },
     );
     const running = new Map((await findVmProcesses(plan.lab)).map((v) => [v.node, v.pid]));
     const machines = await Promise.all(
@@ -229,7 +265,8 @@ export const qemuProvisioner: Provisioner = {
     );
     await state.writeSecret(
       "ssh/known_hosts",
-      machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") + "\n",
+      machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") +
+        "\n",
     );
     return machines;
   },

@@ -31,7 +31,11 @@ export async function findVmProcesses(lab: string): Promise<VmProcess[]> {
       const stat = await readFile(`/proc/${entry}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       const startTicks = Number(fields[19]);
-      out.push({ pid: Number(entry), node, uptimeSeconds: Math.max(0, Math.round(uptime - startTicks / ticks)) });
+      out.push({
+        pid: Number(entry),
+        node,
+        uptimeSeconds: Math.max(0, Math.round(uptime - startTicks / ticks)),
+      });
     } catch {
       // the process ended while we looked
     }

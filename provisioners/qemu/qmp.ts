@@ -25,7 +25,12 @@ export async function qmpCommand(
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
         if (!line) continue;
-        const msg = JSON.parse(line) as { QMP?: unknown; return?: Record<string, unknown>; error?: { desc: string }; event?: string };
+        const msg = JSON.parse(line) as {
+          QMP?: unknown;
+          return?: Record<string, unknown>;
+          error?: { desc: string };
+          event?: string;
+        };
         if (msg.event) continue;
         if (phase === "greeting" && msg.QMP) {
           phase = "caps";
