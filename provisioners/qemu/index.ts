@@ -12,7 +12,7 @@ import { writeSeedIso } from "../../cloud-init/iso.ts";
 import { buildImage } from "../../images/build.ts";
 import { isImagePath, loadRecipe } from "../../images/recipe.ts";
 import { LabError } from "../../topology/errors.ts";
-import type { Plan, PlannedNode } from "../../topology/plan.ts";
+import type { PlannedNode } from "../../topology/plan.ts";
 import { step } from "../../topology/progress.ts";
 import type { LabState } from "../../topology/state.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
@@ -94,6 +94,7 @@ async function resolveImage(ctx: ProvisionContext): Promise<BootImage> {
 async function consoleTail(path: string, lines = 15): Promise<string> {
   try {
     // Console output is full of carriage returns and escape sequences; keep the readable part.
+    // eslint-disable-next-line no-control-regex -- stripping terminal escapes is the point
     const text = (await readFile(path, "utf8")).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
     return text
       .split("\n")
