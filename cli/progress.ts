@@ -24,6 +24,11 @@ export function createReporter(opts: ReporterOptions = {}): CliReporter {
   return tty ? listrReporter(opts.nodes ?? []) : plainReporter();
 }
 
+/** The final result of a streaming command under --json: one line, like the events before it. */
+export function printResultLine(value: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify({ type: "result", ...value }) + "\n");
+}
+
 function describe(e: StepEvent): string {
   const secs = e.elapsedMs !== undefined ? ` (${(e.elapsedMs / 1000).toFixed(1)} s)` : "";
   const msg = e.message ? `: ${e.message}` : "";

@@ -4,8 +4,8 @@ import { loadTopology } from "../../topology/load.ts";
 import type { Provider } from "../../topology/schema.ts";
 import { LabState } from "../../topology/state.ts";
 import { labDown } from "../lab-run.ts";
-import { printJson, type GlobalOptions } from "../output.ts";
-import { createReporter } from "../progress.ts";
+import type { GlobalOptions } from "../output.ts";
+import { createReporter, printResultLine } from "../progress.ts";
 
 export function registerDown(program: Command): void {
   program
@@ -25,7 +25,7 @@ export function registerDown(program: Command): void {
       const reporter = createReporter({ json: g.json, tty: false });
       await labDown(labName, reporter, provider);
       await reporter.close();
-      if (g.json) printJson({ type: "result", lab: labName, removed: true, hadState: existed });
+      if (g.json) printResultLine({ lab: labName, removed: true, hadState: existed });
       else process.stdout.write(`lab ${labName} is down\n`);
     });
 }

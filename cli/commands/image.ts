@@ -4,7 +4,7 @@ import { buildImage } from "../../images/build.ts";
 import { loadRecipe, recipeKey } from "../../images/recipe.ts";
 import { LabError } from "../../topology/errors.ts";
 import { printJson, type GlobalOptions } from "../output.ts";
-import { createReporter } from "../progress.ts";
+import { createReporter, printResultLine } from "../progress.ts";
 
 export function registerImage(program: Command): void {
   const image = program.command("image").description("guest base images: build, list, remove");
@@ -23,8 +23,7 @@ export function registerImage(program: Command): void {
         await reporter.close();
       }
       if (g.json)
-        printJson({
-          type: "result",
+        printResultLine({
           key: img.key,
           cached: img.cached,
           dir: img.dir,

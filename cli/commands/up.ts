@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { loadTopology } from "../../topology/load.ts";
 import { planForUp, labUp } from "../lab-run.ts";
-import { printJson, type GlobalOptions } from "../output.ts";
-import { createReporter } from "../progress.ts";
+import type { GlobalOptions } from "../output.ts";
+import { createReporter, printResultLine } from "../progress.ts";
 import { LabState } from "../../topology/state.ts";
 
 export function registerUp(program: Command): void {
@@ -31,8 +31,7 @@ export function registerUp(program: Command): void {
       }
       const { plan, machines } = result;
       if (g.json) {
-        printJson({
-          type: "result",
+        printResultLine({
           lab: plan.lab,
           machines: machines.map(({ name, role, address }) => ({ name, role, address })),
         });
