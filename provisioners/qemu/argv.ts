@@ -8,6 +8,8 @@ export interface VmSpec {
   lab: string;
   node: string;
   accel: Accel;
+  /** TCG CPU model (default `max`: every feature TCG can emulate). */
+  cpuModel?: string;
   cpus: number;
   memoryMiB: number;
   /** The VM's qcow2 overlay. */
@@ -33,7 +35,7 @@ export function qemuArgv(vm: VmSpec): string[] {
     vm.accel === "kvm"
       ? ["-accel", "kvm", "-cpu", "host"]
       : // tb-size=64: the default translation cache makes each QEMU ~1.3 GB RSS; 64 MiB gives ~350 MB.
-        ["-accel", "tcg,thread=multi,tb-size=64", "-cpu", "max"];
+        ["-accel", "tcg,thread=multi,tb-size=64", "-cpu", vm.cpuModel ?? "max"];
   const boot = vm.kernel
     ? ["-kernel", vm.kernel.path, "-initrd", vm.kernel.initrd, "-append", vm.kernel.cmdline]
     : [];

@@ -178,6 +178,7 @@ async function createVm(
           lab: plan.lab,
           node: node.name,
           accel,
+          ...(process.env.LAB_QEMU_CPU ? { cpuModel: process.env.LAB_QEMU_CPU } : {}),
           cpus: node.cpus,
           memoryMiB: node.memoryMiB,
           disk: p.disk,
