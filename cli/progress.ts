@@ -106,6 +106,7 @@ function listrReporter(nodes: string[]): CliReporter {
       withTask(LAB, (t) => (t.output = message));
     },
     async close() {
+      if (!finished.has(LAB)) withTask(LAB, (t) => (t.title = `${LAB}: done`));
       for (const n of names) if (!finished.has(n)) settle(n);
       await running;
     },

@@ -95,8 +95,11 @@ export async function buildImage(
     // The base must never change under the overlays built on it.
     await chmod(join(out, "disk.qcow2"), 0o444);
     const final = join(cacheDir, key);
-    await rm(final, { recursive: true, force: true });
-    await rename(out, final);
+    // Another build of the same key may have finished meanwhile; labs may already use it.
+    if (!(await readImage(key, cacheDir))) {
+      await rm(final, { recursive: true, force: true });
+      await rename(out, final);
+    }
     const img = await readImage(key, cacheDir);
     if (!img) throw new Error(`image ${key} vanished after the build`);
     return { ...img, cached: false };
