@@ -96,7 +96,7 @@ export async function buildImage(
     await chmod(join(out, "disk.qcow2"), 0o444);
     const final = join(cacheDir, key);
     // Another build of the same key may have finished meanwhile; labs may already use it.
-    if (!(await readImage(key, cacheDir))) {
+    if (opts.force || !(await readImage(key, cacheDir))) {
       await rm(final, { recursive: true, force: true });
       await rename(out, final);
     }
