@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { LabError } from "../../topology/errors.ts";
 import { loadTopology } from "../../topology/load.ts";
 import { planForUp, labUp } from "../lab-run.ts";
 import type { GlobalOptions } from "../output.ts";
@@ -24,6 +25,14 @@ export function registerUp(program: Command): void {
       let result: Awaited<ReturnType<typeof labUp>>;
       try {
         result = await labUp(loaded, reporter, abort.signal);
+      } catch (err) {
+        if (!abort.signal.aborted) throw err;
+        throw new LabError({
+          code: "INTERRUPTED",
+          what: "lab up was interrupted; the VMs started so far keep running",
+          fix: `run \`lab up\` again to converge, or \`lab down ${loaded.lab.metadata.name}\` to remove everything`,
+          source: "user",
+        });
       } finally {
         await reporter.close();
         process.off("SIGINT", onSignal);
