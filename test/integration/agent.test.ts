@@ -1,0 +1,231 @@
+/**
+ * lab-agent against a real containerd (in its own network namespace) with the project's own
+ * pause and sample images: pods run, restart with back-off, hit their memory limit, fail
+ * probes, go away without leftovers, and survive an agent restart without duplicates.
+ */
+import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
+import { existsSync, readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SAMPLE_IMAGE } from "../../images/oci/build.ts";
+import type { AgentEvent, PodStatusSink } from "../../node/agent.ts";
+import { PodAgent } from "../../node/agent.ts";
+import { POD_UID } from "../../node/labels.ts";
+import type { TestNode } from "./agent-node.ts";
+import { startTestNode } from "./agent-node.ts";
+
+class RecordingSink implements PodStatusSink {
+  statuses = new Map<string, V1PodStatus[]>();
+  terminated = new Set<string>();
+  async podStatus(pod: V1Pod, status: V1PodStatus): Promise<void> {
+    const name = pod.metadata!.name!;
+    this.statuses.set(name, [...(this.statuses.get(name) ?? []), status]);
+  }
+  async podTerminated(pod: V1Pod): Promise<void> {
+    this.terminated.add(pod.metadata!.name!);
+  }
+  latest(name: string): V1PodStatus | undefined {
+    return this.statuses.get(name)?.at(-1);
+  }
+}
+
+async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let n = 0;
+function pod(name: string, containers: V1Container[], spec: Partial<V1Pod["spec"]> = {}): V1Pod {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace: "default", uid: `00000000-0000-4000-8000-${String(++n).padStart(12, "0")}` },
+    spec: { containers, terminationGracePeriodSeconds: 2, ...spec },
+  };
+}
+
+const sample = (extra: Partial<V1Container> = {}): V1Container => ({
+  name: "web",
+  image: SAMPLE_IMAGE,
+  ports: [{ containerPort: 8080, name: "http" }],
+  ...extra,
+});
+
+describe("lab-agent on containerd", () => {
+  let node: TestNode;
+  let agent: PodAgent;
+  const sink = new RecordingSink();
+  const events: AgentEvent[] = [];
+  let pods: V1Pod[] = [];
+
+  const newAgent = (): PodAgent =>
+    new PodAgent({
+      cri: node.cri,
+      sink,
+      nodeName: "node-1",
+      cgroupRoot: node.cgroupRoot,
+      logRoot: node.logRoot,
+      backoff: { initialMs: 400, maxMs: 5000, resetAfterMs: 600_000 },
+      resyncMs: 300,
+      probeSecondMs: 200,
+      onEvent: (e) => events.push(e),
+    });
+  const apply = (...p: V1Pod[]): void => {
+    pods = [...pods.filter((x) => !p.some((y) => y.metadata!.uid === x.metadata!.uid)), ...p];
+    agent.setPods(pods);
+  };
+
+  beforeAll(async () => {
+    node = await startTestNode();
+    agent = newAgent();
+    agent.setServices([
+      { metadata: { name: "my-db", namespace: "default" }, spec: { clusterIP: "10.96.0.10", ports: [{ port: 5432, name: "pg" }] } },
+    ]);
+    await agent.start();
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await node?.destroy();
+  });
+
+  const web = pod("web-1", [
+    sample({
+      resources: { limits: { cpu: "500m", memory: "64Mi" } },
+      env: [{ name: "GREETING", value: "hi $(MY_DB_SERVICE_HOST)" }],
+      readinessProbe: { httpGet: { path: "/", port: "http" as never }, periodSeconds: 1 },
+    }),
+  ]);
+
+  it("runs a pod: the sample httpd answers with the pod name, limits and service env applied", async () => {
+    apply(web);
+    const st = await until("web-1 ready", () => {
+      const s = sink.latest("web-1");
+      return s?.conditions?.find((c) => c.type === "Ready")?.status === "True" && s;
+    });
+    expect(st.phase).toBe("Running");
+    expect(st.podIP).toMatch(new RegExp(`^${node.podCidr.split(".").slice(0, 3).join("\\.")}\\.`));
+    const body = await node.inNetns(["busybox", "wget", "-qO-", `http://${st.podIP}:8080/`]);
+    expect(body.trim()).toBe("web-1");
+
+    const cid = st.containerStatuses![0]!.containerID!.replace("containerd://", "");
+    const env = (await node.cri.execSync(cid, ["env"], 5)).stdout.toString();
+    expect(env).toContain("MY_DB_SERVICE_HOST=10.96.0.10");
+    expect(env).toContain("MY_DB_SERVICE_PORT=5432");
+    expect(env).toContain("GREETING=hi 10.96.0.10");
+    const cg = `/sys/fs/cgroup/cpu${node.cgroupRoot}/pod${web.metadata!.uid}/${cid}`;
+    expect(readFileSync(`${cg}/cpu.cfs_quota_us`, "utf8").trim()).toBe("50000");
+    const mem = `/sys/fs/cgroup/memory${node.cgroupRoot}/pod${web.metadata!.uid}/${cid}`;
+    expect(readFileSync(`${mem}/memory.limit_in_bytes`, "utf8").trim()).toBe(String(64 * 2 ** 20));
+  });
+
+  it("restarts a crashing container with growing back-off (CrashLoopBackOff)", async () => {
+    apply(pod("crash-1", [{ name: "crash", image: SAMPLE_IMAGE, command: ["sh", "-c", "exit 3"] }]));
+    const st = await until(
+      "restartCount >= 3",
+      () => {
+        const s = sink.latest("crash-1");
+        return (s?.containerStatuses?.[0]?.restartCount ?? 0) >= 3 && s;
+      },
+      40_000,
+    );
+    const cs = st.containerStatuses![0]!;
+    expect(cs.lastState?.terminated?.exitCode).toBe(3);
+    const waits = sink.statuses.get("crash-1")!.map((s) => s.containerStatuses?.[0]?.state?.waiting?.reason);
+    expect(waits).toContain("CrashLoopBackOff");
+    // back-off doubles: the gaps between starts grow
+    const uid = pods.find((p) => p.metadata!.name === "crash-1")!.metadata!.uid!;
+    const runs = (await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } })).length;
+    expect(runs).toBeLessThanOrEqual(2); // older attempts are garbage-collected
+  });
+
+  it("reports a memory hog over its limit as OOMKilled", async () => {
+    apply(
+      pod(
+        "hog-1",
+        [
+          {
+            name: "hog",
+            image: SAMPLE_IMAGE,
+            command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
+            resources: { limits: { memory: "32Mi" } },
+          },
+        ],
+        { restartPolicy: "Never" },
+      ),
+    );
+    const st = await until("hog-1 failed", () => {
+      const s = sink.latest("hog-1");
+      return s?.phase === "Failed" && s;
+    });
+    expect(st.containerStatuses![0]!.state!.terminated!.reason).toBe("OOMKilled");
+    expect(st.containerStatuses![0]!.state!.terminated!.exitCode).toBe(137);
+  });
+
+  it("keeps a pod unready while its readiness probe fails, and restarts on liveness failure", async () => {
+    apply(
+      pod("probed-1", [
+        sample({ readinessProbe: { tcpSocket: { port: 9999 as never }, periodSeconds: 1, failureThreshold: 1 } }),
+        {
+          name: "sick",
+          image: SAMPLE_IMAGE,
+          command: ["sleep", "3600"],
+          livenessProbe: { exec: { command: ["cat", "/tmp/healthy"] }, periodSeconds: 1, failureThreshold: 2 },
+        },
+      ]),
+    );
+    const st = await until(
+      "sick restarted by liveness",
+      () => {
+        const s = sink.latest("probed-1");
+        return (s?.containerStatuses?.[1]?.restartCount ?? 0) >= 1 && s;
+      },
+      40_000,
+    );
+    expect(st.phase).toBe("Running");
+    expect(st.containerStatuses![0]!.state!.running).toBeDefined();
+    expect(st.containerStatuses![0]!.ready).toBe(false);
+    expect(st.conditions!.find((c) => c.type === "Ready")!.status).toBe("False");
+    expect(events.some((e) => e.kind === "unhealthy" && e.container === "sick")).toBe(true);
+  });
+
+  it("adopts running containers after an agent restart without starting anything twice", async () => {
+    const before = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map((c) => c.id);
+    const sandboxesBefore = (await node.cri.listPodSandbox()).length;
+    await agent.stop();
+    agent = newAgent();
+    agent.setPods(pods);
+    await agent.start();
+    await agent.sync();
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map((c) => c.id);
+    expect(after).toEqual(before);
+    expect((await node.cri.listPodSandbox()).length).toBe(sandboxesBefore);
+    const st = await until("web-1 ready again", () => {
+      const s = sink.latest("web-1");
+      return s?.conditions?.find((c) => c.type === "Ready")?.status === "True" && s;
+    });
+    expect(st.containerStatuses![0]!.restartCount).toBe(0);
+  });
+
+  it("deleting a pod removes its sandbox, containers and pod cgroup", async () => {
+    const uid = web.metadata!.uid!;
+    expect(existsSync(`/sys/fs/cgroup/memory${node.cgroupRoot}/pod${uid}`)).toBe(true);
+    apply({ ...web, metadata: { ...web.metadata, deletionTimestamp: new Date(), deletionGracePeriodSeconds: 2 } });
+    await until("web-1 terminated", () => sink.terminated.has("web-1"), 30_000);
+    expect(await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } })).toEqual([]);
+    expect(await node.cri.listPodSandbox({ [POD_UID]: uid })).toEqual([]);
+    for (const h of ["memory", "cpu", "pids", "systemd"]) {
+      expect(existsSync(`/sys/fs/cgroup/${h}${node.cgroupRoot}/pod${uid}`)).toBe(false);
+    }
+    // and a pod dropped from the desired set entirely is torn down too
+    pods = [];
+    agent.setPods([]);
+    await until("no sandboxes left", async () => false, 1).catch(() => {});
+    await until("all gone", () => events.length > 0 && true);
+  });
+});
