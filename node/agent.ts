@@ -70,10 +70,17 @@ export class PodAgent {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private nextSyncAt: number | undefined;
-  private readonly o: Required<Pick<AgentOptions, "cgroupRoot" | "backoff" | "resyncMs" | "probeSecondMs">> & AgentOptions;
+  private readonly o: Required<Pick<AgentOptions, "cgroupRoot" | "backoff" | "resyncMs" | "probeSecondMs">> &
+    AgentOptions;
 
   constructor(options: AgentOptions) {
-    this.o = { cgroupRoot: "/lab-pods", backoff: KUBELET_BACKOFF, resyncMs: 2000, probeSecondMs: 1000, ...options };
+    this.o = {
+      cgroupRoot: "/lab-pods",
+      backoff: KUBELET_BACKOFF,
+      resyncMs: 2000,
+      probeSecondMs: 1000,
+      ...options,
+    };
   }
 
   /** The full set of pods bound to this node (pods being deleted included, with deletionTimestamp). */
@@ -153,7 +160,10 @@ export class PodAgent {
   /** Everything the runtime has that this agent made, grouped by pod UID. */
   private async observe(): Promise<Map<string, ObservedPod>> {
     const cri = this.o.cri;
-    const [sandboxes, containers] = await Promise.all([cri.listPodSandbox(MANAGED), cri.listContainers({ labelSelector: MANAGED })]);
+    const [sandboxes, containers] = await Promise.all([
+      cri.listPodSandbox(MANAGED),
+      cri.listContainers({ labelSelector: MANAGED }),
+    ]);
     const pods = new Map<string, ObservedPod>();
     const get = (uid: string): ObservedPod => {
       let p = pods.get(uid);
@@ -181,7 +191,9 @@ export class PodAgent {
       };
       get(uid).sandboxes.push(o);
     }
-    const statuses = await Promise.all(containers.map((c) => cri.containerStatus(c.id).catch(() => undefined)));
+    const statuses = await Promise.all(
+      containers.map((c) => cri.containerStatus(c.id).catch(() => undefined)),
+    );
     containers.forEach((c, i) => {
       const st = statuses[i];
       if (!st) return;
@@ -272,7 +284,11 @@ export class PodAgent {
     return pod ? `${pod.metadata?.namespace}/${pod.metadata?.name}` : fallback;
   }
 
-  private async execute(pod: V1Pod | undefined, obs: ObservedPod | undefined, action: PodAction): Promise<void> {
+  private async execute(
+    pod: V1Pod | undefined,
+    obs: ObservedPod | undefined,
+    action: PodAction,
+  ): Promise<void> {
     const cri = this.o.cri;
     this.emit({ kind: "action", pod: this.label(pod), action });
     const ignoreGone = (err: unknown): void => {
@@ -307,14 +323,19 @@ export class PodAgent {
         return;
       case "removePodCgroup": {
         const left = await removePodCgroup(this.o.cgroupRoot, action.uid);
-        if (left.length) this.emit({ kind: "error", pod: action.uid, message: `cgroups left: ${left.join(", ")}` });
+        if (left.length)
+          this.emit({ kind: "error", pod: action.uid, message: `cgroups left: ${left.join(", ")}` });
         return;
       }
     }
   }
 
   private sandboxOptions(): SandboxOptions {
-    return { cgroupRoot: this.o.cgroupRoot, logRoot: this.o.logRoot, ...(this.o.dns ? { dns: this.o.dns } : {}) };
+    return {
+      cgroupRoot: this.o.cgroupRoot,
+      logRoot: this.o.logRoot,
+      ...(this.o.dns ? { dns: this.o.dns } : {}),
+    };
   }
 
   private setWaiting(uid: string, name: string, w: { reason: string; message: string } | undefined): void {
@@ -337,7 +358,10 @@ export class PodAgent {
     // image present? pull unless the policy forbids it
     if (!(await cri.imageStatus(image))) {
       if (spec.imagePullPolicy === "Never") {
-        this.setWaiting(uid, spec.name, { reason: "ErrImageNeverPull", message: `image "${image}" is not present with pull policy of Never` });
+        this.setWaiting(uid, spec.name, {
+          reason: "ErrImageNeverPull",
+          message: `image "${image}" is not present with pull policy of Never`,
+        });
         return;
       }
       try {
@@ -348,7 +372,11 @@ export class PodAgent {
       }
     }
     const sbCfg = sandboxConfig(pod, sandbox.attempt, this.sandboxOptions());
-    const facts = { podIP: sandbox.ip ?? "", nodeName: this.o.nodeName, ...(this.o.hostIP ? { hostIP: this.o.hostIP } : {}) };
+    const facts = {
+      podIP: sandbox.ip ?? "",
+      nodeName: this.o.nodeName,
+      ...(this.o.hostIP ? { hostIP: this.o.hostIP } : {}),
+    };
     const cfg = containerConfig(pod, spec, action.attempt, this.services, facts);
     await mkdir(join(sbCfg.logDirectory, spec.name), { recursive: true });
     let id: string;
@@ -360,7 +388,11 @@ export class PodAgent {
     }
     this.setWaiting(uid, spec.name, undefined);
     // a start failure leaves the container exited (StartError): the restart policy takes it from there
-    await cri.startContainer(id).catch((err: Error) => this.emit({ kind: "error", pod: uid, message: `start ${spec.name}: ${err.message}` }));
+    await cri
+      .startContainer(id)
+      .catch((err: Error) =>
+        this.emit({ kind: "error", pod: uid, message: `start ${spec.name}: ${err.message}` }),
+      );
   }
 
   /** One prober per running container that has probes; probers of gone containers stop. */
@@ -397,13 +429,20 @@ export class PodAgent {
     }
   }
 
-  private restartUnhealthy(pod: V1Pod, c: ObservedContainer, id: string, which: "liveness" | "startup"): void {
+  private restartUnhealthy(
+    pod: V1Pod,
+    c: ObservedContainer,
+    id: string,
+    which: "liveness" | "startup",
+  ): void {
     this.unhealthy.add(id);
     this.emit({ kind: "unhealthy", pod: this.label(pod), container: c.name, probe: which });
     // kill it; the restart policy decides what comes next
     void this.o.cri
       .stopContainer(id, gracePeriodSeconds(pod))
-      .catch((err: Error) => this.emit({ kind: "error", pod: this.label(pod), message: `stop unhealthy: ${err.message}` }))
+      .catch((err: Error) =>
+        this.emit({ kind: "error", pod: this.label(pod), message: `stop unhealthy: ${err.message}` }),
+      )
       .finally(() => this.requestSync());
   }
 
@@ -413,7 +452,10 @@ export class PodAgent {
     return out;
   }
 
-  private async reportStatuses(observed: Map<string, ObservedPod>, plans: Map<string, PodPlan>): Promise<void> {
+  private async reportStatuses(
+    observed: Map<string, ObservedPod>,
+    plans: Map<string, PodPlan>,
+  ): Promise<void> {
     const probes = this.probeResults();
     for (const [uid, pod] of this.pods) {
       if (pod.metadata?.deletionTimestamp) continue;

@@ -31,7 +31,11 @@ async function removeTree(dir: string): Promise<string[]> {
 }
 
 /** Removes the pod's cgroup in every hierarchy. Returns the directories that could not be removed. */
-export async function removePodCgroup(cgroupRoot: string, uid: string, fsRoot = CGROUP_FS): Promise<string[]> {
+export async function removePodCgroup(
+  cgroupRoot: string,
+  uid: string,
+  fsRoot = CGROUP_FS,
+): Promise<string[]> {
   const rel = `${cgroupRoot.replace(/^\/|\/$/g, "")}/pod${uid}`;
   const left: string[] = [];
   for (const h of await hierarchies(fsRoot)) left.push(...(await removeTree(join(h, rel))));

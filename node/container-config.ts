@@ -30,7 +30,11 @@ export function podKey(pod: V1Pod): string {
 }
 
 export function gracePeriodSeconds(pod: V1Pod): number {
-  return pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
+  return (
+    pod.metadata?.deletionGracePeriodSeconds ??
+    pod.spec?.terminationGracePeriodSeconds ??
+    DEFAULT_GRACE_SECONDS
+  );
 }
 
 /** The pod's cgroup (cgroupfs syntax): every container of the pod lives below it. */
@@ -57,7 +61,13 @@ export function sandboxConfig(pod: V1Pod, attempt: number, opts: SandboxOptions)
     hostname: hostNetwork ? "" : (pod.spec?.hostname ?? meta.name ?? ""),
     logDirectory: `${opts.logRoot.replace(/\/$/, "")}/${namespace}_${meta.name}_${uid}`,
     ...(opts.dns && !hostNetwork
-      ? { dnsConfig: { servers: opts.dns.servers, searches: opts.dns.searches, options: opts.dns.options ?? [] } }
+      ? {
+          dnsConfig: {
+            servers: opts.dns.servers,
+            searches: opts.dns.searches,
+            options: opts.dns.options ?? [],
+          },
+        }
       : {}),
     portMappings: (pod.spec?.containers ?? []).flatMap((c) =>
       (c.ports ?? [])
@@ -115,7 +125,11 @@ export function serviceEnv(services: V1Service[], namespace: string): KeyValue[]
     out.push({ key: `${name}_SERVICE_HOST`, value: ip });
     out.push({ key: `${name}_SERVICE_PORT`, value: String(first.port) });
     for (const p of ports) {
-      if (p.name) out.push({ key: `${name}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, "_")}`, value: String(p.port) });
+      if (p.name)
+        out.push({
+          key: `${name}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, "_")}`,
+          value: String(p.port),
+        });
     }
     const proto = (first.protocol ?? "TCP").toLowerCase();
     out.push({ key: `${name}_PORT`, value: `${proto}://${ip}:${first.port}` });
@@ -171,7 +185,13 @@ function fieldRef(pod: V1Pod, path: string, facts: PodRuntimeFacts): string {
   }
 }
 
-function envValue(pod: V1Pod, c: V1Container, e: V1EnvVar, vars: Map<string, string>, facts: PodRuntimeFacts): string {
+function envValue(
+  pod: V1Pod,
+  c: V1Container,
+  e: V1EnvVar,
+  vars: Map<string, string>,
+  facts: PodRuntimeFacts,
+): string {
   if (e.value !== undefined) return expandVars(e.value, vars);
   const ref = e.valueFrom;
   if (ref?.fieldRef) return fieldRef(pod, ref.fieldRef.fieldPath, facts);
@@ -187,7 +207,12 @@ function envValue(pod: V1Pod, c: V1Container, e: V1EnvVar, vars: Map<string, str
 }
 
 /** The container's environment: service variables first, then the spec's env (which wins), in order. */
-export function containerEnv(pod: V1Pod, c: V1Container, services: V1Service[], facts: PodRuntimeFacts): KeyValue[] {
+export function containerEnv(
+  pod: V1Pod,
+  c: V1Container,
+  services: V1Service[],
+  facts: PodRuntimeFacts,
+): KeyValue[] {
   const vars = new Map<string, string>();
   for (const kv of serviceEnv(services, pod.metadata?.namespace ?? "default")) vars.set(kv.key, kv.value);
   for (const e of c.env ?? []) vars.set(e.name, envValue(pod, c, e, vars, facts));

@@ -50,7 +50,12 @@ function terminated(c: ObservedContainer): V1ContainerState {
   };
 }
 
-function containerStatus(pod: V1Pod, spec: V1Container, attempts: ObservedContainer[], i: StatusInputs): V1ContainerStatus {
+function containerStatus(
+  pod: V1Pod,
+  spec: V1Container,
+  attempts: ObservedContainer[],
+  i: StatusInputs,
+): V1ContainerStatus {
   const [latest, previous] = attempts;
   const base = { name: spec.name, image: spec.image ?? "", imageID: latest?.imageRef ?? "" };
   if (!latest) {
@@ -90,7 +95,15 @@ function containerStatus(pod: V1Pod, spec: V1Container, attempts: ObservedContai
               message: `back-off ${Math.round(b.delayMs / 1000)}s restarting failed container=${spec.name} pod=${pod.metadata?.name}_${pod.metadata?.namespace}(${pod.metadata?.uid})`,
             }
           : { reason: "ContainerCreating" };
-        return { ...base, containerID, ready: false, started: false, restartCount, state: { waiting }, lastState: terminated(latest) };
+        return {
+          ...base,
+          containerID,
+          ready: false,
+          started: false,
+          restartCount,
+          state: { waiting },
+          lastState: terminated(latest),
+        };
       }
       return {
         ...base,
@@ -122,10 +135,13 @@ export function podPhase(pod: V1Pod, statuses: V1ContainerStatus[], sandboxReady
   let succeeded = 0;
   let failed = 0;
   for (const s of statuses) {
+    // a container waiting to restart counts by how its last run ended
+    const ended = s.state?.terminated ?? (s.state?.running ? undefined : s.lastState?.terminated);
     if (s.state?.running) running++;
-    else if (s.state?.terminated) (s.state.terminated.exitCode === 0 ? succeeded++ : failed++);
-    else if (s.lastState?.terminated) (s.lastState.terminated.exitCode === 0 ? succeeded++ : failed++);
-    else pending++;
+    else if (ended) {
+      if (ended.exitCode === 0) succeeded++;
+      else failed++;
+    } else pending++;
   }
   if (statuses.length === 0) return "Pending";
   if (pending > 0) return "Pending";
@@ -138,12 +154,16 @@ export function podPhase(pod: V1Pod, statuses: V1ContainerStatus[], sandboxReady
 
 function qosClass(pod: V1Pod): string {
   const cs = pod.spec?.containers ?? [];
-  const any = cs.some((c) => Object.keys(c.resources?.requests ?? {}).length || Object.keys(c.resources?.limits ?? {}).length);
+  const any = cs.some(
+    (c) => Object.keys(c.resources?.requests ?? {}).length || Object.keys(c.resources?.limits ?? {}).length,
+  );
   if (!any) return "BestEffort";
   const guaranteed = cs.every((c) => {
     const l = c.resources?.limits ?? {};
     const r = c.resources?.requests ?? {};
-    return ["cpu", "memory"].every((k) => l[k] !== undefined && (r[k] === undefined || String(r[k]) === String(l[k])));
+    return ["cpu", "memory"].every(
+      (k) => l[k] !== undefined && (r[k] === undefined || String(r[k]) === String(l[k])),
+    );
   });
   return guaranteed ? "Guaranteed" : "Burstable";
 }
@@ -151,7 +171,8 @@ function qosClass(pod: V1Pod): string {
 function condition(type: string, ok: boolean, i: StatusInputs, reason?: string): V1PodCondition {
   const status = ok ? "True" : "False";
   const prev = i.previous?.conditions?.find((c) => c.type === type);
-  const lastTransitionTime = prev && prev.status === status && prev.lastTransitionTime ? prev.lastTransitionTime : i.now;
+  const lastTransitionTime =
+    prev && prev.status === status && prev.lastTransitionTime ? prev.lastTransitionTime : i.now;
   return { type, status, lastTransitionTime, ...(reason && !ok ? { reason } : {}) };
 }
 

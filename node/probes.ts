@@ -45,7 +45,10 @@ function httpProbe(p: NonNullable<V1Probe["httpGet"]>, t: ProbeTarget, timeoutMs
 
 function tcpProbe(p: NonNullable<V1Probe["tcpSocket"]>, t: ProbeTarget, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = connect({ host: p.host || t.podIP, port: resolvePort(p.port as number | string, t.container) });
+    const sock = connect({
+      host: p.host || t.podIP,
+      port: resolvePort(p.port as number | string, t.container),
+    });
     const done = (ok: boolean): void => {
       sock.destroy();
       resolve(ok);

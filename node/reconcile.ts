@@ -108,7 +108,12 @@ function planContainer(
       const delayMs = restartDelayMs(latest, backoff);
       const due = latest.finishedAt + delayMs;
       if (now >= due) {
-        plan.actions.push({ kind: "createContainer", name: spec.name, attempt: latest.attempt + 1, sandboxId });
+        plan.actions.push({
+          kind: "createContainer",
+          name: spec.name,
+          attempt: latest.attempt + 1,
+          sandboxId,
+        });
       } else {
         plan.backingOff[spec.name] = { until: due, delayMs };
         plan.nextSyncAt = Math.min(plan.nextSyncAt ?? Infinity, due);
@@ -121,7 +126,12 @@ function planContainer(
  * One step towards the desired state of one pod. `pod` undefined (or being deleted) means the pod
  * must go: everything the runtime has for its UID is torn down.
  */
-export function planPod(pod: V1Pod | undefined, observed: ObservedPod, now: number, backoff: BackoffPolicy): PodPlan {
+export function planPod(
+  pod: V1Pod | undefined,
+  observed: ObservedPod,
+  now: number,
+  backoff: BackoffPolicy,
+): PodPlan {
   const plan: PodPlan = { actions: [], backingOff: {} };
   if (!pod || pod.metadata?.deletionTimestamp) {
     if (observed.sandboxes.length || observed.containers.length) {
@@ -137,7 +147,11 @@ export function planPod(pod: V1Pod | undefined, observed: ObservedPod, now: numb
   for (const s of observed.sandboxes.filter((s) => s !== keep)) {
     if (!keep && podFinished(pod, observed) && s === currentSandbox(observed)) continue;
     const containers = observed.containers.filter((c) => c.sandboxId === s.id);
-    plan.actions.push(...planTeardown({ uid: observed.uid, sandboxes: [s], containers }, 0).filter((a) => a.kind !== "removePodCgroup"));
+    plan.actions.push(
+      ...planTeardown({ uid: observed.uid, sandboxes: [s], containers }, 0).filter(
+        (a) => a.kind !== "removePodCgroup",
+      ),
+    );
   }
   if (!keep) {
     if (podFinished(pod, observed)) return { actions: [], backingOff: {} };
@@ -147,9 +161,11 @@ export function planPod(pod: V1Pod | undefined, observed: ObservedPod, now: numb
   }
   const names = new Set((pod.spec?.containers ?? []).map((c) => c.name));
   for (const c of observed.containers.filter((c) => c.sandboxId === keep.id && !names.has(c.name))) {
-    if (c.state === "CONTAINER_RUNNING") plan.actions.push({ kind: "stopContainer", id: c.id, graceSeconds: gracePeriodSeconds(pod) });
+    if (c.state === "CONTAINER_RUNNING")
+      plan.actions.push({ kind: "stopContainer", id: c.id, graceSeconds: gracePeriodSeconds(pod) });
     plan.actions.push({ kind: "removeContainer", id: c.id });
   }
-  for (const spec of pod.spec?.containers ?? []) planContainer(pod, spec, observed, keep.id, now, backoff, plan);
+  for (const spec of pod.spec?.containers ?? [])
+    planContainer(pod, spec, observed, keep.id, now, backoff, plan);
   return plan;
 }

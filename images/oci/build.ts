@@ -32,7 +32,11 @@ export interface ImageSpec {
 }
 
 export const PAUSE: ImageSpec = { name: PAUSE_IMAGE, entrypoint: ["/bin/sleep", "infinity"] };
-export const SAMPLE: ImageSpec = { name: SAMPLE_IMAGE, entrypoint: ["/bin/sample-httpd"], exposedPorts: [8080] };
+export const SAMPLE: ImageSpec = {
+  name: SAMPLE_IMAGE,
+  entrypoint: ["/bin/sample-httpd"],
+  exposedPorts: [8080],
+};
 
 const EPOCH = "@0";
 const sha256 = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
@@ -58,7 +62,8 @@ async function deterministicTar(dir: string, out: string, members: string[]): Pr
 /** The single root filesystem layer shared by both images: busybox with every applet linked in /bin. */
 async function buildRootfs(work: string, busybox: string): Promise<string> {
   const root = join(work, "rootfs");
-  for (const d of ["bin", "etc", "tmp", "proc", "sys", "dev"]) await mkdir(join(root, d), { recursive: true });
+  for (const d of ["bin", "etc", "tmp", "proc", "sys", "dev"])
+    await mkdir(join(root, d), { recursive: true });
   await chmod(join(root, "tmp"), 0o1777);
   await copyFile(busybox, join(root, "bin/busybox"));
   await chmod(join(root, "bin/busybox"), 0o755);
@@ -68,7 +73,10 @@ async function buildRootfs(work: string, busybox: string): Promise<string> {
   }
   await writeFile(join(root, "bin/sample-httpd"), SAMPLE_SCRIPT, { mode: 0o755 });
   await chmod(join(root, "bin/sample-httpd"), 0o755);
-  await writeFile(join(root, "etc/passwd"), "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
+  await writeFile(
+    join(root, "etc/passwd"),
+    "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+  );
   await writeFile(join(root, "etc/group"), "root:x:0:\nnobody:x:65534:\n");
   const layerTar = join(work, "layer.tar");
   await deterministicTar(root, layerTar, ["bin", "dev", "etc", "proc", "sys", "tmp"]);
@@ -83,7 +91,11 @@ async function writeBlob(layout: string, data: Buffer | string): Promise<{ diges
 }
 
 /** Builds one OCI image-layout archive at `out` for `spec`. */
-export async function buildImageArchive(spec: ImageSpec, out: string, busybox = "/bin/busybox"): Promise<void> {
+export async function buildImageArchive(
+  spec: ImageSpec,
+  out: string,
+  busybox = "/bin/busybox",
+): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), "lab-oci-"));
   try {
     const layerTar = await buildRootfs(work, busybox);

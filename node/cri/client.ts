@@ -15,13 +15,22 @@ import type {
 const PROTO = fileURLToPath(new URL("./api.proto", import.meta.url));
 
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
-type Stub = Record<string, (req: unknown, meta: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<unknown>) => void>;
+type Stub = Record<
+  string,
+  (req: unknown, meta: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<unknown>) => void
+>;
 
 let loaded: grpc.GrpcObject | undefined;
 function definitions(): grpc.GrpcObject {
   // enums as names and int64 as numbers: nanosecond timestamps fit in a double well enough for status
   loaded ??= grpc.loadPackageDefinition(
-    protoLoader.loadSync(PROTO, { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true }),
+    protoLoader.loadSync(PROTO, {
+      keepCase: false,
+      longs: Number,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    }),
   );
   return loaded;
 }
@@ -83,7 +92,9 @@ export class CriClient {
   }
 
   async podSandboxStatus(podSandboxId: string): Promise<PodSandboxStatus> {
-    const res = await this.call<{ status: PodSandboxStatus }>(this.runtime, "PodSandboxStatus", { podSandboxId });
+    const res = await this.call<{ status: PodSandboxStatus }>(this.runtime, "PodSandboxStatus", {
+      podSandboxId,
+    });
     return res.status;
   }
 
@@ -94,7 +105,11 @@ export class CriClient {
     return res.items;
   }
 
-  async createContainer(podSandboxId: string, config: ContainerConfig, sandboxConfig: PodSandboxConfig): Promise<string> {
+  async createContainer(
+    podSandboxId: string,
+    config: ContainerConfig,
+    sandboxConfig: PodSandboxConfig,
+  ): Promise<string> {
     const res = await this.call<{ containerId: string }>(this.runtime, "CreateContainer", {
       podSandboxId,
       config,
@@ -109,25 +124,39 @@ export class CriClient {
 
   /** Stops with SIGTERM, then SIGKILL after `timeoutSeconds`. */
   async stopContainer(containerId: string, timeoutSeconds: number): Promise<void> {
-    await this.call(this.runtime, "StopContainer", { containerId, timeout: timeoutSeconds }, (timeoutSeconds + 30) * 1000);
+    await this.call(
+      this.runtime,
+      "StopContainer",
+      { containerId, timeout: timeoutSeconds },
+      (timeoutSeconds + 30) * 1000,
+    );
   }
 
   async removeContainer(containerId: string): Promise<void> {
     await this.call(this.runtime, "RemoveContainer", { containerId });
   }
 
-  async listContainers(filter: { podSandboxId?: string; labelSelector?: Record<string, string> } = {}): Promise<Container[]> {
+  async listContainers(
+    filter: { podSandboxId?: string; labelSelector?: Record<string, string> } = {},
+  ): Promise<Container[]> {
     const res = await this.call<{ containers: Container[] }>(this.runtime, "ListContainers", { filter });
     return res.containers;
   }
 
   async containerStatus(containerId: string): Promise<ContainerStatus> {
-    const res = await this.call<{ status: ContainerStatus }>(this.runtime, "ContainerStatus", { containerId });
+    const res = await this.call<{ status: ContainerStatus }>(this.runtime, "ContainerStatus", {
+      containerId,
+    });
     return res.status;
   }
 
   execSync(containerId: string, cmd: string[], timeoutSeconds: number): Promise<ExecSyncResult> {
-    return this.call(this.runtime, "ExecSync", { containerId, cmd, timeout: timeoutSeconds }, (timeoutSeconds + 10) * 1000);
+    return this.call(
+      this.runtime,
+      "ExecSync",
+      { containerId, cmd, timeout: timeoutSeconds },
+      (timeoutSeconds + 10) * 1000,
+    );
   }
 
   /** The image if the runtime has it, else undefined. */
@@ -142,7 +171,12 @@ export class CriClient {
   }
 
   async pullImage(image: string): Promise<string> {
-    const res = await this.call<{ imageRef: string }>(this.images, "PullImage", { image: { image } }, 300_000);
+    const res = await this.call<{ imageRef: string }>(
+      this.images,
+      "PullImage",
+      { image: { image } },
+      300_000,
+    );
     return res.imageRef;
   }
 }

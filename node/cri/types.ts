@@ -3,7 +3,8 @@
  * (camelCase fields, int64 as number, enums as their names, defaults filled in).
  */
 
-export type ContainerStateName = "CONTAINER_CREATED" | "CONTAINER_RUNNING" | "CONTAINER_EXITED" | "CONTAINER_UNKNOWN";
+export type ContainerStateName =
+  "CONTAINER_CREATED" | "CONTAINER_RUNNING" | "CONTAINER_EXITED" | "CONTAINER_UNKNOWN";
 export type SandboxStateName = "SANDBOX_READY" | "SANDBOX_NOTREADY";
 export type NamespaceModeName = "POD" | "CONTAINER" | "NODE" | "TARGET";
 

@@ -73,9 +73,11 @@ export async function startTestNode(): Promise<TestNode> {
     }
     if (containerd?.pid && containerd.exitCode === null) {
       containerd.kill("SIGTERM");
-      await waitFor("containerd to exit", async () => containerd!.exitCode !== null || containerd!.signalCode !== null, 10_000).catch(
-        () => containerd!.kill("SIGKILL"),
-      );
+      await waitFor(
+        "containerd to exit",
+        async () => containerd!.exitCode !== null || containerd!.signalCode !== null,
+        10_000,
+      ).catch(() => containerd!.kill("SIGKILL"));
     }
     // shims started for this containerd (their command line names its socket)
     for (const pid of await readdir("/proc").catch(() => [])) {
@@ -90,7 +92,8 @@ export async function startTestNode(): Promise<TestNode> {
       }
     }
     const mounts = (await readFile("/proc/mounts", "utf8")).split("\n").map((l) => l.split(" ")[1] ?? "");
-    for (const m of mounts.filter((m) => m.startsWith(dir)).reverse()) await run("umount", ["-l", m]).catch(() => {});
+    for (const m of mounts.filter((m) => m.startsWith(dir)).reverse())
+      await run("umount", ["-l", m]).catch(() => {});
     for (const h of await readdir("/sys/fs/cgroup").catch(() => [])) {
       await removeCgroupTree(join("/sys/fs/cgroup", h, cgroupRoot));
     }
@@ -112,11 +115,20 @@ export async function startTestNode(): Promise<TestNode> {
 
     const cniDir = join(dir, "cni");
     await mkdir(cniDir, { recursive: true });
-    await writeFile(join(cniDir, "10-lab.conflist"), renderCniConfig({ podCidr, bridge: `lab${id}`, ipamDataDir: join(dir, "ipam") }));
+    await writeFile(
+      join(cniDir, "10-lab.conflist"),
+      renderCniConfig({ podCidr, bridge: `lab${id}`, ipamDataDir: join(dir, "ipam") }),
+    );
     const config = join(dir, "config.toml");
     await writeFile(
       config,
-      renderContainerdConfig({ root: join(dir, "root"), state: join(dir, "state"), socket, cniConfDir: cniDir, sandboxImage: PAUSE_IMAGE }),
+      renderContainerdConfig({
+        root: join(dir, "root"),
+        state: join(dir, "state"),
+        socket,
+        cniConfDir: cniDir,
+        sandboxImage: PAUSE_IMAGE,
+      }),
     );
     const log = join(dir, "containerd.log");
     const { openSync } = await import("node:fs");
@@ -125,7 +137,11 @@ export async function startTestNode(): Promise<TestNode> {
       stdio: ["ignore", fd, fd],
     });
     cri = new CriClient(socket);
-    await waitFor("containerd's CRI socket", async () => existsSync(socket) && (await cri!.version()).runtimeName === "containerd", 20_000);
+    await waitFor(
+      "containerd's CRI socket",
+      async () => existsSync(socket) && (await cri!.version()).runtimeName === "containerd",
+      20_000,
+    );
 
     const images = join(dir, "images");
     await mkdir(images);

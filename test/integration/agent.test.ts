@@ -4,7 +4,7 @@
  * probes, go away without leftovers, and survive an agent restart without duplicates.
  */
 import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SAMPLE_IMAGE } from "../../images/oci/build.ts";
 import type { AgentEvent, PodStatusSink } from "../../node/agent.ts";
@@ -15,10 +15,13 @@ import { startTestNode } from "./agent-node.ts";
 
 class RecordingSink implements PodStatusSink {
   statuses = new Map<string, V1PodStatus[]>();
+  /** When each status arrived, to measure back-off from the outside. */
+  at = new Map<string, number[]>();
   terminated = new Set<string>();
   async podStatus(pod: V1Pod, status: V1PodStatus): Promise<void> {
     const name = pod.metadata!.name!;
     this.statuses.set(name, [...(this.statuses.get(name) ?? []), status]);
+    this.at.set(name, [...(this.at.get(name) ?? []), Date.now()]);
   }
   async podTerminated(pod: V1Pod): Promise<void> {
     this.terminated.add(pod.metadata!.name!);
@@ -28,10 +31,14 @@ class RecordingSink implements PodStatusSink {
   }
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
+async function until<T>(
+  what: string,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    const v = fn();
+    const v = await fn();
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -83,7 +90,10 @@ describe("lab-agent on containerd", () => {
     node = await startTestNode();
     agent = newAgent();
     agent.setServices([
-      { metadata: { name: "my-db", namespace: "default" }, spec: { clusterIP: "10.96.0.10", ports: [{ port: 5432, name: "pg" }] } },
+      {
+        metadata: { name: "my-db", namespace: "default" },
+        spec: { clusterIP: "10.96.0.10", ports: [{ port: 5432, name: "pg" }] },
+      },
     ]);
     await agent.start();
   });
@@ -137,7 +147,14 @@ describe("lab-agent on containerd", () => {
     expect(cs.lastState?.terminated?.exitCode).toBe(3);
     const waits = sink.statuses.get("crash-1")!.map((s) => s.containerStatuses?.[0]?.state?.waiting?.reason);
     expect(waits).toContain("CrashLoopBackOff");
-    // back-off doubles: the gaps between starts grow
+    // back-off doubles (400, 800, 1600 ms): the time between restarts grows
+    const all = sink.statuses.get("crash-1")!;
+    const times = sink.at.get("crash-1")!;
+    const firstSeen = (count: number): number =>
+      times[all.findIndex((s) => s.containerStatuses?.[0]?.restartCount === count)]!;
+    const gap1 = firstSeen(2) - firstSeen(1);
+    const gap2 = firstSeen(3) - firstSeen(2);
+    expect(gap2).toBeGreaterThan(gap1 * 1.3);
     const uid = pods.find((p) => p.metadata!.name === "crash-1")!.metadata!.uid!;
     const runs = (await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } })).length;
     expect(runs).toBeLessThanOrEqual(2); // older attempts are garbage-collected
@@ -169,12 +186,18 @@ describe("lab-agent on containerd", () => {
   it("keeps a pod unready while its readiness probe fails, and restarts on liveness failure", async () => {
     apply(
       pod("probed-1", [
-        sample({ readinessProbe: { tcpSocket: { port: 9999 as never }, periodSeconds: 1, failureThreshold: 1 } }),
+        sample({
+          readinessProbe: { tcpSocket: { port: 9999 as never }, periodSeconds: 1, failureThreshold: 1 },
+        }),
         {
           name: "sick",
           image: SAMPLE_IMAGE,
           command: ["sleep", "3600"],
-          livenessProbe: { exec: { command: ["cat", "/tmp/healthy"] }, periodSeconds: 1, failureThreshold: 2 },
+          livenessProbe: {
+            exec: { command: ["cat", "/tmp/healthy"] },
+            periodSeconds: 1,
+            failureThreshold: 2,
+          },
         },
       ]),
     );
@@ -194,7 +217,9 @@ describe("lab-agent on containerd", () => {
   });
 
   it("adopts running containers after an agent restart without starting anything twice", async () => {
-    const before = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map((c) => c.id);
+    const before = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map(
+      (c) => c.id,
+    );
     const sandboxesBefore = (await node.cri.listPodSandbox()).length;
     await agent.stop();
     agent = newAgent();
@@ -202,7 +227,9 @@ describe("lab-agent on containerd", () => {
     await agent.start();
     await agent.sync();
     await new Promise((r) => setTimeout(r, 1000));
-    const after = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map((c) => c.id);
+    const after = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map(
+      (c) => c.id,
+    );
     expect(after).toEqual(before);
     expect((await node.cri.listPodSandbox()).length).toBe(sandboxesBefore);
     const st = await until("web-1 ready again", () => {
@@ -215,17 +242,26 @@ describe("lab-agent on containerd", () => {
   it("deleting a pod removes its sandbox, containers and pod cgroup", async () => {
     const uid = web.metadata!.uid!;
     expect(existsSync(`/sys/fs/cgroup/memory${node.cgroupRoot}/pod${uid}`)).toBe(true);
-    apply({ ...web, metadata: { ...web.metadata, deletionTimestamp: new Date(), deletionGracePeriodSeconds: 2 } });
+    apply({
+      ...web,
+      metadata: { ...web.metadata, deletionTimestamp: new Date(), deletionGracePeriodSeconds: 2 },
+    });
     await until("web-1 terminated", () => sink.terminated.has("web-1"), 30_000);
     expect(await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } })).toEqual([]);
     expect(await node.cri.listPodSandbox({ [POD_UID]: uid })).toEqual([]);
     for (const h of ["memory", "cpu", "pids", "systemd"]) {
       expect(existsSync(`/sys/fs/cgroup/${h}${node.cgroupRoot}/pod${uid}`)).toBe(false);
     }
-    // and a pod dropped from the desired set entirely is torn down too
+  });
+
+  it("tears down pods dropped from the desired set, leaving nothing behind", async () => {
     pods = [];
     agent.setPods([]);
-    await until("no sandboxes left", async () => false, 1).catch(() => {});
-    await until("all gone", () => events.length > 0 && true);
+    await until("no sandboxes left", async () => (await node.cri.listPodSandbox()).length === 0, 30_000);
+    expect(await node.cri.listContainers()).toEqual([]);
+    await until(
+      "no pod cgroups left",
+      () => !readdirSync(`/sys/fs/cgroup/memory${node.cgroupRoot}`).some((d) => d.startsWith("pod")),
+    );
   });
 });
