@@ -132,15 +132,13 @@ function containerStatus(
 export function podPhase(pod: V1Pod, statuses: V1ContainerStatus[], sandboxReady: boolean): string {
   let pending = 0;
   let running = 0;
-  let succeeded = 0;
   let failed = 0;
   for (const s of statuses) {
     // a container waiting to restart counts by how its last run ended
     const ended = s.state?.terminated ?? (s.state?.running ? undefined : s.lastState?.terminated);
     if (s.state?.running) running++;
     else if (ended) {
-      if (ended.exitCode === 0) succeeded++;
-      else failed++;
+      if (ended.exitCode !== 0) failed++;
     } else pending++;
   }
   if (statuses.length === 0) return "Pending";
