@@ -247,10 +247,10 @@ export class PodAgent {
           }
           return;
         }
-        if (plan.actions.length) acted = true;
         for (const action of plan.actions) {
           try {
-            await this.execute(pod, obs, action);
+            // only real progress earns an immediate resync; failures wait for the periodic one
+            if ((await this.execute(pod, obs, action)) !== false) acted = true;
           } catch (err) {
             this.emit({ kind: "error", pod: uid, message: `${action.kind}: ${(err as Error).message}` });
             break;
@@ -284,11 +284,12 @@ export class PodAgent {
     return pod ? `${pod.metadata?.namespace}/${pod.metadata?.name}` : fallback;
   }
 
+  /** Runs one action; false when it could not make progress (e.g. the image cannot be pulled). */
   private async execute(
     pod: V1Pod | undefined,
     obs: ObservedPod | undefined,
     action: PodAction,
-  ): Promise<void> {
+  ): Promise<boolean | void> {
     const cri = this.o.cri;
     this.emit({ kind: "action", pod: this.label(pod), action });
     const ignoreGone = (err: unknown): void => {
@@ -349,7 +350,7 @@ export class PodAgent {
     pod: V1Pod,
     obs: ObservedPod,
     action: Extract<PodAction, { kind: "createContainer" }>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const cri = this.o.cri;
     const uid = pod.metadata!.uid!;
     const spec = pod.spec!.containers.find((c) => c.name === action.name)!;
@@ -362,13 +363,13 @@ export class PodAgent {
           reason: "ErrImageNeverPull",
           message: `image "${image}" is not present with pull policy of Never`,
         });
-        return;
+        return false;
       }
       try {
         await cri.pullImage(image);
       } catch (err) {
         this.setWaiting(uid, spec.name, { reason: "ErrImagePull", message: (err as Error).message });
-        return;
+        return false;
       }
     }
     const sbCfg = sandboxConfig(pod, sandbox.attempt, this.sandboxOptions());
@@ -393,6 +394,7 @@ export class PodAgent {
       .catch((err: Error) =>
         this.emit({ kind: "error", pod: uid, message: `start ${spec.name}: ${err.message}` }),
       );
+    return true;
   }
 
   /** One prober per running container that has probes; probers of gone containers stop. */

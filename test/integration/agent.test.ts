@@ -216,6 +216,15 @@ describe("lab-agent on containerd", () => {
     expect(events.some((e) => e.kind === "unhealthy" && e.container === "sick")).toBe(true);
   });
 
+  it("reports a missing image that must not be pulled as ErrImageNeverPull, and stays Pending", async () => {
+    apply(pod("missing-1", [{ name: "app", image: "docker.io/lab/missing:1", imagePullPolicy: "Never" }]));
+    const st = await until("missing-1 waiting", () => {
+      const s = sink.latest("missing-1");
+      return s?.containerStatuses?.[0]?.state?.waiting?.reason === "ErrImageNeverPull" && s;
+    });
+    expect(st.phase).toBe("Pending");
+  });
+
   it("adopts running containers after an agent restart without starting anything twice", async () => {
     const before = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map(
       (c) => c.id,
