@@ -59,6 +59,8 @@ export class PodAgent {
   private services: V1Service[] = [];
   private lastStatus = new Map<string, string>();
   private sent = new Map<string, V1PodStatus>();
+  private podsKnown = false;
+  private swept = false;
   private waiting = new Map<string, Record<string, { reason: string; message: string }>>();
   private probers = new Map<string, ContainerProber>();
   private terminating = new Map<string, Promise<void>>();
@@ -83,8 +85,12 @@ export class PodAgent {
     };
   }
 
-  /** The full set of pods bound to this node (pods being deleted included, with deletionTimestamp). */
+  /**
+   * The full set of pods bound to this node (pods being deleted included, with deletionTimestamp),
+   * from a synced informer: a pod missing here is torn down. Nothing is touched before the first call.
+   */
   setPods(pods: V1Pod[]): void {
+    this.podsKnown = true;
     this.pods = new Map(pods.filter((p) => p.metadata?.uid).map((p) => [p.metadata!.uid!, p]));
     this.requestSync();
   }
@@ -98,12 +104,15 @@ export class PodAgent {
   async start(): Promise<void> {
     this.running = true;
     await this.sync();
-    // cgroups of pods the runtime no longer knows (agent died mid-teardown)
-    const known = new Set([...this.pods.keys(), ...(await this.observe()).keys()]);
+    this.schedule();
+  }
+
+  /** Removes cgroups of pods the runtime no longer knows (an agent that died mid-teardown). */
+  private async sweepCgroups(observed: Map<string, ObservedPod>): Promise<void> {
+    const known = new Set([...this.pods.keys(), ...observed.keys(), ...this.terminating.keys()]);
     for (const uid of await podCgroupUids(this.o.cgroupRoot)) {
       if (!known.has(uid)) await removePodCgroup(this.o.cgroupRoot, uid);
     }
-    this.schedule();
   }
 
   /** Stops syncing and probing; containers keep running (a new agent adopts them). */
@@ -221,7 +230,13 @@ export class PodAgent {
   }
 
   private async syncOnce(): Promise<void> {
+    // Until the first setPods, every running pod would look unwanted: touch nothing.
+    if (!this.podsKnown) return;
     const observed = await this.observe();
+    if (!this.swept) {
+      this.swept = true;
+      await this.sweepCgroups(observed);
+    }
     const now = Date.now();
     let acted = false;
     this.nextSyncAt = undefined;

@@ -4,7 +4,7 @@
  * probes, go away without leftovers, and survive an agent restart without duplicates.
  */
 import type { V1Container, V1Pod, V1PodStatus } from "@kubernetes/client-node";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SAMPLE_IMAGE } from "../../images/oci/build.ts";
 import type { AgentEvent, PodStatusSink } from "../../node/agent.ts";
@@ -231,9 +231,13 @@ describe("lab-agent on containerd", () => {
     );
     const sandboxesBefore = (await node.cri.listPodSandbox()).length;
     await agent.stop();
+    // a pod cgroup left by an agent that died mid-teardown
+    const orphan = `/sys/fs/cgroup/memory${node.cgroupRoot}/podorphan`;
+    mkdirSync(orphan);
     agent = newAgent();
+    await agent.start(); // before it knows the pods, it must not touch anything
+    expect((await node.cri.listPodSandbox()).length).toBe(sandboxesBefore);
     agent.setPods(pods);
-    await agent.start();
     await agent.sync();
     await new Promise((r) => setTimeout(r, 1000));
     const after = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map(
@@ -246,6 +250,7 @@ describe("lab-agent on containerd", () => {
       return s?.conditions?.find((c) => c.type === "Ready")?.status === "True" && s;
     });
     expect(st.containerStatuses![0]!.restartCount).toBe(0);
+    expect(existsSync(orphan)).toBe(false);
   });
 
   it("deleting a pod removes its sandbox, containers and pod cgroup", async () => {
