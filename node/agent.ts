@@ -49,6 +49,8 @@ export interface AgentOptions {
   resyncMs?: number;
   /** Milliseconds per probe second (tests shrink it). */
   probeSecondMs?: number;
+  /** Pods synced at once (default 4). */
+  podConcurrency?: number;
   onEvent?: (e: AgentEvent) => void;
 }
 
@@ -72,7 +74,9 @@ export class PodAgent {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private nextSyncAt: number | undefined;
-  private readonly o: Required<Pick<AgentOptions, "cgroupRoot" | "backoff" | "resyncMs" | "probeSecondMs">> &
+  private readonly o: Required<
+    Pick<AgentOptions, "cgroupRoot" | "backoff" | "resyncMs" | "probeSecondMs" | "podConcurrency">
+  > &
     AgentOptions;
 
   constructor(options: AgentOptions) {
@@ -81,6 +85,7 @@ export class PodAgent {
       backoff: KUBELET_BACKOFF,
       resyncMs: 2000,
       probeSecondMs: 1000,
+      podConcurrency: 4,
       ...options,
     };
   }
@@ -167,11 +172,11 @@ export class PodAgent {
   }
 
   /** Everything the runtime has that this agent made, grouped by pod UID. */
-  private async observe(): Promise<Map<string, ObservedPod>> {
+  private async observe(selector: Record<string, string> = MANAGED): Promise<Map<string, ObservedPod>> {
     const cri = this.o.cri;
     const [sandboxes, containers] = await Promise.all([
-      cri.listPodSandbox(MANAGED),
-      cri.listContainers({ labelSelector: MANAGED }),
+      cri.listPodSandbox(selector),
+      cri.listContainers({ labelSelector: selector }),
     ]);
     const pods = new Map<string, ObservedPod>();
     const get = (uid: string): ObservedPod => {
@@ -237,46 +242,72 @@ export class PodAgent {
       this.swept = true;
       await this.sweepCgroups(observed);
     }
-    const now = Date.now();
-    let acted = false;
     this.nextSyncAt = undefined;
     const uids = new Set([...this.pods.keys(), ...observed.keys()]);
     const plans = new Map<string, PodPlan>();
-    await Promise.all(
-      [...uids].map(async (uid) => {
-        if (this.terminating.has(uid)) return;
-        const pod = this.pods.get(uid);
-        const obs = observed.get(uid) ?? { uid, sandboxes: [], containers: [] };
-        const plan = planPod(pod, obs, now, this.o.backoff);
-        plans.set(uid, plan);
-        if (plan.nextSyncAt) this.nextSyncAt = Math.min(this.nextSyncAt ?? Infinity, plan.nextSyncAt);
-        if (!pod || pod.metadata?.deletionTimestamp) {
-          if (plan.actions.length) {
-            this.teardownInBackground(uid, pod, plan.actions);
-          } else if (pod && !this.reportedTerminated.has(uid)) {
-            this.reportedTerminated.add(uid);
-            await this.o.sink.podTerminated(pod).catch((err: Error) => {
-              this.reportedTerminated.delete(uid);
-              this.emit({ kind: "error", pod: uid, message: `reporting termination: ${err.message}` });
-            });
-          }
-          return;
-        }
-        for (const action of plan.actions) {
-          try {
-            // only real progress earns an immediate resync; failures wait for the periodic one
-            if ((await this.execute(pod, obs, action)) !== false) acted = true;
-          } catch (err) {
-            this.emit({ kind: "error", pod: uid, message: `${action.kind}: ${(err as Error).message}` });
-            break;
-          }
-        }
-      }),
-    );
+    // a few pods at a time: on a small node, 30 pods started all at once all finish last
+    const queue = [...uids];
+    const worker = async (): Promise<void> => {
+      for (let uid = queue.shift(); uid !== undefined; uid = queue.shift())
+        await this.syncPod(uid, observed, plans);
+    };
+    await Promise.all(Array.from({ length: this.o.podConcurrency }, worker));
     this.syncProbers(observed);
+    // statuses of pods not reported by syncPod (probe changes, nothing to do)
     await this.reportStatuses(observed, plans);
-    // what we just did changes what CRI reports: look again right away rather than at the next tick
-    if (acted) this.again = true;
+  }
+
+  /**
+   * Brings one pod as far as it can go now: plan, act, look again (this pod only), until nothing is
+   * left to do or nothing progresses; then reports its status right away, so one slow pod never
+   * holds back the others' status.
+   */
+  private async syncPod(
+    uid: string,
+    observed: Map<string, ObservedPod>,
+    plans: Map<string, PodPlan>,
+  ): Promise<void> {
+    if (this.terminating.has(uid)) return;
+    const pod = this.pods.get(uid);
+    let obs = observed.get(uid) ?? { uid, sandboxes: [], containers: [] };
+    // sandbox, then containers: a new pod needs two rounds; a bound on rounds guards against loops
+    for (let round = 0; round < 3; round++) {
+      const plan = planPod(pod, obs, Date.now(), this.o.backoff);
+      plans.set(uid, plan);
+      if (!pod || pod.metadata?.deletionTimestamp) {
+        if (plan.actions.length) {
+          this.teardownInBackground(uid, pod, plan.actions);
+        } else if (pod && !this.reportedTerminated.has(uid)) {
+          this.reportedTerminated.add(uid);
+          await this.o.sink.podTerminated(pod).catch((err: Error) => {
+            this.reportedTerminated.delete(uid);
+            this.emit({ kind: "error", pod: uid, message: `reporting termination: ${err.message}` });
+          });
+        }
+        return;
+      }
+      if (plan.actions.length === 0) break;
+      let progressed = false;
+      for (const action of plan.actions) {
+        try {
+          if ((await this.execute(pod, obs, action)) !== false) progressed = true;
+        } catch (err) {
+          this.emit({ kind: "error", pod: uid, message: `${action.kind}: ${(err as Error).message}` });
+          break;
+        }
+      }
+      // failures wait for the periodic resync rather than spinning
+      if (!progressed) break;
+      obs = (await this.observe({ ...MANAGED, [POD_UID]: uid })).get(uid) ?? {
+        uid,
+        sandboxes: [],
+        containers: [],
+      };
+      observed.set(uid, obs);
+    }
+    const plan = plans.get(uid);
+    if (plan?.nextSyncAt) this.nextSyncAt = Math.min(this.nextSyncAt ?? Infinity, plan.nextSyncAt);
+    await this.reportStatus(uid, pod, obs, plan);
   }
 
   private teardownInBackground(uid: string, pod: V1Pod | undefined, actions: PodAction[]): void {
@@ -473,33 +504,47 @@ export class PodAgent {
     observed: Map<string, ObservedPod>,
     plans: Map<string, PodPlan>,
   ): Promise<void> {
-    const probes = this.probeResults();
     for (const [uid, pod] of this.pods) {
-      if (pod.metadata?.deletionTimestamp) continue;
-      const status = computePodStatus(pod, {
-        observed: observed.get(uid) ?? { uid, sandboxes: [], containers: [] },
-        probes,
-        backingOff: plans.get(uid)?.backingOff ?? {},
-        waiting: this.waiting.get(uid) ?? {},
-        ...(this.o.hostIP ? { hostIP: this.o.hostIP } : {}),
-        ...previousOf(this.sent.get(uid) ?? pod.status),
-        now: new Date(),
-      });
-      const key = JSON.stringify(status);
-      if (this.lastStatus.get(uid) === key) continue;
-      try {
-        await this.o.sink.podStatus(pod, status);
-        this.lastStatus.set(uid, key);
-        this.sent.set(uid, status);
-      } catch (err) {
-        this.emit({ kind: "error", pod: uid, message: `reporting status: ${(err as Error).message}` });
-      }
+      await this.reportStatus(
+        uid,
+        pod,
+        observed.get(uid) ?? { uid, sandboxes: [], containers: [] },
+        plans.get(uid),
+      );
     }
     for (const uid of this.lastStatus.keys()) {
       if (!this.pods.has(uid)) {
         this.lastStatus.delete(uid);
         this.sent.delete(uid);
       }
+    }
+  }
+
+  /** Computes the pod's status and sends it if it changed since the last one sent. */
+  private async reportStatus(
+    uid: string,
+    pod: V1Pod | undefined,
+    obs: ObservedPod,
+    plan: PodPlan | undefined,
+  ): Promise<void> {
+    if (!pod || pod.metadata?.deletionTimestamp) return;
+    const status = computePodStatus(pod, {
+      observed: obs,
+      probes: this.probeResults(),
+      backingOff: plan?.backingOff ?? {},
+      waiting: this.waiting.get(uid) ?? {},
+      ...(this.o.hostIP ? { hostIP: this.o.hostIP } : {}),
+      ...previousOf(this.sent.get(uid) ?? pod.status),
+      now: new Date(),
+    });
+    const key = JSON.stringify(status);
+    if (this.lastStatus.get(uid) === key) return;
+    try {
+      await this.o.sink.podStatus(pod, status);
+      this.lastStatus.set(uid, key);
+      this.sent.set(uid, status);
+    } catch (err) {
+      this.emit({ kind: "error", pod: uid, message: `reporting status: ${(err as Error).message}` });
     }
   }
 }
