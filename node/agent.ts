@@ -469,6 +469,7 @@ export class PodAgent {
         prober.start();
       }
     }
+    for (const id of this.unhealthy) if (!wanted.has(id)) this.unhealthy.delete(id);
     for (const [id, p] of this.probers) {
       if (!wanted.has(id)) {
         p.stop();
@@ -516,6 +517,7 @@ export class PodAgent {
       if (!this.pods.has(uid)) {
         this.lastStatus.delete(uid);
         this.sent.delete(uid);
+        this.waiting.delete(uid);
       }
     }
   }

@@ -20,10 +20,55 @@ export interface SandboxOptions {
   cgroupRoot: string;
   /** Directory under which each pod gets its log directory. */
   logRoot: string;
-  dns?: { servers: string[]; searches: string[]; options?: string[] };
+  /** The cluster's DNS: nameserver addresses and the cluster domain (e.g. cluster.local). */
+  dns?: ClusterDns;
+}
+
+export interface ClusterDns {
+  servers: string[];
+  clusterDomain: string;
+}
+
+/**
+ * The sandbox's resolv.conf by dnsPolicy, as the kubelet does it: ClusterFirst (the default) uses
+ * the cluster nameservers with `<ns>.svc.<domain>`, `svc.<domain>`, `<domain>` search domains and
+ * ndots:5; Default keeps the node's resolv.conf; None uses only spec.dnsConfig, which otherwise is
+ * appended.
+ */
+export function podDnsConfig(
+  pod: V1Pod,
+  dns: ClusterDns | undefined,
+): PodSandboxConfig["dnsConfig"] | undefined {
+  const spec = pod.spec ?? { containers: [] };
+  const policy = spec.dnsPolicy ?? "ClusterFirst";
+  const extra = spec.dnsConfig;
+  const own = {
+    servers: extra?.nameservers ?? [],
+    searches: extra?.searches ?? [],
+    options: (extra?.options ?? []).map((o) =>
+      o.value !== undefined ? `${o.name}:${o.value}` : (o.name ?? ""),
+    ),
+  };
+  if (policy === "None") return own;
+  const clusterFirst =
+    policy === "ClusterFirst" || (policy === "ClusterFirstWithHostNet" && spec.hostNetwork);
+  if (policy === "Default" || !dns || !clusterFirst || (policy === "ClusterFirst" && spec.hostNetwork)) {
+    return extra ? own : undefined;
+  }
+  const ns = pod.metadata?.namespace ?? "default";
+  const d = dns.clusterDomain;
+  return {
+    servers: [...dns.servers, ...own.servers],
+    searches: [`${ns}.svc.${d}`, `svc.${d}`, d, ...own.searches],
+    options: ["ndots:5", ...own.options],
+  };
 }
 
 export const DEFAULT_GRACE_SECONDS = 30;
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
 
 export function podKey(pod: V1Pod): string {
   return `${pod.metadata?.namespace ?? "default"}/${pod.metadata?.name ?? ""}`;
@@ -60,15 +105,7 @@ export function sandboxConfig(pod: V1Pod, attempt: number, opts: SandboxOptions)
     metadata: { name: meta.name ?? "", uid, namespace, attempt },
     hostname: hostNetwork ? "" : (pod.spec?.hostname ?? meta.name ?? ""),
     logDirectory: `${opts.logRoot.replace(/\/$/, "")}/${namespace}_${meta.name}_${uid}`,
-    ...(opts.dns && !hostNetwork
-      ? {
-          dnsConfig: {
-            servers: opts.dns.servers,
-            searches: opts.dns.searches,
-            options: opts.dns.options ?? [],
-          },
-        }
-      : {}),
+    ...optional("dnsConfig", podDnsConfig(pod, opts.dns)),
     portMappings: (pod.spec?.containers ?? []).flatMap((c) =>
       (c.ports ?? [])
         .filter((p) => p.hostPort)

@@ -184,7 +184,8 @@ export function computePodStatus(pod: V1Pod, i: StatusInputs): V1PodStatus {
   const containersReady = statuses.length > 0 && statuses.every((s) => s.ready);
   const ready = containersReady && sandboxReady;
   const startTime = i.previous?.startTime ?? (sandbox ? new Date(sandbox.createdAt) : undefined);
-  const podIP = sandboxReady && sandbox?.ip ? sandbox.ip : undefined;
+  // host-network pods share the node's address
+  const podIP = !sandboxReady ? undefined : pod.spec?.hostNetwork ? i.hostIP : sandbox?.ip || undefined;
   return {
     phase,
     conditions: [

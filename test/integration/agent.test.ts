@@ -79,6 +79,7 @@ describe("lab-agent on containerd", () => {
       backoff: { initialMs: 400, maxMs: 5000, resetAfterMs: 600_000 },
       resyncMs: 300,
       probeSecondMs: 200,
+      dns: { servers: ["10.96.0.10"], clusterDomain: "cluster.local" },
       onEvent: (e) => events.push(e),
     });
   const apply = (...p: V1Pod[]): void => {
@@ -127,6 +128,9 @@ describe("lab-agent on containerd", () => {
     expect(env).toContain("MY_DB_SERVICE_HOST=10.96.0.10");
     expect(env).toContain("MY_DB_SERVICE_PORT=5432");
     expect(env).toContain("GREETING=hi 10.96.0.10");
+    const resolv = (await node.cri.execSync(cid, ["cat", "/etc/resolv.conf"], 5)).stdout.toString();
+    expect(resolv).toContain("nameserver 10.96.0.10");
+    expect(resolv).toContain("search default.svc.cluster.local svc.cluster.local cluster.local");
     const cg = `/sys/fs/cgroup/cpu${node.cgroupRoot}/pod${web.metadata!.uid}/${cid}`;
     expect(readFileSync(`${cg}/cpu.cfs_quota_us`, "utf8").trim()).toBe("50000");
     const mem = `/sys/fs/cgroup/memory${node.cgroupRoot}/pod${web.metadata!.uid}/${cid}`;

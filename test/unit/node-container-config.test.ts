@@ -4,6 +4,7 @@ import {
   containerConfig,
   containerResources,
   expandVars,
+  podDnsConfig,
   sandboxConfig,
   serviceEnv,
 } from "../../node/container-config.ts";
@@ -170,5 +171,39 @@ describe("containerd and CNI config", () => {
       ipam: { type: "host-local", ranges: [[{ subnet: "10.244.3.0/24", gateway: "10.244.3.1" }]] },
     });
     expect(gatewayOf("10.244.3.0/24")).toBe("10.244.3.1");
+  });
+});
+
+describe("podDnsConfig", () => {
+  const dns = { servers: ["10.96.0.10"], clusterDomain: "cluster.local" };
+  const p = (spec: Partial<V1Pod["spec"]>): V1Pod => ({
+    metadata: { name: "x", namespace: "shop" },
+    spec: { containers: [], ...spec },
+  });
+
+  it("ClusterFirst: cluster nameserver, namespace search domains, ndots:5", () => {
+    expect(podDnsConfig(p({}), dns)).toEqual({
+      servers: ["10.96.0.10"],
+      searches: ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"],
+      options: ["ndots:5"],
+    });
+  });
+
+  it("Default keeps the node's resolv.conf; None uses only the pod's dnsConfig", () => {
+    expect(podDnsConfig(p({ dnsPolicy: "Default" }), dns)).toBeUndefined();
+    expect(
+      podDnsConfig(
+        p({
+          dnsPolicy: "None",
+          dnsConfig: { nameservers: ["1.2.3.4"], options: [{ name: "ndots", value: "2" }] },
+        }),
+        dns,
+      ),
+    ).toEqual({
+      servers: ["1.2.3.4"],
+      searches: [],
+      options: ["ndots:2"],
+    });
+    expect(podDnsConfig(p({ hostNetwork: true }), dns)).toBeUndefined();
   });
 });
