@@ -150,6 +150,8 @@ export class PodAgent {
       await this.syncing;
     } finally {
       this.syncing = undefined;
+      // re-arm after every sync, so a back-off that ends before the periodic tick is not late
+      this.schedule();
     }
   }
 
@@ -162,9 +164,7 @@ export class PodAgent {
     if (this.timer) clearTimeout(this.timer);
     const now = Date.now();
     const wait = Math.max(50, Math.min(this.o.resyncMs, (this.nextSyncAt ?? Infinity) - now));
-    this.timer = setTimeout(() => {
-      void this.sync().then(() => this.schedule());
-    }, wait);
+    this.timer = setTimeout(() => void this.sync(), wait);
   }
 
   private emit(e: AgentEvent): void {
@@ -518,6 +518,11 @@ export class PodAgent {
         this.lastStatus.delete(uid);
         this.sent.delete(uid);
         this.waiting.delete(uid);
+      }
+    }
+    for (const uid of this.reportedTerminated) {
+      if (!this.pods.has(uid)) {
+        this.reportedTerminated.delete(uid);
       }
     }
   }
