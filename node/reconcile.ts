@@ -108,6 +108,10 @@ function planContainer(
       const delayMs = restartDelayMs(latest, backoff);
       const due = latest.finishedAt + delayMs;
       if (now >= due) {
+        // the run before `latest` stops being lastState now: remove it first, so at most two exist
+        const previous = attempts[1];
+        if (previous?.state === "CONTAINER_EXITED")
+          plan.actions.push({ kind: "removeContainer", id: previous.id });
         plan.actions.push({
           kind: "createContainer",
           name: spec.name,

@@ -76,7 +76,7 @@ describe("lab-agent on containerd", () => {
       nodeName: "node-1",
       cgroupRoot: node.cgroupRoot,
       logRoot: node.logRoot,
-      backoff: { initialMs: 400, maxMs: 5000, resetAfterMs: 600_000 },
+      backoff: { initialMs: 500, maxMs: 5000, resetAfterMs: 600_000 },
       resyncMs: 300,
       probeSecondMs: 200,
       dns: { servers: ["10.96.0.10"], clusterDomain: "cluster.local" },
@@ -151,7 +151,7 @@ describe("lab-agent on containerd", () => {
     expect(cs.lastState?.terminated?.exitCode).toBe(3);
     const waits = sink.statuses.get("crash-1")!.map((s) => s.containerStatuses?.[0]?.state?.waiting?.reason);
     expect(waits).toContain("CrashLoopBackOff");
-    // back-off doubles (400, 800, 1600 ms): the time between restarts grows
+    // back-off doubles (500, 1000, 2000 ms): the time between restarts grows
     const all = sink.statuses.get("crash-1")!;
     const times = sink.at.get("crash-1")!;
     const firstSeen = (count: number): number =>

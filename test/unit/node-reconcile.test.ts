@@ -150,3 +150,16 @@ describe("restartDelayMs", () => {
     expect(at(6, 600_000)).toBe(0);
   });
 });
+
+describe("planPod garbage collection", () => {
+  it("removes the run before the latest when restarting, so at most two runs exist", () => {
+    const runs = [
+      ctr({ id: "c1", attempt: 1, state: "CONTAINER_EXITED", exitCode: 1, finishedAt: 1 }),
+      ctr({ id: "c0", attempt: 0, state: "CONTAINER_EXITED", exitCode: 1, finishedAt: 0 }),
+    ];
+    expect(planPod(pod(), obs([sandbox()], runs), 10 ** 9, B).actions).toEqual([
+      { kind: "removeContainer", id: "c0" },
+      { kind: "createContainer", name: "app", attempt: 2, sandboxId: "s1" },
+    ]);
+  });
+});
