@@ -272,6 +272,33 @@ describe("lab-agent on containerd", () => {
     }
   });
 
+  it("stops containers with SIGTERM first, within terminationGracePeriodSeconds", async () => {
+    const p = pod(
+      "graceful-1",
+      [
+        {
+          name: "app",
+          image: SAMPLE_IMAGE,
+          command: [
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.1; done",
+          ],
+        },
+      ],
+      { terminationGracePeriodSeconds: 20 },
+    );
+    apply(p);
+    await until("graceful-1 running", () => sink.latest("graceful-1")?.phase === "Running");
+    const t0 = Date.now();
+    apply({ ...p, metadata: { ...p.metadata, deletionTimestamp: new Date() } });
+    await until("graceful-1 terminated", () => sink.terminated.has("graceful-1"), 30_000);
+    // it left on SIGTERM, long before the 20 s grace period would have ended in SIGKILL
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    const log = readFileSync(`${node.logRoot}/default_graceful-1_${p.metadata!.uid}/app/0.log`, "utf8");
+    expect(log).toMatch(/stdout F got-term/);
+  });
+
   it("tears down pods dropped from the desired set, leaving nothing behind", async () => {
     pods = [];
     agent.setPods([]);
