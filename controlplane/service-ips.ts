@@ -1,0 +1,82 @@
+import { StoreError, type EtcdStore } from "./storage/etcd-store.ts";
+
+/** Service ClusterIPs from the service CIDR, each claimed by an etcd key so no two services share one. */
+
+export function parseCidr(cidr: string): { base: number; size: number } {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr.trim());
+  if (!m) throw new Error(`invalid IPv4 CIDR "${cidr}"`);
+  const octets = m.slice(1, 5).map(Number);
+  const bits = Number(m[5]);
+  if (octets.some((o) => o > 255) || bits < 8 || bits > 30)
+    throw new Error(`invalid IPv4 CIDR "${cidr}" (prefix must be /8../30)`);
+  const ip = octets.reduce((a, o) => a * 256 + o, 0);
+  const size = 2 ** (32 - bits);
+  return { base: ip - (ip % size), size };
+}
+
+export function ipToString(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
+}
+
+export function ipToNumber(ip: string): number | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
+  if (!m) return undefined;
+  const octets = m.slice(1, 5).map(Number);
+  if (octets.some((o) => o > 255)) return undefined;
+  return octets.reduce((a, o) => a * 256 + o, 0);
+}
+
+const PREFIX = "/registry/ranges/serviceips/";
+
+export class ServiceIpAllocator {
+  private readonly base: number;
+  private readonly size: number;
+
+  constructor(
+    private readonly store: EtcdStore,
+    cidr: string,
+  ) {
+    ({ base: this.base, size: this.size } = parseCidr(cidr));
+  }
+
+  /** The first usable address, reserved for the `kubernetes` service. */
+  get kubernetesServiceIp(): string {
+    return ipToString(this.base + 1);
+  }
+
+  contains(ip: string): boolean {
+    const n = ipToNumber(ip);
+    return n !== undefined && n > this.base && n < this.base + this.size - 1;
+  }
+
+  /** Claims a specific IP; false when another service holds it. */
+  async claim(ip: string, owner: string): Promise<boolean> {
+    try {
+      await this.store.create(PREFIX + ip, { owner });
+      return true;
+    } catch (err) {
+      if (err instanceof StoreError && err.reason === "AlreadyExists") return false;
+      throw err;
+    }
+  }
+
+  /** Claims the first free IP after the reserved one. */
+  async allocate(owner: string): Promise<string> {
+    const used = new Set(await this.usedIps());
+    for (let n = this.base + 2; n < this.base + this.size - 1; n++) {
+      const ip = ipToString(n);
+      if (used.has(ip)) continue;
+      if (await this.claim(ip, owner)) return ip;
+    }
+    throw new Error("the service IP range is full");
+  }
+
+  private async usedIps(): Promise<string[]> {
+    const keys = await this.store.client.getAll().prefix(PREFIX).keys();
+    return keys.map((k) => k.slice(PREFIX.length));
+  }
+
+  async release(ip: string): Promise<void> {
+    await this.store.delete(PREFIX + ip).catch(() => undefined);
+  }
+}
