@@ -110,6 +110,13 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 function parseBody(raw: Buffer, contentType: string): unknown {
+  if (/protobuf|cbor/.test(contentType)) {
+    throw new ApiError(
+      415,
+      "UnsupportedMediaType",
+      `the body's content type "${contentType}" is not supported: lab-server accepts JSON and YAML`,
+    );
+  }
   const text = raw.toString("utf8");
   if (text.trim() === "") return undefined;
   try {
