@@ -2,6 +2,7 @@ import { createServer as createHttpsServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import { parse as parseYaml } from "yaml";
+import { decodeKubernetesProtobuf } from "../api/protobuf.ts";
 import { jsonPatch, mergePatch, PatchError, strategicMerge } from "../api/patch.ts";
 import { findResource, groupVersion, type ResourceInfo } from "../api/resources.ts";
 import {
@@ -110,7 +111,14 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 function parseBody(raw: Buffer, contentType: string): unknown {
-  if (/protobuf|cbor/.test(contentType)) {
+  if (/protobuf/.test(contentType)) {
+    try {
+      return decodeKubernetesProtobuf(raw);
+    } catch (err) {
+      throw new ApiError(415, "UnsupportedMediaType", (err as Error).message);
+    }
+  }
+  if (/cbor/.test(contentType)) {
     throw new ApiError(
       415,
       "UnsupportedMediaType",

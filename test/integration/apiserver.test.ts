@@ -181,6 +181,39 @@ describe("lab-server with kubectl", () => {
     expect(await kubectlFails("get", "deploy", "web")).toContain("NotFound");
   });
 
+  it("accepts the protobuf bodies of kubectl create's typed clients", async () => {
+    await kubectl("create", "namespace", "team-c");
+    await kubectl("-n", "team-c", "create", "configmap", "conf", "--from-literal=a=b");
+    await kubectl("-n", "team-c", "create", "secret", "generic", "sec", "--from-literal=x=y");
+    await kubectl("-n", "team-c", "create", "serviceaccount", "robot");
+    await kubectl("-n", "team-c", "create", "service", "clusterip", "front", "--tcp=80:8080");
+    await kubectl(
+      "-n",
+      "team-c",
+      "create",
+      "deployment",
+      "api",
+      "--image=nginx:1.25",
+      "--replicas=2",
+      "--port=80",
+    );
+    expect(await client.get("configmaps", "conf", "team-c")).toMatchObject({ data: { a: "b" } });
+    expect(await client.get("secrets", "sec", "team-c")).toMatchObject({
+      type: "Opaque",
+      data: { x: Buffer.from("y").toString("base64") },
+    });
+    expect(await client.get("services", "front", "team-c")).toMatchObject({
+      spec: { ports: [{ port: 80, targetPort: 8080, protocol: "TCP" }], selector: { app: "front" } },
+    });
+    const d = await client.get("deployments", "api", "team-c");
+    expect(d.spec).toMatchObject({ replicas: 2, selector: { matchLabels: { app: "api" } } });
+    expect(d.spec?.template.spec?.containers[0]).toMatchObject({
+      name: "nginx",
+      image: "nginx:1.25",
+      ports: [{ containerPort: 80 }],
+    });
+  });
+
   it("rejects invalid objects with 422 listing each field", async () => {
     const f = join(s.pki.dir, "bad.json");
     await writeFile(
