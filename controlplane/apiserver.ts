@@ -21,6 +21,7 @@ import { ServiceIpAllocator } from "./service-ips.ts";
 import type { EtcdStore } from "./storage/etcd-store.ts";
 
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+const PUBLIC_PATHS = new Set(["/healthz", "/livez", "/readyz", "/version"]);
 
 export interface ApiServerOptions {
   store: EtcdStore;
@@ -94,20 +95,28 @@ function success(code = 200, details?: Record<string, unknown>): Record<string, 
   };
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES)
-      throw new ApiError(
-        413,
-        "RequestEntityTooLarge",
-        `request body too large: limit is ${MAX_BODY_BYTES} bytes`,
-      );
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+/** Reads the body; past the limit it keeps draining (so the client gets the 413, not a reset). */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+    });
+    req.on("error", reject);
+    req.on("end", () => {
+      if (size > MAX_BODY_BYTES) {
+        reject(
+          new ApiError(
+            413,
+            "RequestEntityTooLarge",
+            `request body too large: limit is ${MAX_BODY_BYTES} bytes`,
+          ),
+        );
+      } else resolve(Buffer.concat(chunks));
+    });
+  });
 }
 
 function parseBody(raw: Buffer, contentType: string): unknown {
@@ -198,6 +207,12 @@ export class ApiServer {
     try {
       const url = new URL(req.url ?? "/", "https://localhost");
       const user = this.authenticate(req);
+      // Health and version are public, as with Kubernetes' system:public-info-viewer, so load
+      // balancers and keepalived can check an apiserver without a client certificate.
+      if (!user && PUBLIC_PATHS.has(url.pathname)) {
+        await this.route(req, res, url, { name: "system:anonymous", groups: ["system:unauthenticated"] });
+        return;
+      }
       if (!user) {
         throw new ApiError(
           401,

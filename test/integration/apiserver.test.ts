@@ -462,10 +462,63 @@ describe("lab-server authentication and authorization", () => {
     );
   }
 
+  async function fetchWithCert(
+    method: string,
+    path: string,
+    body: string,
+  ): Promise<{ code: number; body: string }> {
+    const [ca, cert, key] = await Promise.all([
+      readFile(s.pki.caCert),
+      readFile(s.admin.cert),
+      readFile(s.admin.key),
+    ]);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: s.port,
+          path,
+          method,
+          ca,
+          cert,
+          key,
+          headers: { "Content-Type": "application/json" },
+        },
+        (res) => {
+          let out = "";
+          res.on("data", (d: Buffer) => (out += d.toString()));
+          res.on("end", () => resolve({ code: res.statusCode ?? 0, body: out }));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
   it("answers 401 with a Status without a client certificate", async () => {
     const res = await rawGet("/api/v1/pods");
     expect(res.code).toBe(401);
     expect(JSON.parse(res.body)).toMatchObject({ kind: "Status", reason: "Unauthorized", code: 401 });
+  });
+
+  it("serves health without a certificate", async () => {
+    expect(await rawGet("/readyz")).toEqual({ code: 200, body: "ok" });
+  });
+
+  it("answers 413 for bodies over 3 MiB and 400 for malformed JSON, storing nothing", async () => {
+    const post = (body: string): Promise<{ code: number; body: string }> =>
+      fetchWithCert("POST", "/api/v1/namespaces/default/configmaps", body);
+    const big = await post(
+      JSON.stringify({ metadata: { name: "big" }, data: { a: "x".repeat(3.5 * 1024 * 1024) } }),
+    );
+    expect(big.code).toBe(413);
+    const bad = await post('{"metadata": {"name": "bad"');
+    expect(bad.code).toBe(400);
+    expect(JSON.parse(bad.body)).toMatchObject({ kind: "Status", reason: "BadRequest" });
+    const wrongType = await post(JSON.stringify({ metadata: { name: "wrong" }, data: { a: 1 } }));
+    expect(wrongType.code).toBe(422);
+    for (const name of ["big", "bad", "wrong"])
+      await expect(client.get("configmaps", name, "default")).rejects.toMatchObject({ code: 404 });
   });
 
   it("lets a node touch its own Node but answers 403 elsewhere", async () => {
@@ -473,6 +526,7 @@ describe("lab-server authentication and authorization", () => {
     const kubeconfig = join(s.pki.dir, "node.kubeconfig");
     await writeFile(kubeconfig, kubeconfigYaml(s.url, s.pki.caCert, n.cert, n.key, "node-a"));
     const nodeClient = await LabClient.fromKubeconfig(kubeconfig);
+    await client.create("nodes", { metadata: { name: "node-a" } }).catch(() => undefined);
     try {
       await nodeClient.patch("nodes", "node-a", { metadata: { labels: { seen: "yes" } } });
       const err = await nodeClient
