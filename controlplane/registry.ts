@@ -9,7 +9,7 @@ import {
 } from "../api/selectors.ts";
 import { alreadyExists, ApiError, badRequest, conflict, gone, invalid, notFound } from "../api/status.ts";
 import { validateObject } from "../api/validation.ts";
-import type { ServiceIpAllocator } from "./service-ips.ts";
+import { NodePortAllocator, type ServiceIpAllocator } from "./service-ips.ts";
 import { StoreError, type EtcdStore, type StoreEvent } from "./storage/etcd-store.ts";
 
 /** A served object as stored: plain JSON with Kubernetes metadata. */
@@ -99,10 +99,14 @@ interface ContinueToken {
  * defaulting, validation, uid/generation/timestamps, graceful pod deletion, finalizers, cascades.
  */
 export class Registry {
+  private readonly nodePorts: NodePortAllocator;
+
   constructor(
     readonly store: EtcdStore,
     private readonly serviceIps: ServiceIpAllocator,
-  ) {}
+  ) {
+    this.nodePorts = new NodePortAllocator(store);
+  }
 
   async get(info: ResourceInfo, namespace: string | undefined, name: string): Promise<KObject> {
     const got = await this.store.get<KObject>(storageKey(info, namespace, name));
@@ -197,13 +201,23 @@ export class Registry {
     const obj = this.prepareNew(info, namespace, body);
     const name = obj.metadata.name!;
     let claimedIp: string | undefined;
-    if (info.kind === "Service" && !dryRun) claimedIp = await this.assignClusterIp(obj);
+    let claimedPorts: number[] = [];
+    if (info.kind === "Service" && !dryRun) {
+      claimedIp = await this.assignClusterIp(obj);
+      try {
+        claimedPorts = await this.assignNodePorts(obj, undefined);
+      } catch (err) {
+        if (claimedIp) await this.serviceIps.release(claimedIp);
+        throw err;
+      }
+    }
     if (dryRun) return obj;
     try {
       const rev = await this.store.create(storageKey(info, namespace, name), obj);
       return withVersion(obj, rev);
     } catch (err) {
       if (claimedIp) await this.serviceIps.release(claimedIp);
+      for (const p of claimedPorts) await this.nodePorts.release(p);
       mapStoreError(err, info, name);
     }
   }
@@ -241,6 +255,52 @@ export class Registry {
     spec.ipFamilies = ["IPv4"];
     spec.ipFamilyPolicy = "SingleStack";
     return ip;
+  }
+
+  /** Gives NodePort/LoadBalancer ports a node port (kept from `current` when already set there). */
+  private async assignNodePorts(svc: KObject, current: KObject | undefined): Promise<number[]> {
+    const spec = (svc.spec ?? {}) as {
+      type?: string;
+      ports?: { port?: number; protocol?: string; nodePort?: number }[];
+    };
+    if (spec.type !== "NodePort" && spec.type !== "LoadBalancer") return [];
+    const owner = `${svc.metadata.namespace}/${svc.metadata.name}`;
+    const had = new Map<string, number>();
+    for (const p of ((current?.spec ?? {}) as typeof spec).ports ?? [])
+      if (p.nodePort) had.set(`${p.port}/${p.protocol ?? "TCP"}`, p.nodePort);
+    const claimed: number[] = [];
+    try {
+      for (const [i, p] of (spec.ports ?? []).entries()) {
+        const kept = had.get(`${p.port}/${p.protocol ?? "TCP"}`);
+        if (p.nodePort === undefined && kept !== undefined) p.nodePort = kept;
+        if (p.nodePort !== undefined && [...had.values()].includes(p.nodePort)) continue;
+        if (p.nodePort !== undefined) {
+          if (!this.nodePorts.contains(p.nodePort) || !(await this.nodePorts.claim(p.nodePort, owner))) {
+            throw invalid("Service", svc.metadata.name!, [
+              {
+                field: `spec.ports[${i}].nodePort`,
+                reason: "FieldValueInvalid",
+                message: `Invalid value: ${p.nodePort}: provided port is already allocated or outside 30000-32767`,
+              },
+            ]);
+          }
+        } else p.nodePort = await this.nodePorts.allocate(owner);
+        claimed.push(p.nodePort);
+      }
+    } catch (err) {
+      for (const p of claimed) await this.nodePorts.release(p);
+      throw err;
+    }
+    return claimed;
+  }
+
+  private async releaseNodePorts(svc: KObject | undefined, keep: KObject | undefined): Promise<void> {
+    const ports = (o: KObject | undefined): number[] =>
+      (((o?.spec ?? {}) as { ports?: { nodePort?: number }[] }).ports ?? [])
+        .map((p) => p.nodePort)
+        .filter((n): n is number => typeof n === "number");
+    const still = new Set(ports(keep));
+    for (const p of ports(svc)) if (!still.has(p)) await this.nodePorts.release(p);
   }
 
   /**
@@ -315,9 +375,16 @@ export class Registry {
       return withVersion(obj, delRev);
     }
     if (dryRun) return withVersion(obj, rev);
-    const newRev = await this.store
-      .update(key, obj, rev)
-      .catch((err: unknown) => mapStoreError(err, info, name));
+    const claimedPorts =
+      info.kind === "Service" && mode === "main" ? await this.assignNodePorts(obj, current) : [];
+    let newRev: number;
+    try {
+      newRev = await this.store.update(key, obj, rev);
+    } catch (err) {
+      for (const p of claimedPorts) await this.nodePorts.release(p);
+      mapStoreError(err, info, name);
+    }
+    if (info.kind === "Service") await this.releaseNodePorts(current, obj);
     return withVersion(obj, newRev);
   }
 
@@ -447,6 +514,7 @@ export class Registry {
     if (info.kind !== "Service") return;
     const ip = ((obj.spec ?? {}) as Record<string, unknown>).clusterIP;
     if (typeof ip === "string" && ip !== "None" && ip !== "") await this.serviceIps.release(ip);
+    await this.releaseNodePorts(obj, undefined);
   }
 
   /** Marks the namespace Terminating, then removes everything in it and the namespace itself. */

@@ -80,3 +80,45 @@ export class ServiceIpAllocator {
     await this.store.delete(PREFIX + ip).catch(() => undefined);
   }
 }
+
+const PORT_PREFIX = "/registry/ranges/servicenodeports/";
+
+/** NodePorts (30000-32767 by default), each claimed by an etcd key. */
+export class NodePortAllocator {
+  constructor(
+    private readonly store: EtcdStore,
+    private readonly first = 30000,
+    private readonly last = 32767,
+  ) {}
+
+  contains(port: number): boolean {
+    return Number.isInteger(port) && port >= this.first && port <= this.last;
+  }
+
+  async claim(port: number, owner: string): Promise<boolean> {
+    try {
+      await this.store.create(PORT_PREFIX + port, { owner });
+      return true;
+    } catch (err) {
+      if (err instanceof StoreError && err.reason === "AlreadyExists") return false;
+      throw err;
+    }
+  }
+
+  async allocate(owner: string): Promise<number> {
+    const keys = await this.store.client.getAll().prefix(PORT_PREFIX).keys();
+    const used = new Set(keys.map((k) => Number(k.slice(PORT_PREFIX.length))));
+    // Start at a random offset so concurrent apiservers rarely race for the same port.
+    const span = this.last - this.first + 1;
+    const offset = Math.floor(Math.random() * span);
+    for (let i = 0; i < span; i++) {
+      const port = this.first + ((offset + i) % span);
+      if (!used.has(port) && (await this.claim(port, owner))) return port;
+    }
+    throw new Error("the NodePort range is full");
+  }
+
+  async release(port: number): Promise<void> {
+    await this.store.delete(PORT_PREFIX + port).catch(() => undefined);
+  }
+}

@@ -415,6 +415,23 @@ describe("lab-server with @kubernetes/client-node", () => {
       ips.add(svc.spec!.clusterIP!);
     }
     expect(ips.size).toBe(4);
+    const np = await core.createNamespacedService({
+      namespace: "default",
+      body: { metadata: { name: "np" }, spec: { type: "NodePort", ports: [{ port: 81 }] } },
+    });
+    const nodePort = np.spec!.ports![0]!.nodePort!;
+    expect(nodePort).toBeGreaterThanOrEqual(30000);
+    expect(nodePort).toBeLessThanOrEqual(32767);
+    expect(await kubectl("get", "svc", "np")).toMatch(
+      new RegExp(`np\\s+NodePort\\s+\\S+\\s+<none>\\s+81:${nodePort}/TCP`),
+    );
+    const taken = await core
+      .createNamespacedService({
+        namespace: "default",
+        body: { metadata: { name: "np2" }, spec: { type: "NodePort", ports: [{ port: 81, nodePort }] } },
+      })
+      .catch((e: unknown) => e);
+    expect((taken as { code: number }).code).toBe(422);
 
     await apps.createNamespacedDeployment({
       namespace: "default",
