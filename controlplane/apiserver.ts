@@ -32,6 +32,8 @@ export interface ApiServerOptions {
   tls: { cert: Buffer; key: Buffer; clientCa: Buffer };
   /** Interval of watch bookmarks when a client allows them (Kubernetes: about a minute). */
   bookmarkIntervalMs?: number;
+  /** etcd history is compacted to the revision of one interval ago (Kubernetes: 5 minutes); 0 = never. */
+  compactionIntervalMs?: number;
 }
 
 interface Route {
@@ -158,6 +160,7 @@ export class ApiServer {
   readonly registry: Registry;
   private server: Server | undefined;
   private readonly watches = new Set<() => void>();
+  private compactionTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ApiServerOptions) {
     this.registry = new Registry(opts.store, new ServiceIpAllocator(opts.store, opts.serviceClusterIpRange));
@@ -180,12 +183,30 @@ export class ApiServer {
       server.once("error", reject);
       server.listen(port, host, () => resolve());
     });
+    this.startCompaction();
     const addr = server.address();
     return typeof addr === "object" && addr ? addr.port : port;
   }
 
+  /** Compacts etcd to the revision seen one interval earlier, so watchers get a full interval to resume. */
+  private startCompaction(): void {
+    const interval = this.opts.compactionIntervalMs ?? 5 * 60_000;
+    if (interval <= 0) return;
+    let previous = 0;
+    this.compactionTimer = setInterval(() => {
+      void (async () => {
+        const current = await this.opts.store.revision();
+        if (previous > 0) await this.opts.store.compact(previous);
+        previous = current;
+      })().catch(() => undefined);
+    }, interval);
+    this.compactionTimer.unref();
+  }
+
   async stop(): Promise<void> {
+    clearInterval(this.compactionTimer);
     for (const end of this.watches) end();
+    await this.registry.close();
     const server = this.server;
     if (!server) return;
     server.closeAllConnections();

@@ -11,6 +11,7 @@ import { alreadyExists, ApiError, badRequest, conflict, gone, invalid, notFound 
 import { validateObject } from "../api/validation.ts";
 import { NodePortAllocator, type ServiceIpAllocator } from "./service-ips.ts";
 import { StoreError, type EtcdStore, type StoreEvent } from "./storage/etcd-store.ts";
+import { WatchCache } from "./storage/watch-cache.ts";
 
 /** A served object as stored: plain JSON with Kubernetes metadata. */
 export type KObject = Record<string, unknown> & { metadata: Meta };
@@ -100,6 +101,7 @@ interface ContinueToken {
  */
 export class Registry {
   private readonly nodePorts: NodePortAllocator;
+  private readonly caches = new Map<string, WatchCache<KObject>>();
 
   constructor(
     readonly store: EtcdStore,
@@ -595,7 +597,7 @@ export class Registry {
       else onEnd(new ApiError(500, "InternalError", `watch failed: ${err.message}`));
     };
     try {
-      const stop = await this.store.watch<KObject>(prefix, from, onEvent, onError);
+      const stop = await this.watchCache(info).subscribe(prefix, from, onEvent, onError);
       return { stop, lastRevision: () => last };
     } catch (err) {
       if (err instanceof StoreError && err.reason === "Compacted") {
@@ -603,6 +605,19 @@ export class Registry {
       }
       throw err;
     }
+  }
+
+  private watchCache(info: ResourceInfo): WatchCache<KObject> {
+    let cache = this.caches.get(info.plural);
+    if (!cache) {
+      cache = new WatchCache<KObject>(this.store, storageKey(info, undefined));
+      this.caches.set(info.plural, cache);
+    }
+    return cache;
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.caches.values()) await c.close();
   }
 
   /** Default namespaces and the `kubernetes` service, idempotently. */

@@ -130,8 +130,22 @@ export class EtcdStore {
     return Number(res.header.revision);
   }
 
+  private readonly compactionListeners = new Set<(revision: number) => void>();
+
+  /** Drops history up to revision; watch caches hear of it so they answer 410 as etcd would. */
   async compact(revision: number): Promise<void> {
-    await this.client.kv.compact({ revision: String(revision), physical: true });
+    try {
+      await this.client.kv.compact({ revision: String(revision), physical: true });
+    } catch (err) {
+      // Another apiserver compacted further already: nothing left to do.
+      if (!isCompactedError(err)) throw err;
+    }
+    for (const listener of this.compactionListeners) listener(revision);
+  }
+
+  onCompaction(listener: (revision: number) => void): () => void {
+    this.compactionListeners.add(listener);
+    return () => this.compactionListeners.delete(listener);
   }
 
   /**
