@@ -382,7 +382,11 @@ describe("lab-server with @kubernetes/client-node", () => {
 
     await s.store.compact(await s.store.revision());
     const gone = await (async () => {
-      for await (const ev of client.watch("configmaps", { namespace: "default", resourceVersion: rv }))
+      for await (const ev of client.watch("configmaps", {
+        namespace: "default",
+        resourceVersion: rv,
+        timeoutSeconds: 10,
+      }))
         void ev;
     })().catch((e: unknown) => e);
     expect(gone).toBeInstanceOf(ApiStatusError);
