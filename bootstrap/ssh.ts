@@ -159,7 +159,9 @@ export class SshSession {
         reject(new LabError({ code: "ABORTED", what: `cancelled before running on ${this.where}` }));
         return;
       }
-      this.client.exec(command, (err, channel) => {
+      // sshd does not end a pty-less command when its channel closes: the remote `timeout` does.
+      const wrapped = `timeout -k 2 ${Math.ceil(timeoutMs / 1000) + 1} sh -c ${shq(command)}`;
+      this.client.exec(wrapped, (err, channel) => {
         if (err) {
           reject(
             new LabError({

@@ -50,11 +50,14 @@ describe("SshSession against a real sshd in a network namespace", () => {
     const s = await SshSession.connect(machine());
     try {
       const t0 = Date.now();
-      await expect(s.exec("sleep 30", { timeoutMs: 500 })).rejects.toMatchObject({ code: "SSH_TIMEOUT" });
+      await expect(s.exec("sleep 31", { timeoutMs: 500 })).rejects.toMatchObject({ code: "SSH_TIMEOUT" });
       const ac = new AbortController();
       setTimeout(() => ac.abort(), 300);
-      await expect(s.exec("sleep 30", { signal: ac.signal })).rejects.toMatchObject({ code: "ABORTED" });
+      await expect(s.exec("sleep 3", { signal: ac.signal })).rejects.toMatchObject({ code: "ABORTED" });
       expect(Date.now() - t0).toBeLessThan(5_000);
+      // The remote command is gone too (the remote side enforces the timeout).
+      await new Promise((r) => setTimeout(r, 2500));
+      expect((await s.exec("pgrep -u $(id -u) -fx 'sleep 31' || true")).stdout.trim()).toBe("");
       // The session is still usable afterwards.
       expect((await s.exec("echo alive")).stdout).toBe("alive\n");
     } finally {

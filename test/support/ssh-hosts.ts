@@ -45,7 +45,7 @@ export async function createTestHosts(count: number): Promise<TestHosts> {
     await Promise.allSettled(daemons);
     for (const h of hosts) await execa("ip", ["netns", "del", h.netns], { reject: false });
     for (let i = 0; i < count; i++) await execa("ip", ["link", "del", `lt${tag}h${i}`], { reject: false });
-    for (const u of [sudoUser, plainUser]) await execa("userdel", [u], { reject: false });
+    for (const u of [sudoUser, plainUser]) await execa("userdel", ["-f", u], { reject: false });
     await rm(`/etc/sudoers.d/lab-test-${tag}`, { force: true });
     if (process.env.LAB_KEEP_TEST_HOSTS) console.error(`kept ${dir}`);
     else await rm(dir, { recursive: true, force: true });
