@@ -23,6 +23,8 @@ export interface EtcdMemberConfig {
   files: { ca: string; serverCert: string; serverKey: string; peerCert: string; peerKey: string };
   /** `new` for a fresh cluster; `existing` when a member rejoins an existing one. */
   state?: "new" | "existing";
+  /** Also listen on https://127.0.0.1:CLIENT_PORT for local clients (default true). */
+  listenLocal?: boolean;
   /** Machine architecture (`uname -m`); etcd 3.4 refuses arm64 unless told it is fine. */
   arch?: string;
 }
@@ -53,7 +55,7 @@ export function etcdArgs(c: EtcdMemberConfig): string[] {
     `--listen-peer-urls=${peerURL(m)}`,
     `--initial-advertise-peer-urls=${peerURL(m)}`,
     // Loopback too, so a local client (health checks, lab-server on the same master) needs no route.
-    `--listen-client-urls=${clientURL(m)},https://127.0.0.1:${clientPort}`,
+    `--listen-client-urls=${clientURL(m)}${c.listenLocal === false ? "" : `,https://127.0.0.1:${clientPort}`}`,
     `--advertise-client-urls=${clientURL(m)}`,
     `--initial-cluster=${etcdInitialCluster(c.cluster)}`,
     `--initial-cluster-token=${c.clusterToken}`,
