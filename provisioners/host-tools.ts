@@ -16,9 +16,19 @@ export interface HostTool {
 
 export const HOST_TOOLS: HostTool[] = [
   { command: "qemu-system-x86_64", pkg: "qemu-system-x86", group: "lab", why: "runs the VMs" },
-  { command: "qemu-img", pkg: "qemu-utils", group: "lab", why: "creates qcow2 base images and per-VM overlays" },
+  {
+    command: "qemu-img",
+    pkg: "qemu-utils",
+    group: "lab",
+    why: "creates qcow2 base images and per-VM overlays",
+  },
   { command: "debootstrap", pkg: "debootstrap", group: "lab", why: "builds the Debian guest image" },
-  { command: "mkfs.ext4", pkg: "e2fsprogs", group: "lab", why: "builds the guest filesystem without loop mounts" },
+  {
+    command: "mkfs.ext4",
+    pkg: "e2fsprogs",
+    group: "lab",
+    why: "builds the guest filesystem without loop mounts",
+  },
   { command: "genisoimage", pkg: "genisoimage", group: "lab", why: "writes the cloud-init NoCloud seed" },
   { command: "ip", pkg: "iproute2", group: "lab", why: "lab network namespaces, bridges and taps" },
   { command: "ssh-keygen", pkg: "openssh-client", group: "lab", why: "generates lab and host SSH keys" },
@@ -26,11 +36,26 @@ export const HOST_TOOLS: HostTool[] = [
   { command: "zstd", pkg: "zstd", group: "lab", why: "unpacks the guest kernel modules for the initrd" },
   { command: "etcd", pkg: "etcd-server", group: "test", why: "integration tests start a real etcd" },
   { command: "etcdctl", pkg: "etcd-client", group: "test", why: "integration tests inspect etcd" },
-  { command: "sshd", pkg: "openssh-server", group: "test", why: "integration tests start real SSH test hosts" },
+  {
+    command: "sshd",
+    pkg: "openssh-server",
+    group: "test",
+    why: "integration tests start real SSH test hosts",
+  },
   { command: "containerd", pkg: "containerd", group: "test", why: "agent tests run real containers" },
   { command: "runc", pkg: "runc", group: "test", why: "the OCI runtime under containerd" },
-  { command: "/usr/lib/cni/bridge", pkg: "containernetworking-plugins", group: "test", why: "pod networking (CNI)" },
+  {
+    command: "/usr/lib/cni/bridge",
+    pkg: "containernetworking-plugins",
+    group: "test",
+    why: "pod networking (CNI)",
+  },
   { command: "nft", pkg: "nftables", group: "test", why: "the service proxy" },
   { command: "busybox", pkg: "busybox-static", group: "test", why: "the sample and pause container images" },
-  { command: "kubectl", pkg: "kubernetes-client", group: "test", why: "tests drive the API with stock kubectl" },
+  {
+    command: "kubectl",
+    pkg: "kubernetes-client",
+    group: "test",
+    why: "tests drive the API with stock kubectl",
+  },
 ];

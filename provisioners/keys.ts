@@ -49,7 +49,9 @@ export async function fingerprint(publicKey: string): Promise<string> {
 }
 
 /** The lab's client key pair, created once under the lab state as `ssh/id_ed25519` (0600). */
-export async function ensureLabSshKey(state: LabState): Promise<{ privateKeyPath: string; publicKey: string }> {
+export async function ensureLabSshKey(
+  state: LabState,
+): Promise<{ privateKeyPath: string; publicKey: string }> {
   const privateKeyPath = state.path("ssh", "id_ed25519");
   if (!existsSync(privateKeyPath) || !existsSync(`${privateKeyPath}.pub`)) {
     const pair = await generateEd25519(`lab-${state.name}`);
