@@ -1,5 +1,5 @@
 /** Kubeconfig documents (pure): the admin's for `lab kubeconfig`, a node's for lab-agent. */
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 
 export interface KubeconfigInput {
   cluster: string;
@@ -46,7 +46,43 @@ export function renderKubeconfig(k: KubeconfigInput): string {
   });
 }
 
+/** Written to the lab state by the bootstrap: where the lab's API answers. */
+export interface LabEndpoint {
+  lab: string;
+  server: string;
+}
+
 /** The API endpoint of a lab: the VIP (or the single master) on the apiserver port. */
 export function apiEndpoint(plan: { network: { vip: string }; cluster: { apiServerPort: number } }): string {
   return `https://${plan.network.vip}:${plan.cluster.apiServerPort}`;
+}
+
+interface Named {
+  name: string;
+}
+interface KubeconfigDoc {
+  clusters?: Named[];
+  users?: Named[];
+  contexts?: Named[];
+  "current-context"?: string;
+  [k: string]: unknown;
+}
+
+/**
+ * Merges `ours` into an existing kubeconfig (like kind): entries with the same names are replaced,
+ * everything else is kept, and the current context becomes ours.
+ */
+export function mergeKubeconfig(existing: string, ours: string): string {
+  const base = (existing.trim() ? (parse(existing) as KubeconfigDoc) : null) ?? {
+    apiVersion: "v1",
+    kind: "Config",
+  };
+  const add = parse(ours) as KubeconfigDoc;
+  for (const key of ["clusters", "users", "contexts"] as const) {
+    const incoming = add[key] ?? [];
+    const names = new Set(incoming.map((e) => e.name));
+    base[key] = [...(base[key] ?? []).filter((e) => !names.has(e.name)), ...incoming];
+  }
+  base["current-context"] = add["current-context"];
+  return stringify(base);
 }

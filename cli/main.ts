@@ -4,6 +4,7 @@ import { EXIT, reportError, type GlobalOptions } from "./output.ts";
 import { registerValidate } from "./commands/validate.ts";
 import { registerPlan } from "./commands/plan.ts";
 import { registerSchema } from "./commands/schema.ts";
+import { registerKubeconfig } from "./commands/kubeconfig.ts";
 
 export function buildProgram(): Command {
   const program = new Command("lab")
@@ -19,7 +20,8 @@ Topology: -f FILE, else ./lab.yaml, else the built-in default lab (3 masters, 2 
 Exit codes: 0 ok, 1 bad input, 2 host problem, 3 lab locked, 4 not ready, 70 bug.
 State: $LAB_HOME (default ~/.local/state/lab).`,
   );
-  for (const register of [registerValidate, registerPlan, registerSchema]) register(program);
+  for (const register of [registerValidate, registerPlan, registerSchema, registerKubeconfig])
+    register(program);
   return program;
 }
 

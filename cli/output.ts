@@ -47,7 +47,9 @@ export function reportError(err: unknown, opts: GlobalOptions): number {
     process.stdout.write(JSON.stringify(body) + "\n");
   } else if (err instanceof ProblemsError) {
     for (const p of err.problems) process.stderr.write(`${formatLocatedProblem(p)}\n`);
-    process.stderr.write(`error: ${err.problems.length} problem${err.problems.length === 1 ? "" : "s"} found\n`);
+    process.stderr.write(
+      `error: ${err.problems.length} problem${err.problems.length === 1 ? "" : "s"} found\n`,
+    );
   } else if (err instanceof LabError) {
     process.stderr.write(`error: ${err.message}\n`);
   } else {

@@ -6,7 +6,9 @@ import { printJson, type GlobalOptions } from "../output.ts";
 export function registerPlan(program: Command): void {
   program
     .command("plan")
-    .description("print the computed plan (names, roles, addresses, MACs, VIP, resources, pod CIDRs); touches nothing")
+    .description(
+      "print the computed plan (names, roles, addresses, MACs, VIP, resources, pod CIDRs); touches nothing",
+    )
     .option("-f, --file <FILE>", "topology file (default: ./lab.yaml, else the built-in default)")
     .action(async (opts: { file?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -26,9 +28,24 @@ export function renderPlan(p: Plan): string {
   ];
   const rows = [["NODE", "ROLE", "ADDRESS", "MAC", "CPUS", "MEMORY", "DISK", "POD CIDR"]];
   for (const n of p.nodes) {
-    rows.push([n.name, n.role, n.address, n.mac, String(n.cpus), `${n.memoryMiB}Mi`, `${n.diskMiB}Mi`, n.podCIDR]);
+    rows.push([
+      n.name,
+      n.role,
+      n.address,
+      n.mac,
+      String(n.cpus),
+      `${n.memoryMiB}Mi`,
+      `${n.diskMiB}Mi`,
+      n.podCIDR,
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+  for (const r of rows)
+    lines.push(
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    );
   return lines.join("\n") + "\n";
 }
