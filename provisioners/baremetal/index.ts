@@ -4,6 +4,8 @@
  * says acceptNewHostKey), checks every host and reports every problem at once, then installs the
  * Debian packages the cluster needs with apt. `destroy` removes what lab installed (see teardown.ts).
  */
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { SshSession, shq } from "../../bootstrap/ssh.ts";
 import { runtimeArch } from "../../bootstrap/artifacts.ts";
 import { LabError } from "../../topology/errors.ts";
@@ -24,6 +26,11 @@ import {
 } from "./precheck.ts";
 import { renderTeardownScript } from "./teardown.ts";
 
+/** `~/x` → `$HOME/x`: topology files are written by people who expect the shell's meaning. */
+export function expandHome(path: string): string {
+  return path === "~" || path.startsWith("~/") ? join(homedir(), path.slice(1)) : path;
+}
+
 interface RecordedHostKey {
   fingerprint: string;
   acceptedAt: string;
@@ -31,7 +38,7 @@ interface RecordedHostKey {
 
 /** The machine for a planned host; the host key pin comes from the topology or from the lab state. */
 export async function machineFor(state: LabState, node: PlannedNode): Promise<Machine> {
-  const key = node.ssh.key ?? (await ensureLabSshKey(state)).privateKeyPath;
+  const key = node.ssh.key ? expandHome(node.ssh.key) : (await ensureLabSshKey(state)).privateKeyPath;
   const recorded = await state.readJson<RecordedHostKey>(`hosts/${node.name}/accepted-host-key.json`);
   return {
     name: node.name,
