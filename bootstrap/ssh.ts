@@ -6,6 +6,7 @@
  * records what was seen.
  */
 import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import type { Machine } from "../provisioners/provisioner.ts";
@@ -51,6 +52,12 @@ export function shq(s: string): string {
 }
 
 export const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
+
+export async function sha256OfFile(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
 
 export class SshSession {
   /** Fingerprint of the host key the server presented. */
@@ -261,12 +268,14 @@ export class SshSession {
    * otherwise uploads to a temporary file, verifies its sha256, then moves it into place atomically.
    */
   async upload(
-    source: { data: Buffer | string } | { file: string },
+    source: { data: Buffer | string } | { file: string; sha256?: string },
     remotePath: string,
     opts: { mode?: number; owner?: string; signal?: AbortSignal } = {},
   ): Promise<"uploaded" | "unchanged"> {
-    const data = "data" in source ? Buffer.from(source.data) : await readFile(source.file);
-    const want = sha256(data);
+    const data = "data" in source ? Buffer.from(source.data) : undefined;
+    const want = data
+      ? sha256(data)
+      : ((source as { sha256?: string }).sha256 ?? (await sha256OfFile((source as { file: string }).file)));
     const mode = (opts.mode ?? 0o644).toString(8);
     const owner = opts.owner ?? "root:root";
     const fix = `chown ${shq(owner)} ${shq(remotePath)} && chmod ${mode} ${shq(remotePath)}`;
@@ -278,6 +287,13 @@ export class SshSession {
     const sftp = await this.sftp();
     try {
       await new Promise<void>((resolve, reject) => {
+        if (!data) {
+          // Large files (the ~100 MB Node runtime) stream from disk with parallel SFTP writes.
+          sftp.fastPut((source as { file: string }).file, tmp, { mode: 0o600 }, (err) =>
+            err ? reject(err) : resolve(),
+          );
+          return;
+        }
         const ws = sftp.createWriteStream(tmp, { mode: 0o600 });
         ws.on("error", reject);
         ws.on("close", () => resolve());

@@ -1,5 +1,4 @@
 import { fileURLToPath } from "node:url";
-import { readFile } from "node:fs/promises";
 import { clientURL, etcdClientURLs } from "../../templates/etcd.ts";
 import { renderLabServerUnit } from "../../templates/lab-server.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
@@ -43,7 +42,7 @@ export async function installExecutable(
   let n = 0;
   const files: ArtifactFile[] = [await nodeRuntime(), ...artifact.files];
   for (const f of files) {
-    const r = await s.upload({ data: await readFile(f.local) }, f.remote, { mode: f.mode, signal });
+    const r = await s.upload({ file: f.local, sha256: f.sha256 }, f.remote, { mode: f.mode, signal });
     if (r === "uploaded") n++;
   }
   return n;

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
-import { SshSession, fingerprintOfBlob, sha256 } from "../../bootstrap/ssh.ts";
+import { stat } from "node:fs/promises";
+import { SshSession, fingerprintOfBlob, sha256, sha256OfFile } from "../../bootstrap/ssh.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import { fingerprint } from "../../provisioners/keys.ts";
 import { LabError } from "../../topology/errors.ts";
@@ -101,6 +102,24 @@ describe("SshSession against a real sshd in a network namespace", () => {
       expect(await s.upload({ data: changed }, path, { mode: 0o640 })).toBe("uploaded");
       expect(await s.remoteSha256(path)).toBe(sha256(changed));
       expect((await s.run(`stat -c '%a' ${path}`, { root: true })).trim()).toBe("640");
+    } finally {
+      s.close();
+    }
+  });
+
+  it("streams a large local file (the Node runtime) and verifies it", async () => {
+    const s = await SshSession.connect(machine());
+    const path = `${env.dir}/runtime-${randomBytes(3).toString("hex")}/node`;
+    try {
+      const t0 = Date.now();
+      expect(await s.upload({ file: process.execPath }, path, { mode: 0o755 })).toBe("uploaded");
+      const took = Date.now() - t0;
+      expect(await s.remoteSha256(path)).toBe(await sha256OfFile(process.execPath));
+      expect((await s.run(`${path} -e 'process.stdout.write(String(1 + 1))'`)).trim()).toBe("2");
+      expect(await s.upload({ file: process.execPath }, path, { mode: 0o755 })).toBe("unchanged");
+      console.log(
+        `uploaded the ${Math.round((await stat(process.execPath)).size / 1e6)} MB Node runtime in ${took} ms`,
+      );
     } finally {
       s.close();
     }
