@@ -21,6 +21,7 @@ import {
   waitForEtcdHealthy,
 } from "../../bootstrap/etcd.ts";
 import { clientURL, etcdArgs } from "../../templates/etcd.ts";
+import { etcdMemberRows } from "../../bootstrap/status.ts";
 import { plan, type Plan } from "../../topology/plan.ts";
 import { LabFile } from "../../topology/schema.ts";
 import { LabState } from "../../topology/state.ts";
@@ -105,6 +106,10 @@ describe("three-member etcd with the lab's TLS", () => {
     expect(status).toHaveLength(3);
     expect(new Set(status.map((s) => s.leader)).size).toBe(1);
     expect(status.map((s) => s.memberId)).toContain(status[0]!.leader);
+    // What `lab status` shows: every member healthy, exactly one leader.
+    const rows = etcdMemberRows(etcdMembers(p), parseEndpointHealth(await probe()), status);
+    expect(rows.map((r) => r.healthy)).toEqual([true, true, true]);
+    expect(rows.filter((r) => r.leader)).toHaveLength(1);
 
     const put = await etcdctl([...etcdctlHealthArgs(endpoints(), tls()).slice(0, 4), "put", "/lab/k", "v"]);
     expect(put.stdout.trim()).toBe("OK");
@@ -149,6 +154,10 @@ describe("three-member etcd with the lab's TLS", () => {
     }
     expect(verdict.quorum).toBe(true);
     expect(verdict.unhealthy.map((u) => u.member.name)).toEqual([victim.name]);
+    const survivors = parseEndpointStatus((await etcdctl(etcdctlStatusArgs(endpoints(), tls()))).stdout);
+    const rows = etcdMemberRows(etcdMembers(p), parseEndpointHealth(await probe()), survivors);
+    expect(rows.find((r) => r.name === victim.name)).toMatchObject({ healthy: false, leader: false });
+    expect(rows.filter((r) => r.leader)).toHaveLength(1);
     const put = await etcdctl([
       ...etcdctlHealthArgs(endpoints(), tls()).slice(0, 6),
       "put",
