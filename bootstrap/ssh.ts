@@ -283,7 +283,8 @@ export class SshSession {
       await this.run(fix, { root: true, signal: opts.signal });
       return "unchanged";
     }
-    const tmp = `/tmp/.lab-upload-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+    // /var/tmp: disk-backed, where /tmp may be a small tmpfs on a real host.
+    const tmp = `/var/tmp/.lab-upload-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
     const sftp = await this.sftp();
     try {
       await new Promise<void>((resolve, reject) => {

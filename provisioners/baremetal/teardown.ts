@@ -24,7 +24,7 @@ systemctl daemon-reload >/dev/null 2>&1 || true
 for u in ${units}; do systemctl reset-failed "$u" >/dev/null 2>&1 || true; done
 ${vip}
 rm -rf ${HOST_PATHS.etc} ${HOST_PATHS.varLib} ${HOST_PATHS.opt}
-rm -f /tmp/.lab-upload-*
+rm -f /var/tmp/.lab-upload-*
 echo removed
 `;
 }
