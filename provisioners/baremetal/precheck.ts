@@ -17,6 +17,8 @@ echo "mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 echo "disk_kib=$(df -Pk /var 2>/dev/null | awk 'NR==2 {print $4}')"
 if [ "$(id -u)" = 0 ]; then echo sudo=root; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then echo sudo=yes; else echo sudo=no; fi
 if command -v apt-get >/dev/null 2>&1; then echo apt=yes; else echo apt=no; fi
+if [ -d /etc/lab ]; then echo lab_installed=yes; else echo lab_installed=no; fi
+if command -v ss >/dev/null 2>&1; then echo "listening=$(ss -ltnH 2>/dev/null | awk '{n=split($4,a,":"); print a[n]}' | sort -un | tr '\n' ' ')"; fi
 `;
 
 export interface HostFacts {
@@ -29,6 +31,10 @@ export interface HostFacts {
   diskFreeMiB: number;
   sudo: "root" | "yes" | "no";
   apt: boolean;
+  /** lab already installed itself here (a rerun): its own daemons hold their ports. */
+  labInstalled: boolean;
+  /** TCP ports something listens on. */
+  listening: number[];
 }
 
 export function parseFacts(out: string): HostFacts {
@@ -49,6 +55,12 @@ export function parseFacts(out: string): HostFacts {
     diskFreeMiB: Math.floor(num("disk_kib") / 1024),
     sudo: sudo === "root" || sudo === "yes" ? sudo : "no",
     apt: kv.get("apt") === "yes",
+    labInstalled: kv.get("lab_installed") === "yes",
+    listening: (kv.get("listening") ?? "")
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number)
+      .filter((n) => Number.isInteger(n) && n > 0),
   };
 }
 
@@ -59,10 +71,18 @@ export interface Requirements {
   diskFreeMiB: number;
   /** Architectures lab can run on (it ships its own Node runtime, built for the lab host's). */
   arches: string[];
+  /** TCP ports lab's daemons will listen on, which must be free on a fresh host. */
+  ports: { master: number[]; worker: number[] };
 }
 
 export function defaultRequirements(runtimeArch: string): Requirements {
-  return { memMiB: { master: 900, worker: 450 }, diskFreeMiB: 2048, arches: [runtimeArch] };
+  return {
+    memMiB: { master: 900, worker: 450 },
+    diskFreeMiB: 2048,
+    arches: [runtimeArch],
+    // etcd client and peer, the apiserver; workers only run lab-agent (no fixed port yet).
+    ports: { master: [2379, 2380, 6443], worker: [] },
+  };
 }
 
 export interface HostProblem {
@@ -104,6 +124,15 @@ export function judgeHost(
     );
   if (facts.diskFreeMiB < req.diskFreeMiB)
     add(`has ${facts.diskFreeMiB} MiB free on /var, needs ${req.diskFreeMiB} MiB`, "free space on /var");
+  if (!facts.labInstalled) {
+    const taken = req.ports[node.role].filter((p) => facts.listening.includes(p));
+    if (taken.length) {
+      add(
+        `already has something listening on TCP ${taken.join(", ")} (needed by ${node.role === "master" ? "etcd and lab-server" : "lab-agent"})`,
+        "stop that service (e.g. Debian's etcd.service: `systemctl disable --now etcd`) or use another host",
+      );
+    }
+  }
   if (facts.sudo === "no") {
     add(
       `user ${node.ssh.user} cannot run sudo without a password`,

@@ -72,7 +72,13 @@ describe("baremetal precheck", () => {
     await state.ensure();
     const reporter = new RecordingReporter();
     const prov = new BaremetalProvisioner({
-      requirements: { memMiB: { master: 10_000_000, worker: 1 }, diskFreeMiB: 1, arches: [runtimeArch()] },
+      // Port 22 stands in for etcd's 2379: the test hosts' sshd holds it, seen by the real `ss` in the netns.
+      requirements: {
+        memMiB: { master: 10_000_000, worker: 1 },
+        diskFreeMiB: 1,
+        arches: [runtimeArch()],
+        ports: { master: [22], worker: [] },
+      },
     });
     const err = await prov.create({ plan: p, state, reporter }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LabError);
@@ -81,10 +87,11 @@ describe("baremetal precheck", () => {
     expect(msg).toMatch(/metal-1: is not running systemd/);
     expect(msg).toMatch(new RegExp(`metal-1: user ${env.plainUser} cannot run sudo without a password`));
     expect(msg).toMatch(/metal-1: has \d+ MiB of memory, a master needs at least 10000000 MiB/);
+    expect(msg).toMatch(/metal-1: already has something listening on TCP 22/);
     expect(msg).toMatch(/metal-2: is not running systemd/);
     expect(msg).not.toMatch(/metal-2: .*sudo/);
     expect(msg).toMatch(/metal-3: cannot connect to metal-3 .*:2\)/);
-    expect(msg).toMatch(/^5 problems with the bare-metal hosts; nothing was changed/);
+    expect(msg).toMatch(/^6 problems with the bare-metal hosts; nothing was changed/);
     // First contact with metal-2 recorded its key; metal-1 was pinned, metal-3 never answered.
     const rec = await state.readJson<{ fingerprint: string }>("hosts/metal-2/accepted-host-key.json");
     expect(rec?.fingerprint).toBe(await fingerprint(h1!.hostPublicKey));

@@ -10,7 +10,7 @@ import { renderTeardownScript } from "../../provisioners/baremetal/teardown.ts";
 
 const node = { name: "m1", role: "master" as const, ssh: { port: 22, user: "ops", acceptNewHostKey: false } };
 const good = parseFacts(
-  "os_id=debian\nos_like=\nos_name=Debian GNU/Linux 12 (bookworm)\narch=x86_64\nsystemd=yes\nmem_kib=2000000\ndisk_kib=20000000\nsudo=yes\napt=yes\n",
+  "os_id=debian\nos_like=\nos_name=Debian GNU/Linux 12 (bookworm)\narch=x86_64\nsystemd=yes\nmem_kib=2000000\ndisk_kib=20000000\nsudo=yes\napt=yes\nlab_installed=no\nlistening=22 2024 \n",
 );
 
 describe("bare-metal host judgement", () => {
@@ -44,6 +44,15 @@ describe("bare-metal host judgement", () => {
       "user ops cannot run sudo without a password",
     ]);
     expect(problems.every((p) => p.fix.length > 0 && p.node === "m1")).toBe(true);
+  });
+
+  it("refuses a fresh host whose etcd or apiserver ports are taken, but not lab's own on a rerun", () => {
+    const busy = { ...good, listening: [22, 2379, 6443] };
+    const [p] = judgeHost(node, busy, defaultRequirements("x86_64"));
+    expect(p!.what).toBe("already has something listening on TCP 2379, 6443 (needed by etcd and lab-server)");
+    expect(judgeHost(node, { ...busy, labInstalled: true }, defaultRequirements("x86_64"))).toEqual([]);
+    expect(judgeHost({ ...node, role: "worker" }, busy, defaultRequirements("x86_64"))).toEqual([]);
+    expect(good.listening).toEqual([22, 2024]);
   });
 
   it("refuses an arm64 host when the shipped runtime is x86_64", () => {
