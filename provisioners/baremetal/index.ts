@@ -8,6 +8,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { SshSession, shq } from "../../bootstrap/ssh.ts";
 import { runtimeArch } from "../../bootstrap/artifacts.ts";
+import { collectMachineLogs } from "../../bootstrap/logs.ts";
 import { LabError } from "../../topology/errors.ts";
 import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import type { LabState } from "../../topology/state.ts";
@@ -214,6 +215,14 @@ export class BaremetalProvisioner implements Provisioner {
         }
       }),
     );
+  }
+
+  /** Journals and unit states of every host into `dir/NODE/` (for `lab export logs`). */
+  async collectLogs(ctx: ProvisionContext, dir: string): Promise<void> {
+    const machines = await Promise.all(ctx.plan.nodes.map((n) => machineFor(ctx.state, n)));
+    const r = await collectMachineLogs(machines, dir, ctx.signal);
+    if (r.failed.length)
+      ctx.reporter.notice(`could not collect logs from ${r.failed.join(", ")} (see its error.txt)`);
   }
 
   /**

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
-import { stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { collectMachineLogs } from "../../bootstrap/logs.ts";
 import { SshSession, fingerprintOfBlob, sha256, sha256OfFile } from "../../bootstrap/ssh.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import { fingerprint } from "../../provisioners/keys.ts";
@@ -123,6 +124,19 @@ describe("SshSession against a real sshd in a network namespace", () => {
     } finally {
       s.close();
     }
+  });
+
+  it("collects every machine's logs, and says why for a machine it cannot reach", async () => {
+    const out = `${env.dir}/logs-${randomBytes(3).toString("hex")}`;
+    const good = machine();
+    const bad: Machine = { ...machine({ port: 2 }), name: "node-b" };
+    const r = await collectMachineLogs([good, bad], out);
+    expect(r).toEqual({ collected: ["node-a"], failed: ["node-b"] });
+    expect(await readdir(`${out}/node-a`)).toEqual(
+      expect.arrayContaining(["units.txt", "lab-etcd.log", "network.txt"]),
+    );
+    expect(await readFile(`${out}/node-a/network.txt`, "utf8")).toContain(env.hosts[0]!.address);
+    expect(await readFile(`${out}/node-b/error.txt`, "utf8")).toMatch(/cannot connect to node-b/);
   });
 
   it("refuses a host whose key differs from the pin, naming both fingerprints", async () => {
