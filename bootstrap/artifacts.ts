@@ -82,6 +82,8 @@ export async function buildExecutable(opts: {
       sourcemap: false,
       minify: false,
       legalComments: "none",
+      // Assets travel inside the bundle: `import criProto from "./cri.proto"` gives the text.
+      loader: { ".proto": "text", ".txt": "text" },
       logLevel: "silent",
       banner: {
         js: 'import { createRequire as __labCreateRequire } from "node:module"; const require = __labCreateRequire(import.meta.url);',

@@ -30,6 +30,7 @@ describe("self-contained executables", () => {
     const r = await execa(join(target, "node"), [join(target, "tiny.mjs"), "lab", "--flag"], { cwd: target });
     expect(r.stdout).toContain("greeting: hello lab");
     expect(r.stdout).toContain("- --flag");
+    expect(r.stdout).toContain(`proto: syntax = "proto3";`);
     expect(a.files[0]!.sha256).toBe(await sha256File(a.files[0]!.local));
     expect(runtime.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(renderLauncher("tiny")).toContain('exec /opt/lab/bin/node /opt/lab/lib/tiny.mjs "$@"');
