@@ -36,7 +36,9 @@ export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
         source: "user",
       });
     }
+    // As root: keepalived lives in /usr/sbin, not on a normal user's PATH.
     await s.run("command -v keepalived >/dev/null && command -v openssl >/dev/null", {
+      root: true,
       what: "looking for keepalived and openssl (packages keepalived, openssl)",
     });
     const conf = renderKeepalivedConf({
