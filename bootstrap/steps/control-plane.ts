@@ -27,6 +27,7 @@ export function executable(ctx: StepContext, name: keyof typeof EXECUTABLES): Pr
       entry: `${REPO_ROOT}/${EXECUTABLES[name]}`,
       outDir: ctx.state.path("artifacts"),
     });
+    a.catch(() => built.delete(key)); // a failed build is retried on the next run
     built.set(key, a);
   }
   return a;
