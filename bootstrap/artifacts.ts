@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
 import { mkdir, readFile, writeFile, rename } from "node:fs/promises";
 import { arch } from "node:os";
-import { join, resolve } from "node:path";
+import { join, posix, resolve } from "node:path";
 import { build } from "esbuild";
 import { LabError } from "../topology/errors.ts";
 import { HOST_PATHS } from "../templates/paths.ts";
@@ -35,6 +35,22 @@ export const EXECUTABLES = {
 
 export type ExecutableName = keyof typeof EXECUTABLES;
 
+/**
+ * Files a bundle reads at run time from a path relative to its own module, shipped beside it.
+ * etcd3 loads `${__dirname}/../proto/rpc.proto` (and the files it imports): with the bundle in
+ * HOST_PATHS.lib, that is `<lib>/../proto/`.
+ */
+export const EXECUTABLE_ASSETS: Record<ExecutableName, { from: string; to: string; files: string[] }[]> = {
+  "lab-server": [
+    {
+      from: "node_modules/etcd3/proto",
+      to: `${HOST_PATHS.opt}/proto`,
+      files: ["rpc.proto", "kv.proto", "auth.proto"],
+    },
+  ],
+  "lab-agent": [],
+};
+
 export async function sha256File(path: string): Promise<string> {
   const h = createHash("sha256");
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
@@ -58,6 +74,9 @@ export async function buildExecutable(opts: {
   name: string;
   entry: string;
   outDir: string;
+  /** Run-time files to ship beside the bundle (see EXECUTABLE_ASSETS); `from` is relative to `root`. */
+  assets?: { from: string; to: string; files: string[] }[];
+  root?: string;
 }): Promise<Artifact> {
   const entry = resolve(opts.entry);
   if (!existsSync(entry)) {
@@ -86,7 +105,15 @@ export async function buildExecutable(opts: {
       loader: { ".proto": "text", ".txt": "text" },
       logLevel: "silent",
       banner: {
-        js: 'import { createRequire as __labCreateRequire } from "node:module"; const require = __labCreateRequire(import.meta.url);',
+        // CommonJS dependencies also expect __dirname/__filename (etcd3 finds its .proto files by them).
+        js: [
+          'import { createRequire as __labCreateRequire } from "node:module";',
+          'import { fileURLToPath as __labFileURLToPath } from "node:url";',
+          'import { dirname as __labDirname } from "node:path";',
+          "const require = __labCreateRequire(import.meta.url);",
+          "const __filename = __labFileURLToPath(import.meta.url);",
+          "const __dirname = __labDirname(__filename);",
+        ].join(" "),
       },
     });
   } catch (err) {
@@ -100,9 +127,22 @@ export async function buildExecutable(opts: {
   await rename(tmp, bundle);
   const launcher = join(opts.outDir, opts.name);
   await writeFile(launcher, renderLauncher(opts.name), { mode: 0o755 });
+  const assets: ArtifactFile[] = [];
+  for (const a of opts.assets ?? []) {
+    for (const f of a.files) {
+      const local = join(resolve(opts.root ?? ".", a.from), f);
+      assets.push({
+        local,
+        remote: posix.normalize(`${a.to}/${f}`),
+        mode: 0o644,
+        sha256: await sha256File(local),
+      });
+    }
+  }
   return {
     name: opts.name,
     files: [
+      ...assets,
       {
         local: bundle,
         remote: `${HOST_PATHS.lib}/${opts.name}.mjs`,
@@ -136,7 +176,13 @@ export async function buildLabExecutables(
 ): Promise<Record<ExecutableName, Artifact>> {
   const out = {} as Record<ExecutableName, Artifact>;
   for (const [name, entry] of Object.entries(EXECUTABLES) as [ExecutableName, string][]) {
-    out[name] = await buildExecutable({ name, entry: join(repoRoot, entry), outDir });
+    out[name] = await buildExecutable({
+      name,
+      entry: join(repoRoot, entry),
+      outDir,
+      assets: EXECUTABLE_ASSETS[name],
+      root: repoRoot,
+    });
   }
   return out;
 }

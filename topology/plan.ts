@@ -219,8 +219,8 @@ export function plan(lab: Lab, opts: PlanOptions = {}): Plan {
   });
   const id = labId(name);
   const masters = nodes.filter((n) => n.role === "master");
-  // A single master needs no VIP: the API endpoint is the master itself.
-  const vip = layout.vip ?? (masters.length === 1 ? parseIPv4(masters[0]!.address) : undefined);
+  // A single master needs no VIP: unless the topology names one, the API endpoint is the master.
+  const vip = masters.length === 1 && !lab.spec.network.vip ? parseIPv4(masters[0]!.address) : layout.vip;
   const cidr = layout.cidr ?? { base: parseIPv4(nodes[0]!.address), prefix: 32 };
   return {
     lab: name,

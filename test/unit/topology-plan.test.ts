@@ -84,6 +84,15 @@ describe("planner", () => {
     expect(p.nodes.map((n) => n.address)).toEqual(["10.210.5.11", "10.210.5.21", "10.210.5.22"]);
   });
 
+  it("a single-master QEMU lab without a VIP uses the master as its endpoint (nothing would hold a VIP)", () => {
+    const p = plan(lab("one", { masters: { count: 1 }, workers: { count: 1 } }));
+    expect(p.network.vip).toBe(p.masters[0]!.address);
+    const q = plan(
+      lab("one", { masters: { count: 1 }, network: { cidr: "10.210.6.0/24", vip: "10.210.6.9" } }),
+    );
+    expect(q.network.vip).toBe("10.210.6.9");
+  });
+
   it("a single-master lab without a VIP in a bare-metal file uses the master as its endpoint", () => {
     const p = plan(
       lab("bm", {
