@@ -439,6 +439,13 @@ export class ApiServer {
         }
         if (ownedBy && info.kind === "Pod")
           throw new ApiError(403, "Forbidden", `User "${user.name}" cannot create pods`);
+        if (ownedBy && body.metadata.name !== ownedBy) {
+          throw new ApiError(
+            403,
+            "Forbidden",
+            `User "${user.name}" may only create the ${info.kind} named "${ownedBy}"`,
+          );
+        }
         const created = await this.registry.create(info, r.namespace, body, dryRun);
         return send(res, 201, created);
       }
