@@ -33,4 +33,5 @@ export const HOST_TOOLS: HostTool[] = [
   { command: "nft", pkg: "nftables", group: "test", why: "the service proxy" },
   { command: "busybox", pkg: "busybox-static", group: "test", why: "the sample and pause container images" },
   { command: "kubectl", pkg: "kubernetes-client", group: "test", why: "tests drive the API with stock kubectl" },
+  { command: "openssl", pkg: "openssl", group: "test", why: "test PKI: throwaway CA and certificates for apiserver tests" },
 ];
