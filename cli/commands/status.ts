@@ -1,5 +1,8 @@
 import type { Command } from "commander";
+import { etcdClusterStatus, type EtcdMemberStatus } from "../../bootstrap/status.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
 import { silentReporter } from "../../topology/progress.ts";
+import { LabState } from "../../topology/state.ts";
 import { labStatus } from "../lab-run.ts";
 import { printJson, type GlobalOptions } from "../output.ts";
 import { resolveLabName } from "./lab-name.ts";
@@ -17,12 +20,20 @@ export function registerStatus(program: Command): void {
         const node = plan?.nodes.find((n) => n.name === m.name);
         return { name: m.name, role: node?.role, address: node?.address, state: m.state, detail: m.detail };
       });
+      // etcd members, asked over SSH on a running master (only once the bootstrap installed etcd).
+      let etcd: EtcdMemberStatus[] | undefined;
+      const state = new LabState(labName);
+      const reachable = (await state.readJson<Machine[]>("machines.json")) ?? [];
+      const bootstrap = await state.readJson<{ steps: Record<string, unknown> }>("bootstrap.json");
+      if (plan && bootstrap?.steps.etcd && machines.some((m) => m.state === "running"))
+        etcd = await etcdClusterStatus(plan, reachable);
       if (g.json) {
         printJson({
           lab: labName,
           exists: plan !== undefined,
           provider: plan?.provider.type,
           machines: rows,
+          ...(etcd ? { etcd } : {}),
         });
         return;
       }
@@ -43,5 +54,13 @@ export function registerStatus(program: Command): void {
             .join("  ")
             .trimEnd() + "\n",
         );
+      if (etcd) {
+        process.stdout.write("\nETCD MEMBER  ENDPOINT  HEALTH  LEADER\n");
+        for (const e of etcd)
+          process.stdout.write(
+            `${e.name}  ${e.endpoint}  ${e.healthy ? "healthy" : `unhealthy${e.error ? ` (${e.error})` : ""}`}  ${e.leader ? "leader" : ""}`.trimEnd() +
+              "\n",
+          );
+      }
     });
 }
