@@ -48,7 +48,8 @@ export const EXECUTABLE_ASSETS: Record<ExecutableName, { from: string; to: strin
       files: ["rpc.proto", "kv.proto", "auth.proto"],
     },
   ],
-  "lab-agent": [],
+  // The CRI client loads its gRPC definitions from beside its module: in the bundle, HOST_PATHS.lib.
+  "lab-agent": [{ from: "node/cri", to: HOST_PATHS.lib, files: ["api.proto"] }],
 };
 
 export async function sha256File(path: string): Promise<string> {
