@@ -3,7 +3,13 @@ import { execa } from "execa";
 import { copyFile, mkdtemp, rm, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildExecutable, nodeRuntime, renderLauncher, sha256File } from "../../bootstrap/artifacts.ts";
+import {
+  buildExecutable,
+  EXECUTABLE_ASSETS,
+  nodeRuntime,
+  renderLauncher,
+  sha256File,
+} from "../../bootstrap/artifacts.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -48,6 +54,29 @@ describe("self-contained executables", () => {
       outDir: join(dir, "b"),
     });
     expect(a.files.map((f) => f.sha256)).toEqual(b.files.map((f) => f.sha256));
+  });
+
+  it("lab-server's bundle starts in a target-like tree from its shipped files alone (etcd3 reads its .proto)", async () => {
+    const a = await buildExecutable({
+      name: "lab-server",
+      entry: "controlplane/main.ts",
+      outDir: join(dir, "server"),
+      assets: EXECUTABLE_ASSETS["lab-server"],
+    });
+    // Lay out every shipped file under a fake /opt/lab, exactly where the bootstrap puts it.
+    const root = join(dir, "root");
+    for (const f of a.files) {
+      const to = join(root, f.remote);
+      await mkdir(join(to, ".."), { recursive: true });
+      await copyFile(f.local, to);
+    }
+    expect(a.files.map((f) => f.remote)).toContain("/opt/lab/proto/rpc.proto");
+    const r = await execa(process.execPath, [join(root, "opt/lab/lib/lab-server.mjs"), "--help"], {
+      cwd: root,
+      reject: false,
+    });
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.stdout).toContain("--etcd-servers");
   });
 
   it("says which entry is missing", async () => {
