@@ -34,6 +34,32 @@ export const HOST_TOOLS: HostTool[] = [
   { command: "ssh-keygen", pkg: "openssh-client", group: "lab", why: "generates lab and host SSH keys" },
   { command: "ssh", pkg: "openssh-client", group: "lab", why: "`lab ssh`" },
   { command: "zstd", pkg: "zstd", group: "lab", why: "unpacks the guest kernel modules for the initrd" },
+  {
+    command: "libvirtd",
+    pkg: "libvirt-daemon-system",
+    group: "libvirt",
+    why: "the libvirt daemon (qemu:///system); start it with scripts/start-libvirtd.sh",
+  },
+  {
+    command: "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so",
+    pkg: "libvirt-daemon-driver-qemu",
+    group: "libvirt",
+    why: "libvirt's QEMU driver: runs the lab's domains",
+  },
+  {
+    command: "virsh",
+    pkg: "libvirt-clients",
+    group: "libvirt",
+    why: "libvirt networks, storage pools and volumes",
+  },
+  {
+    command: "/usr/include/libvirt/libvirt.h",
+    pkg: "libvirt-dev",
+    group: "libvirt",
+    why: "@unraid/libvirt compiles against it at `npm ci` (install before npm ci)",
+  },
+  { command: "g++", pkg: "g++", group: "libvirt", why: "compiles the @unraid/libvirt binding at `npm ci`" },
+  { command: "make", pkg: "make", group: "libvirt", why: "compiles the @unraid/libvirt binding at `npm ci`" },
   { command: "etcd", pkg: "etcd-server", group: "test", why: "integration tests start a real etcd" },
   { command: "etcdctl", pkg: "etcd-client", group: "test", why: "integration tests inspect etcd" },
   {
