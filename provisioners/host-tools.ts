@@ -60,6 +60,12 @@ export const HOST_TOOLS: HostTool[] = [
   },
   { command: "g++", pkg: "g++", group: "libvirt", why: "compiles the @unraid/libvirt binding at `npm ci`" },
   { command: "make", pkg: "make", group: "libvirt", why: "compiles the @unraid/libvirt binding at `npm ci`" },
+  {
+    command: "as",
+    pkg: "binutils",
+    group: "test",
+    why: "libvirt tests assemble a trivial multiboot kernel",
+  },
   { command: "etcd", pkg: "etcd-server", group: "test", why: "integration tests start a real etcd" },
   { command: "etcdctl", pkg: "etcd-client", group: "test", why: "integration tests inspect etcd" },
   {
