@@ -25,9 +25,8 @@ export interface DomainSpec {
   /** Paths on the hypervisor host. */
   disk: string;
   seed: string;
-  kernel: string;
-  initrd: string;
-  cmdline: string;
+  /** Direct kernel boot (the built-in image); without it the disk boots through firmware. */
+  kernel?: { path: string; initrd: string; cmdline: string };
   consoleLog: string;
   /** TCG translation cache; the default (~1 GiB) makes each QEMU ~1.3 GB RSS. */
   tbCacheMiB?: number;
@@ -64,9 +63,13 @@ export function renderDomainXml(d: DomainSpec): string {
     `  <vcpu>${d.cpus}</vcpu>`,
     `  <os>`,
     `    <type arch="x86_64">hvm</type>`,
-    `    <kernel>${e(d.kernel)}</kernel>`,
-    `    <initrd>${e(d.initrd)}</initrd>`,
-    `    <cmdline>${e(d.cmdline)}</cmdline>`,
+    ...(d.kernel
+      ? [
+          `    <kernel>${e(d.kernel.path)}</kernel>`,
+          `    <initrd>${e(d.kernel.initrd)}</initrd>`,
+          `    <cmdline>${e(d.kernel.cmdline)}</cmdline>`,
+        ]
+      : [`    <boot dev="hd"/>`]),
     `  </os>`,
     `  <features>`,
     `    <acpi/>`,

@@ -32,14 +32,14 @@ import {
   volumes,
 } from "./names.ts";
 
-/** The guest image a lab boots: a qcow2 base plus the kernel and initrd from inside it. */
+/** The guest image a lab boots: a base disk, and for the built-in image its kernel and initrd. */
 export interface GuestImage {
   /** Identifies the content (the image cache key): a changed key means a new upload. */
   key: string;
   disk: string;
-  kernel: string;
-  initrd: string;
-  cmdline: string;
+  format: "qcow2" | "raw";
+  /** Direct kernel boot; a user's cloud image without it boots through firmware. */
+  kernel?: { path: string; initrd: string; cmdline: string };
 }
 
 /**
@@ -136,17 +136,22 @@ export class LibvirtProvisioner implements Provisioner {
       const paths = await step(reporter, "libvirt.image", async () => {
         const have = await conn.listVolumes(pool);
         const current = (await state.readJson<LibvirtStateFile>(STATE_FILE))?.uploadedImage === image.key;
-        const wanted = [volumes.base, volumes.kernel, volumes.initrd];
+        const wanted = image.kernel ? [volumes.base, volumes.kernel, volumes.initrd] : [volumes.base];
         if (!current || !wanted.every((v) => have.includes(v))) {
           await conn.uploadVolume(pool, volumes.base, image.disk);
-          await conn.uploadVolume(pool, volumes.kernel, image.kernel);
-          await conn.uploadVolume(pool, volumes.initrd, image.initrd);
+          if (image.kernel) {
+            await conn.uploadVolume(pool, volumes.kernel, image.kernel.path);
+            await conn.uploadVolume(pool, volumes.initrd, image.kernel.initrd);
+          }
           await state.writeJson(STATE_FILE, { uri, uploadedImage: image.key } satisfies LibvirtStateFile);
         }
         return {
           base: await conn.volumePath(pool, volumes.base),
-          kernel: await conn.volumePath(pool, volumes.kernel),
-          initrd: await conn.volumePath(pool, volumes.initrd),
+          kernel: image.kernel && {
+            path: await conn.volumePath(pool, volumes.kernel),
+            initrd: await conn.volumePath(pool, volumes.initrd),
+            cmdline: image.kernel.cmdline,
+          },
         };
       });
       await step(reporter, "libvirt.network", () =>
@@ -184,7 +189,7 @@ export class LibvirtProvisioner implements Provisioner {
                     name: volumes.disk(node.name),
                     capacityMiB: node.diskMiB,
                     format: "qcow2",
-                    backing: { path: paths.base, format: "qcow2" },
+                    backing: { path: paths.base, format: image.format },
                   });
               const spec: DomainSpec = {
                 name,
@@ -199,8 +204,6 @@ export class LibvirtProvisioner implements Provisioner {
                 disk,
                 seed,
                 kernel: paths.kernel,
-                initrd: paths.initrd,
-                cmdline: image.cmdline,
                 consoleLog: `${poolPath(lab)}/${volumes.console(node.name)}`,
                 tbCacheMiB: TB_CACHE_MIB,
               };

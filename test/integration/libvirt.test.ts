@@ -12,7 +12,12 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openLibvirt, type LibvirtConnection } from "../../provisioners/libvirt/connection.ts";
-import { LibvirtProvisioner, labDomains, type LibvirtDeps } from "../../provisioners/libvirt/index.ts";
+import {
+  LibvirtProvisioner,
+  labDomains,
+  type GuestImage,
+  type LibvirtDeps,
+} from "../../provisioners/libvirt/index.ts";
 import {
   bridgeName,
   domainName,
@@ -58,7 +63,7 @@ let home: string;
 let lab: string;
 let labPlan: Plan;
 let conn: LibvirtConnection;
-let image: { key: string; disk: string; kernel: string; initrd: string; cmdline: string };
+let image: GuestImage;
 
 async function hostRoutes(): Promise<string[]> {
   const { stdout } = await execa("ip", ["-4", "-o", "route", "show"]);
@@ -122,9 +127,8 @@ beforeAll(async () => {
   image = {
     key: "trivial-1",
     disk: join(work, "base.qcow2"),
-    kernel: join(work, "k.elf"),
-    initrd: join(work, "initrd.img"),
-    cmdline: "console=ttyS0",
+    format: "qcow2",
+    kernel: { path: join(work, "k.elf"), initrd: join(work, "initrd.img"), cmdline: "console=ttyS0" },
   };
   labPlan = plan(
     LabFile.parse({

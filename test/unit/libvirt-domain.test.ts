@@ -29,9 +29,11 @@ const spec: DomainSpec = {
   network: "lab-demo",
   disk: "/var/lib/libvirt/images/lab-demo/master-1.qcow2",
   seed: "/var/lib/libvirt/images/lab-demo/master-1-seed.img",
-  kernel: "/var/lib/libvirt/images/lab-demo/vmlinuz",
-  initrd: "/var/lib/libvirt/images/lab-demo/initrd.img",
-  cmdline: "root=/dev/vda rw console=ttyS0,115200",
+  kernel: {
+    path: "/var/lib/libvirt/images/lab-demo/vmlinuz",
+    initrd: "/var/lib/libvirt/images/lab-demo/initrd.img",
+    cmdline: "root=/dev/vda rw console=ttyS0,115200",
+  },
   consoleLog: "/var/lib/libvirt/images/lab-demo/master-1.console.log",
   tbCacheMiB: 64,
 };
@@ -40,13 +42,20 @@ describe("libvirt domain XML", () => {
   const xml = renderDomainXml(spec);
 
   it("boots the planned kernel directly from the overlay, with the seed as a read-only second disk", () => {
-    expect(xml).toContain(`<kernel>${spec.kernel}</kernel>`);
-    expect(xml).toContain(`<initrd>${spec.initrd}</initrd>`);
-    expect(xml).toContain(`<cmdline>${spec.cmdline}</cmdline>`);
+    expect(xml).toContain(`<kernel>${spec.kernel!.path}</kernel>`);
+    expect(xml).toContain(`<initrd>${spec.kernel!.initrd}</initrd>`);
+    expect(xml).toContain(`<cmdline>${spec.kernel!.cmdline}</cmdline>`);
+    expect(xml).not.toContain("<boot ");
     expect(xml).toMatch(/type="qcow2"[^]*?<source file="[^"]*master-1\.qcow2"\/>\s*<target dev="vda"/);
     expect(xml).toMatch(
       /<source file="[^"]*master-1-seed\.img"\/>\s*<target dev="vdb" bus="virtio"\/>\s*<readonly\/>/,
     );
+  });
+
+  it("boots a user's cloud image through firmware from its disk", () => {
+    const fw = renderDomainXml({ ...spec, kernel: undefined });
+    expect(fw).toContain('<boot dev="hd"/>');
+    expect(fw).not.toContain("<kernel>");
   });
 
   it("has the planned name, size, MAC and network, and a serial console to a file", () => {
@@ -69,7 +78,7 @@ describe("libvirt domain XML", () => {
   });
 
   it("escapes values, so a kernel command line with & or quotes stays well-formed", () => {
-    const odd = renderDomainXml({ ...spec, cmdline: `a=1 & b="2" <c>` });
+    const odd = renderDomainXml({ ...spec, kernel: { ...spec.kernel!, cmdline: `a=1 & b="2" <c>` } });
     expect(odd).toContain("<cmdline>a=1 &amp; b=&quot;2&quot; &lt;c&gt;</cmdline>");
   });
 
