@@ -4,6 +4,7 @@
  * lab's name (domains also a metadata marker), so `lab down` finds it without the lab's state.
  * It only produces machines that accept SSH; the bootstrap after that is the shared one.
  */
+import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { PlannedNode } from "../../topology/plan.ts";
@@ -262,7 +263,19 @@ export class LibvirtProvisioner implements Provisioner {
   async destroy(ctx: Parameters<Provisioner["destroy"]>[0]): Promise<void> {
     const lab = ctx.labName;
     const uri = await this.uriOf(ctx, lab);
-    const conn = await step(ctx.reporter, "libvirt.connect", () => this.connect(uri), { message: uri });
+    let conn: LibvirtConnection;
+    try {
+      conn = await this.connect(uri);
+    } catch (err) {
+      // `lab down` of a lab of unknown kind asks every provisioner; without libvirt on this host
+      // and no sign that this lab used it, there is nothing of ours to remove.
+      const usedLibvirt = libvirtUri(ctx) !== undefined || existsSync(ctx.state.path(STATE_FILE));
+      const noLibvirt =
+        err instanceof LabError &&
+        ["LIBVIRT_UNREACHABLE", "LIBVIRT_BINDING_MISSING", "HOST_TOOL_MISSING"].includes(err.code);
+      if (noLibvirt && !usedLibvirt) return;
+      throw err;
+    }
     try {
       for (const [node, d] of await labDomains(conn, lab)) {
         await step(ctx.reporter, "vm.remove", () => conn.removeDomain(d.name), { node });

@@ -300,4 +300,27 @@ describe("unreachable libvirt", () => {
     expect((err as LabError).fix).toContain("libvirtd -d");
     expect(await leftovers(name)).toEqual([]);
   });
+
+  it("does not stop `lab down` of a lab that never used libvirt", async () => {
+    const p = new LibvirtProvisioner(
+      deps({ connect: () => openLibvirt(`qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`) }),
+    );
+    const name = `lvn-${randomBytes(3).toString("hex")}`;
+    await p.destroy({ labName: name, state: new LabState(name, home), reporter: new RecordingReporter() });
+  });
+
+  it("fails `lab down` of a libvirt lab while libvirtd is unreachable, instead of claiming success", async () => {
+    const uri = `qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`;
+    const p = new LibvirtProvisioner(deps());
+    const name = `lvd-${randomBytes(3).toString("hex")}`;
+    const downPlan: Plan = { ...labPlan, lab: name, provider: { type: "libvirt", uri } };
+    await expect(
+      p.destroy({
+        labName: name,
+        plan: downPlan,
+        state: new LabState(name, home),
+        reporter: new RecordingReporter(),
+      }),
+    ).rejects.toMatchObject({ code: "LIBVIRT_UNREACHABLE" });
+  });
 });
