@@ -172,10 +172,12 @@ export class LibvirtProvisioner implements Provisioner {
       for (const node of plan.nodes) {
         const hostKey = await ensureHostKey(state, node.name);
         const dom = existing.get(node.name);
-        if (dom?.state !== "running") {
+        if (dom?.state === "running") {
+          reporter.event({ step: "vm.start", node: node.name, state: "skipped", message: "already running" });
+        } else {
           await step(
             reporter,
-            "vm.define",
+            "vm.start",
             async () => {
               const name = domainName(lab, node.name);
               // A stopped domain is redefined from the current plan; libvirt refuses a
@@ -211,7 +213,10 @@ export class LibvirtProvisioner implements Provisioner {
               await conn.defineDomain(renderDomainXml(spec));
               await conn.startDomain(name);
             },
-            { node: node.name },
+            {
+              node: node.name,
+              message: `defining ${domainName(lab, node.name)} (${type}, ${node.cpus} vCPU, ${node.memoryMiB} MiB)`,
+            },
           );
         }
         machines.push({
@@ -227,9 +232,20 @@ export class LibvirtProvisioner implements Provisioner {
           },
         });
       }
+      // `lab ssh` and the bootstrap pin the host keys through this file.
+      await state.writeSecret(
+        "ssh/known_hosts",
+        machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") +
+          "\n",
+      );
       // All domains boot at once; wait for them together.
       await Promise.all(
-        machines.map((m) => step(reporter, "vm.ssh", () => this.deps.waitForSsh(ctx, m), { node: m.name })),
+        machines.map((m) =>
+          step(reporter, "vm.ssh-ready", () => this.deps.waitForSsh(ctx, m), {
+            node: m.name,
+            message: `waiting for SSH on ${m.address} with the pinned host key`,
+          }),
+        ),
       );
       return machines;
     } finally {

@@ -193,14 +193,17 @@ describe("libvirt provisioner (real libvirtd)", () => {
     const { stdout: addr } = await execa("ip", ["-4", "-o", "addr", "show", "dev", bridgeName(labPlan.id)]);
     expect(addr).toContain(`${labPlan.network.gateway}/${labPlan.network.prefix}`);
 
-    expect(reporter.events.filter((e) => e.step === "vm.define" && e.state === "done")).toHaveLength(2);
+    expect(reporter.events.filter((e) => e.step === "vm.start" && e.state === "done")).toHaveLength(2);
   });
 
   it("is idempotent: a second create adopts the running domains and defines nothing", async () => {
     const reporter = new RecordingReporter();
     const before = await labDomains(conn, lab);
     await new LibvirtProvisioner(deps()).create({ plan: labPlan, state: new LabState(lab, home), reporter });
-    expect(reporter.events.some((e) => e.step === "vm.define")).toBe(false);
+    expect(reporter.events.filter((e) => e.step === "vm.start").map((e) => [e.node, e.state])).toEqual([
+      ["master-1", "skipped"],
+      ["worker-1", "skipped"],
+    ]);
     expect(reporter.events.some((e) => e.step === "libvirt.image" && e.state === "done")).toBe(true);
     const after = await labDomains(conn, lab);
     expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
