@@ -63,6 +63,8 @@ export interface LibvirtDeps {
 interface LibvirtStateFile {
   uri: string;
   uploadedImage?: string;
+  /** Set while an upload runs: an interrupted upload leaves volumes that look complete. */
+  uploading?: string;
 }
 const STATE_FILE = "libvirt.json";
 
@@ -136,14 +138,39 @@ export class LibvirtProvisioner implements Provisioner {
       const image = await this.deps.image(ctx);
       const paths = await step(reporter, "libvirt.image", async () => {
         const have = await conn.listVolumes(pool);
-        const current = (await state.readJson<LibvirtStateFile>(STATE_FILE))?.uploadedImage === image.key;
+        const saved = await state.readJson<LibvirtStateFile>(STATE_FILE);
+        const recorded = saved?.uploadedImage;
         const wanted = image.kernel ? [volumes.base, volumes.kernel, volumes.initrd] : [volumes.base];
-        if (!current || !wanted.every((v) => have.includes(v))) {
+        const complete = wanted.every((v) => have.includes(v));
+        const running = [...existing.values()].some((d) => d.state === "running");
+        const changed = recorded !== undefined && recorded !== image.key;
+        if (complete && running && changed) {
+          // Overwriting a base under running overlays would corrupt them.
+          reporter.notice(
+            `the image changed, but lab ${lab} is running: its nodes keep the old image until \`lab down\``,
+          );
+        } else if (!complete || changed || saved?.uploading) {
+          if (running) {
+            throw new LabError({
+              code: "LIBVIRT_POOL_INCOMPLETE",
+              what: `the image volumes of pool ${pool} are missing or incomplete while nodes of lab ${lab} run`,
+              fix: `run \`lab down ${lab}\`, then \`lab up\` again`,
+              source: "host",
+            });
+          }
+          // Overlays on an old base are not valid on the new one; their domains are stopped.
+          for (const node of plan.nodes) {
+            if (changed && have.includes(volumes.disk(node.name)))
+              await conn.deleteVolume(pool, volumes.disk(node.name));
+          }
+          await state.writeJson(STATE_FILE, { uri, uploading: image.key } satisfies LibvirtStateFile);
           await conn.uploadVolume(pool, volumes.base, image.disk);
           if (image.kernel) {
             await conn.uploadVolume(pool, volumes.kernel, image.kernel.path);
             await conn.uploadVolume(pool, volumes.initrd, image.kernel.initrd);
           }
+        }
+        if (!running || !changed) {
           await state.writeJson(STATE_FILE, { uri, uploadedImage: image.key } satisfies LibvirtStateFile);
         }
         return {

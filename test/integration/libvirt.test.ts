@@ -209,6 +209,19 @@ describe("libvirt provisioner (real libvirtd)", () => {
     expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
   });
 
+  it("does not overwrite the base image under running nodes when the image changed", async () => {
+    const reporter = new RecordingReporter();
+    const base = join(poolPath(lab), volumes.base);
+    const before = (await execa("stat", ["-c", "%Y %s", base])).stdout;
+    await new LibvirtProvisioner(deps({ image: async () => ({ ...image, key: "trivial-2" }) })).create({
+      plan: labPlan,
+      state: new LabState(lab, home),
+      reporter,
+    });
+    expect(reporter.notices.some((n) => n.includes("keep the old image"))).toBe(true);
+    expect((await execa("stat", ["-c", "%Y %s", base])).stdout).toBe(before);
+  });
+
   it("reports each node's state, and a stopped domain as stopped", async () => {
     const p = new LibvirtProvisioner(deps());
     const ctx = { plan: labPlan, state: new LabState(lab, home), reporter: new RecordingReporter() };
