@@ -317,6 +317,18 @@ describe("unreachable libvirt", () => {
     expect(await leftovers(name)).toEqual([]);
   });
 
+  it("refuses a remote hypervisor whose lab network this machine could not reach", async () => {
+    const remotePlan: Plan = {
+      ...labPlan,
+      provider: { type: "libvirt", uri: "qemu+ssh://root@hv.invalid/system" },
+    };
+    const err = await new LibvirtProvisioner(deps())
+      .create({ plan: remotePlan, state: new LabState(lab, home), reporter: new RecordingReporter() })
+      .catch((e: unknown) => e);
+    expect((err as LabError).code).toBe("LIBVIRT_REMOTE_UNSUPPORTED");
+    expect((err as LabError).where).toBe("spec.provider.uri");
+  });
+
   it("does not stop `lab down` of a lab that never used libvirt", async () => {
     const p = new LibvirtProvisioner(
       deps({ connect: () => openLibvirt(`qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`) }),
