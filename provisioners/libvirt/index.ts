@@ -5,7 +5,7 @@
  * It only produces machines that accept SSH; the bootstrap after that is the shared one.
  */
 import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { PlannedNode } from "../../topology/plan.ts";
 import { LabError } from "../../topology/errors.ts";
@@ -237,6 +237,10 @@ export class LibvirtProvisioner implements Provisioner {
                 consoleLog: `${poolPath(lab)}/${volumes.console(node.name)}`,
                 tbCacheMiB: TB_CACHE_MIB,
               };
+              // `lab logs NODE --console` reads the console where the qemu provider keeps it.
+              await mkdir(state.path("vms", node.name), { recursive: true, mode: 0o700 });
+              await rm(state.path("vms", node.name, "console.log"), { force: true });
+              await symlink(spec.consoleLog, state.path("vms", node.name, "console.log"));
               await conn.defineDomain(renderDomainXml(spec));
               await conn.startDomain(name);
             },

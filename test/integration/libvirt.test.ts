@@ -238,6 +238,8 @@ describe("libvirt provisioner (real libvirtd)", () => {
     const ctx = { plan: labPlan, state: new LabState(lab, home), reporter: new RecordingReporter() };
     await new LibvirtProvisioner(deps()).collectLogs(ctx, dir);
     expect(await readFile(join(dir, "master-1.console.log"), "utf8")).toContain(GREETING);
+    // `lab logs NODE --console` reads it from the lab's state, as for qemu labs.
+    expect(await readFile(ctx.state.path("vms", "master-1", "console.log"), "utf8")).toContain(GREETING);
   });
 
   it("destroys everything without the lab's state, and a second destroy is a no-op", async () => {
