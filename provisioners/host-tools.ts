@@ -41,7 +41,7 @@ export const HOST_TOOLS: HostTool[] = [
     why: "the libvirt daemon (qemu:///system); start it with scripts/start-libvirtd.sh",
   },
   {
-    command: "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so",
+    command: "virt-qemu-run",
     pkg: "libvirt-daemon-driver-qemu",
     group: "libvirt",
     why: "libvirt's QEMU driver: runs the lab's domains",
