@@ -107,6 +107,8 @@ async function leftovers(name: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
+  // Starts virtlogd/libvirtd when they are not running; says which package is missing otherwise.
+  await execa(join(import.meta.dirname, "../../scripts/start-libvirtd.sh"));
   work = await mkdtemp(join(tmpdir(), "lab-libvirt-"));
   home = join(work, "home");
   lab = `lvt-${randomBytes(3).toString("hex")}`;
