@@ -108,11 +108,11 @@ export class LibvirtProvisioner implements Provisioner {
       });
     }
     await state.ensure();
-    const saved = (await state.readJson<LibvirtStateFile>(STATE_FILE)) ?? { uri };
-    await state.writeJson(STATE_FILE, { ...saved, uri } satisfies LibvirtStateFile);
-
     const conn = await step(reporter, "libvirt.connect", () => this.connect(uri), { message: uri });
     try {
+      // Written once connected: from here on the hypervisor may hold something of this lab's.
+      const saved = (await state.readJson<LibvirtStateFile>(STATE_FILE)) ?? { uri };
+      await state.writeJson(STATE_FILE, { ...saved, uri } satisfies LibvirtStateFile);
       const type = this.deps.domainType ?? chooseDomainType(await localKvmFacts());
       if (type === "qemu")
         reporter.notice("KVM is not usable here: libvirt domains use TCG (software, slower)");
@@ -314,13 +314,18 @@ export class LibvirtProvisioner implements Provisioner {
     try {
       conn = await this.connect(uri);
     } catch (err) {
-      // `lab down` of a lab of unknown kind asks every provisioner; without libvirt on this host
-      // and no sign that this lab used it, there is nothing of ours to remove.
-      const usedLibvirt = libvirtUri(ctx) !== undefined || existsSync(ctx.state.path(STATE_FILE));
+      // Nothing of ours can exist when `up` never got a connection (libvirt.json is written right
+      // after it), e.g. libvirtd was never installed, or `lab down` asks every provisioner about
+      // a lab of unknown kind. Otherwise removal cannot be confirmed: that is an error.
+      const usedLibvirt = existsSync(ctx.state.path(STATE_FILE));
       const noLibvirt =
         err instanceof LabError &&
         ["LIBVIRT_UNREACHABLE", "LIBVIRT_BINDING_MISSING", "HOST_TOOL_MISSING"].includes(err.code);
-      if (noLibvirt && !usedLibvirt) return;
+      if (noLibvirt && !usedLibvirt) {
+        if (libvirtUri(ctx))
+          ctx.reporter.notice(`libvirt at ${uri} is unreachable; lab ${lab} never created anything there`);
+        return;
+      }
       throw err;
     }
     try {

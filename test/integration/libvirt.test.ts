@@ -341,18 +341,27 @@ describe("unreachable libvirt", () => {
     await p.destroy({ labName: name, state: new LabState(name, home), reporter: new RecordingReporter() });
   });
 
-  it("fails `lab down` of a libvirt lab while libvirtd is unreachable, instead of claiming success", async () => {
+  it("lets `lab down` finish after an `up` that never reached libvirtd", async () => {
+    const uri = `qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`;
+    const name = `lvf-${randomBytes(3).toString("hex")}`;
+    const p = new LibvirtProvisioner(deps());
+    const failedPlan: Plan = { ...labPlan, lab: name, provider: { type: "libvirt", uri } };
+    const state = new LabState(name, home);
+    await expect(p.create({ plan: failedPlan, state, reporter: new RecordingReporter() })).rejects.toThrow();
+    const reporter = new RecordingReporter();
+    await p.destroy({ labName: name, plan: failedPlan, state, reporter });
+    expect(reporter.notices.join("\n")).toContain("never created anything");
+  });
+
+  it("fails `lab down` of a lab that used libvirtd while it is unreachable, instead of claiming success", async () => {
     const uri = `qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`;
     const p = new LibvirtProvisioner(deps());
     const name = `lvd-${randomBytes(3).toString("hex")}`;
+    const state = new LabState(name, home);
+    await state.writeJson("libvirt.json", { uri });
     const downPlan: Plan = { ...labPlan, lab: name, provider: { type: "libvirt", uri } };
     await expect(
-      p.destroy({
-        labName: name,
-        plan: downPlan,
-        state: new LabState(name, home),
-        reporter: new RecordingReporter(),
-      }),
+      p.destroy({ labName: name, plan: downPlan, state, reporter: new RecordingReporter() }),
     ).rejects.toMatchObject({ code: "LIBVIRT_UNREACHABLE" });
   });
 });
