@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildExecutable } from "../../bootstrap/artifacts.ts";
+import { renderNodeContainerdConfig } from "../../templates/lab-agent.ts";
 import { POD_UID } from "../../node/labels.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 import { startTestNode, type TestNode } from "./agent-node.ts";
@@ -213,7 +214,18 @@ describe("lab-agent (node/main.ts) against lab-server and containerd", () => {
   }, 60_000);
 });
 
-describe("the lab-agent artifact", () => {
+describe("what join-nodes installs on a node", () => {
+  it("renders a containerd config that containerd itself reads back with our settings", async () => {
+    const file = join(dir, "config.toml");
+    await writeFile(file, renderNodeContainerdConfig());
+    const { stdout } = await run("containerd", ["--config", file, "config", "dump"]);
+    expect(stdout).toMatch(/SystemdCgroup = false/);
+    expect(stdout).toMatch(/restrict_oom_score_adj = true/);
+    expect(stdout).toMatch(/bin_dir = "\/usr\/lib\/cni"/);
+    expect(stdout).toMatch(/conf_dir = "\/etc\/cni\/net.d"/);
+    expect(stdout).toMatch(/sandbox_image = "docker.io\/lab\/pause:1"/);
+  });
+
   it("bundles node/main.ts into a self-contained executable that answers --help", async () => {
     const a = await buildExecutable({ name: "lab-agent", entry: "node/main.ts", outDir: join(dir, "out") });
     const { stdout } = await run(process.execPath, [a.files[0]!.local, "--help"], { cwd: dir });
