@@ -225,7 +225,9 @@ describe("what join-nodes installs on a node", () => {
     expect(stdout).toMatch(/conf_dir = "\/etc\/cni\/net.d"/);
     expect(stdout).toMatch(/sandbox_image = "docker.io\/lab\/pause:1"/);
   });
+});
 
+describe("the lab-agent artifact", () => {
   it("bundles node/main.ts into a self-contained executable that answers --help", async () => {
     const a = await buildExecutable({ name: "lab-agent", entry: "node/main.ts", outDir: join(dir, "out") });
     const { stdout } = await run(process.execPath, [a.files[0]!.local, "--help"], { cwd: dir });
