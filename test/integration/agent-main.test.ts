@@ -6,12 +6,14 @@
  */
 import type { V1Lease, V1Node, V1Pod } from "@kubernetes/client-node";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiServer } from "../../controlplane/apiserver.ts";
+import { EtcdStore } from "../../controlplane/storage/etcd-store.ts";
 import { buildExecutable } from "../../bootstrap/artifacts.ts";
 import { renderNodeContainerdConfig } from "../../templates/lab-agent.ts";
 import { POD_UID } from "../../node/labels.ts";
@@ -22,6 +24,10 @@ const run = promisify(execFile);
 const NODE = "worker-a";
 
 let api: TestApiServer;
+/** A second lab-server on the same etcd, so the agent has somewhere to fail over to. */
+let second: { server: ApiServer; store: EtcdStore; url: string; kubeconfig: string };
+/** What kubectl talks to: the first server until the failover test stops it. */
+let kubeconfigInUse: string;
 let node: TestNode;
 let agent: ChildProcess | undefined;
 let agentLog = "";
@@ -29,7 +35,7 @@ let dir: string;
 
 async function kubectl(...args: string[]): Promise<string> {
   const { stdout } = await run("/usr/bin/kubectl", args, {
-    env: { ...process.env, KUBECONFIG: api.kubeconfig },
+    env: { ...process.env, KUBECONFIG: kubeconfigInUse },
     timeout: 60_000,
   });
   return stdout;
@@ -87,6 +93,24 @@ spec:
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-agent-main-"));
   [api, node] = await Promise.all([startTestApiServer(), startTestNode()]);
+  kubeconfigInUse = api.kubeconfig;
+  const store = new EtcdStore({ hosts: api.etcd.endpoint });
+  const server = new ApiServer({
+    store,
+    serviceClusterIpRange: "10.96.0.0/24",
+    advertiseAddress: "127.0.0.1",
+    securePort: 6443,
+    tls: {
+      cert: await readFile(api.pki.serverCert),
+      key: await readFile(api.pki.serverKey),
+      clientCa: await readFile(api.pki.caCert),
+    },
+  });
+  const url = `https://127.0.0.1:${await server.start("127.0.0.1", 0)}`;
+  second = { server, store, url, kubeconfig: join(dir, "admin-second.kubeconfig") };
+  await writeFile(second.kubeconfig, kubeconfigYaml(url, api.pki.caCert, api.admin.cert, api.admin.key), {
+    mode: 0o600,
+  });
   const cert = await api.pki.client("node", `system:node:${NODE}`, ["system:nodes"]);
   const kubeconfig = join(dir, "kubeconfig");
   await writeFile(kubeconfig, kubeconfigYaml(api.url, api.pki.caCert, cert.cert, cert.key, NODE), {
@@ -104,7 +128,7 @@ beforeAll(async () => {
       `--node-ip=${nodeIP}`,
       `--pod-cidr=${node.podCidr}`,
       // a dead address first: the agent must fail over to the live server
-      `--api-servers=https://127.0.0.1:1,${api.url}`,
+      `--api-servers=https://127.0.0.1:1,${api.url},${second.url}`,
       "--cluster-dns=10.96.0.10",
       `--state-dir=${join(dir, "state")}`,
       "--register-with-taints=example.com/dedicated=lab:PreferNoSchedule",
@@ -126,6 +150,8 @@ afterAll(async () => {
     await new Promise((r) => agent!.once("exit", r));
   }
   await node?.destroy();
+  await second?.server.stop().catch(() => undefined);
+  await second?.store.close().catch(() => undefined);
   await api?.stop();
   await rm(dir, { recursive: true, force: true });
 }, 60_000);
@@ -200,12 +226,29 @@ describe("lab-agent (node/main.ts) against lab-server and containerd", () => {
     expect(containers).toEqual([]);
   }, 90_000);
 
-  it("SIGTERM stops the agent but leaves running containers alone", async () => {
+  it("fails over to another API server when its server goes away", async () => {
+    await api.server.stop();
+    const stoppedAt = Date.now();
+    kubeconfigInUse = second.kubeconfig;
+    // the heartbeat goes on through the second server...
+    await until(
+      "lease renewed after the first server stopped",
+      async () => {
+        const l = await getJson<V1Lease>("lease", NODE, "-n", "kube-node-lease");
+        return new Date(String(l.spec?.renewTime)).getTime() > stoppedAt;
+      },
+      20_000,
+    );
+    // ...and so does the pod watch: a new pod runs
     await kubectlApply(podYaml("web-2"));
-    const uid = await until("web-2 Running", async () => {
+    await until("web-2 Running", async () => {
       const p = await getJson<V1Pod>("pod", "web-2");
-      return p.status?.phase === "Running" && p.metadata!.uid!;
+      return p.status?.phase === "Running";
     });
+  }, 60_000);
+
+  it("SIGTERM stops the agent but leaves running containers alone", async () => {
+    const uid = (await getJson<V1Pod>("pod", "web-2")).metadata!.uid!;
     agent!.kill("SIGTERM");
     const code = await new Promise((r) => agent!.once("exit", (c) => r(c)));
     expect(code).toBe(0);
