@@ -31,6 +31,14 @@ let kubeconfigInUse: string;
 let node: TestNode;
 let agent: ChildProcess | undefined;
 let agentLog = "";
+let agentArgs: string[] = [];
+
+function startAgent(cmd: string, args: string[]): void {
+  agentLog = "";
+  agent = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  agent.stdout!.on("data", (d: Buffer) => (agentLog += d.toString()));
+  agent.stderr!.on("data", (d: Buffer) => (agentLog += d.toString()));
+}
 let dir: string;
 
 async function kubectl(...args: string[]): Promise<string> {
@@ -119,29 +127,23 @@ beforeAll(async () => {
   const nodeIP = (await node.inNetns(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).match(
     /inet (\S+)\//,
   )![1]!;
-  agent = spawn(
-    "node_modules/.bin/tsx",
-    [
-      "node/main.ts",
-      `--kubeconfig=${kubeconfig}`,
-      `--node-name=${NODE}`,
-      `--node-ip=${nodeIP}`,
-      `--pod-cidr=${node.podCidr}`,
-      // a dead address first: the agent must fail over to the live server
-      `--api-servers=https://127.0.0.1:1,${api.url},${second.url}`,
-      "--cluster-dns=10.96.0.10",
-      `--state-dir=${join(dir, "state")}`,
-      "--register-with-taints=example.com/dedicated=lab:PreferNoSchedule",
-      "--node-labels=node-role.kubernetes.io/worker=,example.com/zone=a",
-      `--container-runtime-endpoint=${node.socket}`,
-      `--pod-log-dir=${node.logRoot}`,
-      `--cgroup-root=${node.cgroupRoot}`,
-      `--netns=${node.netns}`,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  agent.stdout!.on("data", (d: Buffer) => (agentLog += d.toString()));
-  agent.stderr!.on("data", (d: Buffer) => (agentLog += d.toString()));
+  agentArgs = [
+    `--kubeconfig=${kubeconfig}`,
+    `--node-name=${NODE}`,
+    `--node-ip=${nodeIP}`,
+    `--pod-cidr=${node.podCidr}`,
+    // a dead address first: the agent must fail over to the live server
+    `--api-servers=https://127.0.0.1:1,${api.url},${second.url}`,
+    "--cluster-dns=10.96.0.10",
+    `--state-dir=${join(dir, "state")}`,
+    "--register-with-taints=example.com/dedicated=lab:PreferNoSchedule",
+    "--node-labels=node-role.kubernetes.io/worker=,example.com/zone=a",
+    `--container-runtime-endpoint=${node.socket}`,
+    `--pod-log-dir=${node.logRoot}`,
+    `--cgroup-root=${node.cgroupRoot}`,
+    `--netns=${node.netns}`,
+  ];
+  startAgent("node_modules/.bin/tsx", ["node/main.ts", ...agentArgs]);
 }, 120_000);
 
 afterAll(async () => {
@@ -271,9 +273,10 @@ describe("what join-nodes installs on a node", () => {
 });
 
 describe("the lab-agent artifact", () => {
-  it("bundles node/main.ts into a self-contained executable that answers --help", async () => {
+  it("bundles node/main.ts into an executable that answers --help and, restarted, adopts the pod", async () => {
     const a = await buildExecutable({ name: "lab-agent", entry: "node/main.ts", outDir: join(dir, "out") });
-    const { stdout } = await run(process.execPath, [a.files[0]!.local, "--help"], { cwd: dir });
+    const bundle = a.files[0]!.local;
+    const { stdout } = await run(process.execPath, [bundle, "--help"], { cwd: dir });
     for (const flag of [
       "--kubeconfig",
       "--node-name",
@@ -288,5 +291,17 @@ describe("the lab-agent artifact", () => {
       "--node-labels",
     ])
       expect(stdout).toContain(flag);
-  }, 60_000);
+
+    // The bundle as the node runs it (no node_modules, no tsx) replaces the stopped agent: it talks
+    // CRI, adopts web-2 without a second container, and tears it down on delete.
+    const uid = (await getJson<V1Pod>("pod", "web-2")).metadata!.uid!;
+    const before = await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } });
+    startAgent(process.execPath, [bundle, ...agentArgs]);
+    await until("the bundled agent registered", async () => agentLog.includes("registered node"));
+    await new Promise((r) => setTimeout(r, 3000)); // a few syncs: nothing may be started twice
+    const after = await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } });
+    expect(after.map((c) => c.id)).toEqual(before.map((c) => c.id));
+    await kubectl("delete", "pod", "web-2", "--timeout=60s");
+    expect(await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } })).toEqual([]);
+  }, 90_000);
 });
