@@ -301,6 +301,8 @@ describe("the lab-agent artifact", () => {
     await new Promise((r) => setTimeout(r, 3000)); // a few syncs: nothing may be started twice
     const after = await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } });
     expect(after.map((c) => c.id)).toEqual(before.map((c) => c.id));
+    const rss = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${agent!.pid}/status`, "utf8"))?.[1];
+    console.log(`bundled lab-agent RSS: ${Math.round(Number(rss) / 1024)} MiB`);
     await kubectl("delete", "pod", "web-2", "--timeout=60s");
     expect(await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } })).toEqual([]);
   }, 90_000);
