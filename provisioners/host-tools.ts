@@ -102,7 +102,12 @@ export const HOST_TOOLS: HostTool[] = [
     why: "pod networking (CNI)",
   },
   { command: "nft", pkg: "nftables", group: "test", why: "the service proxy" },
-  { command: "busybox", pkg: "busybox-static", group: "test", why: "the sample and pause container images" },
+  {
+    command: "busybox",
+    pkg: "busybox-static",
+    group: "lab",
+    why: "lab up builds the pause and sample images every node imports",
+  },
   { command: "skopeo", pkg: "skopeo", group: "test", why: "tests check the project's OCI image archives" },
   {
     command: "kubectl",
