@@ -98,7 +98,6 @@ const byAge = (a: V1ReplicaSet, b: V1ReplicaSet): number =>
  * calling again with the new state converges; calling twice with the same state gives the same step.
  */
 export function rolloutStep(d: V1Deployment, owned: V1ReplicaSet[], nowMs: number): RolloutStep {
-  const name = d.metadata?.name ?? "";
   const desired = d.spec?.replicas ?? 1;
   const hash = podTemplateHash(d.spec?.template);
   const want = templateIdentity(d.spec?.template);
@@ -202,7 +201,7 @@ function newReplicaSet(
   replicas: number,
   annotations: Record<string, string>,
 ): V1ReplicaSet {
-  const t = d.spec?.template;
+  const t = structuredClone(d.spec?.template);
   const labels = { ...(t?.metadata?.labels ?? {}), [HASH_LABEL]: hash };
   return {
     apiVersion: "apps/v1",
