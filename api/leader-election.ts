@@ -7,6 +7,7 @@
  * between machines does not matter.
  */
 import type { V1Lease } from "@kubernetes/client-node";
+import { setMaxListeners } from "node:events";
 import { sleep } from "./informer.ts";
 
 /** The three calls leader election makes; the typed REST client provides them. */
@@ -206,6 +207,8 @@ export class LeaderElector {
 
   private async lead(outer: AbortSignal): Promise<void> {
     const ctl = new AbortController();
+    // Every informer and loop of the term listens on this signal.
+    setMaxListeners(0, ctl.signal);
     const stop = (): void => ctl.abort();
     outer.addEventListener("abort", stop, { once: true });
     this.leading = true;

@@ -31,38 +31,44 @@ export class GarbageCollector {
   ) {
     for (const [kind, src] of Object.entries(sources)) {
       if (!src) continue;
-      const item = (o: GcObject): string => `${kind}|${objectKey(o)}`;
-      const seen = (o: GcObject): void => {
-        const uid = o.metadata?.uid;
-        if (uid) this.byUid.set(uid, { kind, key: objectKey(o) });
-        for (const r of o.metadata?.ownerReferences ?? []) {
-          let s = this.dependents.get(r.uid);
-          if (!s) this.dependents.set(r.uid, (s = new Set()));
-          s.add(item(o));
-        }
-        this.queue.add(item(o));
-      };
       src.informer.on({
-        add: seen,
-        update: (_o, n) => seen(n),
-        delete: (o) => {
-          const uid = o.metadata?.uid;
-          if (uid) this.byUid.delete(uid);
-          for (const r of o.metadata?.ownerReferences ?? []) {
-            this.dependents.get(r.uid)?.delete(item(o));
-            this.queue.add(`uid|${r.uid}`); // an owner waiting for it may finish now
-          }
-          // Its dependents may now be orphans.
-          for (const d of this.dependents.get(uid ?? "") ?? []) this.queue.add(d);
-        },
+        add: (o) => this.seen(kind, o),
+        update: (_o, n) => this.seen(kind, n),
+        delete: (o) => this.gone(kind, o),
       });
     }
   }
 
+  /** Indexes an object by uid and by its owners' uids, and queues it. */
+  private seen(kind: string, o: GcObject): void {
+    const item = `${kind}|${objectKey(o)}`;
+    const uid = o.metadata?.uid;
+    if (uid) this.byUid.set(uid, { kind, key: objectKey(o) });
+    for (const r of o.metadata?.ownerReferences ?? []) {
+      let s = this.dependents.get(r.uid);
+      if (!s) this.dependents.set(r.uid, (s = new Set()));
+      s.add(item);
+    }
+    this.queue.add(item);
+  }
+
+  private gone(kind: string, o: GcObject): void {
+    const item = `${kind}|${objectKey(o)}`;
+    const uid = o.metadata?.uid;
+    if (uid) this.byUid.delete(uid);
+    for (const r of o.metadata?.ownerReferences ?? []) {
+      this.dependents.get(r.uid)?.delete(item);
+      this.queue.add(`uid|${r.uid}`); // an owner waiting for it may finish now
+    }
+    // Its dependents may now be orphans.
+    for (const d of this.dependents.get(uid ?? "") ?? []) this.queue.add(d);
+  }
+
   run(signal: AbortSignal, workers = 2): Promise<void> {
     signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
+    // The informers listed before this collector subscribed: index what they hold.
     for (const [kind, src] of Object.entries(this.sources))
-      for (const o of src?.informer.cache.values() ?? []) this.queue.add(`${kind}|${objectKey(o)}`);
+      for (const o of src?.informer.cache.values() ?? []) this.seen(kind, o);
     return runWorkers(this.queue, (k) => this.reconcile(k), { workers, onError: this.onError });
   }
 
