@@ -193,7 +193,8 @@ export class LeaderElector {
     try {
       return await this.tryAcquireOrRenew();
     } catch (err) {
-      this.cfg.onError?.(err);
+      // 409: another candidate wrote first — the normal outcome of losing a race, not an error.
+      if ((err as { code?: unknown } | undefined)?.code !== 409) this.cfg.onError?.(err);
       return false;
     }
   }

@@ -21,6 +21,17 @@ export interface Resources {
 
 /** Requests of a pod: sum over containers, at least the max of init containers (as kubelet computes). */
 export function podRequests(pod: V1Pod): Resources {
+  // Objects from the cache are replaced, never mutated, so results can be kept per object.
+  const cached = requestsCache.get(pod);
+  if (cached) return cached;
+  const r = computePodRequests(pod);
+  requestsCache.set(pod, r);
+  return r;
+}
+const requestsCache = new WeakMap<V1Pod, Resources>();
+const allocatableCache = new WeakMap<V1Node, Resources>();
+
+function computePodRequests(pod: V1Pod): Resources {
   let cpu = 0;
   let mem = 0;
   for (const c of pod.spec?.containers ?? []) {
@@ -39,6 +50,14 @@ export function podRequests(pod: V1Pod): Resources {
 }
 
 export function nodeAllocatable(node: V1Node): Resources {
+  const cached = allocatableCache.get(node);
+  if (cached) return cached;
+  const r = computeAllocatable(node);
+  allocatableCache.set(node, r);
+  return r;
+}
+
+function computeAllocatable(node: V1Node): Resources {
   const a = node.status?.allocatable ?? node.status?.capacity ?? {};
   return {
     milliCpu: milliCpu(a.cpu),

@@ -38,17 +38,23 @@ export class Scheduler {
     this.nodes = new Informer(lw<V1Node>("nodes"), { onError: opts.onError });
     const name = opts.schedulerName ?? "default-scheduler";
     this.pods.on({
+      // A pending pod holds nothing yet: the accounting only changes when pods are bound or go.
       add: (p) => {
-        this.usage = undefined;
+        if (p.spec?.nodeName) this.usage = undefined;
         if (needsScheduling(p, name)) this.queue.add(objectKey(p));
       },
-      update: (_o, p) => {
-        this.usage = undefined;
-        if (p.spec?.nodeName) this.assumed.delete(objectKey(p));
-        if (needsScheduling(p, name)) this.queue.add(objectKey(p));
+      update: (old, p) => {
+        const key = objectKey(p);
+        const wasAssumed = this.assumed.get(key)?.spec?.nodeName;
+        if (p.spec?.nodeName) this.assumed.delete(key);
+        const sameNode = old.spec?.nodeName === p.spec?.nodeName;
+        const confirmsAssumption = !old.spec?.nodeName && wasAssumed === p.spec?.nodeName;
+        if ((!sameNode && !confirmsAssumption) || old.status?.phase !== p.status?.phase)
+          this.usage = undefined;
+        if (needsScheduling(p, name)) this.queue.add(key);
       },
       delete: (p) => {
-        this.usage = undefined;
+        if (p.spec?.nodeName || this.assumed.has(objectKey(p))) this.usage = undefined;
         this.assumed.delete(objectKey(p));
         // Freed resources may let a waiting pod fit.
         this.retryUnschedulable();

@@ -93,7 +93,15 @@ export class MemoryStore<T extends KubeObject> {
         if (from < store.compactedRv) throw new StatusError(410, "too old resource version");
         let next = from;
         while (!signal?.aborted) {
-          const pending = store.log.filter((e) => e.rv > next);
+          // The log is sorted by version: binary-search the first event after `next`.
+          let lo = 0;
+          let hi = store.log.length;
+          while (lo < hi) {
+            const mid = (lo + hi) >> 1;
+            if (store.log[mid]!.rv > next) hi = mid;
+            else lo = mid + 1;
+          }
+          const pending = store.log.slice(lo);
           for (const e of pending) {
             next = e.rv;
             yield structuredClone(e.ev);
