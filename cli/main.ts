@@ -5,6 +5,12 @@ import { registerValidate } from "./commands/validate.ts";
 import { registerPlan } from "./commands/plan.ts";
 import { registerSchema } from "./commands/schema.ts";
 import { registerDoctor } from "./commands/doctor.ts";
+import { registerUp } from "./commands/up.ts";
+import { registerDown } from "./commands/down.ts";
+import { registerStatus } from "./commands/status.ts";
+import { registerSsh } from "./commands/ssh.ts";
+import { registerLogs } from "./commands/logs.ts";
+import { registerImage } from "./commands/image.ts";
 
 export function buildProgram(): Command {
   const program = new Command("lab")
@@ -20,7 +26,19 @@ Topology: -f FILE, else ./lab.yaml, else the built-in default lab (3 masters, 2 
 Exit codes: 0 ok, 1 bad input, 2 host problem, 3 lab locked, 4 not ready, 70 bug.
 State: $LAB_HOME (default ~/.local/state/lab).`,
   );
-  for (const register of [registerValidate, registerPlan, registerSchema, registerDoctor]) register(program);
+  for (const register of [
+    registerValidate,
+    registerPlan,
+    registerSchema,
+    registerUp,
+    registerDown,
+    registerStatus,
+    registerSsh,
+    registerLogs,
+    registerImage,
+    registerDoctor,
+  ])
+    register(program);
   return program;
 }
 

@@ -52,6 +52,7 @@ export const HOST_TOOLS: HostTool[] = [
   },
   { command: "nft", pkg: "nftables", group: "test", why: "the service proxy" },
   { command: "busybox", pkg: "busybox-static", group: "test", why: "the sample and pause container images" },
+  { command: "skopeo", pkg: "skopeo", group: "test", why: "tests check the project's OCI image archives" },
   {
     command: "kubectl",
     pkg: "kubernetes-client",

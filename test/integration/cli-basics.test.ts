@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { hasStackTrace, runLab } from "../helpers/cli.ts";
+import { execa } from "execa";
+import { hasStackTrace, REPO_ROOT, runLab } from "../helpers/cli.ts";
 
 let dir: string;
 let env: Record<string, string>;
@@ -24,7 +25,18 @@ describe("lab CLI through a real process", () => {
   });
 
   it("every command has --help", async () => {
-    for (const cmd of ["validate", "plan", "schema", "doctor"]) {
+    for (const cmd of [
+      "validate",
+      "plan",
+      "schema",
+      "doctor",
+      "up",
+      "down",
+      "status",
+      "ssh",
+      "logs",
+      "image",
+    ]) {
       const r = await runLab([cmd, "--help"], { env });
       expect(r.exitCode, cmd).toBe(0);
       expect(r.stdout, cmd).toMatch(/^Usage: lab /);
@@ -144,5 +156,35 @@ describe("lab CLI through a real process", () => {
     };
     expect(r.exitCode).toBe(body.ok ? 0 : 2);
     expect(body.tools.find((t) => t.command === "qemu-img")).toMatchObject({ pkg: "qemu-utils" });
+  });
+
+  it("a second mutating command on a locked lab exits 3 and names the holder", async () => {
+    const holder = execa(
+      "node",
+      [
+        "--import",
+        "tsx",
+        "-e",
+        `import { LabState } from "./topology/state.ts";
+         const s = new LabState("busy", ${JSON.stringify(env.LAB_HOME)});
+         await s.lock("up");
+         console.log("locked");
+         process.stdin.once("data", () => process.exit(0));`,
+      ],
+      { cwd: REPO_ROOT, stdin: "pipe" },
+    );
+    try {
+      await new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve()));
+      const r = await runLab(["down", "busy"], { env });
+      expect(r.exitCode).toBe(3);
+      expect(r.stderr).toMatch(new RegExp(`lab "busy" is locked by \`up\` \\(pid ${holder.pid} on `));
+      expect(hasStackTrace(r.stderr)).toBe(false);
+      const j = await runLab(["--json", "down", "busy"], { env });
+      expect(j.exitCode).toBe(3);
+      expect(JSON.parse(j.stdout)).toMatchObject({ error: { code: "LAB_LOCKED" } });
+    } finally {
+      holder.stdin!.write("x");
+      await holder;
+    }
   });
 });

@@ -1,0 +1,361 @@
+/**
+ * A small typed client for lab-server (and any Kubernetes API server) over HTTPS with client
+ * certificates: get, list, watch, create, update, updateStatus, patch, delete, bind.
+ * Resources are named by plural (`"pods"`, `"deployments"`, ...) and typed with the
+ * @kubernetes/client-node models. `watch()` is an async iterator of events that ends when the
+ * server closes the stream; a 410 (history compacted) arrives as an ApiStatusError with code 410,
+ * after which the caller relists. Failures throw ApiStatusError carrying the server's Status.
+ *
+ *   const c = await LabClient.fromKubeconfig(path);
+ *   const pods = await c.list("pods", { namespace: "default", labelSelector: "app=web" });
+ *   for await (const ev of c.watch("pods", { resourceVersion: pods.metadata.resourceVersion })) ...
+ */
+import { Agent, request, type RequestOptions } from "node:https";
+import { readFile } from "node:fs/promises";
+import type { IncomingMessage } from "node:http";
+import { parse as parseYaml } from "yaml";
+import type {
+  CoreV1Event,
+  V1ConfigMap,
+  V1Deployment,
+  V1Endpoints,
+  V1Lease,
+  V1Namespace,
+  V1Node,
+  V1Pod,
+  V1ReplicaSet,
+  V1Secret,
+  V1Service,
+  V1ServiceAccount,
+  V1Status,
+} from "@kubernetes/client-node";
+import { RESOURCES, type ResourceInfo } from "./resources.ts";
+
+export interface ResourceTypes {
+  namespaces: V1Namespace;
+  nodes: V1Node;
+  pods: V1Pod;
+  services: V1Service;
+  endpoints: V1Endpoints;
+  configmaps: V1ConfigMap;
+  secrets: V1Secret;
+  events: CoreV1Event;
+  serviceaccounts: V1ServiceAccount;
+  deployments: V1Deployment;
+  replicasets: V1ReplicaSet;
+  leases: V1Lease;
+}
+export type Plural = keyof ResourceTypes;
+
+export interface ObjectList<T> {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { resourceVersion?: string; continue?: string };
+  items: T[];
+}
+
+export interface WatchEvent<T> {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK";
+  object: T;
+}
+
+export interface ListOptions {
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  continue?: string;
+}
+
+export interface WatchOptions extends Omit<ListOptions, "limit" | "continue"> {
+  resourceVersion?: string;
+  allowWatchBookmarks?: boolean;
+  timeoutSeconds?: number;
+  signal?: AbortSignal;
+}
+
+export type PatchType = "merge" | "json" | "strategic";
+
+export interface DeleteOptions {
+  gracePeriodSeconds?: number;
+  propagationPolicy?: "Foreground" | "Background" | "Orphan";
+  preconditions?: { uid?: string; resourceVersion?: string };
+}
+
+export interface ClientConfig {
+  /** https://host:port */
+  server: string;
+  ca: Buffer | string;
+  cert: Buffer | string;
+  key: Buffer | string;
+  /** Per-request timeout for non-watch calls. */
+  timeoutMs?: number;
+}
+
+/** A failed API call: the HTTP code and the server's Status. */
+export class ApiStatusError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    readonly status: V1Status | undefined,
+  ) {
+    super(status?.message ?? `HTTP ${code}`);
+  }
+}
+
+const PATCH_TYPES: Record<PatchType, string> = {
+  merge: "application/merge-patch+json",
+  json: "application/json-patch+json",
+  strategic: "application/strategic-merge-patch+json",
+};
+
+function info(plural: string): ResourceInfo {
+  const r = RESOURCES.find((x) => x.plural === plural);
+  if (!r) throw new Error(`unknown resource "${plural}"`);
+  return r;
+}
+
+export function resourcePath(
+  plural: string,
+  namespace?: string,
+  name?: string,
+  subresource?: string,
+): string {
+  const r = info(plural);
+  let p = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
+  if (r.namespaced && namespace) p += `/namespaces/${encodeURIComponent(namespace)}`;
+  p += `/${r.plural}`;
+  if (name) p += `/${encodeURIComponent(name)}`;
+  if (subresource) p += `/${subresource}`;
+  return p;
+}
+
+function query(params: Record<string, string | number | boolean | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, String(v));
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+export class LabClient {
+  private readonly agent: Agent;
+  private readonly url: URL;
+
+  constructor(private readonly config: ClientConfig) {
+    this.url = new URL(config.server);
+    this.agent = new Agent({ ca: config.ca, cert: config.cert, key: config.key, keepAlive: true });
+  }
+
+  /** Reads a kubeconfig's current context (certificate files or inline *-data). */
+  static async fromKubeconfig(path: string): Promise<LabClient> {
+    const kc = parseYaml(await readFile(path, "utf8")) as {
+      "current-context"?: string;
+      contexts?: { name: string; context: { cluster: string; user: string } }[];
+      clusters?: { name: string; cluster: Record<string, string> }[];
+      users?: { name: string; user: Record<string, string> }[];
+    };
+    const ctx = kc.contexts?.find((c) => c.name === kc["current-context"]) ?? kc.contexts?.[0];
+    const cluster = kc.clusters?.find((c) => c.name === ctx?.context.cluster)?.cluster;
+    const user = kc.users?.find((u) => u.name === ctx?.context.user)?.user;
+    if (!cluster || !user) throw new Error(`kubeconfig ${path} has no usable context`);
+    const load = async (data: string | undefined, file: string | undefined): Promise<Buffer> => {
+      if (data) return Buffer.from(data, "base64");
+      if (file) return readFile(file);
+      throw new Error(`kubeconfig ${path} lacks a certificate or key`);
+    };
+    return new LabClient({
+      server: cluster.server!,
+      ca: await load(cluster["certificate-authority-data"], cluster["certificate-authority"]),
+      cert: await load(user["client-certificate-data"], user["client-certificate"]),
+      key: await load(user["client-key-data"], user["client-key"]),
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private open(
+    method: string,
+    path: string,
+    body?: string,
+    contentType = "application/json",
+    signal?: AbortSignal,
+    timeoutMs?: number,
+  ): Promise<IncomingMessage> {
+    const opts: RequestOptions = {
+      method,
+      host: this.url.hostname,
+      port: this.url.port || 443,
+      path,
+      agent: this.agent,
+      headers: {
+        Accept: "application/json",
+        ...(body !== undefined
+          ? { "Content-Type": contentType, "Content-Length": Buffer.byteLength(body) }
+          : {}),
+      },
+    };
+    if (signal) opts.signal = signal;
+    return new Promise((resolve, reject) => {
+      const req = request(opts, resolve);
+      req.on("error", reject);
+      if (timeoutMs)
+        req.setTimeout(timeoutMs, () =>
+          req.destroy(new Error(`${method} ${path} timed out after ${timeoutMs} ms`)),
+        );
+      if (body !== undefined) req.write(body);
+      req.end();
+    });
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+    const res = await this.open(
+      method,
+      path,
+      body === undefined ? undefined : JSON.stringify(body),
+      contentType,
+      undefined,
+      this.config.timeoutMs ?? 30_000,
+    );
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString("utf8");
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    const code = res.statusCode ?? 0;
+    if (code >= 400) {
+      const st = parsed as V1Status | undefined;
+      throw new ApiStatusError(code, st?.reason ?? "Unknown", st ?? { message: text || `HTTP ${code}` });
+    }
+    return parsed as T;
+  }
+
+  get<P extends Plural>(plural: P, name: string, namespace?: string): Promise<ResourceTypes[P]> {
+    return this.call("GET", resourcePath(plural, namespace, name));
+  }
+
+  list<P extends Plural>(plural: P, opts: ListOptions = {}): Promise<ObjectList<ResourceTypes[P]>> {
+    const q = query({
+      labelSelector: opts.labelSelector,
+      fieldSelector: opts.fieldSelector,
+      limit: opts.limit,
+      continue: opts.continue,
+    });
+    return this.call("GET", resourcePath(plural, opts.namespace) + q);
+  }
+
+  create<P extends Plural>(plural: P, obj: ResourceTypes[P], namespace?: string): Promise<ResourceTypes[P]> {
+    const ns = namespace ?? (obj as { metadata?: { namespace?: string } }).metadata?.namespace;
+    return this.call("POST", resourcePath(plural, ns), obj);
+  }
+
+  /** Replaces the object; fails with 409 when metadata.resourceVersion is stale. */
+  update<P extends Plural>(plural: P, obj: ResourceTypes[P]): Promise<ResourceTypes[P]> {
+    const m = (obj as { metadata?: { name?: string; namespace?: string } }).metadata;
+    return this.call("PUT", resourcePath(plural, m?.namespace, m?.name), obj);
+  }
+
+  updateStatus<P extends Plural>(plural: P, obj: ResourceTypes[P]): Promise<ResourceTypes[P]> {
+    const m = (obj as { metadata?: { name?: string; namespace?: string } }).metadata;
+    return this.call("PUT", resourcePath(plural, m?.namespace, m?.name, "status"), obj);
+  }
+
+  patch<P extends Plural>(
+    plural: P,
+    name: string,
+    patch: unknown,
+    opts: { namespace?: string; type?: PatchType; subresource?: "status" | "scale" } = {},
+  ): Promise<ResourceTypes[P]> {
+    return this.call(
+      "PATCH",
+      resourcePath(plural, opts.namespace, name, opts.subresource),
+      patch,
+      PATCH_TYPES[opts.type ?? "merge"],
+    );
+  }
+
+  delete<P extends Plural>(
+    plural: P,
+    name: string,
+    namespace?: string,
+    opts: DeleteOptions = {},
+  ): Promise<ResourceTypes[P] | V1Status> {
+    return this.call("DELETE", resourcePath(plural, namespace, name), {
+      kind: "DeleteOptions",
+      apiVersion: "v1",
+      ...opts,
+    });
+  }
+
+  /** Binds a pod to a node through pods/binding (what the scheduler does). */
+  async bind(namespace: string, pod: string, node: string): Promise<void> {
+    await this.call("POST", resourcePath("pods", namespace, pod, "binding"), {
+      apiVersion: "v1",
+      kind: "Binding",
+      metadata: { name: pod, namespace },
+      target: { apiVersion: "v1", kind: "Node", name: node },
+    });
+  }
+
+  /** Streams watch events; ends when the server ends the watch or the signal aborts. */
+  async *watch<P extends Plural>(
+    plural: P,
+    opts: WatchOptions = {},
+  ): AsyncGenerator<WatchEvent<ResourceTypes[P]>> {
+    const q = query({
+      watch: true,
+      resourceVersion: opts.resourceVersion,
+      labelSelector: opts.labelSelector,
+      fieldSelector: opts.fieldSelector,
+      allowWatchBookmarks: opts.allowWatchBookmarks,
+      timeoutSeconds: opts.timeoutSeconds,
+    });
+    let res: IncomingMessage;
+    try {
+      res = await this.open(
+        "GET",
+        resourcePath(plural, opts.namespace) + q,
+        undefined,
+        undefined,
+        opts.signal,
+      );
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw err;
+    }
+    if ((res.statusCode ?? 0) >= 400) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      const st = JSON.parse(Buffer.concat(chunks).toString() || "{}") as V1Status;
+      throw new ApiStatusError(res.statusCode ?? 0, st.reason ?? "Unknown", st);
+    }
+    let buf = "";
+    try {
+      for await (const chunk of res) {
+        buf += (chunk as Buffer).toString("utf8");
+        let nl: number;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          const ev = JSON.parse(line) as { type: string; object: unknown };
+          if (ev.type === "ERROR") {
+            const st = ev.object as V1Status;
+            throw new ApiStatusError(st.code ?? 500, st.reason ?? "Unknown", st);
+          }
+          yield ev as WatchEvent<ResourceTypes[P]>;
+        }
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw err;
+    } finally {
+      res.destroy();
+    }
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * Decoding of the Kubernetes protobuf envelope for the object kinds kubectl's typed clients send
+ * (`kubectl create namespace|configmap|secret|serviceaccount|service|deployment` post protobuf,
+ * with no JSON fallback). Only the fields those commands produce are mapped; an unknown field in
+ * a message is skipped. Field numbers follow k8s.io/api's generated.proto.
+ */
+
+type Kind = "string" | "int" | "bool" | "bytes" | "time" | "intOrString" | "quantity" | Schema;
+type Field = [name: string, kind: Kind, shape?: "repeated" | "map" | "mapBytes" | "mapMsg"];
+interface Schema {
+  [num: number]: Field;
+}
+
+const ownerReference: Schema = {
+  1: ["kind", "string"],
+  3: ["name", "string"],
+  4: ["uid", "string"],
+  5: ["apiVersion", "string"],
+  6: ["controller", "bool"],
+  7: ["blockOwnerDeletion", "bool"],
+};
+const objectMeta: Schema = {
+  1: ["name", "string"],
+  2: ["generateName", "string"],
+  3: ["namespace", "string"],
+  5: ["uid", "string"],
+  6: ["resourceVersion", "string"],
+  7: ["generation", "int"],
+  8: ["creationTimestamp", "time"],
+  11: ["labels", "string", "map"],
+  12: ["annotations", "string", "map"],
+  13: ["ownerReferences", ownerReference, "repeated"],
+  14: ["finalizers", "string", "repeated"],
+};
+const labelSelector: Schema = {
+  1: ["matchLabels", "string", "map"],
+  2: [
+    "matchExpressions",
+    { 1: ["key", "string"], 2: ["operator", "string"], 3: ["values", "string", "repeated"] },
+    "repeated",
+  ],
+};
+const containerPort: Schema = {
+  1: ["name", "string"],
+  2: ["hostPort", "int"],
+  3: ["containerPort", "int"],
+  4: ["protocol", "string"],
+  5: ["hostIP", "string"],
+};
+const envVar: Schema = { 1: ["name", "string"], 2: ["value", "string"] };
+const resources: Schema = { 1: ["limits", "quantity", "mapMsg"], 2: ["requests", "quantity", "mapMsg"] };
+const container: Schema = {
+  1: ["name", "string"],
+  2: ["image", "string"],
+  3: ["command", "string", "repeated"],
+  4: ["args", "string", "repeated"],
+  5: ["workingDir", "string"],
+  6: ["ports", containerPort, "repeated"],
+  7: ["env", envVar, "repeated"],
+  8: ["resources", resources],
+  13: ["terminationMessagePath", "string"],
+  14: ["imagePullPolicy", "string"],
+  16: ["stdin", "bool"],
+  17: ["stdinOnce", "bool"],
+  18: ["tty", "bool"],
+  20: ["terminationMessagePolicy", "string"],
+};
+const podSpec: Schema = {
+  2: ["containers", container, "repeated"],
+  3: ["restartPolicy", "string"],
+  4: ["terminationGracePeriodSeconds", "int"],
+  6: ["dnsPolicy", "string"],
+  7: ["nodeSelector", "string", "map"],
+  8: ["serviceAccountName", "string"],
+  10: ["nodeName", "string"],
+  19: ["schedulerName", "string"],
+  20: ["initContainers", container, "repeated"],
+};
+const podTemplateSpec: Schema = { 1: ["metadata", objectMeta], 2: ["spec", podSpec] };
+const deploymentStrategy: Schema = {
+  1: ["type", "string"],
+  2: ["rollingUpdate", { 1: ["maxUnavailable", "intOrString"], 2: ["maxSurge", "intOrString"] }],
+};
+const servicePort: Schema = {
+  1: ["name", "string"],
+  2: ["protocol", "string"],
+  3: ["port", "int"],
+  4: ["targetPort", "intOrString"],
+  5: ["nodePort", "int"],
+  6: ["appProtocol", "string"],
+};
+
+const KINDS: Record<string, Schema> = {
+  Namespace: {
+    1: ["metadata", objectMeta],
+    2: ["spec", { 1: ["finalizers", "string", "repeated"] }],
+    3: ["status", { 1: ["phase", "string"] }],
+  },
+  ConfigMap: {
+    1: ["metadata", objectMeta],
+    2: ["data", "string", "map"],
+    3: ["binaryData", "bytes", "mapBytes"],
+    4: ["immutable", "bool"],
+  },
+  Secret: {
+    1: ["metadata", objectMeta],
+    2: ["data", "bytes", "mapBytes"],
+    3: ["type", "string"],
+    4: ["stringData", "string", "map"],
+    5: ["immutable", "bool"],
+  },
+  ServiceAccount: {
+    1: ["metadata", objectMeta],
+    3: ["imagePullSecrets", { 1: ["name", "string"] }, "repeated"],
+    4: ["automountServiceAccountToken", "bool"],
+  },
+  Service: {
+    1: ["metadata", objectMeta],
+    2: [
+      "spec",
+      {
+        1: ["ports", servicePort, "repeated"],
+        2: ["selector", "string", "map"],
+        3: ["clusterIP", "string"],
+        4: ["type", "string"],
+        5: ["externalIPs", "string", "repeated"],
+        7: ["sessionAffinity", "string"],
+        10: ["externalName", "string"],
+        18: ["clusterIPs", "string", "repeated"],
+      },
+    ],
+    3: ["status", {}],
+  },
+  Deployment: {
+    1: ["metadata", objectMeta],
+    2: [
+      "spec",
+      {
+        1: ["replicas", "int"],
+        2: ["selector", labelSelector],
+        3: ["template", podTemplateSpec],
+        4: ["strategy", deploymentStrategy],
+        5: ["minReadySeconds", "int"],
+        6: ["revisionHistoryLimit", "int"],
+        7: ["paused", "bool"],
+        9: ["progressDeadlineSeconds", "int"],
+      },
+    ],
+    3: ["status", {}],
+  },
+};
+
+const API_VERSIONS: Record<string, string> = { Deployment: "apps/v1" };
+
+/** Pointer fields where an explicit zero means something. */
+const KEEP_ZERO = new Set(["replicas", "terminationGracePeriodSeconds", "intVal"]);
+
+export class ProtobufError extends Error {}
+
+class Reader {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+  done(): boolean {
+    return this.pos >= this.buf.length;
+  }
+  varint(): bigint {
+    let result = 0n;
+    let shift = 0n;
+    for (;;) {
+      if (this.pos >= this.buf.length) throw new ProtobufError("truncated varint");
+      const b = this.buf[this.pos++]!;
+      result |= BigInt(b & 0x7f) << shift;
+      if ((b & 0x80) === 0) return result;
+      shift += 7n;
+      if (shift > 70n) throw new ProtobufError("varint too long");
+    }
+  }
+  bytes(): Buffer {
+    const len = Number(this.varint());
+    if (this.pos + len > this.buf.length) throw new ProtobufError("truncated field");
+    const out = this.buf.subarray(this.pos, this.pos + len);
+    this.pos += len;
+    return out;
+  }
+  skip(wire: number): void {
+    if (wire === 0) this.varint();
+    else if (wire === 1) this.pos += 8;
+    else if (wire === 2) this.bytes();
+    else if (wire === 5) this.pos += 4;
+    else throw new ProtobufError(`unsupported wire type ${wire}`);
+  }
+}
+
+function toSigned(v: bigint): number {
+  return Number(BigInt.asIntN(64, v));
+}
+
+function decodeScalar(kind: Kind, r: Reader, wire: number): unknown {
+  if (typeof kind === "object") return decodeMessage(r.bytes(), kind);
+  switch (kind) {
+    case "string":
+      return r.bytes().toString("utf8");
+    case "bytes":
+      return r.bytes().toString("base64");
+    case "int":
+      return toSigned(r.varint());
+    case "bool":
+      return r.varint() !== 0n;
+    case "time": {
+      const t = decodeMessage(r.bytes(), { 1: ["seconds", "int"], 2: ["nanos", "int"] }) as {
+        seconds?: number;
+      };
+      if (!t.seconds) return undefined;
+      return new Date((t.seconds ?? 0) * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+    }
+    case "quantity":
+      return (decodeMessage(r.bytes(), { 1: ["string", "string"] }) as { string?: string }).string ?? "0";
+    case "intOrString": {
+      const v = decodeMessage(r.bytes(), {
+        1: ["type", "int"],
+        2: ["intVal", "int"],
+        3: ["strVal", "string"],
+      }) as { type?: number; intVal?: number; strVal?: string };
+      return v.type === 1 ? (v.strVal ?? "") : (v.intVal ?? 0);
+    }
+  }
+  void wire;
+  return undefined;
+}
+
+function decodeMessage(buf: Buffer, schema: Schema): Record<string, unknown> {
+  const r = new Reader(buf);
+  const out: Record<string, unknown> = {};
+  while (!r.done()) {
+    const tag = Number(r.varint());
+    const num = tag >>> 3;
+    const wire = tag & 7;
+    const field = schema[num];
+    if (!field) {
+      r.skip(wire);
+      continue;
+    }
+    const [name, kind, shape] = field;
+    if (shape === "map" || shape === "mapBytes" || shape === "mapMsg") {
+      const entry = decodeMessage(r.bytes(), { 1: ["k", "string"], 2: ["v", kind] });
+      const map = ((out[name] as Record<string, unknown> | undefined) ??= {});
+      map[String(entry.k ?? "")] = entry.v ?? (kind === "string" ? "" : undefined);
+      out[name] = map;
+    } else if (shape === "repeated") {
+      if (wire === 2 && (kind === "int" || kind === "bool")) {
+        // packed
+        const inner = new Reader(r.bytes());
+        const list = ((out[name] as unknown[] | undefined) ??= []);
+        while (!inner.done()) list.push(decodeScalar(kind, inner, 0));
+      } else ((out[name] as unknown[] | undefined) ??= []).push(decodeScalar(kind, r, wire));
+    } else {
+      // Go writes non-pointer fields even when empty; JSON would have omitted them (omitempty).
+      const v = decodeScalar(kind, r, wire);
+      if (v === undefined || v === "" || v === false || (v === 0 && !KEEP_ZERO.has(name))) continue;
+      out[name] = v;
+    }
+  }
+  return out;
+}
+
+const MAGIC = Buffer.from([0x6b, 0x38, 0x73, 0x00]);
+
+/** Decodes a `application/vnd.kubernetes.protobuf` body into the JSON form of the object. */
+export function decodeKubernetesProtobuf(body: Buffer): Record<string, unknown> {
+  if (body.length < 4 || !body.subarray(0, 4).equals(MAGIC))
+    throw new ProtobufError("not a Kubernetes protobuf message (missing k8s magic)");
+  const unknown = decodeMessage(body.subarray(4), {
+    1: ["typeMeta", { 1: ["apiVersion", "string"], 2: ["kind", "string"] }],
+    2: ["raw", "bytes"],
+  }) as { typeMeta?: { apiVersion?: string; kind?: string }; raw?: string };
+  const kind = unknown.typeMeta?.kind ?? "";
+  const schema = KINDS[kind];
+  if (!schema)
+    throw new ProtobufError(
+      `protobuf bodies are accepted only for ${Object.keys(KINDS).join(", ")}; send ${kind || "this object"} as JSON or YAML`,
+    );
+  const obj = decodeMessage(Buffer.from(unknown.raw ?? "", "base64"), schema);
+  return { apiVersion: unknown.typeMeta?.apiVersion || API_VERSIONS[kind] || "v1", kind, ...obj };
+}

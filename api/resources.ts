@@ -1,0 +1,78 @@
+/** The resources lab-server serves: names, scope and subresources, shared by server, client and CLI. */
+export interface ResourceInfo {
+  group: string; // "" for the core group
+  version: string;
+  kind: string;
+  plural: string;
+  singular: string;
+  namespaced: boolean;
+  shortNames: string[];
+  /** In kubectl's "all" category (`kubectl get all`). */
+  inAll: boolean;
+  status: boolean;
+  scale: boolean;
+}
+
+function r(
+  group: string,
+  version: string,
+  kind: string,
+  plural: string,
+  namespaced: boolean,
+  extra: Partial<Pick<ResourceInfo, "shortNames" | "inAll" | "status" | "scale">> = {},
+): ResourceInfo {
+  return {
+    group,
+    version,
+    kind,
+    plural,
+    singular: kind.toLowerCase(),
+    namespaced,
+    shortNames: extra.shortNames ?? [],
+    inAll: extra.inAll ?? false,
+    status: extra.status ?? false,
+    scale: extra.scale ?? false,
+  };
+}
+
+export const RESOURCES: readonly ResourceInfo[] = [
+  r("", "v1", "Namespace", "namespaces", false, { shortNames: ["ns"], status: true }),
+  r("", "v1", "Node", "nodes", false, { shortNames: ["no"], status: true }),
+  r("", "v1", "Pod", "pods", true, { shortNames: ["po"], inAll: true, status: true }),
+  r("", "v1", "Service", "services", true, { shortNames: ["svc"], inAll: true, status: true }),
+  r("", "v1", "Endpoints", "endpoints", true, { shortNames: ["ep"] }),
+  r("", "v1", "ConfigMap", "configmaps", true, { shortNames: ["cm"] }),
+  r("", "v1", "Secret", "secrets", true),
+  r("", "v1", "Event", "events", true, { shortNames: ["ev"] }),
+  r("", "v1", "ServiceAccount", "serviceaccounts", true, { shortNames: ["sa"] }),
+  r("apps", "v1", "Deployment", "deployments", true, {
+    shortNames: ["deploy"],
+    inAll: true,
+    status: true,
+    scale: true,
+  }),
+  r("apps", "v1", "ReplicaSet", "replicasets", true, {
+    shortNames: ["rs"],
+    inAll: true,
+    status: true,
+    scale: true,
+  }),
+  r("coordination.k8s.io", "v1", "Lease", "leases", true),
+];
+
+export function groupVersion(info: Pick<ResourceInfo, "group" | "version">): string {
+  return info.group ? `${info.group}/${info.version}` : info.version;
+}
+
+export function findResource(group: string, version: string, plural: string): ResourceInfo | undefined {
+  return RESOURCES.find((x) => x.group === group && x.version === version && x.plural === plural);
+}
+
+export function findKind(apiVersion: string, kind: string): ResourceInfo | undefined {
+  return RESOURCES.find((x) => groupVersion(x) === apiVersion && x.kind === kind);
+}
+
+/** Resources with a `spec` whose changes bump metadata.generation. */
+export function hasSpec(info: ResourceInfo): boolean {
+  return !["ConfigMap", "Secret", "Event", "ServiceAccount", "Endpoints"].includes(info.kind);
+}

@@ -1,0 +1,359 @@
+/** Server-side printing: the meta.k8s.io/v1 Table that `kubectl get` asks for (`as=Table`). */
+
+type Obj = Record<string, unknown>;
+type Cell = string | number;
+
+export interface TableColumn {
+  name: string;
+  type: "string" | "integer" | "date";
+  format: string;
+  description: string;
+  priority: number;
+}
+
+export interface TableRow {
+  cells: Cell[];
+  object: Obj;
+}
+
+export interface Table {
+  kind: "Table";
+  apiVersion: "meta.k8s.io/v1";
+  metadata: { resourceVersion?: string; continue?: string };
+  columnDefinitions: TableColumn[];
+  rows: TableRow[];
+}
+
+function col(name: string, type: TableColumn["type"] = "string", priority = 0, format = ""): TableColumn {
+  return { name, type, format, description: name, priority };
+}
+
+const o = (v: unknown): Obj => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {});
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const str = (v: unknown, dflt = "<none>"): string =>
+  v === undefined || v === null || v === "" ? dflt : String(v);
+const num = (v: unknown): number => (typeof v === "number" ? v : 0);
+
+/** kubectl's short age format (apimachinery's duration.HumanDuration). */
+export function humanDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 120) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 10) return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
+  if (m < 180) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 8) return m % 60 === 0 ? `${h}h` : `${h}h${m % 60}m`;
+  if (h < 48) return `${h}h`;
+  const d = Math.floor(h / 24);
+  if (h < 24 * 8) return h % 24 === 0 ? `${d}d` : `${d}d${h % 24}h`;
+  if (d < 365 * 2) return `${d}d`;
+  const y = Math.floor(d / 365);
+  if (d < 365 * 8) return d % 365 === 0 ? `${y}y` : `${y}y${d % 365}d`;
+  return `${y}y`;
+}
+
+function age(obj: Obj, now: number): string {
+  const ts = o(obj.metadata).creationTimestamp;
+  return typeof ts === "string" ? humanDuration(now - Date.parse(ts)) : "<unknown>";
+}
+
+function podCells(pod: Obj, now: number): Cell[] {
+  const spec = o(pod.spec);
+  const status = o(pod.status);
+  const statuses = arr(status.containerStatuses).map(o);
+  const total = arr(spec.containers).length;
+  const ready = statuses.filter((c) => c.ready === true).length;
+  const restarts = statuses.reduce((n, c) => n + num(c.restartCount), 0);
+  let reason = str(status.reason, "") || str(status.phase, "Unknown");
+  for (const c of statuses) {
+    const state = o(c.state);
+    const waiting = o(state.waiting);
+    const terminated = o(state.terminated);
+    if (waiting.reason) reason = String(waiting.reason);
+    else if (terminated.reason) reason = String(terminated.reason);
+  }
+  if (o(pod.metadata).deletionTimestamp) reason = "Terminating";
+  return [
+    str(o(pod.metadata).name),
+    `${ready}/${total}`,
+    reason,
+    restarts,
+    age(pod, now),
+    str(status.podIP),
+    str(spec.nodeName),
+    "<none>",
+    "<none>",
+  ];
+}
+
+function containersAndImages(template: Obj): [string, string] {
+  const cs = arr(o(template.spec).containers).map(o);
+  return [cs.map((c) => str(c.name, "")).join(","), cs.map((c) => str(c.image, "")).join(",")];
+}
+
+function selectorString(sel: unknown): string {
+  const labels = o(o(sel).matchLabels);
+  const s = Object.entries(labels)
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(",");
+  return s || "<none>";
+}
+
+function servicePorts(svc: Obj): string {
+  const ports = arr(o(svc.spec).ports).map(o);
+  if (ports.length === 0) return "<none>";
+  return ports
+    .map((p) => `${String(p.port)}${p.nodePort ? `:${String(p.nodePort)}` : ""}/${str(p.protocol, "TCP")}`)
+    .join(",");
+}
+
+function nodeStatus(node: Obj): string {
+  const ready = arr(o(node.status).conditions)
+    .map(o)
+    .find((c) => c.type === "Ready");
+  let s = ready?.status === "True" ? "Ready" : ready ? "NotReady" : "Unknown";
+  if (o(node.spec).unschedulable) s += ",SchedulingDisabled";
+  return s;
+}
+
+function nodeRoles(node: Obj): string {
+  const roles = Object.keys(o(o(node.metadata).labels))
+    .filter((k) => k.startsWith("node-role.kubernetes.io/"))
+    .map((k) => k.slice("node-role.kubernetes.io/".length));
+  return roles.length ? roles.sort().join(",") : "<none>";
+}
+
+function endpointsList(ep: Obj): string {
+  const out: string[] = [];
+  for (const subset of arr(ep.subsets).map(o)) {
+    for (const a of arr(subset.addresses).map(o)) {
+      const ports = arr(subset.ports).map(o);
+      if (ports.length === 0) out.push(str(a.ip, ""));
+      for (const p of ports) out.push(`${str(a.ip, "")}:${String(p.port)}`);
+    }
+  }
+  if (out.length === 0) return "<none>";
+  return out.length > 3 ? `${out.slice(0, 3).join(",")} + ${out.length - 3} more...` : out.join(",");
+}
+
+interface Printer {
+  columns: TableColumn[];
+  cells(obj: Obj, now: number): Cell[];
+}
+
+const NAME = col("Name", "string", 0, "name");
+const AGE = col("Age", "string");
+
+const PRINTERS: Record<string, Printer> = {
+  Pod: {
+    columns: [
+      NAME,
+      col("Ready"),
+      col("Status"),
+      col("Restarts", "integer"),
+      AGE,
+      col("IP", "string", 1),
+      col("Node", "string", 1),
+      col("Nominated Node", "string", 1),
+      col("Readiness Gates", "string", 1),
+    ],
+    cells: podCells,
+  },
+  Deployment: {
+    columns: [
+      NAME,
+      col("Ready"),
+      col("Up-to-date", "integer"),
+      col("Available", "integer"),
+      AGE,
+      col("Containers", "string", 1),
+      col("Images", "string", 1),
+      col("Selector", "string", 1),
+    ],
+    cells: (d, now) => {
+      const spec = o(d.spec);
+      const st = o(d.status);
+      const [cs, images] = containersAndImages(o(spec.template));
+      return [
+        str(o(d.metadata).name),
+        `${num(st.readyReplicas)}/${num(spec.replicas)}`,
+        num(st.updatedReplicas),
+        num(st.availableReplicas),
+        age(d, now),
+        cs,
+        images,
+        selectorString(spec.selector),
+      ];
+    },
+  },
+  ReplicaSet: {
+    columns: [
+      NAME,
+      col("Desired", "integer"),
+      col("Current", "integer"),
+      col("Ready", "integer"),
+      AGE,
+      col("Containers", "string", 1),
+      col("Images", "string", 1),
+      col("Selector", "string", 1),
+    ],
+    cells: (rs, now) => {
+      const spec = o(rs.spec);
+      const st = o(rs.status);
+      const [cs, images] = containersAndImages(o(spec.template));
+      return [
+        str(o(rs.metadata).name),
+        num(spec.replicas),
+        num(st.replicas),
+        num(st.readyReplicas),
+        age(rs, now),
+        cs,
+        images,
+        selectorString(spec.selector),
+      ];
+    },
+  },
+  Node: {
+    columns: [
+      NAME,
+      col("Status"),
+      col("Roles"),
+      AGE,
+      col("Version"),
+      col("Internal-IP", "string", 1),
+      col("External-IP", "string", 1),
+      col("OS-Image", "string", 1),
+      col("Kernel-Version", "string", 1),
+      col("Container-Runtime", "string", 1),
+    ],
+    cells: (n, now) => {
+      const st = o(n.status);
+      const info = o(st.nodeInfo);
+      const addr = (t: string): string =>
+        str(
+          arr(st.addresses)
+            .map(o)
+            .find((a) => a.type === t)?.address,
+        );
+      return [
+        str(o(n.metadata).name),
+        nodeStatus(n),
+        nodeRoles(n),
+        age(n, now),
+        str(info.kubeletVersion, ""),
+        addr("InternalIP"),
+        addr("ExternalIP"),
+        str(info.osImage, "<unknown>"),
+        str(info.kernelVersion, "<unknown>"),
+        str(info.containerRuntimeVersion, "<unknown>"),
+      ];
+    },
+  },
+  Service: {
+    columns: [
+      NAME,
+      col("Type"),
+      col("Cluster-IP"),
+      col("External-IP"),
+      col("Port(s)"),
+      AGE,
+      col("Selector", "string", 1),
+    ],
+    cells: (s, now) => {
+      const spec = o(s.spec);
+      const ext = arr(spec.externalIPs).join(",") || (spec.type === "LoadBalancer" ? "<pending>" : "<none>");
+      const sel =
+        Object.entries(o(spec.selector))
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(",") || "<none>";
+      return [
+        str(o(s.metadata).name),
+        str(spec.type, "ClusterIP"),
+        str(spec.clusterIP),
+        ext,
+        servicePorts(s),
+        age(s, now),
+        sel,
+      ];
+    },
+  },
+  Namespace: {
+    columns: [NAME, col("Status"), AGE],
+    cells: (n, now) => [str(o(n.metadata).name), str(o(n.status).phase, "Active"), age(n, now)],
+  },
+  Endpoints: {
+    columns: [NAME, col("Endpoints"), AGE],
+    cells: (e, now) => [str(o(e.metadata).name), endpointsList(e), age(e, now)],
+  },
+  ConfigMap: {
+    columns: [NAME, col("Data", "integer"), AGE],
+    cells: (c, now) => [
+      str(o(c.metadata).name),
+      Object.keys(o(c.data)).length + Object.keys(o(c.binaryData)).length,
+      age(c, now),
+    ],
+  },
+  Secret: {
+    columns: [NAME, col("Type"), col("Data", "integer"), AGE],
+    cells: (s, now) => [
+      str(o(s.metadata).name),
+      str(s.type, "Opaque"),
+      Object.keys(o(s.data)).length,
+      age(s, now),
+    ],
+  },
+  ServiceAccount: {
+    columns: [NAME, col("Secrets", "integer"), AGE],
+    cells: (s, now) => [str(o(s.metadata).name), arr(s.secrets).length, age(s, now)],
+  },
+  Event: {
+    columns: [col("Last Seen"), col("Type"), col("Reason"), col("Object"), col("Message"), NAME],
+    cells: (e, now) => {
+      const last = e.lastTimestamp ?? e.eventTime ?? o(e.metadata).creationTimestamp;
+      const inv = o(e.involvedObject);
+      return [
+        typeof last === "string" ? humanDuration(now - Date.parse(last)) : "<unknown>",
+        str(e.type, "Normal"),
+        str(e.reason, ""),
+        `${str(inv.kind, "").toLowerCase()}/${str(inv.name, "")}`,
+        str(e.message, ""),
+        str(o(e.metadata).name),
+      ];
+    },
+  },
+  Lease: {
+    columns: [NAME, col("Holder"), AGE],
+    cells: (l, now) => [str(o(l.metadata).name), str(o(l.spec).holderIdentity, ""), age(l, now)],
+  },
+};
+
+function partialMetadata(obj: Obj): Obj {
+  return { kind: "PartialObjectMetadata", apiVersion: "meta.k8s.io/v1", metadata: o(obj.metadata) };
+}
+
+/** Renders objects of one kind as a Table; includeObject "Object" embeds the full objects. */
+export function toTable(
+  kind: string,
+  items: Obj[],
+  opts: { now?: number; resourceVersion?: string; continue?: string; includeObject?: string } = {},
+): Table {
+  const now = opts.now ?? Date.now();
+  const printer: Printer = PRINTERS[kind] ?? {
+    columns: [NAME, AGE],
+    cells: (x, n) => [str(o(x.metadata).name), age(x, n)],
+  };
+  const meta: Table["metadata"] = {};
+  if (opts.resourceVersion) meta.resourceVersion = opts.resourceVersion;
+  if (opts.continue) meta.continue = opts.continue;
+  return {
+    kind: "Table",
+    apiVersion: "meta.k8s.io/v1",
+    metadata: meta,
+    columnDefinitions: printer.columns,
+    rows: items.map((item) => ({
+      cells: printer.cells(item, now),
+      object:
+        opts.includeObject === "Object" ? item : opts.includeObject === "None" ? {} : partialMetadata(item),
+    })),
+  };
+}

@@ -1,0 +1,54 @@
+import type { Command } from "commander";
+import { LabError } from "../../topology/errors.ts";
+import { loadTopology } from "../../topology/load.ts";
+import { planForUp, labUp } from "../lab-run.ts";
+import type { GlobalOptions } from "../output.ts";
+import { createReporter, printResultLine } from "../progress.ts";
+import { LabState } from "../../topology/state.ts";
+
+export function registerUp(program: Command): void {
+  program
+    .command("up")
+    .description("create the lab's machines (in parallel) and bootstrap the cluster; rerun to converge")
+    .option("-f, --file <FILE>", "topology file (default: ./lab.yaml, else the built-in default)")
+    .action(async (opts: { file?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const loaded = await loadTopology(opts.file);
+      const nodes = (await planForUp(loaded.lab, new LabState(loaded.lab.metadata.name))).nodes.map(
+        (n) => n.name,
+      );
+      const reporter = createReporter({ json: g.json, nodes });
+      const abort = new AbortController();
+      const onSignal = () => abort.abort(new Error("interrupted"));
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      let result: Awaited<ReturnType<typeof labUp>>;
+      try {
+        result = await labUp(loaded, reporter, abort.signal);
+      } catch (err) {
+        if (!abort.signal.aborted) throw err;
+        throw new LabError({
+          code: "INTERRUPTED",
+          what: "lab up was interrupted; the VMs started so far keep running",
+          fix: `run \`lab up\` again to converge, or \`lab down ${loaded.lab.metadata.name}\` to remove everything`,
+          source: "user",
+        });
+      } finally {
+        await reporter.close();
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+      const { plan, machines } = result;
+      if (g.json) {
+        printResultLine({
+          lab: plan.lab,
+          machines: machines.map(({ name, role, address }) => ({ name, role, address })),
+        });
+      } else {
+        process.stdout.write(
+          `lab ${plan.lab} is up: ${machines.map((m) => `${m.name} ${m.address}`).join(", ")}\n` +
+            `  lab ssh ${machines[0]?.name ?? "NODE"}${opts.file ? ` -f ${opts.file}` : ""}    lab status    lab down ${plan.lab}\n`,
+        );
+      }
+    });
+}

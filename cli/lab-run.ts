@@ -1,0 +1,89 @@
+/**
+ * What `lab up`, `lab down` and `lab status` do, apart from argument parsing: load, plan (kept
+ * stable through the state), lock, provision, record, bootstrap; and the reverse.
+ */
+import { existsSync } from "node:fs";
+import { bootstrapCluster } from "../bootstrap/index.ts";
+import { allProvisioners, provisionerFor } from "../provisioners/index.ts";
+import { hostRoutes } from "../provisioners/network/netns.ts";
+import { hostVethName, takenSubnets } from "../provisioners/network/names.ts";
+import type { Machine, MachineStatus, Provisioner } from "../provisioners/provisioner.ts";
+import type { LoadedLab } from "../topology/load.ts";
+import { plan, type Plan } from "../topology/plan.ts";
+import type { Reporter } from "../topology/progress.ts";
+import type { Lab } from "../topology/schema.ts";
+import { LabState } from "../topology/state.ts";
+
+/**
+ * The plan for this run. A derived subnet is recorded in the state on the first `up` and reused,
+ * so the lab keeps its addresses even though its own route now occupies that subnet.
+ */
+export async function planForUp(lab: Lab, state: LabState): Promise<Plan> {
+  const recorded = await state.readJson<Plan>("plan.json");
+  if (!lab.spec.network.cidr && recorded?.network.derived) {
+    const pinned: Lab = {
+      ...lab,
+      spec: { ...lab.spec, network: { ...lab.spec.network, cidr: recorded.network.cidr } },
+    };
+    const p = plan(pinned);
+    return { ...p, network: { ...p.network, derived: true } };
+  }
+  const needsRoutes = !lab.spec.network.cidr && lab.spec.provider.type !== "baremetal";
+  const taken = needsRoutes ? takenSubnets(await hostRoutes(), hostVethName(lab.metadata.name)) : [];
+  return plan(lab, { taken });
+}
+
+export interface UpResult {
+  plan: Plan;
+  machines: Machine[];
+}
+
+export async function labUp(loaded: LoadedLab, reporter: Reporter, signal?: AbortSignal): Promise<UpResult> {
+  const lab = loaded.lab;
+  const state = new LabState(lab.metadata.name);
+  await state.lock("up");
+  try {
+    const p = await planForUp(lab, state);
+    await state.writeJson("plan.json", p);
+    const provisioner = provisionerFor(p.provider.type);
+    const machines = await provisioner.create({ plan: p, state, reporter, signal });
+    await state.writeJson("machines.json", machines);
+    await bootstrapCluster({ plan: p, state, machines, reporter, signal });
+    return { plan: p, machines };
+  } finally {
+    state.unlockSync();
+  }
+}
+
+/** Removes the lab; works with or without its state directory, and twice in a row. */
+export async function labDown(
+  name: string,
+  reporter: Reporter,
+  fallbackProvider?: Plan["provider"]["type"],
+): Promise<void> {
+  const state = new LabState(name);
+  const hadState = existsSync(state.dir);
+  await state.lock("down");
+  try {
+    const recorded = hadState ? await state.readJson<Plan>("plan.json") : undefined;
+    const type = recorded?.provider.type ?? fallbackProvider;
+    const provisioners: Provisioner[] = type ? [provisionerFor(type)] : allProvisioners();
+    for (const p of provisioners) {
+      await p.destroy({ labName: name, state, reporter, ...(recorded ? { plan: recorded } : {}) });
+    }
+    await state.remove();
+  } finally {
+    state.unlockSync();
+  }
+}
+
+export async function labStatus(
+  name: string,
+  reporter: Reporter,
+): Promise<{ plan?: Plan; machines: MachineStatus[] }> {
+  const state = new LabState(name);
+  const recorded = await state.readJson<Plan>("plan.json");
+  if (!recorded) return { machines: [] };
+  const machines = await provisionerFor(recorded.provider.type).status({ plan: recorded, state, reporter });
+  return { plan: recorded, machines };
+}

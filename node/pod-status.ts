@@ -1,0 +1,203 @@
+/**
+ * PodStatus as a pure function of what CRI reports, the probe results the agent holds, and the
+ * previous status (only to keep condition transition times stable).
+ */
+import type {
+  V1Container,
+  V1ContainerState,
+  V1ContainerStatus,
+  V1Pod,
+  V1PodCondition,
+  V1PodStatus,
+} from "@kubernetes/client-node";
+import type { ObservedContainer, ObservedPod } from "./observed.ts";
+import { attemptsOf, currentSandbox } from "./observed.ts";
+import type { PodPlan } from "./reconcile.ts";
+import { shouldRestart } from "./reconcile.ts";
+
+export interface ProbeResult {
+  /** Readiness probe verdict; undefined until the first result. */
+  ready?: boolean;
+  /** Startup probe verdict; undefined until it succeeds or fails for good. */
+  started?: boolean;
+}
+
+export interface StatusInputs {
+  observed: ObservedPod;
+  /** Probe results by container ID: a restarted container starts with none. */
+  probes: Record<string, ProbeResult>;
+  /** Back-off state from the planner. */
+  backingOff: PodPlan["backingOff"];
+  /** Why a container could not be created (image missing, create error), by container name. */
+  waiting: Record<string, { reason: string; message: string }>;
+  hostIP?: string;
+  previous?: V1PodStatus;
+  now: Date;
+}
+
+const CRI_PREFIX = "containerd://";
+
+function terminated(c: ObservedContainer): V1ContainerState {
+  return {
+    terminated: {
+      containerID: CRI_PREFIX + c.id,
+      exitCode: c.exitCode,
+      reason: c.reason || (c.exitCode === 0 ? "Completed" : "Error"),
+      ...(c.message ? { message: c.message } : {}),
+      startedAt: new Date(c.startedAt),
+      finishedAt: new Date(c.finishedAt),
+    },
+  };
+}
+
+function containerStatus(
+  pod: V1Pod,
+  spec: V1Container,
+  attempts: ObservedContainer[],
+  i: StatusInputs,
+): V1ContainerStatus {
+  const [latest, previous] = attempts;
+  const base = { name: spec.name, image: spec.image ?? "", imageID: latest?.imageRef ?? "" };
+  if (!latest) {
+    const w = i.waiting[spec.name] ?? { reason: "ContainerCreating", message: "" };
+    return {
+      ...base,
+      ready: false,
+      started: false,
+      restartCount: 0,
+      state: { waiting: { reason: w.reason, ...(w.message ? { message: w.message } : {}) } },
+      lastState: {},
+    };
+  }
+  const restartCount = latest.attempt;
+  const containerID = CRI_PREFIX + latest.id;
+  const probe = i.probes[latest.id] ?? {};
+  switch (latest.state) {
+    case "CONTAINER_RUNNING": {
+      const started = spec.startupProbe ? probe.started === true : true;
+      const ready = started && (spec.readinessProbe ? probe.ready === true : true);
+      return {
+        ...base,
+        containerID,
+        ready,
+        started,
+        restartCount,
+        state: { running: { startedAt: new Date(latest.startedAt) } },
+        lastState: previous?.state === "CONTAINER_EXITED" ? terminated(previous) : {},
+      };
+    }
+    case "CONTAINER_EXITED": {
+      const b = i.backingOff[spec.name];
+      if (shouldRestart(pod, latest.exitCode)) {
+        const waiting = b
+          ? {
+              reason: "CrashLoopBackOff",
+              message: `back-off ${Math.round(b.delayMs / 1000)}s restarting failed container=${spec.name} pod=${pod.metadata?.name}_${pod.metadata?.namespace}(${pod.metadata?.uid})`,
+            }
+          : { reason: "ContainerCreating" };
+        return {
+          ...base,
+          containerID,
+          ready: false,
+          started: false,
+          restartCount,
+          state: { waiting },
+          lastState: terminated(latest),
+        };
+      }
+      return {
+        ...base,
+        containerID,
+        ready: false,
+        started: false,
+        restartCount,
+        state: terminated(latest),
+        lastState: previous?.state === "CONTAINER_EXITED" ? terminated(previous) : {},
+      };
+    }
+    default:
+      return {
+        ...base,
+        containerID,
+        ready: false,
+        started: false,
+        restartCount,
+        state: { waiting: { reason: "ContainerCreating" } },
+        lastState: previous?.state === "CONTAINER_EXITED" ? terminated(previous) : {},
+      };
+  }
+}
+
+/** The kubelet's phase rules: pending beats running, running beats finished, Never+failure is Failed. */
+export function podPhase(pod: V1Pod, statuses: V1ContainerStatus[], sandboxReady: boolean): string {
+  let pending = 0;
+  let running = 0;
+  let failed = 0;
+  for (const s of statuses) {
+    // a container waiting to restart counts by how its last run ended
+    const ended = s.state?.terminated ?? (s.state?.running ? undefined : s.lastState?.terminated);
+    if (s.state?.running) running++;
+    else if (ended) {
+      if (ended.exitCode !== 0) failed++;
+    } else pending++;
+  }
+  if (statuses.length === 0) return "Pending";
+  if (pending > 0) return "Pending";
+  if (running > 0) return sandboxReady ? "Running" : "Pending";
+  const policy = pod.spec?.restartPolicy ?? "Always";
+  if (policy === "Always") return "Running";
+  if (failed > 0) return policy === "Never" ? "Failed" : "Running";
+  return "Succeeded";
+}
+
+function qosClass(pod: V1Pod): string {
+  const cs = pod.spec?.containers ?? [];
+  const any = cs.some(
+    (c) => Object.keys(c.resources?.requests ?? {}).length || Object.keys(c.resources?.limits ?? {}).length,
+  );
+  if (!any) return "BestEffort";
+  const guaranteed = cs.every((c) => {
+    const l = c.resources?.limits ?? {};
+    const r = c.resources?.requests ?? {};
+    return ["cpu", "memory"].every(
+      (k) => l[k] !== undefined && (r[k] === undefined || String(r[k]) === String(l[k])),
+    );
+  });
+  return guaranteed ? "Guaranteed" : "Burstable";
+}
+
+function condition(type: string, ok: boolean, i: StatusInputs, reason?: string): V1PodCondition {
+  const status = ok ? "True" : "False";
+  const prev = i.previous?.conditions?.find((c) => c.type === type);
+  const lastTransitionTime =
+    prev && prev.status === status && prev.lastTransitionTime ? prev.lastTransitionTime : i.now;
+  return { type, status, lastTransitionTime, ...(reason && !ok ? { reason } : {}) };
+}
+
+export function computePodStatus(pod: V1Pod, i: StatusInputs): V1PodStatus {
+  const sandbox = currentSandbox(i.observed);
+  const sandboxReady = sandbox?.state === "SANDBOX_READY";
+  const statuses = (pod.spec?.containers ?? []).map((c) =>
+    containerStatus(pod, c, sandbox ? attemptsOf(i.observed, sandbox.id, c.name) : [], i),
+  );
+  const phase = podPhase(pod, statuses, sandboxReady);
+  const containersReady = statuses.length > 0 && statuses.every((s) => s.ready);
+  const ready = containersReady && sandboxReady;
+  const startTime = i.previous?.startTime ?? (sandbox ? new Date(sandbox.createdAt) : undefined);
+  // host-network pods share the node's address
+  const podIP = !sandboxReady ? undefined : pod.spec?.hostNetwork ? i.hostIP : sandbox?.ip || undefined;
+  return {
+    phase,
+    conditions: [
+      condition("PodScheduled", true, i),
+      condition("Initialized", true, i),
+      condition("ContainersReady", containersReady, i, "ContainersNotReady"),
+      condition("Ready", ready, i, "ContainersNotReady"),
+    ],
+    ...(i.hostIP ? { hostIP: i.hostIP, hostIPs: [{ ip: i.hostIP }] } : {}),
+    ...(podIP ? { podIP, podIPs: [{ ip: podIP }] } : {}),
+    ...(startTime ? { startTime } : {}),
+    containerStatuses: statuses,
+    qosClass: qosClass(pod),
+  };
+}

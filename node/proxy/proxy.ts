@@ -1,0 +1,40 @@
+/** The service proxy: re-renders the nftables ruleset on every change and applies it when it differs. */
+import type { V1Endpoints, V1Service } from "@kubernetes/client-node";
+import { spawn } from "node:child_process";
+import { renderRuleset, serviceRules } from "./ruleset.ts";
+
+/** Applies a ruleset with `nft -f -`; `prefix` runs it elsewhere (e.g. nsenter into a test netns). */
+export function applyRuleset(text: string, prefix: string[] = []): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const [cmd, ...args] = [...prefix, "nft", "-f", "-"];
+    const p = spawn(cmd!, args, { stdio: ["pipe", "ignore", "pipe"] });
+    let err = "";
+    p.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    p.on("error", reject);
+    p.on("close", (code) =>
+      code === 0 ? resolve() : reject(new Error(`nft -f failed (${code}): ${err.trim()}`)),
+    );
+    p.stdin.end(text);
+  });
+}
+
+export class ServiceProxy {
+  private applied: string | undefined;
+  private pending: Promise<void> = Promise.resolve();
+
+  constructor(private readonly prefix: string[] = []) {}
+
+  /** Renders from the full current sets of Services and Endpoints; applies only if the text changed. */
+  update(services: V1Service[], endpoints: V1Endpoints[]): Promise<void> {
+    const text = renderRuleset(serviceRules(services, endpoints));
+    // serialize applies so an older ruleset never lands after a newer one
+    this.pending = this.pending
+      .catch(() => {})
+      .then(async () => {
+        if (text === this.applied) return;
+        await applyRuleset(text, this.prefix);
+        this.applied = text;
+      });
+    return this.pending;
+  }
+}

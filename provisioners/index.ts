@@ -1,0 +1,27 @@
+/** The provisioner registry: provider type → Provisioner. */
+import { LabError } from "../topology/errors.ts";
+import type { Provider } from "../topology/schema.ts";
+import type { Provisioner } from "./provisioner.ts";
+import { qemuProvisioner } from "./qemu/index.ts";
+
+const PROVISIONERS: Partial<Record<Provider["type"], Provisioner>> = {
+  qemu: qemuProvisioner,
+};
+
+export function provisionerFor(type: Provider["type"]): Provisioner {
+  const p = PROVISIONERS[type];
+  if (!p) {
+    throw new LabError({
+      code: "PROVIDER_UNAVAILABLE",
+      what: `provider ${type} is not available in this build`,
+      where: "spec.provider.type",
+      fix: `use one of: ${Object.keys(PROVISIONERS).join(", ")}`,
+    });
+  }
+  return p;
+}
+
+/** Every registered provisioner (for `lab down` when the state no longer says which one made the lab). */
+export function allProvisioners(): Provisioner[] {
+  return Object.values(PROVISIONERS).filter((p): p is Provisioner => p !== undefined);
+}

@@ -1,0 +1,344 @@
+/**
+ * The qemu provisioner: one daemonized QEMU process per VM inside the lab's network namespace,
+ * booted from a qcow2 overlay on the cached base image with a NoCloud seed. Idempotent: a VM whose
+ * process is already running is adopted, not restarted.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import { execa } from "execa";
+import { renderSeed } from "../../cloud-init/seed.ts";
+import { writeSeedIso } from "../../cloud-init/iso.ts";
+import { buildImage } from "../../images/build.ts";
+import { isImagePath, loadRecipe } from "../../images/recipe.ts";
+import { LabError } from "../../topology/errors.ts";
+import type { PlannedNode } from "../../topology/plan.ts";
+import { step } from "../../topology/progress.ts";
+import type { LabState } from "../../topology/state.ts";
+import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
+import { destroyLabNetwork, ensureLabNetwork, ensureTap } from "../network/netns.ts";
+import { netnsName } from "../network/names.ts";
+import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
+import { waitSshReady } from "../ssh-ready.ts";
+import { decideAccel, probeAccel, type Accel } from "./accel.ts";
+import { qemuArgv, type VmSpec } from "./argv.ts";
+import { findVmProcesses, pidAlive } from "./processes.ts";
+import { qmpCommand } from "./qmp.ts";
+
+/** Per-VM record in the lab state (`vms/NODE/vm.json`). */
+export interface VmRecord {
+  node: string;
+  pid: number;
+  accel: Accel;
+  startedAt: string;
+  address: string;
+  consoleLog: string;
+  qmpSocket: string;
+}
+
+interface BootImage {
+  disk: string;
+  format: string;
+  kernel?: { path: string; initrd: string; cmdline: string };
+}
+
+export function vmDir(state: LabState, node: string): string {
+  return state.path("vms", node);
+}
+
+function vmPaths(state: LabState, node: string) {
+  const dir = vmDir(state, node);
+  return {
+    dir,
+    disk: `${dir}/disk.qcow2`,
+    seed: `${dir}/seed.iso`,
+    consoleLog: `${dir}/console.log`,
+    qmpSocket: `${dir}/qmp.sock`,
+    pidFile: `${dir}/qemu.pid`,
+    record: `vms/${node}/vm.json`,
+  };
+}
+
+function sshTimeoutMs(): number {
+  const s = Number(process.env.LAB_SSH_TIMEOUT);
+  return (Number.isFinite(s) && s > 0 ? s : 600) * 1000;
+}
+
+async function resolveImage(ctx: ProvisionContext): Promise<BootImage> {
+  const image = ctx.plan.image;
+  if (isImagePath(image)) {
+    // A user cloud image boots through firmware with its own kernel; the overlay keeps it untouched.
+    const path = isAbsolute(image) ? image : resolve(image);
+    if (!existsSync(path)) {
+      throw new LabError({
+        code: "IMAGE_NOT_FOUND",
+        what: `image file ${path} does not exist`,
+        where: "spec.image",
+        fix: "give the path of a cloud image with cloud-init (qcow2 or raw), or debian-12 for the built-in image",
+      });
+    }
+    const info = JSON.parse((await execa("qemu-img", ["info", "--output=json", path])).stdout) as {
+      format: string;
+    };
+    return { disk: path, format: info.format };
+  }
+  const recipe = await loadRecipe(image);
+  const img = await buildImage(recipe, { reporter: ctx.reporter, signal: ctx.signal });
+  return {
+    disk: img.paths.disk,
+    format: "qcow2",
+    kernel: { path: img.paths.kernel, initrd: img.paths.initrd, cmdline: img.kernelCmdline },
+  };
+}
+
+async function consoleTail(path: string, lines = 15): Promise<string> {
+  try {
+    // Console output is full of carriage returns and escape sequences; keep the readable part.
+    // eslint-disable-next-line no-control-regex -- stripping terminal escapes is the point
+    const text = (await readFile(path, "utf8")).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
+    return text
+      .split("\n")
+      .filter((l) => l.trim())
+      .slice(-lines)
+      .join("\n");
+  } catch {
+    return "(no console output yet)";
+  }
+}
+
+async function createVm(
+  ctx: ProvisionContext,
+  node: PlannedNode,
+  image: BootImage,
+  accel: Accel,
+  labKey: { privateKeyPath: string; publicKey: string },
+  running: Map<string, number>,
+): Promise<Machine> {
+  const { plan, state, reporter } = ctx;
+  const p = vmPaths(state, node.name);
+  const hostKey = await ensureHostKey(state, node.name);
+  const machine: Machine = {
+    name: node.name,
+    role: node.role,
+    address: node.address,
+    ssh: {
+      host: node.address,
+      port: 22,
+      user: node.ssh.user,
+      privateKeyPath: labKey.privateKeyPath,
+      hostKey: hostKey.publicKey,
+    },
+  };
+  const existingPid = running.get(node.name);
+  if (existingPid) {
+    reporter.event({
+      step: "vm.start",
+      node: node.name,
+      state: "skipped",
+      message: `already running (pid ${existingPid})`,
+    });
+  } else {
+    await step(
+      reporter,
+      "vm.start",
+      async () => {
+        await mkdir(p.dir, { recursive: true, mode: 0o700 });
+        const tap = await ensureTap(plan.lab, node.index);
+        if (!existsSync(p.disk)) {
+          await execa("qemu-img", [
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            image.format,
+            "-b",
+            image.disk,
+            p.disk,
+            `${node.diskMiB}M`,
+          ]);
+        }
+        await writeSeedIso(
+          p.seed,
+          renderSeed({
+            lab: plan.lab,
+            hostname: node.name,
+            user: node.ssh.user,
+            authorizedKey: labKey.publicKey,
+            hostKey,
+            mac: node.mac,
+            address: node.address,
+            prefix: plan.network.prefix,
+            gateway: plan.network.gateway || undefined,
+          }),
+        );
+        await rm(p.consoleLog, { force: true });
+        await rm(p.qmpSocket, { force: true });
+        const spec: VmSpec = {
+          lab: plan.lab,
+          node: node.name,
+          accel,
+          ...(process.env.LAB_QEMU_CPU ? { cpuModel: process.env.LAB_QEMU_CPU } : {}),
+          cpus: node.cpus,
+          memoryMiB: node.memoryMiB,
+          disk: p.disk,
+          seed: p.seed,
+          tap,
+          mac: node.mac,
+          ...(image.kernel ? { kernel: image.kernel } : {}),
+          consoleLog: p.consoleLog,
+          qmpSocket: p.qmpSocket,
+          pidFile: p.pidFile,
+        };
+        try {
+          await execa("ip", ["netns", "exec", netnsName(plan.lab), "qemu-system-x86_64", ...qemuArgv(spec)], {
+            stdin: "ignore",
+          });
+        } catch (err) {
+          throw new LabError({
+            code: "VM_START_FAILED",
+            what: `QEMU did not start for node ${node.name}: ${((err as { stderr?: string }).stderr ?? String(err)).trim()}`,
+            where: node.name,
+            fix: "check that qemu-system-x86 is installed (`lab doctor`) and that the host has free memory",
+            source: "host",
+          });
+        }
+        const pid = Number((await readFile(p.pidFile, "utf8")).trim());
+        const record: VmRecord = {
+          node: node.name,
+          pid,
+          accel,
+          startedAt: new Date().toISOString(),
+          address: node.address,
+          consoleLog: p.consoleLog,
+          qmpSocket: p.qmpSocket,
+        };
+        await state.writeJson(p.record, record);
+      },
+      { node: node.name, message: `booting (${accel}, ${node.cpus} vCPU, ${node.memoryMiB} MiB)` },
+    );
+  }
+  await step(
+    reporter,
+    "vm.ssh-ready",
+    () =>
+      waitSshReady(
+        { node: node.name, ...machine.ssh },
+        {
+          timeoutMs: sshTimeoutMs(),
+          intervalMs: 1500,
+          signal: ctx.signal,
+          hints: { consoleLog: p.consoleLog, consoleTail: () => consoleTail(p.consoleLog) },
+        },
+      ),
+    { node: node.name, message: `waiting for SSH on ${node.address} with the pinned host key` },
+  );
+  return machine;
+}
+
+export const qemuProvisioner: Provisioner = {
+  name: "qemu",
+
+  async create(ctx) {
+    const { plan, state, reporter } = ctx;
+    const provider = plan.provider;
+    if (provider.type !== "qemu") throw new Error(`qemu provisioner got a ${provider.type} plan`);
+    const decision = decideAccel(provider.accel, await probeAccel());
+    if (decision.notice) reporter.notice(decision.notice);
+    const image = await step(reporter, "image", () => resolveImage(ctx), { message: `image ${plan.image}` });
+    const labKey = await ensureLabSshKey(state);
+    await step(
+      reporter,
+      "network",
+      () =>
+        ensureLabNetwork({
+          lab: plan.lab,
+          cidr: plan.network.cidr,
+          prefix: plan.network.prefix,
+          gateway: plan.network.gateway,
+        }),
+      {
+        message: `namespace ${plan.network.netns}, gateway ${plan.network.gateway} on ${plan.network.hostVeth}`,
+      },
+    );
+    const running = new Map((await findVmProcesses(plan.lab)).map((v) => [v.node, v.pid]));
+    const machines = await Promise.all(
+      plan.nodes.map((n) => createVm(ctx, n, image, decision.accel, labKey, running)),
+    );
+    await state.writeSecret(
+      "ssh/known_hosts",
+      machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") +
+        "\n",
+    );
+    return machines;
+  },
+
+  async status(ctx) {
+    const procs = new Map((await findVmProcesses(ctx.plan.lab)).map((v) => [v.node, v]));
+    const out: MachineStatus[] = [];
+    for (const n of ctx.plan.nodes) {
+      const proc = procs.get(n.name);
+      const rec = await ctx.state.readJson<VmRecord>(`vms/${n.name}/vm.json`);
+      if (proc) {
+        out.push({
+          name: n.name,
+          state: "running",
+          detail: `address ${n.address}, pid ${proc.pid}, uptime ${proc.uptimeSeconds}s, accel ${rec?.accel ?? "?"}`,
+        });
+      } else {
+        out.push({ name: n.name, state: rec ? "stopped" : "missing", detail: `address ${n.address}` });
+      }
+    }
+    return out;
+  },
+
+  async destroy(ctx) {
+    await stopVms(ctx.labName, ctx.state);
+    await destroyLabNetwork(ctx.labName);
+    await rm(ctx.state.path("vms"), { recursive: true, force: true });
+  },
+
+  async collectLogs(ctx, dir) {
+    await mkdir(dir, { recursive: true });
+    for (const n of ctx.plan.nodes) {
+      const log = vmPaths(ctx.state, n.name).consoleLog;
+      if (existsSync(log)) await execa("cp", [log, `${dir}/${n.name}-console.log`]);
+    }
+  },
+};
+
+function downTimeoutMs(): number {
+  const s = Number(process.env.LAB_DOWN_TIMEOUT);
+  return (Number.isFinite(s) && s >= 0 ? s : 10) * 1000;
+}
+
+/** ACPI powerdown through QMP, then SIGKILL for whatever is still running after the timeout. */
+export async function stopVms(lab: string, state: LabState): Promise<void> {
+  const procs = await findVmProcesses(lab);
+  if (procs.length === 0) return;
+  const timeout = downTimeoutMs();
+  if (timeout > 0) {
+    await Promise.all(
+      procs.map(async (v) => {
+        const sock = vmPaths(state, v.node).qmpSocket;
+        if (!existsSync(sock)) return;
+        await qmpCommand(sock, "system_powerdown").catch(() => undefined);
+      }),
+    );
+  }
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline && procs.some((v) => pidAlive(v.pid))) await sleep(250);
+  for (const v of procs) {
+    if (pidAlive(v.pid)) {
+      try {
+        process.kill(v.pid, "SIGKILL");
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  const killDeadline = Date.now() + 5000;
+  while (Date.now() < killDeadline && procs.some((v) => pidAlive(v.pid))) await sleep(100);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,116 @@
+/**
+ * The named readiness check "ssh-ready": a machine counts as ready when an SSH login with the
+ * lab's key succeeds AND the host presents exactly the pinned host key. On timeout it says what
+ * is stuck and where to look, instead of a bare "timed out".
+ */
+import { readFile } from "node:fs/promises";
+import { Client } from "ssh2";
+import { LabError } from "../topology/errors.ts";
+
+export interface SshTarget {
+  node: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKeyPath: string;
+  /** `ssh-ed25519 AAAA...` */
+  hostKey: string;
+}
+
+export type AttemptResult = { ok: true } | { ok: false; error: string; hostKeyMismatch?: boolean };
+
+/** One login attempt that runs `true`; never throws. */
+export async function trySsh(t: SshTarget, timeoutMs = 8000): Promise<AttemptResult> {
+  const privateKey = await readFile(t.privateKeyPath, "utf8");
+  const pinned = Buffer.from(t.hostKey.trim().split(/\s+/)[1] ?? "", "base64");
+  return await new Promise((resolve) => {
+    const c = new Client();
+    let mismatch = false;
+    let settled = false;
+    const done = (r: AttemptResult) => {
+      if (settled) return;
+      settled = true;
+      c.end();
+      resolve(r);
+    };
+    c.on("ready", () => {
+      c.exec("true", (err, stream) => {
+        if (err) return done({ ok: false, error: err.message });
+        stream.on("close", (code: number) =>
+          done(code === 0 ? { ok: true } : { ok: false, error: `exit ${code}` }),
+        );
+        stream.resume();
+      });
+    });
+    c.on("error", (err) =>
+      done({
+        ok: false,
+        error: mismatch ? "host key does not match the pinned key" : err.message,
+        hostKeyMismatch: mismatch,
+      }),
+    );
+    c.on("close", () => done({ ok: false, error: "connection closed" }));
+    c.connect({
+      host: t.host,
+      port: t.port,
+      username: t.user,
+      privateKey,
+      readyTimeout: timeoutMs,
+      hostVerifier: (key: Buffer) => {
+        mismatch = !key.equals(pinned);
+        return !mismatch;
+      },
+    });
+  });
+}
+
+export interface ReadinessHints {
+  /** Where to look when it does not come up (e.g. the console log). */
+  consoleLog?: string;
+  /** Returns the last lines of the console, for the error message. */
+  consoleTail?: () => Promise<string>;
+}
+
+/** Polls until SSH works with the pinned key, or throws NOT_READY_SSH explaining what is stuck. */
+export async function waitSshReady(
+  t: SshTarget,
+  opts: {
+    timeoutMs: number;
+    intervalMs?: number;
+    signal?: AbortSignal;
+    hints?: ReadinessHints;
+    onAttempt?: (r: AttemptResult) => void;
+  },
+): Promise<number> {
+  const started = Date.now();
+  let last: AttemptResult = { ok: false, error: "no attempt yet" };
+  while (Date.now() - started < opts.timeoutMs) {
+    opts.signal?.throwIfAborted();
+    last = await trySsh(t, Math.min(10_000, Math.max(2000, opts.timeoutMs - (Date.now() - started))));
+    opts.onAttempt?.(last);
+    if (last.ok) return Date.now() - started;
+    if (!last.ok && last.hostKeyMismatch) break; // waiting will not fix a wrong host key
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 1000));
+  }
+  const tail = opts.hints?.consoleTail ? (await opts.hints.consoleTail()).trim() : "";
+  const reason = last.ok ? "" : last.error;
+  throw new LabError({
+    code: "NOT_READY_SSH",
+    what:
+      `readiness check ssh-ready failed for node ${t.node}: ${t.user}@${t.host}:${t.port} ` +
+      (last.ok === false && last.hostKeyMismatch
+        ? "presented a host key that is not the pinned one"
+        : `not reachable after ${Math.round((Date.now() - started) / 1000)} s (last error: ${reason})`) +
+      (tail
+        ? `\nlast console lines:\n${tail
+            .split("\n")
+            .map((l) => "  | " + l)
+            .join("\n")}`
+        : ""),
+    where: opts.hints?.consoleLog ? `console log ${opts.hints.consoleLog}` : t.node,
+    fix: opts.hints?.consoleLog
+      ? `look at the console log (lab logs ${t.node} --console); under TCG a loaded host needs longer (LAB_SSH_TIMEOUT=seconds)`
+      : "check that the host is up and sshd is running",
+    source: "host",
+  });
+}
