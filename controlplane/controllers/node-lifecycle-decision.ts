@@ -57,6 +57,8 @@ export function nodeLifecycleDecision(
     };
     status = "Unknown";
   }
+  // A new node that has not reported yet is given its grace period before it counts as unreachable.
+  if (!ready && !silent) return change;
   const want = status === "Unknown" ? UNREACHABLE_TAINT : status === "False" ? NOT_READY_TAINT : undefined;
   const taints = node.spec?.taints ?? [];
   const kept = taints.filter(

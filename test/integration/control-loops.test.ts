@@ -7,13 +7,13 @@
 import { execFile } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { promisify } from "node:util";
-import type { V1Deployment, V1Lease, V1Node, V1Pod } from "@kubernetes/client-node";
+import type { V1Deployment, V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
-import { microTime } from "../../api/leader-election.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
 import { runControllerManager, runScheduler } from "../../controlplane/controller-manager.ts";
 import { clientLeaseStore, clientListWatch, clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { FakeKubelet } from "../helpers/fake-kubelet.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
 const run = promisify(execFile);
@@ -21,11 +21,10 @@ const NODES = ["node-a", "node-b"];
 
 let api: TestApiServer;
 let client: LabClient;
-const dead = new Set<string>();
+let kubelet: FakeKubelet;
 const stops: AbortController[] = [];
 const loopsDone: Promise<void>[] = [];
 const errors: string[] = [];
-let kubeletTimer: NodeJS.Timeout | undefined;
 
 async function kubectl(...args: string[]): Promise<string> {
   const { stdout } = await run("kubectl", ["--kubeconfig", api.kubeconfig, ...args], { timeout: 90_000 });
@@ -53,41 +52,6 @@ const live = (pods: V1Pod[]): V1Pod[] => pods.filter((p) => !p.metadata?.deletio
 
 async function webPods(): Promise<V1Pod[]> {
   return (await client.list("pods", { namespace: "default", labelSelector: "app=web" })).items;
-}
-
-/** One round of the fake kubelet for every live node. */
-async function kubeletRound(): Promise<void> {
-  const now = microTime(Date.now()) as unknown as Date;
-  for (const n of NODES) {
-    if (dead.has(n)) continue;
-    const lease = await client.get("leases", n, "kube-node-lease");
-    await client
-      .update("leases", { ...lease, spec: { ...lease.spec, renewTime: now } })
-      .catch(() => undefined);
-  }
-  for (const p of (await client.list("pods", { namespace: "default" })).items) {
-    const node = p.spec?.nodeName;
-    if (!node || dead.has(node)) continue;
-    if (p.metadata?.deletionTimestamp) {
-      await client
-        .delete("pods", p.metadata.name!, "default", { gracePeriodSeconds: 0 })
-        .catch(() => undefined);
-    } else if (!ready(p)) {
-      const ip = `10.244.${NODES.indexOf(node)}.${Math.floor(Math.random() * 250) + 2}`;
-      const t = new Date().toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date;
-      await client
-        .updateStatus("pods", {
-          ...p,
-          status: {
-            phase: "Running",
-            podIP: ip,
-            podIPs: [{ ip }],
-            conditions: [{ type: "Ready", status: "True", lastTransitionTime: t }],
-          },
-        })
-        .catch(() => undefined);
-    }
-  }
 }
 
 function startLoops(identity: string): AbortController {
@@ -119,50 +83,9 @@ const cm: Record<string, AbortController> = {};
 beforeAll(async () => {
   api = await startTestApiServer();
   client = await LabClient.fromKubeconfig(api.kubeconfig);
-  for (const name of NODES) {
-    const node: V1Node = {
-      apiVersion: "v1",
-      kind: "Node",
-      metadata: { name, labels: { "kubernetes.io/hostname": name } },
-      spec: {},
-    };
-    const created = await client.create("nodes", node);
-    const t = new Date().toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date;
-    await client.updateStatus("nodes", {
-      ...created,
-      status: {
-        capacity: { cpu: "4", memory: "8Gi", pods: "110" },
-        allocatable: { cpu: "4", memory: "8Gi", pods: "110" },
-        conditions: [
-          {
-            type: "Ready",
-            status: "True",
-            reason: "KubeletReady",
-            lastHeartbeatTime: t,
-            lastTransitionTime: t,
-          },
-        ],
-        addresses: [{ type: "InternalIP", address: `192.168.50.${NODES.indexOf(name) + 10}` }],
-      },
-    });
-    const lease: V1Lease = {
-      apiVersion: "coordination.k8s.io/v1",
-      kind: "Lease",
-      metadata: { name, namespace: "kube-node-lease" },
-      spec: {
-        holderIdentity: name,
-        leaseDurationSeconds: 40,
-        renewTime: microTime(Date.now()) as unknown as Date,
-      },
-    };
-    await client.create("leases", lease);
-  }
-  let busy = false;
-  kubeletTimer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    kubeletRound().finally(() => (busy = false));
-  }, 300);
+  kubelet = new FakeKubelet(client, NODES);
+  await kubelet.register();
+  kubelet.start();
   cm["cm-1"] = startLoops("cm-1");
   cm["cm-2"] = startLoops("cm-2");
 });
@@ -170,7 +93,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Conflicts are expected and retried; anything else the loops reported is shown here.
   if (errors.length) console.warn(`loop errors (${errors.length}):\n${errors.slice(0, 20).join("\n")}`);
-  if (kubeletTimer) clearInterval(kubeletTimer);
+  kubelet?.stop();
   for (const s of stops) s.abort();
   await Promise.allSettled(loopsDone);
   client?.close();
@@ -276,7 +199,7 @@ describe("control loops on lab-server", () => {
     await until("4 ready pods", async () => live(await webPods()).filter(ready).length === 4);
     const victim = live(await webPods()).find((p) => p.spec?.nodeName)?.spec?.nodeName ?? NODES[0]!;
     const survivor = NODES.find((n) => n !== victim)!;
-    dead.add(victim);
+    kubelet.dead.add(victim);
     const t0 = Date.now();
     const node = await until(
       "node Unknown",

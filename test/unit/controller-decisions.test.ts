@@ -124,6 +124,11 @@ describe("nodeLifecycleDecision", () => {
     );
     expect(c.taints).toEqual([user]);
   });
+  it("gives a new node without a Ready condition its grace period", () => {
+    const fresh: V1Node = { metadata: { name: "n1" }, spec: {} };
+    expect(nodeLifecycleDecision(fresh, 0, 10_000, opts)).toEqual({});
+    expect(nodeLifecycleDecision(fresh, 0, 41_000, opts).taints?.[0]?.key).toBe(UNREACHABLE_TAINT);
+  });
   it("a node reporting Ready=False gets the not-ready taint", () => {
     expect(nodeLifecycleDecision(node("False"), 100, 200, opts).taints).toEqual([
       expect.objectContaining({ key: "node.kubernetes.io/not-ready", effect: "NoExecute" }),
