@@ -97,7 +97,7 @@ afterAll(async () => {
   await pki?.cleanup();
 });
 
-it("SIGKILL of the leading lab-server: the other takes over within 15 s, no pod duplicated or lost", async () => {
+it("30 replicas spread over 3 nodes; SIGKILL of the leading lab-server: the other takes over within 15 s, no pod duplicated or lost", async () => {
   const c0 = servers[0]!.client;
   const holder = (c: LabClient, name: string) =>
     c.get("leases", name, "kube-system").then((l) => l.spec?.holderIdentity || undefined);
@@ -108,7 +108,7 @@ it("SIGKILL of the leading lab-server: the other takes over within 15 s, no pod 
   const survivor = servers[1 - leaderIdx]!;
   const c = survivor.client;
 
-  kubelet = new FakeKubelet(c, ["node-a", "node-b"]);
+  kubelet = new FakeKubelet(c, ["node-a", "node-b", "node-c"]);
   await kubelet.register();
   kubelet.start();
   await c.create("deployments", {
@@ -116,7 +116,7 @@ it("SIGKILL of the leading lab-server: the other takes over within 15 s, no pod 
     kind: "Deployment",
     metadata: { name: "web", namespace: "default" },
     spec: {
-      replicas: 6,
+      replicas: 30,
       selector: { matchLabels: { app: "web" } },
       template: {
         metadata: { labels: { app: "web" } },
@@ -126,7 +126,12 @@ it("SIGKILL of the leading lab-server: the other takes over within 15 s, no pod 
   });
   const webPods = async () =>
     live((await c.list("pods", { namespace: "default", labelSelector: "app=web" })).items);
-  await until("6 ready pods", async () => (await webPods()).filter(ready).length === 6);
+  await until("30 ready pods", async () => (await webPods()).filter(ready).length === 30, 60_000);
+  const placed = await webPods();
+  const perNode = ["node-a", "node-b", "node-c"].map(
+    (n) => placed.filter((p) => p.spec?.nodeName === n).length,
+  );
+  expect(Math.max(...perNode)).toBeLessThanOrEqual(12);
   const before = new Set((await webPods()).map((p) => p.metadata?.uid));
 
   const t0 = Date.now();
@@ -144,14 +149,14 @@ it("SIGKILL of the leading lab-server: the other takes over within 15 s, no pod 
   );
   const takeoverMs = Date.now() - t0;
   expect(takeoverMs).toBeLessThan(15_000);
-  // The new leader relisted everything: let it settle, then the same 6 pods must be there.
+  // The new leader relisted everything: let it settle, then the same 30 pods must be there.
   await new Promise((r) => setTimeout(r, 2000));
   const after = await webPods();
-  expect(after).toHaveLength(6);
+  expect(after).toHaveLength(30);
   expect(new Set(after.map((p) => p.metadata?.uid))).toEqual(before);
   // And it acts: scaling works through the new leader.
-  await c.patch("deployments", "web", { spec: { replicas: 8 } }, { namespace: "default" });
-  await until("8 ready pods", async () => (await webPods()).filter(ready).length === 8);
+  await c.patch("deployments", "web", { spec: { replicas: 33 } }, { namespace: "default" });
+  await until("33 ready pods", async () => (await webPods()).filter(ready).length === 33);
   expect(survivor.log.some((l) => l.includes("kube-controller-manager: leading"))).toBe(true);
   console.log(`takeover after SIGKILL: ${takeoverMs} ms`);
 });
