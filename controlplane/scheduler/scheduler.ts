@@ -16,6 +16,8 @@ export interface SchedulerOptions {
   schedulerName?: string;
   /** Retry delay for a pod that fits nowhere, besides the retry on any node change. */
   unschedulableRetryMs?: number;
+  /** Bindings in flight at once (default 4); decisions stay sequential. */
+  workers?: number;
   onError?: (err: unknown) => void;
 }
 
@@ -74,7 +76,10 @@ export class Scheduler {
     await Promise.all([this.pods.waitForSync(), this.nodes.waitForSync()]);
     signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
     await Promise.all([
-      runWorkers(this.queue, (k) => this.reconcile(k), { onError: this.opts.onError }),
+      runWorkers(this.queue, (k) => this.reconcile(k), {
+        workers: this.opts.workers ?? 4,
+        onError: this.opts.onError,
+      }),
       ...informers,
     ]);
   }
@@ -105,19 +110,24 @@ export class Scheduler {
       this.queue.addAfter(key, this.opts.unschedulableRetryMs ?? 10_000);
       return;
     }
+    // Assume before binding, as kube-scheduler does: the next decision (another worker, while this
+    // bind is in flight) already counts this pod on its node.
+    const assumed = { ...pod, spec: { ...pod.spec!, nodeName: decision.node } };
+    const usage = this.currentUsage();
+    this.assumed.set(key, assumed);
+    addPodToUsage(usage, assumed);
     try {
       await this.writer.bind(namespace ?? "default", name, decision.node);
     } catch (err) {
+      this.assumed.delete(key);
+      this.usage = undefined;
       // Already bound (409) or gone (404): the watch will tell; nothing to retry.
       if (isConflict(err) || isNotFound(err)) return;
       throw err;
     }
     this.bound++;
-    const assumed = { ...pod, spec: { ...pod.spec!, nodeName: decision.node } };
-    const usage = this.currentUsage();
-    this.assumed.set(key, assumed);
-    addPodToUsage(usage, assumed);
-    await recordEvent(
+    // Events are best effort; the next pod need not wait for them.
+    void recordEvent(
       this.writer,
       "default-scheduler",
       { apiVersion: "v1", kind: "Pod", ...pod },
