@@ -51,7 +51,9 @@ try {
       selector: { matchLabels: { app: "bench" } },
       template: {
         metadata: { labels: { app: "bench" } },
-        spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu: "10m", memory: "16Mi" } } }] },
+        spec: {
+          containers: [{ name: "c", image: "x", resources: { requests: { cpu: "10m", memory: "16Mi" } } }],
+        },
       },
     },
   });
