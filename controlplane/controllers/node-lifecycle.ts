@@ -104,13 +104,15 @@ export class NodeLifecycleController {
           "NodeNotReady",
           `Node ${name} status is now: NodeNotReady`,
         );
-        await this.markPodsNotReady(name);
       }
       if (change.taints)
         node = await this.w.update("nodes", undefined, {
           ...node,
           spec: { ...node.spec, taints: change.taints },
         });
+      // Pods on an unreachable node no longer serve: Services drop them (repeated until all are marked).
+      if (node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "Unknown"))
+        await this.markPodsNotReady(name);
     } catch (err) {
       if (isConflict(err) || isNotFound(err)) return { requeueAfterMs: 200 };
       throw err;

@@ -29,6 +29,8 @@ export class Scheduler {
   private assumed = new Map<string, V1Pod>();
   private usage: Map<string, NodeUsage> | undefined;
   private unschedulable = new Set<string>();
+  /** Last FailedScheduling message per pod. */
+  private lastFailure = new Map<string, string>();
   bound = 0;
 
   constructor(
@@ -58,6 +60,7 @@ export class Scheduler {
       delete: (p) => {
         if (p.spec?.nodeName || this.assumed.has(objectKey(p))) this.usage = undefined;
         this.assumed.delete(objectKey(p));
+        this.lastFailure.delete(objectKey(p));
         // Freed resources may let a waiting pod fit.
         this.retryUnschedulable();
       },
@@ -99,6 +102,10 @@ export class Scheduler {
     const { namespace, name } = splitKey(key);
     if ("reasons" in decision) {
       this.unschedulable.add(key);
+      this.queue.addAfter(key, this.opts.unschedulableRetryMs ?? 10_000);
+      // One event per distinct reason, not one per retry.
+      if (this.lastFailure.get(key) === decision.message) return;
+      this.lastFailure.set(key, decision.message);
       await recordEvent(
         this.writer,
         "default-scheduler",
@@ -107,7 +114,6 @@ export class Scheduler {
         "FailedScheduling",
         decision.message,
       );
-      this.queue.addAfter(key, this.opts.unschedulableRetryMs ?? 10_000);
       return;
     }
     // Assume before binding, as kube-scheduler does: the next decision (another worker, while this
@@ -126,6 +132,7 @@ export class Scheduler {
       throw err;
     }
     this.bound++;
+    this.lastFailure.delete(key);
     // Events are best effort; the next pod need not wait for them.
     void recordEvent(
       this.writer,
