@@ -13,7 +13,7 @@ import {
   rolloutStep,
   stableStringify,
 } from "./deployment-rollout.ts";
-import { controllerRef } from "./labels.ts";
+import { controllerRef, ownerRefFor, selectorMatches } from "./labels.ts";
 
 export class DeploymentController {
   readonly queue = new WorkQueue({ baseDelayMs: 50, maxDelayMs: 30_000 });
@@ -29,6 +29,9 @@ export class DeploymentController {
     const owner = (rs: V1ReplicaSet): void => {
       const ref = controllerRef(rs);
       if (ref?.kind === "Deployment") this.queue.add(`${rs.metadata?.namespace}/${ref.name}`);
+      else if (!ref)
+        for (const d of this.deployments.list(rs.metadata?.namespace))
+          if (selectorMatches(d.spec?.selector, rs.metadata?.labels)) this.queue.add(objectKey(d));
     };
     replicaSets.on({ add: owner, update: (_o, n) => owner(n), delete: owner });
   }
@@ -43,6 +46,19 @@ export class DeploymentController {
     const d = this.deployments.get(key);
     if (!d || d.metadata?.deletionTimestamp) return;
     const ns = d.metadata?.namespace ?? "default";
+    // Adopt orphaned ReplicaSets that match (e.g. after `kubectl delete deploy --cascade=orphan` and re-create).
+    for (const rs of this.replicaSets.list(ns)) {
+      if (controllerRef(rs) || rs.metadata?.deletionTimestamp) continue;
+      if (!selectorMatches(d.spec?.selector, rs.metadata?.labels)) continue;
+      const ownerReferences = [
+        ...(rs.metadata?.ownerReferences ?? []),
+        ownerRefFor(d, "apps/v1", "Deployment"),
+      ];
+      await this.write(() =>
+        this.w.update("replicasets", ns, { ...rs, metadata: { ...rs.metadata, ownerReferences } }),
+      );
+      return { requeueAfterMs: 200 }; // continue once the cache shows the adoption
+    }
     const owned = this.replicaSets
       .list(ns)
       .filter((rs) => controllerRef(rs)?.uid === d.metadata?.uid && !rs.metadata?.deletionTimestamp);

@@ -243,6 +243,37 @@ describe("control loops on lab-server", () => {
     await kubectl("rollout", "status", "deployment/web", "--timeout=60s");
   });
 
+  it("orphan deletion keeps the ReplicaSets and pods; a re-created Deployment adopts them", async () => {
+    const d = await client.get("deployments", "web", "default");
+    const podsBefore = live(await webPods()).map((p) => p.metadata?.uid);
+    await kubectl("delete", "deployment/web", "--cascade=orphan");
+    await until(
+      "Deployment gone",
+      async () => !(await client.get("deployments", "web", "default").catch(() => undefined)),
+    );
+    const rss = await until("ReplicaSets released", async () => {
+      const items = (await client.list("replicasets", { namespace: "default" })).items;
+      return items.length > 0 && items.every((rs) => !rs.metadata?.ownerReferences?.length)
+        ? items
+        : undefined;
+    });
+    expect(rss.length).toBeGreaterThan(0);
+    await client.create("deployments", {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "web", namespace: "default" },
+      spec: d.spec!,
+    });
+    const uid = (await client.get("deployments", "web", "default")).metadata?.uid;
+    await until("ReplicaSets adopted", async () =>
+      (await client.list("replicasets", { namespace: "default" })).items.every(
+        (rs) => rs.metadata?.ownerReferences?.[0]?.uid === uid,
+      ),
+    );
+    await kubectl("rollout", "status", "deployment/web", "--timeout=60s");
+    expect(live(await webPods()).map((p) => p.metadata?.uid)).toEqual(podsBefore);
+  });
+
   it("deleting the Deployment removes its ReplicaSets and pods (garbage collection)", async () => {
     await client.delete("deployments", "web", "default", { propagationPolicy: "Background" });
     await until(
