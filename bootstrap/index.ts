@@ -1,12 +1,21 @@
 /**
  * The cluster bootstrap over SSH: an ordered list of named, idempotent steps (pki, etcd,
  * control-plane, vip, join-nodes, wait-ready) run against the machines a provisioner produced.
- * It never asks whether a machine is a VM or bare metal.
+ * It never asks whether a machine is a VM or bare metal. Each step reports whether it changed
+ * anything, so a second `lab up` on a running lab says "unchanged" everywhere.
  */
 import type { Machine } from "../provisioners/provisioner.ts";
+import { LabError } from "../topology/errors.ts";
 import type { Plan } from "../topology/plan.ts";
 import type { Reporter } from "../topology/progress.ts";
 import type { LabState } from "../topology/state.ts";
+import { Sessions, type StepContext, type StepOutcome } from "./steps/context.ts";
+import { controlPlaneStep } from "./steps/control-plane.ts";
+import { etcdStep } from "./steps/etcd.ts";
+import { joinNodesStep } from "./steps/join-nodes.ts";
+import { pkiStep } from "./steps/pki.ts";
+import { vipStep } from "./steps/vip.ts";
+import { waitReadyStep } from "./steps/wait-ready.ts";
 
 export interface BootstrapContext {
   plan: Plan;
@@ -20,12 +29,80 @@ export interface BootstrapStep {
   /** Stable id shown in progress and used in state (e.g. `etcd`). */
   id: string;
   title: string;
-  run(ctx: BootstrapContext): Promise<void>;
+  run(ctx: StepContext): Promise<StepOutcome>;
 }
 
-/** The bootstrap steps in order. Filled in by the HA bootstrap work (issue 4). */
-export const BOOTSTRAP_STEPS: BootstrapStep[] = [];
+export const BOOTSTRAP_STEPS: BootstrapStep[] = [
+  { id: "pki", title: "certificates (lab CA, etcd CA, servers, clients)", run: pkiStep },
+  { id: "etcd", title: "etcd cluster (TLS), healthy quorum", run: etcdStep },
+  { id: "control-plane", title: "lab-server on the masters", run: controlPlaneStep },
+  { id: "vip", title: "API virtual IP (keepalived)", run: vipStep },
+  { id: "join-nodes", title: "lab-agent on every node", run: joinNodesStep },
+  { id: "wait-ready", title: "every node Ready", run: (ctx) => waitReadyStep(ctx) },
+];
 
-export async function bootstrapCluster(ctx: BootstrapContext): Promise<void> {
-  for (const s of BOOTSTRAP_STEPS) await s.run(ctx);
+export interface BootstrapRecord {
+  steps: Record<string, { finishedAt: string; changed: boolean; message?: string }>;
+}
+
+export async function bootstrapCluster(
+  ctx: BootstrapContext,
+  steps = BOOTSTRAP_STEPS,
+): Promise<{ changed: boolean }> {
+  const byName = new Map(ctx.machines.map((m) => [m.name, m]));
+  const missing = ctx.plan.nodes.filter((n) => !byName.has(n.name)).map((n) => n.name);
+  if (missing.length) {
+    throw new LabError({
+      code: "MACHINES_MISSING",
+      what: `no machine for ${missing.join(", ")}`,
+      source: "internal",
+    });
+  }
+  const sessions = new Sessions(ctx.signal);
+  const sctx: StepContext = {
+    ...ctx,
+    sessions,
+    machine: (name) => byName.get(name)!,
+    planned: (name) => ctx.plan.nodes.find((n) => n.name === name)!,
+  };
+  const record: BootstrapRecord = (await ctx.state.readJson<BootstrapRecord>("bootstrap.json")) ?? {
+    steps: {},
+  };
+  let anyChange = false;
+  try {
+    for (const [i, s] of steps.entries()) {
+      const id = `bootstrap.${s.id}`;
+      const started = Date.now();
+      ctx.reporter.event({ step: id, state: "start", message: `${i + 1}/${steps.length} ${s.title}` });
+      let outcome: StepOutcome;
+      try {
+        outcome = await s.run(sctx);
+      } catch (err) {
+        ctx.reporter.event({
+          step: id,
+          state: "failed",
+          message: (err as Error).message,
+          elapsedMs: Date.now() - started,
+        });
+        throw err;
+      }
+      anyChange ||= outcome.changed;
+      ctx.reporter.event({
+        step: id,
+        state: outcome.changed ? "done" : "skipped",
+        message: outcome.message ?? (outcome.changed ? undefined : "unchanged"),
+        elapsedMs: Date.now() - started,
+      });
+      record.steps[s.id] = {
+        finishedAt: new Date().toISOString(),
+        changed: outcome.changed,
+        ...(outcome.message ? { message: outcome.message } : {}),
+      };
+      await ctx.state.writeJson("bootstrap.json", record);
+    }
+  } finally {
+    await sessions.closeAll();
+  }
+  if (!anyChange) ctx.reporter.notice("the cluster already matched the topology: nothing changed");
+  return { changed: anyChange };
 }

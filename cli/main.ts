@@ -11,6 +11,7 @@ import { registerStatus } from "./commands/status.ts";
 import { registerSsh } from "./commands/ssh.ts";
 import { registerLogs } from "./commands/logs.ts";
 import { registerImage } from "./commands/image.ts";
+import { registerKubeconfig } from "./commands/kubeconfig.ts";
 
 export function buildProgram(): Command {
   const program = new Command("lab")
@@ -37,6 +38,7 @@ State: $LAB_HOME (default ~/.local/state/lab).`,
     registerLogs,
     registerImage,
     registerDoctor,
+    registerKubeconfig,
   ])
     register(program);
   return program;

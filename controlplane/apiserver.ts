@@ -261,7 +261,16 @@ export class ApiServer {
     const path = url.pathname.replace(/\/+$/, "") || "/";
     const method = req.method ?? "GET";
     if (["/healthz", "/livez", "/readyz"].includes(path)) {
-      if (path === "/readyz") await this.opts.store.revision();
+      if (path === "/readyz") {
+        // Ready means etcd answers; a hung etcd must not hang the load balancer's probe.
+        const timeout = new Promise<never>((_, reject) => {
+          setTimeout(
+            () => reject(new ApiError(503, "ServiceUnavailable", "etcd did not answer within 3 s")),
+            3000,
+          ).unref();
+        });
+        await Promise.race([this.opts.store.revision(), timeout]);
+      }
       res.writeHead(200, { "Content-Type": "text/plain" });
       res.end("ok");
       return;
@@ -439,6 +448,13 @@ export class ApiServer {
         }
         if (ownedBy && info.kind === "Pod")
           throw new ApiError(403, "Forbidden", `User "${user.name}" cannot create pods`);
+        if (ownedBy && body.metadata.name !== ownedBy) {
+          throw new ApiError(
+            403,
+            "Forbidden",
+            `User "${user.name}" may only create the ${info.kind} named "${ownedBy}"`,
+          );
+        }
         const created = await this.registry.create(info, r.namespace, body, dryRun);
         return send(res, 201, created);
       }

@@ -42,12 +42,13 @@ export function authorize(user: UserInfo, a: Attributes): Decision {
   switch (a.info.kind) {
     case "Node":
       if (READ.has(a.verb)) return { allowed: true };
-      if (a.verb === "create" || a.name === node)
-        return a.verb === "deletecollection" ? deny() : { allowed: true };
+      // A create is allowed here; the handler checks the body's name against `node`.
+      if (a.verb === "create") return { allowed: true, node };
+      if (a.name === node) return a.verb === "deletecollection" ? deny() : { allowed: true };
       return deny();
     case "Lease":
-      if (a.namespace === "kube-node-lease" && (a.name === node || a.verb === "create"))
-        return { allowed: true };
+      if (a.namespace === "kube-node-lease" && a.verb === "create") return { allowed: true, node };
+      if (a.namespace === "kube-node-lease" && a.name === node) return { allowed: true };
       return READ.has(a.verb) && a.namespace === "kube-node-lease" ? { allowed: true } : deny();
     case "Pod":
       if (READ.has(a.verb) && !a.subresource) return { allowed: true };

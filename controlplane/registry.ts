@@ -150,10 +150,44 @@ export class Registry {
     return out;
   }
 
+  private namespaces: Map<string, KObject> | undefined;
+  private namespacesLoading: Promise<void> | undefined;
+
+  /** Keeps every namespace in memory from the watch cache, so creates skip an etcd read. */
+  private loadNamespaces(): Promise<void> {
+    this.namespacesLoading ??= (async () => {
+      const info = RESOURCES.find((r) => r.kind === "Namespace")!;
+      const list = await this.list(info, undefined, { labels: [], fields: [] });
+      const map = new Map(list.items.map((n) => [n.metadata.name!, n]));
+      await this.watchCache(info).subscribe(
+        storageKey(info, undefined),
+        Number(list.resourceVersion),
+        (ev) => {
+          const name = ev.key.slice(ev.key.lastIndexOf("/") + 1);
+          if (ev.type === "put") map.set(name, ev.value);
+          else map.delete(name);
+        },
+        () => {
+          this.namespaces = undefined;
+          this.namespacesLoading = undefined;
+        },
+      );
+      this.namespaces = map;
+    })().catch((err: unknown) => {
+      this.namespacesLoading = undefined;
+      throw err;
+    });
+    return this.namespacesLoading;
+  }
+
   async namespaceMustAccept(namespace: string): Promise<void> {
-    const ns = await this.store.get<KObject>(`/registry/namespaces/${namespace}`);
+    await this.loadNamespaces().catch(() => undefined);
+    // A namespace another apiserver created a moment ago may not be in the cache yet: ask etcd.
+    const ns =
+      this.namespaces?.get(namespace) ??
+      (await this.store.get<KObject>(`/registry/namespaces/${namespace}`))?.value;
     if (!ns) throw notFound("namespaces", namespace);
-    if (ns.value.metadata.deletionTimestamp) {
+    if (ns.metadata.deletionTimestamp) {
       throw new ApiError(
         403,
         "Forbidden",

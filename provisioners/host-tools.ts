@@ -42,6 +42,25 @@ export const HOST_TOOLS: HostTool[] = [
     group: "test",
     why: "integration tests start real SSH test hosts",
   },
+  {
+    command: "sudo",
+    pkg: "sudo",
+    group: "test",
+    why: "SSH test hosts have a login with and one without sudo",
+  },
+  { command: "openssl", pkg: "openssl", group: "test", why: "PKI tests verify certificates with openssl" },
+  {
+    command: "keepalived",
+    pkg: "keepalived",
+    group: "test",
+    why: "tests check the rendered VIP configuration with keepalived -t",
+  },
+  {
+    command: "systemd-analyze",
+    pkg: "systemd",
+    group: "test",
+    why: "tests check the rendered units with systemd-analyze verify",
+  },
   { command: "containerd", pkg: "containerd", group: "test", why: "agent tests run real containers" },
   { command: "runc", pkg: "runc", group: "test", why: "the OCI runtime under containerd" },
   {

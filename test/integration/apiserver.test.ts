@@ -554,6 +554,14 @@ describe("lab-server authentication and authorization", () => {
         .patch("nodes", "node-b", { metadata: { labels: { seen: "yes" } } })
         .catch((e: unknown) => e);
       expect((err as ApiStatusError).code).toBe(403);
+      await nodeClient.create("leases", {
+        metadata: { name: "node-a", namespace: "kube-node-lease" },
+        spec: { holderIdentity: "node-a" },
+      });
+      const other = await nodeClient
+        .create("nodes", { metadata: { name: "node-z" } })
+        .catch((e: unknown) => e);
+      expect((other as ApiStatusError).code).toBe(403);
       const err2 = await nodeClient
         .create("configmaps", { metadata: { name: "x", namespace: "default" } })
         .catch((e: unknown) => e);

@@ -1,0 +1,149 @@
+/**
+ * The project's executables as self-contained artifacts: an esbuild bundle of an entry file (every
+ * npm dependency inlined) plus the Node runtime that runs the lab (a copy of process.execPath) and a
+ * tiny launcher script. Nothing is npm-installed on a target; the bootstrap uploads these files and
+ * skips those whose sha256 is already there.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync } from "node:fs";
+import { mkdir, readFile, writeFile, rename } from "node:fs/promises";
+import { arch } from "node:os";
+import { join, resolve } from "node:path";
+import { build } from "esbuild";
+import { LabError } from "../topology/errors.ts";
+import { HOST_PATHS } from "../templates/paths.ts";
+
+export interface ArtifactFile {
+  /** Local file to upload. */
+  local: string;
+  /** Where it goes on a machine. */
+  remote: string;
+  mode: number;
+  sha256: string;
+}
+
+export interface Artifact {
+  name: string;
+  files: ArtifactFile[];
+}
+
+/** The executables lab installs and their entry files, relative to the repository root. */
+export const EXECUTABLES = {
+  "lab-server": "controlplane/main.ts",
+  "lab-agent": "node/main.ts",
+} as const;
+
+export type ExecutableName = keyof typeof EXECUTABLES;
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+/** The architecture (`uname -m` form) the shipped Node runtime runs on. */
+export function runtimeArch(): string {
+  return arch() === "x64" ? "x86_64" : arch() === "arm64" ? "aarch64" : arch();
+}
+
+export function renderLauncher(name: string): string {
+  return `#!/bin/sh\n# Written by lab: ${name} is a bundle run by lab's own Node runtime.\nexec ${HOST_PATHS.bin}/node ${HOST_PATHS.lib}/${name}.mjs "$@"\n`;
+}
+
+/**
+ * Bundles `entry` into `outDir/NAME.mjs` and writes its launcher. ESM output with a `require`
+ * shim, because some dependencies (grpc, protobuf) still call require() for Node built-ins.
+ */
+export async function buildExecutable(opts: {
+  name: string;
+  entry: string;
+  outDir: string;
+}): Promise<Artifact> {
+  const entry = resolve(opts.entry);
+  if (!existsSync(entry)) {
+    throw new LabError({
+      code: "ARTIFACT_ENTRY_MISSING",
+      what: `cannot build ${opts.name}: ${opts.entry} does not exist`,
+      fix: "run lab from a checkout of the lab repository that contains it",
+      source: "internal",
+    });
+  }
+  await mkdir(opts.outDir, { recursive: true });
+  const bundle = join(opts.outDir, `${opts.name}.mjs`);
+  const tmp = `${bundle}.tmp-${process.pid}`;
+  try {
+    await build({
+      entryPoints: [entry],
+      outfile: tmp,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      sourcemap: false,
+      minify: false,
+      legalComments: "none",
+      // Assets travel inside the bundle: `import criProto from "./cri.proto"` gives the text.
+      loader: { ".proto": "text", ".txt": "text" },
+      logLevel: "silent",
+      banner: {
+        js: 'import { createRequire as __labCreateRequire } from "node:module"; const require = __labCreateRequire(import.meta.url);',
+      },
+    });
+  } catch (err) {
+    throw new LabError({
+      code: "ARTIFACT_BUILD_FAILED",
+      what: `bundling ${opts.name} from ${opts.entry} failed: ${(err as Error).message.split("\n").slice(0, 5).join(" ")}`,
+      source: "internal",
+      cause: err,
+    });
+  }
+  await rename(tmp, bundle);
+  const launcher = join(opts.outDir, opts.name);
+  await writeFile(launcher, renderLauncher(opts.name), { mode: 0o755 });
+  return {
+    name: opts.name,
+    files: [
+      {
+        local: bundle,
+        remote: `${HOST_PATHS.lib}/${opts.name}.mjs`,
+        mode: 0o644,
+        sha256: await sha256File(bundle),
+      },
+      {
+        local: launcher,
+        remote: `${HOST_PATHS.bin}/${opts.name}`,
+        mode: 0o755,
+        sha256: await sha256File(launcher),
+      },
+    ],
+  };
+}
+
+/** The Node runtime shipped next to the bundles: the one running lab (same major, known good). */
+export async function nodeRuntime(): Promise<ArtifactFile> {
+  return {
+    local: process.execPath,
+    remote: `${HOST_PATHS.bin}/node`,
+    mode: 0o755,
+    sha256: await sha256File(process.execPath),
+  };
+}
+
+/** Builds both executables from the repository at `repoRoot` into `outDir`. */
+export async function buildLabExecutables(
+  repoRoot: string,
+  outDir: string,
+): Promise<Record<ExecutableName, Artifact>> {
+  const out = {} as Record<ExecutableName, Artifact>;
+  for (const [name, entry] of Object.entries(EXECUTABLES) as [ExecutableName, string][]) {
+    out[name] = await buildExecutable({ name, entry: join(repoRoot, entry), outDir });
+  }
+  return out;
+}
+
+/** Reads a built artifact's bytes (for tests and for size reports). */
+export async function artifactSize(a: Artifact): Promise<number> {
+  let n = 0;
+  for (const f of a.files) n += (await readFile(f.local)).length;
+  return n;
+}

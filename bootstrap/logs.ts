@@ -1,0 +1,53 @@
+/**
+ * Debugging is a feature: gathers, from every machine over SSH, the journals of lab's units and
+ * their state into `dir/NODE/`, for `lab export logs`. A machine that cannot be reached gets an
+ * `error.txt` saying why; the others are still collected.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Machine } from "../provisioners/provisioner.ts";
+import { LabError } from "../topology/errors.ts";
+import { LAB_UNITS } from "../templates/paths.ts";
+import { SshSession } from "./ssh.ts";
+
+/** What is collected from each machine: file name → command (run as root). */
+export function logCommands(lines = 5000): Record<string, string> {
+  const out: Record<string, string> = {
+    "units.txt": `systemctl status --no-pager --full ${LAB_UNITS.join(" ")} 2>&1`,
+    "files.txt": "ls -laR /etc/lab /opt/lab 2>&1; df -h 2>&1; free -m 2>&1",
+    "network.txt": "ip -o addr show 2>&1; ip route 2>&1; ss -ltnp 2>&1",
+  };
+  for (const u of LAB_UNITS)
+    out[`${u.replace(/\.service$/, "")}.log`] = `journalctl -u ${u} --no-pager -o short-iso -n ${lines} 2>&1`;
+  return out;
+}
+
+export async function collectMachineLogs(
+  machines: Machine[],
+  dir: string,
+  signal?: AbortSignal,
+): Promise<{ collected: string[]; failed: string[] }> {
+  const collected: string[] = [];
+  const failed: string[] = [];
+  await Promise.all(
+    machines.map(async (m) => {
+      const out = join(dir, m.name);
+      await mkdir(out, { recursive: true });
+      let s: SshSession | undefined;
+      try {
+        s = await SshSession.connect(m, { signal, timeoutMs: 15_000 });
+        for (const [file, cmd] of Object.entries(logCommands())) {
+          const r = await s.sudo(cmd, { timeoutMs: 60_000, signal });
+          await writeFile(join(out, file), `$ ${cmd}\n${r.stdout}${r.stderr}`);
+        }
+        collected.push(m.name);
+      } catch (err) {
+        await writeFile(join(out, "error.txt"), `${err instanceof LabError ? err.message : String(err)}\n`);
+        failed.push(m.name);
+      } finally {
+        s?.close();
+      }
+    }),
+  );
+  return { collected: collected.sort(), failed: failed.sort() };
+}

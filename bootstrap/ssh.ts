@@ -1,0 +1,331 @@
+/**
+ * SSH sessions to machines (ssh2): exec with exit code, timeouts and cancellation; sudo; SFTP upload
+ * verified by sha256 and skipped when the remote file already has that hash. The host key is pinned:
+ * a machine's key must match `Machine.ssh.hostKey` (a public key or a SHA256 fingerprint). Only when
+ * the caller allows it (the topology's acceptNewHostKey) is an unknown key accepted, and the caller
+ * records what was seen.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
+import type { Machine } from "../provisioners/provisioner.ts";
+import { LabError } from "../topology/errors.ts";
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface ExecOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Written to the command's stdin, then closed. */
+  stdin?: string | Buffer;
+}
+
+export interface ConnectOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Accept a host key when none is pinned (topology acceptNewHostKey); never overrides a pin. */
+  acceptNewHostKey?: boolean;
+}
+
+/** `SHA256:...` of a raw SSH public key blob, as `ssh-keygen -l` prints it. */
+export function fingerprintOfBlob(blob: Buffer): string {
+  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+}
+
+/** The fingerprint a pin stands for: a `SHA256:` string as is, or that of an OpenSSH public key. */
+export function pinnedFingerprint(hostKey: string): string | undefined {
+  const k = hostKey.trim();
+  if (!k) return undefined;
+  if (k.startsWith("SHA256:")) return k;
+  const blob = k.split(/\s+/)[1];
+  return blob ? fingerprintOfBlob(Buffer.from(blob, "base64")) : undefined;
+}
+
+/** Single-quotes a string for a POSIX shell. */
+export function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
+
+export async function sha256OfFile(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+export class SshSession {
+  /** Fingerprint of the host key the server presented. */
+  readonly seenHostKey: string;
+  private constructor(
+    readonly machine: Machine,
+    private readonly client: Client,
+    seen: string,
+  ) {
+    this.seenHostKey = seen;
+  }
+
+  private get where(): string {
+    return `${this.machine.name} (${this.machine.ssh.user}@${this.machine.ssh.host}:${this.machine.ssh.port})`;
+  }
+
+  static async connect(machine: Machine, opts: ConnectOptions = {}): Promise<SshSession> {
+    const m = machine.ssh;
+    const where = `${machine.name} (${m.user}@${m.host}:${m.port})`;
+    const expected = pinnedFingerprint(m.hostKey);
+    let seen = "";
+    let privateKey: Buffer;
+    try {
+      privateKey = await readFile(m.privateKeyPath);
+    } catch (err) {
+      throw new LabError({
+        code: "SSH_KEY_MISSING",
+        what: `cannot read SSH private key ${m.privateKeyPath}: ${(err as Error).message}`,
+        where: machine.name,
+        fix: "set ssh.key in the topology to a readable private key file",
+      });
+    }
+    const client = new Client();
+    const config: ConnectConfig = {
+      host: m.host,
+      port: m.port,
+      username: m.user,
+      privateKey,
+      readyTimeout: opts.timeoutMs ?? 20_000,
+      keepaliveInterval: 10_000,
+      hostVerifier: (key: Buffer) => {
+        seen = fingerprintOfBlob(key);
+        if (expected) return seen === expected;
+        return opts.acceptNewHostKey === true;
+      },
+    };
+    return await new Promise<SshSession>((resolve, reject) => {
+      const onAbort = () => {
+        client.end();
+        reject(
+          new LabError({ code: "ABORTED", what: `connecting to ${where} was cancelled`, source: "user" }),
+        );
+      };
+      if (opts.signal?.aborted) return onAbort();
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      client.once("ready", () => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        resolve(new SshSession(machine, client, seen));
+      });
+      client.once("error", (err: Error & { level?: string }) => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        if (seen && expected && seen !== expected) {
+          reject(
+            new LabError({
+              code: "HOST_KEY_MISMATCH",
+              what: `host key of ${where} does not match: expected ${expected}, seen ${seen}`,
+              where: machine.name,
+              fix: "if the host was reinstalled on purpose, update ssh.hostKey in the topology; otherwise do not connect (someone may be intercepting)",
+              source: "host",
+            }),
+          );
+        } else if (seen && !expected) {
+          reject(
+            new LabError({
+              code: "HOST_KEY_UNKNOWN",
+              what: `host key of ${where} is not pinned (seen ${seen})`,
+              where: machine.name,
+              fix: "check the fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and set ssh.hostKey, or set ssh.acceptNewHostKey: true",
+              source: "user",
+            }),
+          );
+        } else {
+          reject(
+            new LabError({
+              code: "SSH_UNREACHABLE",
+              what: `cannot connect to ${where}: ${err.message}`,
+              where: machine.name,
+              fix:
+                err.level === "client-authentication"
+                  ? `add the lab's public key to ~${m.user}/.ssh/authorized_keys on the host`
+                  : "check that the host is up, the address and port are right and sshd is running",
+              source: "host",
+            }),
+          );
+        }
+      });
+      client.connect(config);
+    });
+  }
+
+  /** Runs a command; resolves with its output and exit code (never throws for a non-zero exit). */
+  exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    const timeoutMs = opts.timeoutMs ?? 120_000;
+    return new Promise<ExecResult>((resolve, reject) => {
+      if (opts.signal?.aborted) {
+        reject(new LabError({ code: "ABORTED", what: `cancelled before running on ${this.where}` }));
+        return;
+      }
+      // sshd does not end a pty-less command when its channel closes: the remote `timeout` does.
+      const wrapped = `timeout -k 2 ${Math.ceil(timeoutMs / 1000) + 1} sh -c ${shq(command)}`;
+      this.client.exec(wrapped, (err, channel) => {
+        if (err) {
+          reject(
+            new LabError({
+              code: "SSH_EXEC",
+              what: `cannot run a command on ${this.where}: ${err.message}`,
+              source: "host",
+            }),
+          );
+          return;
+        }
+        const out: Buffer[] = [];
+        const errOut: Buffer[] = [];
+        let settled = false;
+        const finish = (fn: () => void) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          opts.signal?.removeEventListener("abort", onAbort);
+          fn();
+        };
+        const stop = (what: string, code: string) => {
+          // Closing the channel hangs up the remote command (SIGHUP with a pty-less session).
+          channel.signal?.("KILL");
+          channel.close();
+          finish(() =>
+            reject(
+              new LabError({
+                code,
+                what: `${what} on ${this.where}: ${command.slice(0, 120)}`,
+                source: "host",
+              }),
+            ),
+          );
+        };
+        const onAbort = () => stop("cancelled", "ABORTED");
+        const timer = setTimeout(() => stop(`timed out after ${timeoutMs} ms`, "SSH_TIMEOUT"), timeoutMs);
+        opts.signal?.addEventListener("abort", onAbort, { once: true });
+        channel.on("data", (d: Buffer) => out.push(d));
+        channel.stderr.on("data", (d: Buffer) => errOut.push(d));
+        let exitCode = 255;
+        channel.on("exit", (code: number | null, signalName?: string) => {
+          exitCode = code ?? (signalName ? 128 : 255);
+        });
+        channel.on("close", () =>
+          finish(() =>
+            resolve({
+              stdout: Buffer.concat(out).toString("utf8"),
+              stderr: Buffer.concat(errOut).toString("utf8"),
+              code: exitCode,
+            }),
+          ),
+        );
+        if (opts.stdin !== undefined) channel.end(opts.stdin);
+        else channel.end();
+      });
+    });
+  }
+
+  /** Wraps a shell command so it runs as root (`sudo -n`, never prompting) unless already root. */
+  asRoot(command: string): string {
+    return this.machine.ssh.user === "root" ? `sh -c ${shq(command)}` : `sudo -n sh -c ${shq(command)}`;
+  }
+
+  sudo(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    return this.exec(this.asRoot(command), opts);
+  }
+
+  /** Like exec/sudo, but a non-zero exit becomes a LabError that shows stderr. */
+  async run(command: string, opts: ExecOptions & { root?: boolean; what?: string } = {}): Promise<string> {
+    const r = await (opts.root ? this.sudo(command, opts) : this.exec(command, opts));
+    if (r.code !== 0) {
+      const detail = (r.stderr || r.stdout).trim().split("\n").slice(-5).join(" | ");
+      throw new LabError({
+        code: "REMOTE_COMMAND_FAILED",
+        what: `${opts.what ?? `\`${command.slice(0, 160)}\``} failed on ${this.machine.name} (exit ${r.code}): ${detail}`,
+        where: this.machine.name,
+        source: "host",
+      });
+    }
+    return r.stdout;
+  }
+
+  /** sha256 of a remote file, or undefined when it does not exist. */
+  async remoteSha256(path: string, root = true): Promise<string | undefined> {
+    const cmd = `if [ -f ${shq(path)} ]; then sha256sum ${shq(path)}; fi`;
+    const out = await this.run(cmd, { root });
+    return /^([0-9a-f]{64})\s/.exec(out)?.[1];
+  }
+
+  private sftp(): Promise<SFTPWrapper> {
+    return new Promise((resolve, reject) => this.client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+  }
+
+  /**
+   * Puts `data` (or a local file) at `remotePath` as root with `mode`, owned by `owner`. Skips the
+   * transfer when the remote file already has the same sha256 (mode and owner are still applied);
+   * otherwise uploads to a temporary file, verifies its sha256, then moves it into place atomically.
+   */
+  async upload(
+    source: { data: Buffer | string } | { file: string; sha256?: string },
+    remotePath: string,
+    opts: { mode?: number; owner?: string; signal?: AbortSignal } = {},
+  ): Promise<"uploaded" | "unchanged"> {
+    const data = "data" in source ? Buffer.from(source.data) : undefined;
+    const want = data
+      ? sha256(data)
+      : ((source as { sha256?: string }).sha256 ?? (await sha256OfFile((source as { file: string }).file)));
+    const mode = (opts.mode ?? 0o644).toString(8);
+    const owner = opts.owner ?? "root:root";
+    const fix = `chown ${shq(owner)} ${shq(remotePath)} && chmod ${mode} ${shq(remotePath)}`;
+    if ((await this.remoteSha256(remotePath)) === want) {
+      await this.run(fix, { root: true, signal: opts.signal });
+      return "unchanged";
+    }
+    // /var/tmp: disk-backed, where /tmp may be a small tmpfs on a real host.
+    const tmp = `/var/tmp/.lab-upload-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+    const sftp = await this.sftp();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        if (!data) {
+          // Large files (the ~100 MB Node runtime) stream from disk with parallel SFTP writes.
+          sftp.fastPut((source as { file: string }).file, tmp, { mode: 0o600 }, (err) =>
+            err ? reject(err) : resolve(),
+          );
+          return;
+        }
+        const ws = sftp.createWriteStream(tmp, { mode: 0o600 });
+        ws.on("error", reject);
+        ws.on("close", () => resolve());
+        ws.end(data);
+      });
+    } finally {
+      sftp.end();
+    }
+    const got = await this.remoteSha256(tmp, false);
+    if (got !== want) {
+      await this.exec(`rm -f ${shq(tmp)}`);
+      throw new LabError({
+        code: "UPLOAD_CORRUPT",
+        what: `upload to ${this.machine.name}:${remotePath} arrived corrupted (sha256 ${got ?? "none"}, expected ${want})`,
+        where: this.machine.name,
+        fix: "retry; check the host's disk space and the network",
+        source: "host",
+      });
+    }
+    const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+    await this.run(
+      `mkdir -p ${shq(dir)} && chown ${shq(owner)} ${shq(tmp)} && chmod ${mode} ${shq(tmp)} && mv -f ${shq(tmp)} ${shq(remotePath + ".lab-new")} && mv -f ${shq(remotePath + ".lab-new")} ${shq(remotePath)}`,
+      {
+        root: true,
+        signal: opts.signal,
+      },
+    );
+    return "uploaded";
+  }
+
+  close(): void {
+    this.client.end();
+  }
+}

@@ -1,0 +1,80 @@
+import { fileURLToPath } from "node:url";
+import { clientURL, etcdClientURLs } from "../../templates/etcd.ts";
+import { renderLabServerUnit } from "../../templates/lab-server.ts";
+import { HOST_PATHS } from "../../templates/paths.ts";
+import { buildExecutable, EXECUTABLES, nodeRuntime, type Artifact, type ArtifactFile } from "../artifacts.ts";
+import { etcdMembers } from "../etcd.ts";
+import type { SshSession } from "../ssh.ts";
+import {
+  ensureUnitRunning,
+  forEachMachine,
+  installFiles,
+  type StepContext,
+  type StepOutcome,
+} from "./context.ts";
+import { apiServerFiles } from "./files.ts";
+
+const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+/** Builds (once per run) the executable `name` into the lab state's artifacts/ directory. */
+const built = new Map<string, Promise<Artifact>>();
+export function executable(ctx: StepContext, name: keyof typeof EXECUTABLES): Promise<Artifact> {
+  const key = `${ctx.state.dir}:${name}`;
+  let a = built.get(key);
+  if (!a) {
+    a = buildExecutable({
+      name,
+      entry: `${REPO_ROOT}/${EXECUTABLES[name]}`,
+      outDir: ctx.state.path("artifacts"),
+    });
+    a.catch(() => built.delete(key)); // a failed build is retried on the next run
+    built.set(key, a);
+  }
+  return a;
+}
+
+/** Uploads the runtime and an executable's files; unchanged files (same sha256) are skipped. */
+export async function installExecutable(
+  s: SshSession,
+  artifact: Artifact,
+  signal?: AbortSignal,
+): Promise<number> {
+  await s.run(`install -d -m 0755 ${HOST_PATHS.bin} ${HOST_PATHS.lib}`, { root: true });
+  let n = 0;
+  const files: ArtifactFile[] = [await nodeRuntime(), ...artifact.files];
+  for (const f of files) {
+    const r = await s.upload({ file: f.local, sha256: f.sha256 }, f.remote, { mode: f.mode, signal });
+    if (r === "uploaded") n++;
+  }
+  return n;
+}
+
+export async function controlPlaneStep(ctx: StepContext): Promise<StepOutcome> {
+  const server = await executable(ctx, "lab-server");
+  const etcdServers = etcdClientURLs(etcdMembers(ctx.plan));
+  const masters = ctx.plan.masters.map((m) => ctx.machine(m.name));
+  const changed = await forEachMachine(ctx, "control-plane.install", masters, async (m, s) => {
+    const planned = ctx.planned(m.name);
+    let n = await installExecutable(s, server, ctx.signal);
+    const unit = renderLabServerUnit({
+      address: planned.address,
+      etcdServers,
+      serviceClusterIPRange: ctx.plan.cluster.serviceCIDR,
+      securePort: ctx.plan.cluster.apiServerPort,
+    });
+    n += await installFiles(
+      s,
+      [
+        ...(await apiServerFiles(ctx.state)),
+        { path: `${HOST_PATHS.unitDir}/lab-server.service`, data: unit },
+      ],
+      ctx.signal,
+    );
+    await ensureUnitRunning(s, "lab-server.service", n > 0);
+    return n > 0;
+  });
+  return {
+    changed: changed > 0,
+    message: `lab-server on ${masters.length} masters, etcd ${etcdMembers(ctx.plan).map(clientURL).length} members`,
+  };
+}

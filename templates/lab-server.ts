@@ -1,0 +1,53 @@
+/** The `lab-server` unit on every master: the apiserver over the whole etcd cluster, TLS everywhere. */
+import { HOST_PATHS } from "./paths.ts";
+import { renderServiceUnit } from "./systemd.ts";
+
+export interface LabServerConfig {
+  /** This master's address (advertised to clients and in the `kubernetes` Endpoints). */
+  address: string;
+  etcdServers: string;
+  serviceClusterIPRange: string;
+  securePort: number;
+  bindAddress?: string;
+  files?: Partial<ReturnType<typeof labServerHostFiles>>;
+}
+
+export function labServerHostFiles() {
+  const d = HOST_PATHS.pki;
+  return {
+    etcdCA: `${d}/etcd/ca.crt`,
+    etcdCert: `${d}/apiserver-etcd-client.crt`,
+    etcdKey: `${d}/apiserver-etcd-client.key`,
+    tlsCert: `${d}/apiserver.crt`,
+    tlsKey: `${d}/apiserver.key`,
+    clientCA: `${d}/ca.crt`,
+  };
+}
+
+export function labServerArgs(c: LabServerConfig): string[] {
+  const f = { ...labServerHostFiles(), ...c.files };
+  return [
+    `--etcd-servers=${c.etcdServers}`,
+    `--etcd-cafile=${f.etcdCA}`,
+    `--etcd-certfile=${f.etcdCert}`,
+    `--etcd-keyfile=${f.etcdKey}`,
+    `--tls-cert-file=${f.tlsCert}`,
+    `--tls-private-key-file=${f.tlsKey}`,
+    `--client-ca-file=${f.clientCA}`,
+    `--bind-address=${c.bindAddress ?? "0.0.0.0"}`,
+    `--secure-port=${c.securePort}`,
+    `--advertise-address=${c.address}`,
+    `--service-cluster-ip-range=${c.serviceClusterIPRange}`,
+  ];
+}
+
+export function renderLabServerUnit(c: LabServerConfig): string {
+  return renderServiceUnit({
+    description: "lab-server (API server, scheduler, controllers)",
+    after: ["network-online.target", "lab-etcd.service"],
+    wants: ["network-online.target"],
+    exec: [`${HOST_PATHS.bin}/lab-server`, ...labServerArgs(c)],
+    restart: "always",
+    limitNoFile: 65536,
+  });
+}

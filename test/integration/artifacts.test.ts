@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execa } from "execa";
+import { copyFile, mkdtemp, rm, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildExecutable, nodeRuntime, renderLauncher, sha256File } from "../../bootstrap/artifacts.ts";
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lab-artifacts-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("self-contained executables", () => {
+  it("bundles an entry with its npm dependencies so it runs with only the Node runtime", async () => {
+    const a = await buildExecutable({
+      name: "tiny",
+      entry: "test/fixtures/tiny-entry/main.ts",
+      outDir: join(dir, "out"),
+    });
+    expect(a.files.map((f) => f.remote)).toEqual(["/opt/lab/lib/tiny.mjs", "/opt/lab/bin/tiny"]);
+    // A target-like tree with no node_modules anywhere: the runtime copy and the bundle.
+    const target = join(dir, "target");
+    await mkdir(target);
+    const runtime = await nodeRuntime();
+    await copyFile(runtime.local, join(target, "node"));
+    await copyFile(a.files[0]!.local, join(target, "tiny.mjs"));
+    const r = await execa(join(target, "node"), [join(target, "tiny.mjs"), "lab", "--flag"], { cwd: target });
+    expect(r.stdout).toContain("greeting: hello lab");
+    expect(r.stdout).toContain("- --flag");
+    expect(r.stdout).toContain(`proto: syntax = "proto3";`);
+    expect(a.files[0]!.sha256).toBe(await sha256File(a.files[0]!.local));
+    expect(runtime.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(renderLauncher("tiny")).toContain('exec /opt/lab/bin/node /opt/lab/lib/tiny.mjs "$@"');
+  });
+
+  it("is reproducible: the same entry gives the same bytes (uploads are skipped on rerun)", async () => {
+    const a = await buildExecutable({
+      name: "tiny",
+      entry: "test/fixtures/tiny-entry/main.ts",
+      outDir: join(dir, "a"),
+    });
+    const b = await buildExecutable({
+      name: "tiny",
+      entry: "test/fixtures/tiny-entry/main.ts",
+      outDir: join(dir, "b"),
+    });
+    expect(a.files.map((f) => f.sha256)).toEqual(b.files.map((f) => f.sha256));
+  });
+
+  it("says which entry is missing", async () => {
+    await expect(buildExecutable({ name: "lab-server", entry: "nope/main.ts", outDir: dir })).rejects.toThrow(
+      /cannot build lab-server: nope\/main.ts does not exist/,
+    );
+  });
+});

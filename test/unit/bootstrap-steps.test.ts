@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
+import { renderKubeconfig, apiEndpoint } from "../../bootstrap/kubeconfig.ts";
+import { agentApiServers, agentConfig, CONTROL_PLANE_TAINT } from "../../bootstrap/steps/join-nodes.ts";
+import { nodesReadiness } from "../../bootstrap/steps/wait-ready.ts";
+import { etcdMemberConfig } from "../../bootstrap/etcd.ts";
+import { etcdArgs } from "../../templates/etcd.ts";
+import { plan } from "../../topology/plan.ts";
+import { LabFile } from "../../topology/schema.ts";
+
+const p = plan(
+  LabFile.parse({
+    apiVersion: "lab/v1alpha1",
+    kind: "Lab",
+    metadata: { name: "steps" },
+    spec: { network: { cidr: "10.220.0.0/24" } },
+  }),
+);
+
+describe("bootstrap steps", () => {
+  it("run in the documented order", () => {
+    expect(BOOTSTRAP_STEPS.map((s) => s.id)).toEqual([
+      "pki",
+      "etcd",
+      "control-plane",
+      "vip",
+      "join-nodes",
+      "wait-ready",
+    ]);
+  });
+
+  it("give every master an etcd member of the same three-member cluster", () => {
+    const flags = p.masters.map((m) => etcdArgs(etcdMemberConfig(p, m)));
+    const initial = flags.map((f) => f.find((a) => a.startsWith("--initial-cluster="))!);
+    expect(new Set(initial).size).toBe(1);
+    expect(initial[0]).toBe(
+      "--initial-cluster=master-1=https://10.220.0.11:2380,master-2=https://10.220.0.12:2380,master-3=https://10.220.0.13:2380",
+    );
+  });
+
+  it("point agents at the VIP first and every master after, tainting masters", () => {
+    expect(agentApiServers(p)).toEqual([
+      "https://10.220.0.10:6443",
+      "https://10.220.0.11:6443",
+      "https://10.220.0.12:6443",
+      "https://10.220.0.13:6443",
+    ]);
+    expect(agentConfig(p, p.masters[0]!).taints).toEqual([CONTROL_PLANE_TAINT]);
+    expect(agentConfig(p, p.workers[0]!).taints).toEqual([]);
+  });
+
+  it("judge readiness per node with a reason", () => {
+    const r = nodesReadiness(p, {
+      items: [
+        { metadata: { name: "master-1" }, status: { conditions: [{ type: "Ready", status: "True" }] } },
+        {
+          metadata: { name: "master-2" },
+          status: { conditions: [{ type: "Ready", status: "False", reason: "KubeletNotReady" }] },
+        },
+        { metadata: { name: "master-3" } },
+      ],
+    });
+    expect(r.ready).toEqual(["master-1"]);
+    expect(r.notReady).toEqual([
+      { name: "master-2", why: "Ready=False (KubeletNotReady)" },
+      { name: "master-3", why: "no Ready condition yet" },
+      { name: "worker-1", why: "not registered" },
+      { name: "worker-2", why: "not registered" },
+    ]);
+  });
+
+  it("write kubeconfigs with embedded or file credentials for the VIP endpoint", () => {
+    const k = parse(
+      renderKubeconfig({
+        cluster: "steps",
+        user: "lab-admin",
+        server: apiEndpoint(p),
+        ca: { pem: "CA" },
+        cert: { pem: "C" },
+        key: { file: "/k" },
+      }),
+    );
+    expect(k.clusters[0].cluster.server).toBe("https://10.220.0.10:6443");
+    expect(Buffer.from(k.clusters[0].cluster["certificate-authority-data"], "base64").toString()).toBe("CA");
+    expect(k.users[0].user["client-key"]).toBe("/k");
+    expect(k["current-context"]).toBe("lab-admin@steps");
+  });
+});
