@@ -97,6 +97,24 @@ export class FakeKubelet {
       await this.client
         .update("leases", { ...lease, spec: { ...lease.spec, renewTime: now } })
         .catch(() => undefined);
+      // Back from the dead (or marked Unknown by the node controller): report Ready again.
+      const node = await this.client.get("nodes", n);
+      if (!node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) {
+        const t = new Date().toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date;
+        const conditions = [
+          ...(node.status?.conditions ?? []).filter((c) => c.type !== "Ready"),
+          {
+            type: "Ready",
+            status: "True",
+            reason: "KubeletReady",
+            lastHeartbeatTime: t,
+            lastTransitionTime: t,
+          },
+        ];
+        await this.client
+          .updateStatus("nodes", { ...node, status: { ...node.status, conditions } })
+          .catch(() => undefined);
+      }
     }
     for (const p of (await this.client.list("pods")).items) {
       const node = p.spec?.nodeName;

@@ -228,6 +228,13 @@ describe("control loops on lab-server", () => {
     );
     // grace 4 s + eviction after 2 s + rescheduling, with slack for a busy machine
     expect(Date.now() - t0).toBeLessThan(25_000);
+    // The node comes back: Ready again, the taint goes, and its kubelet finishes the evictions.
+    kubelet.dead.delete(victim);
+    await until("node back", async () => {
+      const n = await client.get("nodes", victim);
+      return !n.spec?.taints?.some((t) => t.key === "node.kubernetes.io/unreachable");
+    });
+    await until("evicted pods gone", async () => (await webPods()).length === 4);
   });
 
   it("another controller manager takes over when the leader stops, and keeps reconciling", async () => {
@@ -274,12 +281,16 @@ describe("control loops on lab-server", () => {
     expect(live(await webPods()).map((p) => p.metadata?.uid)).toEqual(podsBefore);
   });
 
-  it("deleting the Deployment removes its ReplicaSets and pods (garbage collection)", async () => {
-    await client.delete("deployments", "web", "default", { propagationPolicy: "Background" });
+  it("foreground deletion removes pods, then ReplicaSets, then the Deployment (garbage collection)", async () => {
+    await kubectl("delete", "deployment/web", "--cascade=foreground", "--wait=false");
+    // While dependents remain, the Deployment is still there with the foregroundDeletion finalizer.
+    const d = await client.get("deployments", "web", "default").catch(() => undefined);
+    if (d) expect(d.metadata?.finalizers).toContain("foregroundDeletion");
     await until(
-      "ReplicaSets gone",
-      async () => (await client.list("replicasets", { namespace: "default" })).items.length === 0,
+      "Deployment gone",
+      async () => !(await client.get("deployments", "web", "default").catch(() => undefined)),
     );
-    await until("pods gone", async () => live(await webPods()).length === 0);
+    expect((await client.list("replicasets", { namespace: "default" })).items).toHaveLength(0);
+    expect(live(await webPods())).toHaveLength(0);
   });
 });
