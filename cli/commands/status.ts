@@ -1,9 +1,5 @@
 import type { Command } from "commander";
-import type { BootstrapRecord } from "../../bootstrap/index.ts";
-import { etcdClusterStatus, type EtcdMemberStatus } from "../../bootstrap/status.ts";
-import type { Machine } from "../../provisioners/provisioner.ts";
 import { silentReporter } from "../../topology/progress.ts";
-import { LabState } from "../../topology/state.ts";
 import { labStatus } from "../lab-run.ts";
 import { printJson, type GlobalOptions } from "../output.ts";
 import { resolveLabName } from "./lab-name.ts";
@@ -17,8 +13,6 @@ export function registerStatus(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const labName = await resolveLabName(name, opts.file);
       const { plan, machines } = await labStatus(labName, silentReporter);
-      const etcd =
-        plan && machines.some((m) => m.state === "running") ? await etcdStatus(labName) : undefined;
       const rows = machines.map((m) => {
         const node = plan?.nodes.find((n) => n.name === m.name);
         return { name: m.name, role: node?.role, address: node?.address, state: m.state, detail: m.detail };
@@ -29,7 +23,6 @@ export function registerStatus(program: Command): void {
           exists: plan !== undefined,
           provider: plan?.provider.type,
           machines: rows,
-          ...(etcd ? { etcd } : {}),
         });
         return;
       }
@@ -50,22 +43,5 @@ export function registerStatus(program: Command): void {
             .join("  ")
             .trimEnd() + "\n",
         );
-      if (etcd) {
-        const healthy = etcd.filter((m) => m.healthy).length;
-        const leader = etcd.find((m) => m.leader)?.name ?? "none";
-        process.stdout.write(`etcd: ${healthy}/${etcd.length} members healthy, leader ${leader}\n`);
-        for (const m of etcd.filter((x) => !x.healthy))
-          process.stdout.write(`  ${m.name} ${m.endpoint}: ${m.error ?? "unhealthy"}\n`);
-      }
     });
-}
-
-/** etcd members with health and leader, once the bootstrap has formed the cluster. */
-async function etcdStatus(labName: string): Promise<EtcdMemberStatus[] | undefined> {
-  const state = new LabState(labName);
-  const record = await state.readJson<BootstrapRecord>("bootstrap.json");
-  const machines = await state.readJson<Machine[]>("machines.json");
-  const plan = await state.readJson<Parameters<typeof etcdClusterStatus>[0]>("plan.json");
-  if (!record?.steps.etcd || !machines || !plan) return undefined;
-  return etcdClusterStatus(plan, machines, AbortSignal.timeout(30_000));
 }
