@@ -100,6 +100,14 @@ export function certSpecs(plan: Plan): CertSpec[] {
   specs.push({ id: "apiserver-etcd-client", ca: "etcd/ca", cn: "lab-server", usages: ["client"] });
   specs.push({ id: "apiserver", ca: "ca", cn: "lab-server", usages: ["server"], ...apiServerSANs(plan) });
   specs.push({ id: "admin", ca: "ca", cn: "lab-admin", o: ["system:masters"], usages: ["client"] });
+  // The scheduler and controllers inside lab-server reach the API like any other client.
+  specs.push({
+    id: "controller-manager",
+    ca: "ca",
+    cn: "system:lab-controller-manager",
+    o: ["system:masters"],
+    usages: ["client"],
+  });
   for (const n of plan.nodes) {
     specs.push({
       id: `nodes/${n.name}`,

@@ -38,7 +38,12 @@ export interface UpResult {
   machines: Machine[];
 }
 
-export async function labUp(loaded: LoadedLab, reporter: Reporter, signal?: AbortSignal): Promise<UpResult> {
+export async function labUp(
+  loaded: LoadedLab,
+  reporter: Reporter,
+  signal?: AbortSignal,
+  opts: { bootstrap?: boolean } = {},
+): Promise<UpResult> {
   const lab = loaded.lab;
   const state = new LabState(lab.metadata.name);
   await state.lock("up");
@@ -48,7 +53,7 @@ export async function labUp(loaded: LoadedLab, reporter: Reporter, signal?: Abor
     const provisioner = provisionerFor(p.provider.type);
     const machines = await provisioner.create({ plan: p, state, reporter, signal });
     await state.writeJson("machines.json", machines);
-    await bootstrapCluster({ plan: p, state, machines, reporter, signal });
+    if (opts.bootstrap !== false) await bootstrapCluster({ plan: p, state, machines, reporter, signal });
     return { plan: p, machines };
   } finally {
     state.unlockSync();

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { Command } from "commander";
 import { ApiServer } from "./apiserver.ts";
 import { EtcdStore } from "./storage/etcd-store.ts";
+import { addLoopOptions, runLoopsFromFlags, type LoopFlags } from "./loops-main.ts";
 
 /** `lab-server`: the API server process. Flags follow kube-apiserver's names. */
 export interface ServerFlags {
@@ -55,6 +56,10 @@ export async function startServer(
 }
 
 export function serverCommand(): Command {
+  return addLoopOptions(serverCommand0());
+}
+
+function serverCommand0(): Command {
   return new Command("lab-server")
     .description("Kubernetes-compatible API server over etcd")
     .requiredOption("--etcd-servers <urls>", "comma-separated etcd client URLs")
@@ -77,9 +82,15 @@ async function main(): Promise<void> {
   try {
     const { server, store, port } = await startServer(flags);
     process.stderr.write(`lab-server listening on https://${flags.bindAddress}:${port}\n`);
+    // Scheduler and controllers (leader-elected) talk to the API like any client, through --kubeconfig.
+    const loopsStop = new AbortController();
+    const loops = runLoopsFromFlags(cmd.opts<LoopFlags>(), loopsStop.signal, (line) =>
+      process.stderr.write(`lab-server: ${line}\n`),
+    ).catch((err: unknown) => process.stderr.write(`lab-server: control loops: ${(err as Error).message}\n`));
     const shutdown = (): void => {
-      void server
-        .stop()
+      loopsStop.abort(); // releases the leader leases so another master takes over at once
+      void loops
+        .then(() => server.stop())
         .then(() => store.close())
         .then(() => process.exit(0));
     };

@@ -34,6 +34,38 @@ export const HOST_TOOLS: HostTool[] = [
   { command: "ssh-keygen", pkg: "openssh-client", group: "lab", why: "generates lab and host SSH keys" },
   { command: "ssh", pkg: "openssh-client", group: "lab", why: "`lab ssh`" },
   { command: "zstd", pkg: "zstd", group: "lab", why: "unpacks the guest kernel modules for the initrd" },
+  {
+    command: "libvirtd",
+    pkg: "libvirt-daemon-system",
+    group: "libvirt",
+    why: "the libvirt daemon (qemu:///system); start it with scripts/start-libvirtd.sh",
+  },
+  {
+    command: "virt-qemu-run",
+    pkg: "libvirt-daemon-driver-qemu",
+    group: "libvirt",
+    why: "libvirt's QEMU driver: runs the lab's domains",
+  },
+  {
+    command: "virsh",
+    pkg: "libvirt-clients",
+    group: "libvirt",
+    why: "libvirt networks, storage pools and volumes",
+  },
+  {
+    command: "/usr/include/libvirt/libvirt.h",
+    pkg: "libvirt-dev",
+    group: "libvirt",
+    why: "@unraid/libvirt compiles against it at `npm ci` (install before npm ci)",
+  },
+  { command: "g++", pkg: "g++", group: "libvirt", why: "compiles the @unraid/libvirt binding at `npm ci`" },
+  { command: "make", pkg: "make", group: "libvirt", why: "compiles the @unraid/libvirt binding at `npm ci`" },
+  {
+    command: "as",
+    pkg: "binutils",
+    group: "test",
+    why: "libvirt tests assemble a trivial multiboot kernel",
+  },
   { command: "etcd", pkg: "etcd-server", group: "test", why: "integration tests start a real etcd" },
   { command: "etcdctl", pkg: "etcd-client", group: "test", why: "integration tests inspect etcd" },
   {
@@ -70,7 +102,12 @@ export const HOST_TOOLS: HostTool[] = [
     why: "pod networking (CNI)",
   },
   { command: "nft", pkg: "nftables", group: "test", why: "the service proxy" },
-  { command: "busybox", pkg: "busybox-static", group: "test", why: "the sample and pause container images" },
+  {
+    command: "busybox",
+    pkg: "busybox-static",
+    group: "lab",
+    why: "lab up builds the pause and sample images every node imports",
+  },
   { command: "skopeo", pkg: "skopeo", group: "test", why: "tests check the project's OCI image archives" },
   {
     command: "kubectl",

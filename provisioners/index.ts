@@ -2,10 +2,13 @@
 import { LabError } from "../topology/errors.ts";
 import type { Provider } from "../topology/schema.ts";
 import type { Provisioner } from "./provisioner.ts";
+import { LibvirtProvisioner } from "./libvirt/index.ts";
+import { guestDeps } from "./libvirt/guest.ts";
 import { qemuProvisioner } from "./qemu/index.ts";
 
 const PROVISIONERS: Partial<Record<Provider["type"], Provisioner>> = {
   qemu: qemuProvisioner,
+  libvirt: new LibvirtProvisioner(guestDeps),
 };
 
 export function provisionerFor(type: Provider["type"]): Provisioner {

@@ -1,4 +1,6 @@
 /** The `lab-agent` unit on every node (masters too, registered with a NoSchedule taint). */
+import { PAUSE_IMAGE } from "../images/oci/build.ts";
+import { renderCniConfig, renderContainerdConfig } from "./containerd-config.ts";
 import { HOST_PATHS } from "./paths.ts";
 import { renderServiceUnit } from "./systemd.ts";
 
@@ -54,4 +56,39 @@ export function renderLabAgentUnit(c: LabAgentConfig): string {
     // Containers belong to containerd; restarting the agent must not kill them.
     extra: ["KillMode=process"],
   });
+}
+
+/** containerd and CNI on a node: Debian's containerd.service reads these default locations. */
+export const NODE_CONTAINERD = {
+  config: "/etc/containerd/config.toml",
+  root: "/var/lib/containerd",
+  state: "/run/containerd",
+  socket: "/run/containerd/containerd.sock",
+  cniConfDir: "/etc/cni/net.d",
+  cniConf: "/etc/cni/net.d/10-lab.conflist",
+  /** The image archives lab uploads before importing them (kept: an unchanged hash skips both). */
+  imagesDir: `${HOST_PATHS.varLib}/images`,
+} as const;
+
+/**
+ * The node's containerd config. SystemdCgroup stays false even on systemd (cgroup v2) guests:
+ * lab-agent gives every pod a cgroupfs parent (`/lab-pods/pod<uid>`) and cleans those up itself;
+ * runc's systemd driver accepts only `slice:prefix:name` paths and would fail every sandbox.
+ * The cgroupfs driver works on cgroup v2 under systemd (as kubelet's cgroupfs driver does).
+ */
+export function renderNodeContainerdConfig(): string {
+  return renderContainerdConfig({
+    root: NODE_CONTAINERD.root,
+    state: NODE_CONTAINERD.state,
+    socket: NODE_CONTAINERD.socket,
+    cniConfDir: NODE_CONTAINERD.cniConfDir,
+    cniBinDir: "/usr/lib/cni",
+    sandboxImage: PAUSE_IMAGE,
+    systemdCgroup: false,
+  });
+}
+
+/** Bridge + host-local on the node's pod CIDR; pods reach other nodes' pods through lab-agent's routes. */
+export function renderNodeCniConfig(podCIDR: string): string {
+  return renderCniConfig({ podCidr: podCIDR });
 }

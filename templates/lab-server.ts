@@ -10,6 +10,8 @@ export interface LabServerConfig {
   securePort: number;
   bindAddress?: string;
   files?: Partial<ReturnType<typeof labServerHostFiles>>;
+  /** The leader-elected scheduler and controllers; without this lab-server only serves the API. */
+  loops?: { clusterCIDR: string; nodeCIDRMaskSize: number; podEvictionTimeoutSeconds: number };
 }
 
 export function labServerHostFiles() {
@@ -21,6 +23,9 @@ export function labServerHostFiles() {
     tlsCert: `${d}/apiserver.crt`,
     tlsKey: `${d}/apiserver.key`,
     clientCA: `${d}/ca.crt`,
+    loopsCert: `${d}/controller-manager.crt`,
+    loopsKey: `${d}/controller-manager.key`,
+    loopsKubeconfig: `${HOST_PATHS.etc}/server/controller-manager.kubeconfig`,
   };
 }
 
@@ -38,6 +43,14 @@ export function labServerArgs(c: LabServerConfig): string[] {
     `--secure-port=${c.securePort}`,
     `--advertise-address=${c.address}`,
     `--service-cluster-ip-range=${c.serviceClusterIPRange}`,
+    ...(c.loops
+      ? [
+          `--kubeconfig=${f.loopsKubeconfig}`,
+          `--cluster-cidr=${c.loops.clusterCIDR}`,
+          `--node-cidr-mask-size=${c.loops.nodeCIDRMaskSize}`,
+          `--pod-eviction-timeout=${c.loops.podEvictionTimeoutSeconds}`,
+        ]
+      : []),
   ];
 }
 

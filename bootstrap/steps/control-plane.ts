@@ -21,7 +21,7 @@ import {
   type StepContext,
   type StepOutcome,
 } from "./context.ts";
-import { apiServerFiles } from "./files.ts";
+import { apiServerFiles, controllerManagerFiles } from "./files.ts";
 import { adminGet } from "./wait-ready.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -120,11 +120,17 @@ export async function controlPlaneStep(ctx: StepContext): Promise<StepOutcome> {
       etcdServers,
       serviceClusterIPRange: ctx.plan.cluster.serviceCIDR,
       securePort: ctx.plan.cluster.apiServerPort,
+      loops: {
+        clusterCIDR: ctx.plan.cluster.podCIDR,
+        nodeCIDRMaskSize: ctx.plan.cluster.nodeCIDRMaskSize,
+        podEvictionTimeoutSeconds: ctx.plan.cluster.podEvictionTimeoutSeconds,
+      },
     });
     n += await installFiles(
       s,
       [
         ...(await apiServerFiles(ctx.state)),
+        ...(await controllerManagerFiles(ctx.state, ctx.plan.cluster.apiServerPort)),
         { path: `${HOST_PATHS.unitDir}/lab-server.service`, data: unit },
       ],
       ctx.signal,

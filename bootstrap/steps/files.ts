@@ -2,6 +2,8 @@
 import { readFile } from "node:fs/promises";
 import type { LabState } from "../../topology/state.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
+import { labServerHostFiles } from "../../templates/lab-server.ts";
+import { renderKubeconfig } from "../kubeconfig.ts";
 import type { RemoteFile } from "./context.ts";
 
 const pki = HOST_PATHS.pki;
@@ -36,6 +38,28 @@ export async function apiServerFiles(state: LabState): Promise<RemoteFile[]> {
     { path: `${pki}/apiserver.key`, data: serving.key, mode: 0o600 },
     { path: `${pki}/apiserver-etcd-client.crt`, data: etcdClient.cert },
     { path: `${pki}/apiserver-etcd-client.key`, data: etcdClient.key, mode: 0o600 },
+  ];
+}
+
+/**
+ * The identity of the scheduler and controllers inside lab-server, with a kubeconfig that points
+ * at the local apiserver (its serving certificate has 127.0.0.1 among its SANs).
+ */
+export async function controllerManagerFiles(state: LabState, port: number): Promise<RemoteFile[]> {
+  const f = labServerHostFiles();
+  const id = await pair(state, "controller-manager");
+  const kubeconfig = renderKubeconfig({
+    cluster: state.name,
+    user: "system:lab-controller-manager",
+    server: `https://127.0.0.1:${port}`,
+    ca: { file: f.clientCA },
+    cert: { file: f.loopsCert },
+    key: { file: f.loopsKey },
+  });
+  return [
+    { path: f.loopsCert, data: id.cert },
+    { path: f.loopsKey, data: id.key, mode: 0o600 },
+    { path: f.loopsKubeconfig, data: kubeconfig, mode: 0o600 },
   ];
 }
 

@@ -1,4 +1,12 @@
-import { renderLabAgentUnit, labAgentHostFiles } from "../../templates/lab-agent.ts";
+import { join } from "node:path";
+import { buildImageArchive, PAUSE, SAMPLE, type ImageSpec } from "../../images/oci/build.ts";
+import {
+  labAgentHostFiles,
+  NODE_CONTAINERD,
+  renderLabAgentUnit,
+  renderNodeCniConfig,
+  renderNodeContainerdConfig,
+} from "../../templates/lab-agent.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import { apiEndpoint, renderKubeconfig } from "../kubeconfig.ts";
@@ -10,6 +18,8 @@ import {
   type StepOutcome,
 } from "./context.ts";
 import { executable, installExecutable } from "./control-plane.ts";
+import { sha256File } from "../artifacts.ts";
+import { shq, type SshSession } from "../ssh.ts";
 import { nodeIdentityFiles } from "./files.ts";
 
 export const CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule";
@@ -35,13 +45,115 @@ export function agentConfig(plan: Plan, node: PlannedNode) {
   };
 }
 
-/** lab-agent on every node, with its own client certificate (CN=system:node:NAME). */
+/** An OCI archive built on the lab host for every node's containerd. */
+export interface ImageArchive {
+  name: string;
+  local: string;
+  remote: string;
+  sha256: string;
+}
+
+/** The pause and sample images, built once per run into the lab state (byte-identical each time). */
+const archives = new Map<string, Promise<ImageArchive[]>>();
+export function nodeImages(ctx: StepContext): Promise<ImageArchive[]> {
+  let a = archives.get(ctx.state.dir);
+  if (!a) {
+    a = Promise.all(
+      [PAUSE, SAMPLE].map(async (spec: ImageSpec) => {
+        const file = `${spec.name.replace(/^docker\.io\//, "").replace(/[/:]/g, "_")}.tar`;
+        const local = join(ctx.state.path("artifacts"), file);
+        await buildImageArchive(spec, local);
+        return {
+          name: spec.name,
+          local,
+          remote: `${NODE_CONTAINERD.imagesDir}/${file}`,
+          sha256: await sha256File(local),
+        };
+      }),
+    );
+    a.catch(() => archives.delete(ctx.state.dir));
+    archives.set(ctx.state.dir, a);
+  }
+  return a;
+}
+
+/**
+ * containerd as the node's runtime: config and CNI conflist written, the unit unmasked (the guest
+ * image masks it so it stays off until lab configures it), enabled and (re)started when its config
+ * changed. Restarting containerd leaves running containers alone (their shims outlive it).
+ */
+export async function ensureContainerd(
+  s: SshSession,
+  podCIDR: string,
+  signal?: AbortSignal,
+): Promise<number> {
+  await s.run(
+    `install -d -m 0755 /etc/containerd ${NODE_CONTAINERD.cniConfDir} ${NODE_CONTAINERD.imagesDir}`,
+    {
+      root: true,
+    },
+  );
+  const n = await installFiles(
+    s,
+    [
+      { path: NODE_CONTAINERD.config, data: renderNodeContainerdConfig() },
+      { path: NODE_CONTAINERD.cniConf, data: renderNodeCniConfig(podCIDR) },
+    ],
+    signal,
+  );
+  const unit = "containerd.service";
+  await s.run(
+    `systemctl unmask ${unit} >/dev/null 2>&1; systemctl enable ${unit} >/dev/null 2>&1; ` +
+      (n > 0
+        ? `systemctl restart ${unit}`
+        : `systemctl is-active --quiet ${unit} || systemctl start ${unit}`),
+    { root: true, what: "starting containerd" },
+  );
+  // the socket answers a moment after systemd calls the unit started
+  await s.run(
+    `for i in $(seq 1 100); do ctr --address ${NODE_CONTAINERD.socket} version >/dev/null 2>&1 && exit 0; sleep 0.1; done; ` +
+      `ctr --address ${NODE_CONTAINERD.socket} version`,
+    { root: true, what: "waiting for containerd's socket" },
+  );
+  return n;
+}
+
+/** Uploads and imports the image archives; skipped when the archive is unchanged and the image is there. */
+export async function importNodeImages(
+  s: SshSession,
+  images: ImageArchive[],
+  signal?: AbortSignal,
+): Promise<number> {
+  const ctr = `ctr --address ${NODE_CONTAINERD.socket} --namespace k8s.io`;
+  let n = 0;
+  for (const img of images) {
+    const uploaded = await s.upload({ file: img.local, sha256: img.sha256 }, img.remote, {
+      mode: 0o644,
+      signal,
+    });
+    const present = (await s.run(`${ctr} images ls -q name==${shq(img.name)}`, { root: true })).trim() !== "";
+    if (uploaded === "unchanged" && present) continue;
+    await s.run(`${ctr} images import ${shq(img.remote)} >/dev/null`, {
+      root: true,
+      what: `importing ${img.name}`,
+    });
+    n++;
+  }
+  return n;
+}
+
+/**
+ * On every node: containerd configured and running with the lab's pause and sample images, then
+ * lab-agent with its own client certificate (CN=system:node:NAME).
+ */
 export async function joinNodesStep(ctx: StepContext): Promise<StepOutcome> {
-  const agent = await executable(ctx, "lab-agent");
+  const [agent, images] = await Promise.all([executable(ctx, "lab-agent"), nodeImages(ctx)]);
   const f = labAgentHostFiles();
   const machines = ctx.plan.nodes.map((n) => ctx.machine(n.name));
   const changed = await forEachMachine(ctx, "join-nodes.install", machines, async (m, s) => {
     const node = ctx.planned(m.name);
+    const runtime =
+      (await ensureContainerd(s, node.podCIDR, ctx.signal)) + (await importNodeImages(s, images, ctx.signal));
     let n = await installExecutable(s, agent, ctx.signal);
     await s.run(`install -d -m 0700 ${f.stateDir} && install -d -m 0755 ${HOST_PATHS.etc}/agent`, {
       root: true,
@@ -67,7 +179,7 @@ export async function joinNodesStep(ctx: StepContext): Promise<StepOutcome> {
       ctx.signal,
     );
     await ensureUnitRunning(s, "lab-agent.service", n > 0);
-    return n > 0;
+    return n + runtime > 0;
   });
   return { changed: changed > 0, message: `lab-agent on ${machines.length} nodes` };
 }

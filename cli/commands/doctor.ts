@@ -1,4 +1,4 @@
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, existsSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import type { Command } from "commander";
 import { execa } from "execa";
@@ -21,7 +21,8 @@ function isExecutable(path: string): boolean {
 
 /** Finds a command on PATH (plus the sbin directories, which a non-root PATH may lack). */
 export function which(command: string, env: NodeJS.ProcessEnv = process.env): string | null {
-  if (command.includes("/")) return isExecutable(command) ? command : null;
+  // An absolute path names a file a package brings (a header, a plugin), not always an executable.
+  if (command.includes("/")) return existsSync(command) ? command : null;
   const dirs = (env.PATH ?? "").split(delimiter).concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
   for (const dir of dirs) {
     if (dir && isExecutable(join(dir, command))) return join(dir, command);

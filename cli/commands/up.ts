@@ -11,7 +11,11 @@ export function registerUp(program: Command): void {
     .command("up")
     .description("create the lab's machines (in parallel) and bootstrap the cluster; rerun to converge")
     .option("-f, --file <FILE>", "topology file (default: ./lab.yaml, else the built-in default)")
-    .action(async (opts: { file?: string }, cmd: Command) => {
+    .option(
+      "--machines-only",
+      "create the machines and stop before the cluster bootstrap (provisioner checks)",
+    )
+    .action(async (opts: { file?: string; machinesOnly?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const loaded = await loadTopology(opts.file);
       const nodes = (await planForUp(loaded.lab, new LabState(loaded.lab.metadata.name))).nodes.map(
@@ -24,7 +28,7 @@ export function registerUp(program: Command): void {
       process.once("SIGTERM", onSignal);
       let result: Awaited<ReturnType<typeof labUp>>;
       try {
-        result = await labUp(loaded, reporter, abort.signal);
+        result = await labUp(loaded, reporter, abort.signal, { bootstrap: !opts.machinesOnly });
       } catch (err) {
         if (!abort.signal.aborted) throw err;
         throw new LabError({

@@ -1,6 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { fileURLToPath } from "node:url";
+import protobuf from "protobufjs";
+import { CRI_PROTO } from "./api-proto.ts";
 import type {
   Container,
   ContainerConfig,
@@ -12,8 +13,6 @@ import type {
   PodSandboxStatus,
 } from "./types.ts";
 
-const PROTO = fileURLToPath(new URL("./api.proto", import.meta.url));
-
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
 type Stub = Record<
   string,
@@ -24,8 +23,7 @@ let loaded: grpc.GrpcObject | undefined;
 function definitions(): grpc.GrpcObject {
   // enums as names and int64 as numbers: nanosecond timestamps fit in a double well enough for status
   loaded ??= grpc.loadPackageDefinition(
-    protoLoader.loadSync(PROTO, {
-      keepCase: false,
+    protoLoader.fromJSON(protobuf.parse(CRI_PROTO, { keepCase: false }).root.toJSON(), {
       longs: Number,
       enums: String,
       defaults: true,

@@ -1,5 +1,5 @@
 /**
- * TypeScript shapes of the CRI v1 messages in api.proto, as @grpc/proto-loader decodes them
+ * TypeScript shapes of the CRI v1 messages in api-proto.ts, as @grpc/proto-loader decodes them
  * (camelCase fields, int64 as number, enums as their names, defaults filled in).
  */
 

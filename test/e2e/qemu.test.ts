@@ -90,7 +90,7 @@ describe("qemu provisioner (TCG)", () => {
   });
 
   it("lab up killed mid-way, then rerun, converges on the running VMs", async () => {
-    const first: ResultPromise = execa(process.execPath, [labBin, "--json", "up"], {
+    const first: ResultPromise = execa(process.execPath, [labBin, "--json", "up", "--machines-only"], {
       cwd: dir,
       env: env(),
       reject: false,
@@ -113,7 +113,7 @@ describe("qemu provisioner (TCG)", () => {
     await first;
 
     const t0 = Date.now();
-    const second = await lab(["--json", "up"]);
+    const second = await lab(["--json", "up", "--machines-only"]);
     const events = jsonLines(second.stdout);
     const starts = events.filter((e) => e.step === "vm.start");
     expect(starts.map((e) => [e.node, e.state]).sort()).toEqual([

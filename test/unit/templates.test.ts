@@ -105,6 +105,28 @@ describe("lab-server and lab-agent units", () => {
     expect(unit).toContain("Restart=always");
   });
 
+  it("starts the scheduler and controllers in lab-server with their own credentials and the pod network", () => {
+    const base = {
+      address: "10.0.0.11",
+      etcdServers: "https://a:2379",
+      serviceClusterIPRange: "10.96.0.0/16",
+      securePort: 6443,
+    };
+    expect(labServerArgs(base).some((a) => a.startsWith("--kubeconfig"))).toBe(false);
+    const args = labServerArgs({
+      ...base,
+      loops: { clusterCIDR: "10.244.0.0/16", nodeCIDRMaskSize: 24, podEvictionTimeoutSeconds: 60 },
+    });
+    expect(args).toEqual(
+      expect.arrayContaining([
+        "--kubeconfig=/etc/lab/server/controller-manager.kubeconfig",
+        "--cluster-cidr=10.244.0.0/16",
+        "--node-cidr-mask-size=24",
+        "--pod-eviction-timeout=60",
+      ]),
+    );
+  });
+
   it("registers masters with a NoSchedule taint and keeps containers when the agent restarts", () => {
     const unit = renderLabAgentUnit({
       nodeName: "master-1",

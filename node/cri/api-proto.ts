@@ -1,4 +1,8 @@
-// The subset of the CRI v1 API (k8s.io/cri-api, runtime.v1) that lab-agent uses.
+/**
+ * The CRI v1 subset as proto text, in a module rather than a .proto file so it travels inside the
+ * lab-agent bundle (a file next to the source would be missing on a node).
+ */
+export const CRI_PROTO = `// The subset of the CRI v1 API (k8s.io/cri-api, runtime.v1) that lab-agent uses.
 // Written by hand; message names, field names and field numbers follow the upstream API exactly,
 // so this talks to any CRI v1 runtime. Fields we never send or read are simply left out.
 syntax = "proto3";
@@ -342,3 +346,4 @@ message PullImageRequest {
   PodSandboxConfig sandbox_config = 3;
 }
 message PullImageResponse { string image_ref = 1; }
+`;

@@ -1,0 +1,260 @@
+/**
+ * Leader election on coordination.k8s.io/v1 Leases, as client-go's leaderelection package.
+ * Candidates race to create or take over one Lease with optimistic concurrency (the update carries
+ * the resourceVersion it read; a 409 means someone else won). The holder renews every retry period;
+ * if it cannot renew within the renew deadline it stops leading. A lease counts as expired when
+ * its record has not changed for leaseDurationSeconds of *this process's* clock, so clock skew
+ * between machines does not matter.
+ */
+import type { V1Lease } from "@kubernetes/client-node";
+import { setMaxListeners } from "node:events";
+import { sleep } from "./informer.ts";
+
+/** The three calls leader election makes; the typed REST client provides them. */
+export interface LeaseStore {
+  /** undefined when the Lease does not exist. */
+  get(namespace: string, name: string): Promise<V1Lease | undefined>;
+  /** Fails (409) when it exists already. */
+  create(lease: V1Lease): Promise<V1Lease>;
+  /** Fails (409) when metadata.resourceVersion is stale. */
+  update(lease: V1Lease): Promise<V1Lease>;
+}
+
+export interface LeaderElectionConfig {
+  store: LeaseStore;
+  namespace: string;
+  name: string;
+  /** Unique per candidate, e.g. `hostname_pid`. */
+  identity: string;
+  leaseDurationSeconds?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  /** Called once leadership is acquired; `signal` aborts when it is lost. */
+  onStartedLeading: (signal: AbortSignal) => void | Promise<void>;
+  onStoppedLeading?: () => void;
+  /** Called whenever the observed holder changes (also to someone else). */
+  onNewLeader?: (identity: string) => void;
+  /** On shutdown the holder clears holderIdentity so another candidate takes over at once. */
+  releaseOnCancel?: boolean;
+  onError?: (err: unknown) => void;
+  now?: () => number;
+}
+
+export const LEASE_DEFAULTS = { leaseDurationSeconds: 15, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
+
+/** What a candidate should do with the Lease it just read. Pure. */
+export type LeaseDecision =
+  | { action: "create"; lease: V1Lease }
+  | { action: "update"; lease: V1Lease }
+  | { action: "wait"; holder: string };
+
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
+
+/**
+ * Decide from the current Lease (or its absence) and whether its record has been unchanged for
+ * longer than its duration (`expired`, measured on the local clock by the caller).
+ */
+export function leaseDecision(
+  current: V1Lease | undefined,
+  args: {
+    namespace: string;
+    name: string;
+    identity: string;
+    leaseDurationSeconds: number;
+    nowMs: number;
+    expired: boolean;
+  },
+): LeaseDecision {
+  const now = microTime(args.nowMs) as unknown as Date;
+  if (!current) {
+    return {
+      action: "create",
+      lease: {
+        apiVersion: "coordination.k8s.io/v1",
+        kind: "Lease",
+        metadata: { namespace: args.namespace, name: args.name },
+        spec: {
+          holderIdentity: args.identity,
+          leaseDurationSeconds: args.leaseDurationSeconds,
+          acquireTime: now,
+          renewTime: now,
+          leaseTransitions: 0,
+        },
+      },
+    };
+  }
+  const spec = current.spec ?? {};
+  const holder = spec.holderIdentity ?? "";
+  const mine = holder === args.identity;
+  if (!mine && holder !== "" && !args.expired) return { action: "wait", holder };
+  const transitions = spec.leaseTransitions ?? 0;
+  return {
+    action: "update",
+    lease: {
+      ...current,
+      spec: {
+        ...spec,
+        holderIdentity: args.identity,
+        leaseDurationSeconds: args.leaseDurationSeconds,
+        acquireTime: mine ? spec.acquireTime : now,
+        renewTime: now,
+        leaseTransitions: mine ? transitions : transitions + 1,
+      },
+    },
+  };
+}
+
+function recordOf(lease: V1Lease | undefined): string {
+  const s = lease?.spec;
+  return JSON.stringify([s?.holderIdentity, String(s?.renewTime ?? ""), s?.leaseTransitions]);
+}
+
+export class LeaderElector {
+  private readonly leaseDurationSeconds: number;
+  private readonly renewDeadlineMs: number;
+  private readonly retryPeriodMs: number;
+  private readonly now: () => number;
+  private observedRecord = "";
+  private observedAt = 0;
+  private observedHolder = "";
+  private lastLease: V1Lease | undefined;
+  private leading = false;
+
+  constructor(private readonly cfg: LeaderElectionConfig) {
+    this.leaseDurationSeconds = cfg.leaseDurationSeconds ?? LEASE_DEFAULTS.leaseDurationSeconds;
+    this.renewDeadlineMs = cfg.renewDeadlineMs ?? LEASE_DEFAULTS.renewDeadlineMs;
+    this.retryPeriodMs = cfg.retryPeriodMs ?? LEASE_DEFAULTS.retryPeriodMs;
+    this.now = cfg.now ?? Date.now;
+    if (this.renewDeadlineMs >= this.leaseDurationSeconds * 1000)
+      throw new Error("leader election: renew deadline must be shorter than the lease duration");
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** Last observed holder identity ("" when none). */
+  get leader(): string {
+    return this.observedHolder;
+  }
+
+  /**
+   * Campaigns, leads, and campaigns again after losing the lease, until `signal` aborts; then
+   * releases the lease if held (and releaseOnCancel is not false).
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await this.acquire(signal);
+      if (signal.aborted) break;
+      await this.lead(signal);
+    }
+  }
+
+  /** One attempt to acquire or renew; true when this candidate holds the lease afterwards. */
+  async tryAcquireOrRenew(): Promise<boolean> {
+    const { store, namespace, name, identity } = this.cfg;
+    const current = await store.get(namespace, name);
+    const record = recordOf(current);
+    const nowMs = this.now();
+    if (record !== this.observedRecord) {
+      this.observedRecord = record;
+      this.observedAt = nowMs;
+    }
+    this.observe(current?.spec?.holderIdentity ?? "");
+    const expired = nowMs - this.observedAt > this.leaseDurationSeconds * 1000;
+    const decision = leaseDecision(current, {
+      namespace,
+      name,
+      identity,
+      leaseDurationSeconds: this.leaseDurationSeconds,
+      nowMs,
+      expired,
+    });
+    if (decision.action === "wait") return false;
+    const written =
+      decision.action === "create" ? await store.create(decision.lease) : await store.update(decision.lease);
+    this.lastLease = written;
+    this.observedRecord = recordOf(written);
+    this.observedAt = nowMs;
+    this.observe(identity);
+    return true;
+  }
+
+  private observe(holder: string): void {
+    if (holder !== this.observedHolder) {
+      this.observedHolder = holder;
+      if (holder) this.cfg.onNewLeader?.(holder);
+    }
+  }
+
+  private async attempt(): Promise<boolean> {
+    try {
+      return await this.tryAcquireOrRenew();
+    } catch (err) {
+      // 409: another candidate wrote first — the normal outcome of losing a race, not an error.
+      if ((err as { code?: unknown } | undefined)?.code !== 409) this.cfg.onError?.(err);
+      return false;
+    }
+  }
+
+  private async acquire(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      if (await this.attempt()) return;
+      await sleep(jitter(this.retryPeriodMs), signal);
+    }
+  }
+
+  private async lead(outer: AbortSignal): Promise<void> {
+    const ctl = new AbortController();
+    // Every informer and loop of the term listens on this signal.
+    setMaxListeners(0, ctl.signal);
+    const stop = (): void => ctl.abort();
+    outer.addEventListener("abort", stop, { once: true });
+    this.leading = true;
+    const work = Promise.resolve()
+      .then(() => this.cfg.onStartedLeading(ctl.signal))
+      .catch((err) => this.cfg.onError?.(err));
+    let lastRenew = this.now();
+    while (!outer.aborted) {
+      await sleep(this.retryPeriodMs, outer);
+      if (outer.aborted) break;
+      if (await this.attempt()) lastRenew = this.now();
+      else if (this.observedHolder !== this.cfg.identity || this.now() - lastRenew > this.renewDeadlineMs)
+        break;
+    }
+    outer.removeEventListener("abort", stop);
+    ctl.abort();
+    this.leading = false;
+    await work;
+    if (outer.aborted && this.cfg.releaseOnCancel !== false) await this.release();
+    this.cfg.onStoppedLeading?.();
+  }
+
+  /** Gives the lease up (holderIdentity cleared) if this candidate still holds it. */
+  async release(): Promise<void> {
+    const lease = this.lastLease;
+    if (!lease || lease.spec?.holderIdentity !== this.cfg.identity) return;
+    try {
+      const current = await this.cfg.store.get(this.cfg.namespace, this.cfg.name);
+      if (current?.spec?.holderIdentity !== this.cfg.identity) return;
+      await this.cfg.store.update({
+        ...current,
+        spec: {
+          ...current.spec,
+          holderIdentity: "",
+          leaseDurationSeconds: 1,
+          renewTime: microTime(this.now()) as unknown as Date,
+        },
+      });
+      this.lastLease = undefined;
+    } catch (err) {
+      this.cfg.onError?.(err);
+    }
+  }
+}
+
+function jitter(ms: number): number {
+  return ms * (1 + Math.random() * 0.2);
+}

@@ -1,0 +1,128 @@
+/**
+ * Runs the control loops of lab-server behind leader election: the controller manager (ReplicaSet,
+ * Deployment, Endpoints, node lifecycle, garbage collector, node IPAM) on the Lease
+ * kube-system/kube-controller-manager, the scheduler on kube-system/kube-scheduler. Every master
+ * runs both; one instance of each acts at a time. Informers are created afresh on every term of
+ * leadership, so a new leader starts from a fresh list, never from a stale cache.
+ */
+import type {
+  V1Deployment,
+  V1Endpoints,
+  V1Lease,
+  V1Node,
+  V1Pod,
+  V1ReplicaSet,
+  V1Service,
+} from "@kubernetes/client-node";
+import type { KubeObject } from "../api/informer.ts";
+import { Informer } from "../api/informer.ts";
+import type { LeaseStore } from "../api/leader-election.ts";
+import { LeaderElector } from "../api/leader-election.ts";
+import type { ListWatchFactory, ObjectWriter } from "./loop-client.ts";
+import { DeploymentController } from "./controllers/deployment.ts";
+import { EndpointsController } from "./controllers/endpoints.ts";
+import type { GcObject } from "./controllers/gc-decision.ts";
+import { GarbageCollector } from "./controllers/garbage-collector.ts";
+import { NodeIpamController } from "./controllers/node-ipam.ts";
+import type { NodeLifecycleConfig } from "./controllers/node-lifecycle.ts";
+import { NodeLifecycleController } from "./controllers/node-lifecycle.ts";
+import { ReplicaSetController } from "./controllers/replicaset.ts";
+import { Scheduler } from "./scheduler/scheduler.ts";
+
+export interface LoopsConfig {
+  lw: ListWatchFactory;
+  writer: ObjectWriter;
+  leases: LeaseStore;
+  /** Unique per process, e.g. `${hostname}_${pid}`. */
+  identity: string;
+  leaderElection?: { leaseDurationSeconds?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+  nodeLifecycle?: NodeLifecycleConfig;
+  /** Pod network to carve per-node CIDRs from; no IPAM without it. */
+  clusterCidr?: string;
+  nodeCidrMaskSize?: number;
+  /** Where loops report errors and leadership changes (the engine never prints). */
+  onEvent?: (e: {
+    component: string;
+    kind: "leading" | "stopped" | "leader" | "error";
+    detail?: string;
+  }) => void;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Builds and runs every controller until `signal` aborts (one term of leadership). */
+export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Promise<void> {
+  const onError = (err: unknown): void =>
+    cfg.onEvent?.({ component: "controller-manager", kind: "error", detail: errorText(err) });
+  const inf = <T extends KubeObject>(resource: Parameters<ListWatchFactory>[0], ns?: string): Informer<T> =>
+    new Informer<T>(cfg.lw<T>(resource, ns), { onError });
+  const pods = inf<V1Pod>("pods");
+  const nodes = inf<V1Node>("nodes");
+  const leases = inf<V1Lease>("leases", "kube-node-lease");
+  const replicaSets = inf<V1ReplicaSet>("replicasets");
+  const deployments = inf<V1Deployment>("deployments");
+  const services = inf<V1Service>("services");
+  const endpoints = inf<V1Endpoints>("endpoints");
+  const informers = [pods, nodes, leases, replicaSets, deployments, services, endpoints];
+  const running = informers.map((i) => i.run(signal));
+  await Promise.race([
+    Promise.all(informers.map((i) => i.waitForSync())),
+    new Promise((r) => signal.addEventListener("abort", r, { once: true })),
+  ]);
+  if (signal.aborted) {
+    await Promise.all(running);
+    return;
+  }
+  const w = cfg.writer;
+  const loops: Promise<void>[] = [
+    new ReplicaSetController(replicaSets, pods, w, onError).run(signal),
+    new DeploymentController(deployments, replicaSets, w, onError).run(signal),
+    new EndpointsController(services, pods, endpoints, w, onError).run(signal),
+    new NodeLifecycleController(nodes, leases, pods, w, cfg.nodeLifecycle, onError).run(signal),
+    new GarbageCollector(
+      {
+        Pod: { resource: "pods", informer: pods as Informer<GcObject & KubeObject> },
+        ReplicaSet: { resource: "replicasets", informer: replicaSets as Informer<GcObject & KubeObject> },
+        Deployment: { resource: "deployments", informer: deployments as Informer<GcObject & KubeObject> },
+      },
+      w,
+      onError,
+    ).run(signal),
+  ];
+  if (cfg.clusterCidr)
+    loops.push(new NodeIpamController(nodes, w, cfg.clusterCidr, cfg.nodeCidrMaskSize, onError).run(signal));
+  await Promise.all([...loops, ...running]);
+}
+
+function elect(cfg: LoopsConfig, name: string, work: (signal: AbortSignal) => Promise<void>): LeaderElector {
+  return new LeaderElector({
+    ...cfg.leaderElection,
+    store: cfg.leases,
+    namespace: "kube-system",
+    name,
+    identity: cfg.identity,
+    onStartedLeading: (s) => {
+      cfg.onEvent?.({ component: name, kind: "leading" });
+      return work(s);
+    },
+    onStoppedLeading: () => cfg.onEvent?.({ component: name, kind: "stopped" }),
+    onNewLeader: (id) => cfg.onEvent?.({ component: name, kind: "leader", detail: id }),
+    onError: (err) => cfg.onEvent?.({ component: name, kind: "error", detail: errorText(err) }),
+  });
+}
+
+/** The controller manager, leader-elected. Resolves after `signal` aborts and the lease is released. */
+export function runControllerManager(cfg: LoopsConfig, signal: AbortSignal): Promise<void> {
+  return elect(cfg, "kube-controller-manager", (s) => runControllers(cfg, s)).run(signal);
+}
+
+/** The scheduler, leader-elected on its own lease. */
+export function runScheduler(cfg: LoopsConfig, signal: AbortSignal): Promise<void> {
+  const onError = (err: unknown): void =>
+    cfg.onEvent?.({ component: "kube-scheduler", kind: "error", detail: errorText(err) });
+  return elect(cfg, "kube-scheduler", (s) => new Scheduler(cfg.lw, cfg.writer, { onError }).run(s)).run(
+    signal,
+  );
+}

@@ -1,0 +1,195 @@
+/** The ReplicaSet controller loop: informers on ReplicaSets and pods, reconcile = replicaSetDiff. */
+import type { V1Pod, V1ReplicaSet } from "@kubernetes/client-node";
+import type { Informer } from "../../api/informer.ts";
+import { objectKey } from "../../api/informer.ts";
+import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
+import type { ObjectWriter } from "../loop-client.ts";
+import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
+import { stableStringify } from "./deployment-rollout.ts";
+import { Expectations } from "./expectations.ts";
+import { controllerRef, ownerRefFor, selectorMatches } from "./labels.ts";
+import { generateName } from "./names.ts";
+import { replicaSetDiff } from "./replicaset-diff.ts";
+
+/** At most this many pod creations per reconcile, so a huge scale-up cannot flood the server at once. */
+const BURST = 500;
+
+export class ReplicaSetController {
+  readonly queue = new WorkQueue({ baseDelayMs: 50, maxDelayMs: 30_000 });
+  readonly expectations = new Expectations();
+
+  constructor(
+    private readonly replicaSets: Informer<V1ReplicaSet>,
+    private readonly pods: Informer<V1Pod>,
+    private readonly w: ObjectWriter,
+    private readonly onError?: (err: unknown) => void,
+  ) {
+    const enqueueRs = (rs: V1ReplicaSet): void => this.queue.add(objectKey(rs));
+    replicaSets.on({
+      add: enqueueRs,
+      update: (_o, n) => enqueueRs(n),
+      delete: (rs) => {
+        this.expectations.forget(objectKey(rs));
+        enqueueRs(rs);
+      },
+    });
+    pods.on({
+      add: (p) => {
+        const owner = this.ownerKey(p);
+        if (owner) this.expectations.creationObserved(owner);
+        this.enqueueFor(p);
+      },
+      update: (old, p) => {
+        if (p.metadata?.deletionTimestamp && !old.metadata?.deletionTimestamp) {
+          const owner = this.ownerKey(p);
+          if (owner) this.expectations.deletionObserved(owner, objectKey(p));
+        }
+        this.enqueueFor(p);
+        if (stableStringify(old.metadata?.labels) !== stableStringify(p.metadata?.labels))
+          this.enqueueFor(old);
+      },
+      delete: (p) => {
+        const owner = this.ownerKey(p);
+        if (owner) this.expectations.deletionObserved(owner, objectKey(p));
+        this.enqueueFor(p);
+      },
+    });
+  }
+
+  private ownerKey(p: V1Pod): string | undefined {
+    const ref = controllerRef(p);
+    return ref?.kind === "ReplicaSet" ? `${p.metadata?.namespace}/${ref.name}` : undefined;
+  }
+
+  /** The pod's controller, or for an orphan every ReplicaSet that might adopt it. */
+  private enqueueFor(p: V1Pod): void {
+    const owner = this.ownerKey(p);
+    if (owner) return this.queue.add(owner);
+    if (controllerRef(p)) return;
+    for (const rs of this.replicaSets.list(p.metadata?.namespace))
+      if (selectorMatches(rs.spec?.selector, p.metadata?.labels)) this.queue.add(objectKey(rs));
+  }
+
+  run(signal: AbortSignal, workers = 2): Promise<void> {
+    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
+    for (const rs of this.replicaSets.cache.values()) this.queue.add(objectKey(rs));
+    return runWorkers(this.queue, (k) => this.reconcile(k), { workers, onError: this.onError });
+  }
+
+  async reconcile(key: string): Promise<void> {
+    const rs = this.replicaSets.get(key);
+    if (!rs) return;
+    const ns = rs.metadata?.namespace ?? "default";
+    const diff = replicaSetDiff(rs, this.pods.list(ns), Date.now());
+    for (const p of diff.adopt)
+      await this.updatePod(p, [
+        ...(p.metadata?.ownerReferences ?? []),
+        ownerRefFor(rs, "apps/v1", "ReplicaSet"),
+      ]);
+    for (const p of diff.release)
+      await this.updatePod(
+        p,
+        (p.metadata?.ownerReferences ?? []).filter((r) => r.uid !== rs.metadata?.uid),
+      );
+    if (this.expectations.satisfied(key)) {
+      if (diff.create > 0) await this.createPods(rs, key, Math.min(diff.create, BURST));
+      else if (diff.delete.length > 0) await this.deletePods(rs, key, diff.delete);
+    }
+    const cur = stableStringify({ ...rs.status, conditions: undefined });
+    const want = stableStringify({ ...rs.status, ...diff.status, conditions: undefined });
+    if (cur !== want) {
+      try {
+        await this.w.updateStatus("replicasets", ns, { ...rs, status: { ...rs.status, ...diff.status } });
+      } catch (err) {
+        if (!isConflict(err) && !isNotFound(err)) throw err;
+        if (isConflict(err)) this.queue.addAfter(key, 100); // newer object on its way through the watch
+      }
+    }
+  }
+
+  private async updatePod(
+    p: V1Pod,
+    ownerReferences: V1Pod["metadata"] extends infer M
+      ? M extends { ownerReferences?: infer R }
+        ? R
+        : never
+      : never,
+  ): Promise<void> {
+    try {
+      await this.w.update("pods", p.metadata?.namespace, {
+        ...p,
+        metadata: { ...p.metadata, ownerReferences },
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  private async createPods(rs: V1ReplicaSet, key: string, n: number): Promise<void> {
+    this.expectations.expect(key, n, []);
+    const ns = rs.metadata?.namespace ?? "default";
+    const t = rs.spec?.template;
+    const results = await Promise.allSettled(
+      Array.from({ length: n }, () =>
+        this.w.create<V1Pod>("pods", ns, {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: {
+            name: generateName(`${rs.metadata?.name}-`),
+            namespace: ns,
+            labels: t?.metadata?.labels,
+            annotations: t?.metadata?.annotations,
+            ownerReferences: [ownerRefFor(rs, "apps/v1", "ReplicaSet")],
+          },
+          spec: structuredClone(t?.spec) ?? { containers: [] },
+        }),
+      ),
+    );
+    const failed = results.filter((r) => r.status === "rejected");
+    for (let i = 0; i < failed.length; i++) this.expectations.creationFailed(key);
+    if (failed.length > 0) {
+      const reason = (failed[0] as PromiseRejectedResult).reason as Error;
+      await recordEvent(
+        this.w,
+        "replicaset-controller",
+        { apiVersion: "apps/v1", kind: "ReplicaSet", ...rs },
+        "Warning",
+        "FailedCreate",
+        `Error creating: ${reason?.message ?? reason}`,
+      );
+      throw reason;
+    }
+    await recordEvent(
+      this.w,
+      "replicaset-controller",
+      { apiVersion: "apps/v1", kind: "ReplicaSet", ...rs },
+      "Normal",
+      "SuccessfulCreate",
+      `Created ${n} pod(s)`,
+    );
+  }
+
+  private async deletePods(rs: V1ReplicaSet, key: string, pods: V1Pod[]): Promise<void> {
+    this.expectations.expect(key, 0, pods.map(objectKey));
+    const results = await Promise.allSettled(
+      pods.map((p) =>
+        this.w.delete("pods", p.metadata?.namespace, p.metadata?.name ?? "", { uid: p.metadata?.uid }),
+      ),
+    );
+    results.forEach((r, i) => {
+      // Already gone: its deletion will not be observed as an event any more.
+      if (r.status === "rejected" || !this.pods.get(objectKey(pods[i]!)))
+        this.expectations.deletionObserved(key, objectKey(pods[i]!));
+    });
+    const failed = results.find((r) => r.status === "rejected" && !isNotFound(r.reason));
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    await recordEvent(
+      this.w,
+      "replicaset-controller",
+      { apiVersion: "apps/v1", kind: "ReplicaSet", ...rs },
+      "Normal",
+      "SuccessfulDelete",
+      `Deleted ${pods.length} pod(s)`,
+    );
+  }
+}

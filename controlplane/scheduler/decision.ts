@@ -1,0 +1,273 @@
+/**
+ * The scheduler's decision, pure: which node a pod goes to, or why none fits. Filters as
+ * kube-scheduler's default plugins (NodeUnschedulable, TaintToleration, NodeResourcesFit,
+ * NodeAffinity incl. nodeSelector, NodePorts) and scores (LeastAllocated, BalancedAllocation,
+ * spreading of pods with the same owner).
+ */
+import type {
+  V1Node,
+  V1NodeSelectorRequirement,
+  V1Pod,
+  V1Taint,
+  V1Toleration,
+} from "@kubernetes/client-node";
+import { milliCpu, parseQuantity } from "./quantity.ts";
+
+export interface Resources {
+  milliCpu: number;
+  memory: number;
+  pods: number;
+}
+
+/** Requests of a pod: sum over containers, at least the max of init containers (as kubelet computes). */
+export function podRequests(pod: V1Pod): Resources {
+  // Objects from the cache are replaced, never mutated, so results can be kept per object.
+  const cached = requestsCache.get(pod);
+  if (cached) return cached;
+  const r = computePodRequests(pod);
+  requestsCache.set(pod, r);
+  return r;
+}
+const requestsCache = new WeakMap<V1Pod, Resources>();
+const allocatableCache = new WeakMap<V1Node, Resources>();
+
+function computePodRequests(pod: V1Pod): Resources {
+  let cpu = 0;
+  let mem = 0;
+  for (const c of pod.spec?.containers ?? []) {
+    cpu += milliCpu(c.resources?.requests?.cpu);
+    mem += parseQuantity(c.resources?.requests?.memory);
+  }
+  for (const c of pod.spec?.initContainers ?? []) {
+    cpu = Math.max(cpu, milliCpu(c.resources?.requests?.cpu));
+    mem = Math.max(mem, parseQuantity(c.resources?.requests?.memory));
+  }
+  for (const [k, v] of Object.entries(pod.spec?.overhead ?? {})) {
+    if (k === "cpu") cpu += milliCpu(v);
+    if (k === "memory") mem += parseQuantity(v);
+  }
+  return { milliCpu: cpu, memory: mem, pods: 1 };
+}
+
+export function nodeAllocatable(node: V1Node): Resources {
+  const cached = allocatableCache.get(node);
+  if (cached) return cached;
+  const r = computeAllocatable(node);
+  allocatableCache.set(node, r);
+  return r;
+}
+
+function computeAllocatable(node: V1Node): Resources {
+  const a = node.status?.allocatable ?? node.status?.capacity ?? {};
+  return {
+    milliCpu: milliCpu(a.cpu),
+    memory: parseQuantity(a.memory),
+    pods: a.pods === undefined ? 110 : parseQuantity(a.pods),
+  };
+}
+
+export function isNodeReady(node: V1Node): boolean {
+  return (node.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
+}
+
+/** A pod still holds its node's resources until it is terminal. */
+export function podHoldsResources(pod: V1Pod): boolean {
+  const phase = pod.status?.phase;
+  return !!pod.spec?.nodeName && phase !== "Succeeded" && phase !== "Failed";
+}
+
+export function tolerates(t: V1Toleration, taint: V1Taint): boolean {
+  if (t.effect && t.effect !== taint.effect) return false;
+  if (t.operator === "Exists") return !t.key || t.key === taint.key;
+  return t.key === taint.key && (t.value ?? "") === (taint.value ?? "");
+}
+
+export function untoleratedTaint(pod: V1Pod, node: V1Node): V1Taint | undefined {
+  return (node.spec?.taints ?? []).find(
+    (taint) =>
+      (taint.effect === "NoSchedule" || taint.effect === "NoExecute") &&
+      !(pod.spec?.tolerations ?? []).some((t) => tolerates(t, taint)),
+  );
+}
+
+function matchesRequirement(req: V1NodeSelectorRequirement, labels: Record<string, string>): boolean {
+  const has = Object.prototype.hasOwnProperty.call(labels, req.key);
+  const v = labels[req.key];
+  const values = req.values ?? [];
+  switch (req.operator) {
+    case "In":
+      return has && values.includes(v!);
+    case "NotIn":
+      return !has || !values.includes(v!);
+    case "Exists":
+      return has;
+    case "DoesNotExist":
+      return !has;
+    case "Gt":
+      return has && Number(v) > Number(values[0]);
+    case "Lt":
+      return has && Number(v) < Number(values[0]);
+    default:
+      return false;
+  }
+}
+
+export function matchesNodeSelectorAndAffinity(pod: V1Pod, node: V1Node): boolean {
+  const labels = node.metadata?.labels ?? {};
+  for (const [k, v] of Object.entries(pod.spec?.nodeSelector ?? {})) if (labels[k] !== v) return false;
+  const required = pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution;
+  if (!required) return true;
+  // Terms are ORed; expressions within a term ANDed; an empty term matches nothing.
+  return required.nodeSelectorTerms.some(
+    (term) =>
+      (term.matchExpressions?.length ?? 0) > 0 &&
+      term.matchExpressions!.every((r) => matchesRequirement(r, labels)),
+  );
+}
+
+function hostPorts(pod: V1Pod): string[] {
+  const out: string[] = [];
+  for (const c of pod.spec?.containers ?? [])
+    for (const p of c.ports ?? [])
+      if (p.hostPort) out.push(`${p.protocol ?? "TCP"}/${p.hostIP ?? "0.0.0.0"}/${p.hostPort}`);
+  return out;
+}
+
+function portsConflict(a: string, b: string): boolean {
+  const [pa, ia, na] = a.split("/");
+  const [pb, ib, nb] = b.split("/");
+  return pa === pb && na === nb && (ia === ib || ia === "0.0.0.0" || ib === "0.0.0.0");
+}
+
+/** Pods per node name and the resources they request, built once per scheduling cycle. */
+export interface NodeUsage {
+  requested: Resources;
+  hostPorts: string[];
+  /** Owner UID → count, for spreading. */
+  owners: Map<string, number>;
+}
+
+export function usageByNode(pods: Iterable<V1Pod>): Map<string, NodeUsage> {
+  const m = new Map<string, NodeUsage>();
+  for (const p of pods) addPodToUsage(m, p);
+  return m;
+}
+
+export function addPodToUsage(m: Map<string, NodeUsage>, p: V1Pod): void {
+  if (!podHoldsResources(p)) return;
+  const node = p.spec!.nodeName!;
+  let u = m.get(node);
+  if (!u)
+    m.set(node, (u = { requested: { milliCpu: 0, memory: 0, pods: 0 }, hostPorts: [], owners: new Map() }));
+  const r = podRequests(p);
+  u.requested.milliCpu += r.milliCpu;
+  u.requested.memory += r.memory;
+  u.requested.pods += 1;
+  u.hostPorts.push(...hostPorts(p));
+  const owner = controllerUid(p);
+  if (owner) u.owners.set(owner, (u.owners.get(owner) ?? 0) + 1);
+}
+
+export function controllerUid(p: V1Pod): string | undefined {
+  return p.metadata?.ownerReferences?.find((o) => o.controller)?.uid;
+}
+
+/** Why a node cannot take the pod, in kube-scheduler's words; empty when it can. */
+export function filterNode(pod: V1Pod, node: V1Node, usage: NodeUsage | undefined): string[] {
+  const reasons: string[] = [];
+  if (!isNodeReady(node)) reasons.push("node(s) were not ready");
+  if (
+    node.spec?.unschedulable &&
+    !(pod.spec?.tolerations ?? []).some((t) => t.key === "node.kubernetes.io/unschedulable")
+  )
+    reasons.push("node(s) were unschedulable");
+  const taint = untoleratedTaint(pod, node);
+  if (taint) reasons.push(`node(s) had untolerated taint {${taint.key}: ${taint.value ?? ""}}`);
+  if (!matchesNodeSelectorAndAffinity(pod, node))
+    reasons.push("node(s) didn't match Pod's node affinity/selector");
+  const alloc = nodeAllocatable(node);
+  const req = podRequests(pod);
+  const used = usage?.requested ?? { milliCpu: 0, memory: 0, pods: 0 };
+  if (used.pods + 1 > alloc.pods) reasons.push("Too many pods");
+  if (req.milliCpu > 0 && used.milliCpu + req.milliCpu > alloc.milliCpu) reasons.push("Insufficient cpu");
+  if (req.memory > 0 && used.memory + req.memory > alloc.memory) reasons.push("Insufficient memory");
+  const mine = hostPorts(pod);
+  if (mine.some((a) => (usage?.hostPorts ?? []).some((b) => portsConflict(a, b))))
+    reasons.push("node(s) didn't have free ports for the requested pod ports");
+  return reasons;
+}
+
+/** Scheduler defaults for pods that request nothing, so they still spread by "size". */
+const DEFAULT_MILLI_CPU = 100;
+const DEFAULT_MEMORY = 200 * 1024 * 1024;
+
+/** Score 0–100 per plugin, summed: least allocated, balanced allocation, owner spreading (weight 2). */
+export function scoreNode(pod: V1Pod, node: V1Node, usage: NodeUsage | undefined): number {
+  const alloc = nodeAllocatable(node);
+  const req = podRequests(pod);
+  const used = usage?.requested ?? { milliCpu: 0, memory: 0, pods: 0 };
+  const cpu = used.milliCpu + (req.milliCpu || DEFAULT_MILLI_CPU);
+  const mem = used.memory + (req.memory || DEFAULT_MEMORY);
+  const cpuFrac = alloc.milliCpu > 0 ? Math.min(1, cpu / alloc.milliCpu) : 1;
+  const memFrac = alloc.memory > 0 ? Math.min(1, mem / alloc.memory) : 1;
+  const least = ((1 - cpuFrac) * 100 + (1 - memFrac) * 100) / 2;
+  const balanced = (1 - Math.abs(cpuFrac - memFrac)) * 100;
+  const owner = controllerUid(pod);
+  const same = owner ? (usage?.owners.get(owner) ?? 0) : 0;
+  // Fewer pods of the same owner → higher; 1/(1+n) keeps it monotonic without knowing the maximum.
+  const spread = owner ? 100 / (1 + same) : 100;
+  return least + balanced + 2 * spread;
+}
+
+export type ScheduleDecision =
+  { node: string; score: number } | { reasons: Record<string, string[]>; message: string };
+
+/**
+ * Picks the best feasible node for the pod; ties go to the lexically first name so that the result
+ * is deterministic. Without a fit, says per node why not, with kube-scheduler's summary message.
+ */
+export function scheduleDecision(
+  pod: V1Pod,
+  nodes: V1Node[],
+  usage: Map<string, NodeUsage>,
+): ScheduleDecision {
+  const reasons: Record<string, string[]> = {};
+  let best: { node: string; score: number } | undefined;
+  for (const node of nodes) {
+    const name = node.metadata?.name ?? "";
+    if (node.metadata?.deletionTimestamp) {
+      reasons[name] = ["node(s) were being deleted"];
+      continue;
+    }
+    const u = usage.get(name);
+    const r = filterNode(pod, node, u);
+    if (r.length > 0) {
+      reasons[name] = r;
+      continue;
+    }
+    const score = scoreNode(pod, node, u);
+    if (!best || score > best.score || (score === best.score && name < best.node))
+      best = { node: name, score };
+  }
+  if (best) return best;
+  return { reasons, message: failureMessage(nodes.length, reasons) };
+}
+
+/** "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) were not ready." */
+export function failureMessage(total: number, reasons: Record<string, string[]>): string {
+  const counts = new Map<string, number>();
+  for (const rs of Object.values(reasons)) for (const r of rs) counts.set(r, (counts.get(r) ?? 0) + 1);
+  const parts = [...counts].map(([r, n]) => `${n} ${r}`).sort();
+  return `0/${total} nodes are available${parts.length ? ": " + parts.join(", ") : ""}.`;
+}
+
+/** Pods this scheduler should place: no node yet, not being deleted, our schedulerName, not terminal. */
+export function needsScheduling(pod: V1Pod, schedulerName = "default-scheduler"): boolean {
+  return (
+    !pod.spec?.nodeName &&
+    !pod.metadata?.deletionTimestamp &&
+    (pod.spec?.schedulerName ?? "default-scheduler") === schedulerName &&
+    pod.status?.phase !== "Succeeded" &&
+    pod.status?.phase !== "Failed"
+  );
+}

@@ -1,0 +1,262 @@
+/**
+ * lab-agent: the node agent. Registers the Node and keeps its Lease and Ready condition fresh,
+ * runs the pods bound to this node through containerd (PodAgent), programs the service proxy from
+ * Services and Endpoints, and routes to the other nodes' pod CIDRs. Installed as a systemd unit by
+ * the bootstrap's join-nodes step (templates/lab-agent.ts). SIGTERM stops the agent, not the
+ * containers: a restarted agent adopts them.
+ */
+import type { V1Endpoints, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
+import { Command, Option } from "commander";
+import { mkdir } from "node:fs/promises";
+import { hostname } from "node:os";
+import { fileURLToPath } from "node:url";
+import { ApiStatusError, readKubeconfig } from "../api/client.ts";
+import { PodAgent, type AgentEvent, type PodStatusSink } from "./agent.ts";
+import { FailoverClient } from "./api/failover.ts";
+import { listWatch } from "./api/list-watch.ts";
+import { CriClient } from "./cri/client.ts";
+import { Heartbeat, hostFacts } from "./heartbeat.ts";
+import { parseLabels, parseTaints, type NodeRegistration } from "./node-status.ts";
+import { ServiceProxy } from "./proxy/proxy.ts";
+import { desiredRoutes, syncRoutes } from "./routes.ts";
+
+export interface AgentFlags {
+  kubeconfig: string;
+  nodeName: string;
+  nodeIp: string;
+  podCidr?: string;
+  apiServers?: string;
+  clusterDomain: string;
+  clusterDns?: string;
+  serviceClusterIpRange?: string;
+  stateDir: string;
+  registerWithTaints?: string;
+  nodeLabels?: string;
+  containerRuntimeEndpoint: string;
+  podLogDir: string;
+  cgroupRoot: string;
+  maxPods: string;
+  netns?: string;
+}
+
+const list = (s: string | undefined): string[] =>
+  (s ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+export function agentCommand(): Command {
+  return new Command("lab-agent")
+    .description("lab's node agent: registers the node and runs its pods through containerd (CRI)")
+    .requiredOption("--kubeconfig <path>", "kubeconfig with this node's client certificate")
+    .option("--node-name <name>", "the Node's name", hostname())
+    .requiredOption("--node-ip <ip>", "the node's InternalIP (pods' hostIP, other nodes route pods via it)")
+    .option("--pod-cidr <cidr>", "pod CIDR to register, unless the Node already has one")
+    .option(
+      "--api-servers <urls>",
+      "comma-separated API server URLs to fail over among (default: the kubeconfig's server)",
+    )
+    .option("--cluster-domain <domain>", "cluster DNS domain for pods' search paths", "cluster.local")
+    .option("--cluster-dns <ips>", "comma-separated cluster DNS server IPs for pods")
+    .option("--service-cluster-ip-range <cidr>", "the Service ClusterIP range (informational)")
+    .option("--state-dir <dir>", "the agent's own state", "/var/lib/lab/agent")
+    .option("--register-with-taints <taints>", "taints to register the Node with: key[=value]:Effect,...")
+    .option("--node-labels <labels>", "labels to register the Node with: key=value,...")
+    .option(
+      "--container-runtime-endpoint <socket>",
+      "containerd's CRI socket",
+      "/run/containerd/containerd.sock",
+    )
+    .option("--pod-log-dir <dir>", "where container logs go", "/var/log/pods")
+    .option("--cgroup-root <path>", "cgroupfs parent of every pod cgroup", "/lab-pods")
+    .option("--max-pods <n>", "pods capacity to report", "110")
+    .addOption(
+      new Option(
+        "--netns <name>",
+        "program routes and the service proxy inside this network namespace (tests)",
+      ).hideHelp(),
+    );
+}
+
+type Log = (msg: string) => void;
+
+function describeEvent(e: AgentEvent): string {
+  switch (e.kind) {
+    case "action":
+      return `pod ${e.pod}: ${e.action.kind}${"container" in e.action ? ` ${String(e.action.container)}` : ""}`;
+    case "error":
+      return `error${e.pod ? ` (pod ${e.pod})` : ""}: ${e.message}`;
+    case "unhealthy":
+      return `pod ${e.pod}: container ${e.container} failed its ${e.probe} probe`;
+  }
+}
+
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+const ignoreNotFound = (err: unknown): void => {
+  if (!(err instanceof ApiStatusError && err.code === 404)) throw err;
+};
+
+/** Starts everything; resolves to a stop function once the Node is registered. */
+export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Promise<() => Promise<void>> {
+  const creds = await readKubeconfig(f.kubeconfig);
+  const servers = f.apiServers ? list(f.apiServers) : [creds.server];
+  const client = new FailoverClient(servers, creds);
+  const cri = new CriClient(f.containerRuntimeEndpoint);
+  await mkdir(f.stateDir, { recursive: true, mode: 0o700 });
+  const prefix = f.netns ? ["nsenter", `--net=/run/netns/${f.netns}`] : [];
+
+  const registration: NodeRegistration = {
+    nodeName: f.nodeName,
+    nodeIP: f.nodeIp,
+    podCIDR: f.podCidr,
+    labels: parseLabels(f.nodeLabels ?? ""),
+    taints: parseTaints(f.registerWithTaints ?? ""),
+    ...(await hostFacts(cri, Number(f.maxPods))),
+  };
+  const heartbeat = new Heartbeat({
+    client,
+    cri,
+    registration,
+    onError: (what, err) => log(`${what}: ${errText(err)} (API ${client.current})`),
+  });
+  // The API may not be up yet (the node boots with the masters): keep trying.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const node = await heartbeat.register();
+      log(`registered node ${f.nodeName} (podCIDR ${node.spec?.podCIDR ?? "none"}) via ${client.current}`);
+      break;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      if (attempt % 5 === 0) log(`registering node ${f.nodeName}: ${errText(err)}; retrying`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  heartbeat.start();
+
+  const sink: PodStatusSink = {
+    async podStatus(pod, status) {
+      // no resourceVersion: status is the agent's alone, so a plain overwrite
+      await client
+        .updateStatus("pods", {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name: pod.metadata!.name!, namespace: pod.metadata!.namespace! },
+          status,
+        })
+        .catch(ignoreNotFound);
+    },
+    async podTerminated(pod) {
+      await client
+        .delete("pods", pod.metadata!.name!, pod.metadata!.namespace, {
+          gracePeriodSeconds: 0,
+          preconditions: { uid: pod.metadata!.uid! },
+        })
+        .catch(ignoreNotFound);
+    },
+  };
+  const agent = new PodAgent({
+    cri,
+    sink,
+    nodeName: f.nodeName,
+    hostIP: f.nodeIp,
+    logRoot: f.podLogDir,
+    cgroupRoot: f.cgroupRoot,
+    dns: { servers: list(f.clusterDns), clusterDomain: f.clusterDomain },
+    onEvent: (e) => log(describeEvent(e)),
+  });
+  await agent.start();
+
+  const watches = new AbortController();
+  const stopWatches = (): void => watches.abort();
+  signal.addEventListener("abort", stopWatches, { once: true });
+  const onError = (what: string) => (err: unknown) => log(`watching ${what}: ${errText(err)}`);
+
+  const loops: Promise<void>[] = [];
+  loops.push(
+    listWatch(client, "pods", {
+      fieldSelector: `spec.nodeName=${f.nodeName}`,
+      signal: watches.signal,
+      onChange: (pods: V1Pod[]) => agent.setPods(pods),
+      onError: onError("pods"),
+    }),
+  );
+
+  const proxy = new ServiceProxy(prefix);
+  let services: V1Service[] | undefined;
+  let endpoints: V1Endpoints[] | undefined;
+  const updateProxy = (): void => {
+    if (!services || !endpoints) return; // both known first: never an empty ruleset by accident
+    proxy.update(services, endpoints).catch((err: unknown) => log(`service proxy: ${errText(err)}`));
+  };
+  loops.push(
+    listWatch(client, "services", {
+      signal: watches.signal,
+      onChange: (s: V1Service[]) => {
+        services = s;
+        agent.setServices(s);
+        updateProxy();
+      },
+      onError: onError("services"),
+    }),
+    listWatch(client, "endpoints", {
+      signal: watches.signal,
+      onChange: (e: V1Endpoints[]) => {
+        endpoints = e;
+        updateProxy();
+      },
+      onError: onError("endpoints"),
+    }),
+  );
+
+  let routing: Promise<void> = Promise.resolve();
+  loops.push(
+    listWatch(client, "nodes", {
+      signal: watches.signal,
+      onChange: (nodes: V1Node[]) => {
+        const want = desiredRoutes(nodes, f.nodeName);
+        routing = routing
+          .then(() => syncRoutes(want, prefix))
+          .catch((err: unknown) => log(`pod routes: ${errText(err)}`));
+      },
+      onError: onError("nodes"),
+    }),
+  );
+
+  return async () => {
+    watches.abort();
+    await Promise.allSettled(loops);
+    await heartbeat.stop();
+    await agent.stop();
+    await routing;
+    client.close();
+    cri.close();
+  };
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  const cmd = agentCommand();
+  cmd.parse(argv);
+  const flags = cmd.opts<AgentFlags>();
+  const log: Log = (msg) => process.stderr.write(`lab-agent: ${msg}\n`);
+  const aborted = new AbortController();
+  let stop: (() => Promise<void>) | undefined;
+  const shutdown = (sig: string): void => {
+    log(`${sig}: stopping (containers keep running)`);
+    aborted.abort();
+    void (stop ? stop() : Promise.resolve()).finally(() => process.exit(0));
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+  try {
+    stop = await runAgent(flags, log, aborted.signal);
+    if (aborted.signal.aborted) await stop();
+  } catch (err) {
+    if (aborted.signal.aborted) return;
+    log(`fatal: ${errText(err)}`);
+    process.exit(1);
+  }
+}
+
+// Run when executed (tsx node/main.ts, or the esbuild bundle), not when imported by tests.
+const self = fileURLToPath(import.meta.url);
+if (process.argv[1] && (process.argv[1] === self || process.argv[1].endsWith("/lab-agent.mjs"))) void main();

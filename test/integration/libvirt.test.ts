@@ -1,0 +1,367 @@
+/**
+ * The libvirt provisioner against the machine's real libvirtd (qemu:///system, TCG). No guest OS:
+ * each domain boots a trivial multiboot kernel, assembled here, that writes one line to the serial
+ * port and halts. That proves the whole path a real guest takes (pool, uploaded kernel/initrd,
+ * qcow2 overlay on the base, seed disk, lab network, serial console file) in about a second.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openLibvirt, type LibvirtConnection } from "../../provisioners/libvirt/connection.ts";
+import {
+  LibvirtProvisioner,
+  labDomains,
+  type GuestImage,
+  type LibvirtDeps,
+} from "../../provisioners/libvirt/index.ts";
+import {
+  bridgeName,
+  domainName,
+  networkName,
+  poolName,
+  poolPath,
+  volumes,
+} from "../../provisioners/libvirt/names.ts";
+import { LabError } from "../../topology/errors.ts";
+import { plan, type Plan } from "../../topology/plan.ts";
+import { RecordingReporter } from "../../topology/progress.ts";
+import { LabFile } from "../../topology/schema.ts";
+import { LabState } from "../../topology/state.ts";
+
+const URI = "qemu:///system";
+const GREETING = "lab-trivial-kernel-ok";
+
+/** A 32-bit multiboot kernel: QEMU's -kernel loads it directly; it prints GREETING on COM1. */
+const TRIVIAL_KERNEL = `
+.text
+.code32
+.align 4
+.long 0x1BADB002
+.long 0
+.long -(0x1BADB002)
+.global _start
+_start:
+  mov $msg, %esi
+  mov $0x3f8, %dx
+1: lodsb
+  test %al, %al
+  jz 2f
+  out %al, %dx
+  jmp 1b
+2: cli
+  hlt
+  jmp 2b
+msg: .asciz "${GREETING}\\n"
+`;
+
+let work: string;
+let home: string;
+let lab: string;
+let labPlan: Plan;
+let conn: LibvirtConnection;
+let image: GuestImage;
+
+async function hostRoutes(): Promise<string[]> {
+  const { stdout } = await execa("ip", ["-4", "-o", "route", "show"]);
+  return stdout
+    .split("\n")
+    .map((l) => l.split(" ")[0] ?? "")
+    .filter((c) => /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(c));
+}
+
+function deps(overrides: Partial<LibvirtDeps> = {}): LibvirtDeps {
+  return {
+    domainType: "qemu",
+    image: async () => image,
+    seed: async (_ctx, node) => {
+      const f = join(work, `${node.name}-seed.img`);
+      await writeFile(f, Buffer.alloc(64 * 1024));
+      return f;
+    },
+    // "Ready" for the trivial kernel: its line arrived on the serial console file.
+    waitForSsh: async (ctx, m) => {
+      const file = join(poolPath(ctx.plan.lab), volumes.console(m.name));
+      for (let i = 0; i < 100; i++) {
+        if (existsSync(file) && (await readFile(file, "utf8")).includes(GREETING)) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`${m.name}: no greeting on the console`);
+    },
+    ...overrides,
+  };
+}
+
+async function leftovers(name: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const d of (await labDomains(conn, name)).values()) found.push(`domain ${d.name}`);
+  for (const d of await conn.listDomains())
+    if (d.name.startsWith(`lab-${name}-`)) found.push(`domain ${d.name}`);
+  if ((await conn.listNetworks()).some((n) => n.name === networkName(name))) found.push("network");
+  if ((await conn.listPools()).includes(poolName(name))) found.push("pool");
+  if (existsSync(poolPath(name))) found.push("pool directory");
+  return found;
+}
+
+beforeAll(async () => {
+  // Starts virtlogd/libvirtd when they are not running; says which package is missing otherwise.
+  await execa(join(import.meta.dirname, "../../scripts/start-libvirtd.sh"));
+  work = await mkdtemp(join(tmpdir(), "lab-libvirt-"));
+  home = join(work, "home");
+  lab = `lvt-${randomBytes(3).toString("hex")}`;
+  await writeFile(join(work, "k.s"), TRIVIAL_KERNEL);
+  await execa("as", ["--32", "-o", join(work, "k.o"), join(work, "k.s")]);
+  await execa("ld", [
+    "-m",
+    "elf_i386",
+    "-Ttext=0x100000",
+    "-e",
+    "_start",
+    "-o",
+    join(work, "k.elf"),
+    join(work, "k.o"),
+  ]);
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", join(work, "base.qcow2"), "64M"]);
+  await writeFile(join(work, "initrd.img"), "not an initrd\n");
+  image = {
+    key: "trivial-1",
+    disk: join(work, "base.qcow2"),
+    format: "qcow2",
+    kernel: { path: join(work, "k.elf"), initrd: join(work, "initrd.img"), cmdline: "console=ttyS0" },
+  };
+  labPlan = plan(
+    LabFile.parse({
+      apiVersion: "lab/v1alpha1",
+      kind: "Lab",
+      metadata: { name: lab },
+      spec: {
+        provider: { type: "libvirt" },
+        masters: { count: 1 },
+        workers: { count: 1 },
+        resources: { memory: "128Mi", disk: "256Mi" },
+      },
+    }),
+    { taken: await hostRoutes() },
+  );
+  conn = await openLibvirt(URI);
+});
+
+afterAll(async () => {
+  // Clean up even when a test failed halfway: the same path `lab down` takes.
+  try {
+    if (lab) {
+      await new LibvirtProvisioner(deps()).destroy({
+        labName: lab,
+        state: new LabState(lab, home),
+        reporter: new RecordingReporter(),
+      });
+    }
+  } finally {
+    await conn?.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  }
+});
+
+describe("libvirt provisioner (real libvirtd)", () => {
+  it("creates the lab's pool, network and one running domain per node, each marked as the lab's", async () => {
+    const state = new LabState(lab, home);
+    const reporter = new RecordingReporter();
+    const machines = await new LibvirtProvisioner(deps()).create({ plan: labPlan, state, reporter });
+
+    expect(machines.map((m) => [m.name, m.address])).toEqual(labPlan.nodes.map((n) => [n.name, n.address]));
+    for (const m of machines) expect(m.ssh.hostKey).toMatch(/^ssh-ed25519 /);
+
+    const doms = await labDomains(conn, lab);
+    expect([...doms.keys()].sort()).toEqual(["master-1", "worker-1"]);
+    for (const [node, d] of doms) {
+      expect(d.name).toBe(domainName(lab, node));
+      expect(d.state).toBe("running");
+    }
+    const { stdout: list } = await execa("virsh", ["-c", URI, "list", "--name"]);
+    expect(list.split("\n")).toContain(domainName(lab, "master-1"));
+
+    // The disk is an overlay on the uploaded base; the NIC has the planned MAC on the lab network.
+    const disk = join(poolPath(lab), volumes.disk("master-1"));
+    const { stdout: info } = await execa("qemu-img", ["info", "-U", "--output=json", disk]);
+    expect(JSON.parse(info)["backing-filename"]).toBe(join(poolPath(lab), volumes.base));
+    const { stdout: iflist } = await execa("virsh", ["-c", URI, "domiflist", domainName(lab, "master-1")]);
+    expect(iflist).toContain(networkName(lab));
+    expect(iflist).toContain(labPlan.nodes[0]!.mac);
+
+    // The host holds the gateway address on the lab's bridge.
+    const { stdout: addr } = await execa("ip", ["-4", "-o", "addr", "show", "dev", bridgeName(labPlan.id)]);
+    expect(addr).toContain(`${labPlan.network.gateway}/${labPlan.network.prefix}`);
+
+    expect(reporter.events.filter((e) => e.step === "vm.start" && e.state === "done")).toHaveLength(2);
+  });
+
+  it("is idempotent: a second create adopts the running domains and defines nothing", async () => {
+    const reporter = new RecordingReporter();
+    const before = await labDomains(conn, lab);
+    await new LibvirtProvisioner(deps()).create({ plan: labPlan, state: new LabState(lab, home), reporter });
+    expect(reporter.events.filter((e) => e.step === "vm.start").map((e) => [e.node, e.state])).toEqual([
+      ["master-1", "skipped"],
+      ["worker-1", "skipped"],
+    ]);
+    expect(reporter.events.some((e) => e.step === "libvirt.image" && e.state === "done")).toBe(true);
+    const after = await labDomains(conn, lab);
+    expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+  });
+
+  it("does not overwrite the base image under running nodes when the image changed", async () => {
+    const reporter = new RecordingReporter();
+    const base = join(poolPath(lab), volumes.base);
+    const before = (await execa("stat", ["-c", "%Y %s", base])).stdout;
+    await new LibvirtProvisioner(deps({ image: async () => ({ ...image, key: "trivial-2" }) })).create({
+      plan: labPlan,
+      state: new LabState(lab, home),
+      reporter,
+    });
+    expect(reporter.notices.some((n) => n.includes("keep the old image"))).toBe(true);
+    expect((await execa("stat", ["-c", "%Y %s", base])).stdout).toBe(before);
+  });
+
+  it("reports each node's state, and a stopped domain as stopped", async () => {
+    const p = new LibvirtProvisioner(deps());
+    const ctx = { plan: labPlan, state: new LabState(lab, home), reporter: new RecordingReporter() };
+    expect((await p.status(ctx)).map((s) => [s.name, s.state])).toEqual([
+      ["master-1", "running"],
+      ["worker-1", "running"],
+    ]);
+    await execa("virsh", ["-c", URI, "destroy", domainName(lab, "worker-1")]);
+    expect((await p.status(ctx)).find((s) => s.name === "worker-1")?.state).toBe("stopped");
+  });
+
+  it("collects the serial consoles", async () => {
+    const dir = join(work, "logs");
+    const ctx = { plan: labPlan, state: new LabState(lab, home), reporter: new RecordingReporter() };
+    await new LibvirtProvisioner(deps()).collectLogs(ctx, dir);
+    expect(await readFile(join(dir, "master-1.console.log"), "utf8")).toContain(GREETING);
+    // `lab logs NODE --console` reads it from the lab's state, as for qemu labs.
+    expect(await readFile(ctx.state.path("vms", "master-1", "console.log"), "utf8")).toContain(GREETING);
+  });
+
+  it("destroys everything without the lab's state, and a second destroy is a no-op", async () => {
+    const p = new LibvirtProvisioner(deps());
+    const stateless = new LabState(lab, join(work, "empty-home"));
+    await p.destroy({ labName: lab, state: stateless, reporter: new RecordingReporter() });
+    expect(await leftovers(lab)).toEqual([]);
+    await p.destroy({ labName: lab, state: stateless, reporter: new RecordingReporter() });
+    expect(await leftovers(lab)).toEqual([]);
+  });
+
+  it("cleans up after a failed up", async () => {
+    const p = new LibvirtProvisioner(
+      deps({
+        seed: async (_ctx, node) => {
+          if (node.name === "worker-1") throw new Error("seed failed on purpose");
+          const f = join(work, `${node.name}-seed.img`);
+          await writeFile(f, Buffer.alloc(4096));
+          return f;
+        },
+      }),
+    );
+    const state = new LabState(lab, home);
+    await expect(p.create({ plan: labPlan, state, reporter: new RecordingReporter() })).rejects.toThrow(
+      "seed failed on purpose",
+    );
+    expect([...(await labDomains(conn, lab)).keys()]).toEqual(["master-1"]);
+    await p.destroy({ labName: lab, state, reporter: new RecordingReporter() });
+    expect(await leftovers(lab)).toEqual([]);
+  });
+
+  it("leaves alone another lab whose domain names start like this lab's", async () => {
+    // Lab "x-y"'s domains are named lab-x-y-*: a name prefix would take them for lab "x"'s.
+    const other = `${lab}-y`;
+    const otherPlan = { ...labPlan, lab: other, id: "0ther0" };
+    const p = new LibvirtProvisioner(deps());
+    try {
+      await p.create({
+        plan: otherPlan,
+        state: new LabState(other, home),
+        reporter: new RecordingReporter(),
+      });
+      await p.destroy({ labName: lab, state: new LabState(lab, home), reporter: new RecordingReporter() });
+      expect([...(await labDomains(conn, other)).keys()].sort()).toEqual(["master-1", "worker-1"]);
+    } finally {
+      await p.destroy({
+        labName: other,
+        state: new LabState(other, home),
+        reporter: new RecordingReporter(),
+      });
+    }
+    expect(await leftovers(other)).toEqual([]);
+  });
+});
+
+describe("unreachable libvirt", () => {
+  it("is one clear error naming the URI and the fix", async () => {
+    const err = await openLibvirt("qemu+tcp://127.0.0.1:1/system").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect((err as LabError).code).toBe("LIBVIRT_UNREACHABLE");
+    expect((err as LabError).message).toContain("qemu+tcp://127.0.0.1:1/system");
+    expect((err as LabError).message).toContain("Connection refused");
+  });
+
+  it("for a local URI, names the package and how to start libvirtd, and creates nothing", async () => {
+    const uri = `qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`;
+    const name = `lvu-${randomBytes(3).toString("hex")}`;
+    const p = new LibvirtProvisioner(deps());
+    const unreachablePlan: Plan = { ...labPlan, lab: name, provider: { type: "libvirt", uri } };
+    const err = await p
+      .create({ plan: unreachablePlan, state: new LabState(name, home), reporter: new RecordingReporter() })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect((err as LabError).code).toBe("LIBVIRT_UNREACHABLE");
+    expect((err as LabError).fix).toContain("libvirt-daemon-system");
+    expect((err as LabError).fix).toContain("libvirtd -d");
+    expect(await leftovers(name)).toEqual([]);
+  });
+
+  it("refuses a remote hypervisor whose lab network this machine could not reach", async () => {
+    const remotePlan: Plan = {
+      ...labPlan,
+      provider: { type: "libvirt", uri: "qemu+ssh://root@hv.invalid/system" },
+    };
+    const err = await new LibvirtProvisioner(deps())
+      .create({ plan: remotePlan, state: new LabState(lab, home), reporter: new RecordingReporter() })
+      .catch((e: unknown) => e);
+    expect((err as LabError).code).toBe("LIBVIRT_REMOTE_UNSUPPORTED");
+    expect((err as LabError).where).toBe("spec.provider.uri");
+  });
+
+  it("does not stop `lab down` of a lab that never used libvirt", async () => {
+    const p = new LibvirtProvisioner(
+      deps({ connect: () => openLibvirt(`qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`) }),
+    );
+    const name = `lvn-${randomBytes(3).toString("hex")}`;
+    await p.destroy({ labName: name, state: new LabState(name, home), reporter: new RecordingReporter() });
+  });
+
+  it("lets `lab down` finish after an `up` that never reached libvirtd", async () => {
+    const uri = `qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`;
+    const name = `lvf-${randomBytes(3).toString("hex")}`;
+    const p = new LibvirtProvisioner(deps());
+    const failedPlan: Plan = { ...labPlan, lab: name, provider: { type: "libvirt", uri } };
+    const state = new LabState(name, home);
+    await expect(p.create({ plan: failedPlan, state, reporter: new RecordingReporter() })).rejects.toThrow();
+    const reporter = new RecordingReporter();
+    await p.destroy({ labName: name, plan: failedPlan, state, reporter });
+    expect(reporter.notices.join("\n")).toContain("never created anything");
+  });
+
+  it("fails `lab down` of a lab that used libvirtd while it is unreachable, instead of claiming success", async () => {
+    const uri = `qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`;
+    const p = new LibvirtProvisioner(deps());
+    const name = `lvd-${randomBytes(3).toString("hex")}`;
+    const state = new LabState(name, home);
+    await state.writeJson("libvirt.json", { uri });
+    const downPlan: Plan = { ...labPlan, lab: name, provider: { type: "libvirt", uri } };
+    await expect(
+      p.destroy({ labName: name, plan: downPlan, state, reporter: new RecordingReporter() }),
+    ).rejects.toMatchObject({ code: "LIBVIRT_UNREACHABLE" });
+  });
+});

@@ -1,0 +1,103 @@
+import type { V1Pod, V1ReplicaSet } from "@kubernetes/client-node";
+import { describe, expect, it } from "vitest";
+import type { KubeObject } from "../../api/informer.ts";
+import { Informer, objectKey } from "../../api/informer.ts";
+import type { ObjectWriter } from "../../controlplane/loop-client.ts";
+import { Expectations } from "../../controlplane/controllers/expectations.ts";
+import { ReplicaSetController } from "../../controlplane/controllers/replicaset.ts";
+import { MemoryStore } from "../helpers/memory-store.ts";
+
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function setup() {
+  const pods = new MemoryStore<V1Pod>();
+  const rss = new MemoryStore<V1ReplicaSet>();
+  const store = (r: string) => (r === "pods" ? pods : rss) as unknown as MemoryStore<KubeObject>;
+  const writer = {
+    async create(r: string, _ns: string, o: KubeObject) {
+      return r === "events"
+        ? o
+        : store(r).create({ ...o, metadata: { ...o.metadata, uid: `uid-${Math.random()}` } });
+    },
+    async update(r: string, _ns: string, o: KubeObject) {
+      return store(r).update(o);
+    },
+    async updateStatus(r: string, _ns: string, o: KubeObject) {
+      return store(r).update(o);
+    },
+    async delete(r: string, ns: string, name: string) {
+      store(r).remove(`${ns}/${name}`);
+    },
+  } as unknown as ObjectWriter;
+  const podInf = new Informer(pods.listWatcher());
+  const rsInf = new Informer(rss.listWatcher());
+  const ctl = new ReplicaSetController(rsInf, podInf, writer);
+  return { pods, rss, podInf, rsInf, ctl };
+}
+
+describe("ReplicaSetController", () => {
+  it("does not create pods twice when reconciled again before its cache shows the first ones", async () => {
+    const { pods, rss, podInf, rsInf, ctl } = setup();
+    rss.create({
+      metadata: { name: "web", namespace: "default", uid: "rs-1" },
+      spec: {
+        replicas: 3,
+        selector: { matchLabels: { app: "web" } },
+        template: { metadata: { labels: { app: "web" } }, spec: { containers: [] } },
+      },
+    });
+    const ac = new AbortController();
+    void podInf.run(ac.signal);
+    void rsInf.run(ac.signal);
+    await Promise.all([podInf.waitForSync(), rsInf.waitForSync()]);
+    // Both runs start from the same (empty) pod cache.
+    await Promise.all([ctl.reconcile("default/web"), ctl.reconcile("default/web")]);
+    await until(() => podInf.cache.size === 3);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(pods.objects.size).toBe(3);
+    for (const p of pods.objects.values()) {
+      expect(p.metadata?.name).toMatch(/^web-[bcdfghjklmnpqrstvwxz2456789]{5}$/);
+      expect(p.metadata?.ownerReferences?.[0]).toMatchObject({
+        kind: "ReplicaSet",
+        uid: "rs-1",
+        controller: true,
+      });
+    }
+    // Once the cache caught up, another run changes nothing but status.
+    await ctl.reconcile("default/web");
+    expect(pods.objects.size).toBe(3);
+    await until(() => rsInf.get("default/web")?.status?.replicas === 3);
+    // Scale down: exactly one pod goes, even when reconciled twice.
+    const rs = rss.objects.get("default/web")!;
+    rss.update({ ...rs, spec: { ...rs.spec!, replicas: 2 } });
+    await until(() => rsInf.get("default/web")?.spec?.replicas === 2);
+    await Promise.all([ctl.reconcile("default/web"), ctl.reconcile("default/web")]);
+    await until(() => podInf.cache.size === 2);
+    expect([...pods.objects.keys()].filter((k) => k.startsWith("default/web-"))).toHaveLength(2);
+    expect(objectKey(rsInf.get("default/web")!)).toBe("default/web");
+    ac.abort();
+  });
+});
+
+describe("Expectations", () => {
+  it("hold until every create and delete is observed, or they expire", () => {
+    let now = 0;
+    const e = new Expectations(1000, () => now);
+    e.expect("rs", 2, ["ns/p1"]);
+    expect(e.satisfied("rs")).toBe(false);
+    e.creationObserved("rs");
+    e.creationFailed("rs");
+    expect(e.satisfied("rs")).toBe(false);
+    e.deletionObserved("rs", "ns/p1");
+    expect(e.satisfied("rs")).toBe(true);
+    e.expect("rs", 5, []);
+    now = 1001;
+    expect(e.satisfied("rs")).toBe(true);
+  });
+});

@@ -1,0 +1,88 @@
+import { describe, expect, it } from "vitest";
+import { backoffDelay, runWorkers, WorkQueue } from "../../api/workqueue.ts";
+
+describe("backoffDelay", () => {
+  it("doubles per failure from the base and stops at the ceiling", () => {
+    const o = { baseDelayMs: 10, maxDelayMs: 1000 };
+    expect([0, 1, 2, 3].map((n) => backoffDelay(n, o))).toEqual([10, 20, 40, 80]);
+    expect(backoffDelay(7, o)).toBe(1000);
+    expect(backoffDelay(500, o)).toBe(1000);
+  });
+});
+
+describe("WorkQueue", () => {
+  it("hands out a key queued several times only once", async () => {
+    const q = new WorkQueue();
+    q.add("ns/a");
+    q.add("ns/b");
+    q.add("ns/a");
+    expect(q.length).toBe(2);
+    expect(await q.get()).toBe("ns/a");
+    expect(await q.get()).toBe("ns/b");
+  });
+
+  it("never gives a key to two workers at once, and re-queues it if it changed meanwhile", async () => {
+    const q = new WorkQueue();
+    q.add("k");
+    const k = await q.get();
+    q.add("k"); // changed while being processed
+    expect(q.length).toBe(0);
+    let second: string | undefined;
+    void q.get().then((v) => (second = v));
+    await Promise.resolve();
+    expect(second).toBeUndefined();
+    q.done(k!);
+    await Promise.resolve();
+    expect(second).toBe("k");
+  });
+
+  it("retries a failing key with growing delays and forgets the count after success", async () => {
+    const q = new WorkQueue({ baseDelayMs: 5, maxDelayMs: 100 });
+    const attempts: number[] = [];
+    const start = Date.now();
+    const run = runWorkers(q, async (key) => {
+      attempts.push(Date.now() - start);
+      if (attempts.length < 4) throw new Error("not yet");
+      expect(key).toBe("ns/x");
+      q.shutDown();
+    });
+    q.add("ns/x");
+    await run;
+    expect(attempts).toHaveLength(4);
+    // 5 + 10 + 20 ms of backoff at least
+    expect(attempts[3]!).toBeGreaterThanOrEqual(34);
+    expect(q.numRequeues("ns/x")).toBe(0);
+  });
+
+  it("processes different keys concurrently with several workers", async () => {
+    const q = new WorkQueue();
+    let active = 0;
+    let maxActive = 0;
+    let done = 0;
+    const run = runWorkers(
+      q,
+      async () => {
+        active++;
+        maxActive = Math.max(maxActive, active);
+        await new Promise((r) => setTimeout(r, 20));
+        active--;
+        if (++done === 3) q.shutDown();
+      },
+      { workers: 3 },
+    );
+    q.add("a");
+    q.add("b");
+    q.add("c");
+    await run;
+    expect(maxActive).toBe(3);
+  });
+
+  it("get() resolves undefined after shutdown", async () => {
+    const q = new WorkQueue();
+    const p = q.get();
+    q.shutDown();
+    expect(await p).toBeUndefined();
+    q.add("late");
+    expect(q.length).toBe(0);
+  });
+});
