@@ -147,7 +147,8 @@ describe("cluster on real VMs (1 master + 1 worker, TCG)", () => {
     expect(outcome("etcd")).toBe("done");
     expect(outcome("control-plane")).toBe("done");
     if (agentInCheckout) {
-      expect(up.exitCode, up.stderr).toBe(0);
+      const failed = events.filter((e) => e.state === "failed" || e.type === "error");
+      expect(up.exitCode, `${JSON.stringify(failed)} ${up.stderr}`).toBe(0);
       expect(outcome("wait-ready")).not.toBe("failed");
     } else {
       // The agent is not built yet: the bootstrap must stop exactly there, saying why.
