@@ -48,8 +48,8 @@ export const EXECUTABLE_ASSETS: Record<ExecutableName, { from: string; to: strin
       files: ["rpc.proto", "kv.proto", "auth.proto"],
     },
   ],
-  // The CRI client loads its gRPC definitions from beside its module: in the bundle, HOST_PATHS.lib.
-  "lab-agent": [{ from: "node/cri", to: HOST_PATHS.lib, files: ["api.proto"] }],
+  // The CRI client carries its gRPC definitions inline (node/cri/api-proto.ts): nothing to ship.
+  "lab-agent": [],
 };
 
 export async function sha256File(path: string): Promise<string> {
