@@ -4,9 +4,6 @@
  * API through `lab kubeconfig` (readyz, namespaces, a ConfigMap round trip, 401 without a
  * certificate), `lab status` with the etcd member, the nodes Ready and the sample Deployment's pods
  * Running, and a `lab down` that leaves nothing behind. Timings go to test-results/e2e-timings.txt.
- *
- * While node/main.ts (lab-agent) is not in the checkout, `lab up` must stop at join-nodes with
- * ARTIFACT_ENTRY_MISSING after a working control plane; the node and workload checks then do not run.
  */
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -19,7 +16,6 @@ const repo = resolve(import.meta.dirname, "../..");
 const labBin = join(repo, "bin/lab.js");
 const name = `ce${process.pid % 100000}`;
 const imageCache = process.env.LAB_IMAGE_CACHE || "/var/tmp/lab-image-cache";
-const agentInCheckout = existsSync(join(repo, "node/main.ts"));
 let home = "";
 let dir = "";
 let kubeconfig = "";
@@ -146,16 +142,9 @@ describe("cluster on real VMs (1 master + 1 worker, TCG)", () => {
     expect(outcome("pki")).toBe("done");
     expect(outcome("etcd")).toBe("done");
     expect(outcome("control-plane")).toBe("done");
-    if (agentInCheckout) {
-      const failed = events.filter((e) => e.state === "failed" || e.type === "error");
-      expect(up.exitCode, `${JSON.stringify(failed)} ${up.stderr}`).toBe(0);
-      expect(outcome("wait-ready")).not.toBe("failed");
-    } else {
-      // The agent is not built yet: the bootstrap must stop exactly there, saying why.
-      expect(up.exitCode).not.toBe(0);
-      expect(outcome("join-nodes")).toBe("failed");
-      expect(up.stdout + up.stderr).toMatch(/lab-agent/);
-    }
+    const failed = events.filter((e) => e.state === "failed" || e.type === "error");
+    expect(up.exitCode, `${JSON.stringify(failed)} ${up.stderr}`).toBe(0);
+    expect(outcome("wait-ready")).not.toBe("failed");
   });
 
   it("stock kubectl reaches the API with `lab kubeconfig`: readyz, namespaces, a ConfigMap round trip", async () => {
@@ -203,7 +192,7 @@ describe("cluster on real VMs (1 master + 1 worker, TCG)", () => {
     expect(status.etcd).toEqual([expect.objectContaining({ name: "master-1", healthy: true, leader: true })]);
   });
 
-  it.runIf(agentInCheckout)("both nodes are Ready and the sample Deployment's pods run", async () => {
+  it("both nodes are Ready and the sample Deployment's pods run", async () => {
     const nodes = JSON.parse((await kubectl(["get", "nodes", "-o", "json"])).stdout) as {
       items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[];
     };
