@@ -13,7 +13,7 @@ import {
   POD_NAMESPACE,
   POD_UID,
 } from "./labels.ts";
-import { cpuMillis, memoryBytes } from "./quantity.ts";
+import { cpuMillis, memoryBytes } from "../api/quantity.ts";
 
 export interface SandboxOptions {
   /** cgroupfs path under which pod cgroups are made, e.g. "/lab-pods". */

@@ -1,4 +1,4 @@
-/** Kubernetes resource quantities as the agent needs them: CPU in millicores, memory in bytes. */
+/** Kubernetes resource quantities (CPU in millicores, memory in bytes), shared by the agent and the scheduler. */
 
 const SUFFIX: Record<string, number> = {
   "": 1,
