@@ -114,3 +114,25 @@ export async function waitSshReady(
     source: "host",
   });
 }
+
+/** How long a machine may take to accept SSH: $LAB_SSH_TIMEOUT seconds, default 600 (TCG is slow). */
+export function sshTimeoutMs(): number {
+  const s = Number(process.env.LAB_SSH_TIMEOUT);
+  return (Number.isFinite(s) && s > 0 ? s : 600) * 1000;
+}
+
+/** The last readable lines of a serial console log, for "what is stuck" messages. */
+export async function consoleTail(path: string, lines = 15): Promise<string> {
+  try {
+    // Console output is full of carriage returns and escape sequences; keep the readable part.
+    // eslint-disable-next-line no-control-regex -- stripping terminal escapes is the point
+    const text = (await readFile(path, "utf8")).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
+    return text
+      .split("\n")
+      .filter((l) => l.trim())
+      .slice(-lines)
+      .join("\n");
+  } catch {
+    return "(no console output yet)";
+  }
+}

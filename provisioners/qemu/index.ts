@@ -5,12 +5,12 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm } from "node:fs/promises";
-import { isAbsolute, resolve } from "node:path";
 import { execa } from "execa";
 import { renderSeed } from "../../cloud-init/seed.ts";
 import { writeSeedIso } from "../../cloud-init/iso.ts";
 import { buildImage } from "../../images/build.ts";
 import { isImagePath, loadRecipe } from "../../images/recipe.ts";
+import { inspectUserImage } from "../../images/user-image.ts";
 import { LabError } from "../../topology/errors.ts";
 import type { PlannedNode } from "../../topology/plan.ts";
 import { step } from "../../topology/progress.ts";
@@ -19,7 +19,7 @@ import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import { destroyLabNetwork, ensureLabNetwork, ensureTap } from "../network/netns.ts";
 import { netnsName } from "../network/names.ts";
 import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
-import { waitSshReady } from "../ssh-ready.ts";
+import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
 import { decideAccel, probeAccel, type Accel } from "./accel.ts";
 import { qemuArgv, type VmSpec } from "./argv.ts";
 import { findVmProcesses, pidAlive } from "./processes.ts";
@@ -59,28 +59,12 @@ function vmPaths(state: LabState, node: string) {
   };
 }
 
-function sshTimeoutMs(): number {
-  const s = Number(process.env.LAB_SSH_TIMEOUT);
-  return (Number.isFinite(s) && s > 0 ? s : 600) * 1000;
-}
-
 async function resolveImage(ctx: ProvisionContext): Promise<BootImage> {
   const image = ctx.plan.image;
   if (isImagePath(image)) {
     // A user cloud image boots through firmware with its own kernel; the overlay keeps it untouched.
-    const path = isAbsolute(image) ? image : resolve(image);
-    if (!existsSync(path)) {
-      throw new LabError({
-        code: "IMAGE_NOT_FOUND",
-        what: `image file ${path} does not exist`,
-        where: "spec.image",
-        fix: "give the path of a cloud image with cloud-init (qcow2 or raw), or debian-12 for the built-in image",
-      });
-    }
-    const info = JSON.parse((await execa("qemu-img", ["info", "--output=json", path])).stdout) as {
-      format: string;
-    };
-    return { disk: path, format: info.format };
+    const user = await inspectUserImage(image);
+    return { disk: user.path, format: user.format };
   }
   const recipe = await loadRecipe(image);
   const img = await buildImage(recipe, { reporter: ctx.reporter, signal: ctx.signal });
@@ -89,21 +73,6 @@ async function resolveImage(ctx: ProvisionContext): Promise<BootImage> {
     format: "qcow2",
     kernel: { path: img.paths.kernel, initrd: img.paths.initrd, cmdline: img.kernelCmdline },
   };
-}
-
-async function consoleTail(path: string, lines = 15): Promise<string> {
-  try {
-    // Console output is full of carriage returns and escape sequences; keep the readable part.
-    // eslint-disable-next-line no-control-regex -- stripping terminal escapes is the point
-    const text = (await readFile(path, "utf8")).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
-    return text
-      .split("\n")
-      .filter((l) => l.trim())
-      .slice(-lines)
-      .join("\n");
-  } catch {
-    return "(no console output yet)";
-  }
 }
 
 async function createVm(
