@@ -10,6 +10,7 @@ import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import type { Machine } from "../provisioners/provisioner.ts";
+import { connectJump, forwardOut, type JumpConnection } from "../provisioners/ssh-jump.ts";
 import { LabError } from "../topology/errors.ts";
 
 export interface ExecResult {
@@ -66,6 +67,7 @@ export class SshSession {
     readonly machine: Machine,
     private readonly client: Client,
     seen: string,
+    private readonly jump?: JumpConnection,
   ) {
     this.seenHostKey = seen;
   }
@@ -90,8 +92,27 @@ export class SshSession {
         fix: "set ssh.key in the topology to a readable private key file",
       });
     }
+    // A machine on a remote hypervisor's lab network: tunnel through the hypervisor (pinned too).
+    let jump: JumpConnection | undefined;
+    let sock: ConnectConfig["sock"];
+    if (m.jump) {
+      jump = await connectJump(m.jump, { timeoutMs: opts.timeoutMs, signal: opts.signal });
+      try {
+        sock = await forwardOut(jump, m.host, m.port);
+      } catch (err) {
+        jump.close();
+        throw new LabError({
+          code: "SSH_UNREACHABLE",
+          what: `cannot reach ${where} through ${m.jump.host}: ${(err as Error).message}`,
+          where: machine.name,
+          fix: "check that the machine is up and its lab network exists on the hypervisor",
+          source: "host",
+        });
+      }
+    }
     const client = new Client();
     const config: ConnectConfig = {
+      ...(sock ? { sock } : {}),
       host: m.host,
       port: m.port,
       username: m.user,
@@ -107,6 +128,7 @@ export class SshSession {
     return await new Promise<SshSession>((resolve, reject) => {
       const onAbort = () => {
         client.end();
+        jump?.close();
         reject(
           new LabError({ code: "ABORTED", what: `connecting to ${where} was cancelled`, source: "user" }),
         );
@@ -115,10 +137,11 @@ export class SshSession {
       opts.signal?.addEventListener("abort", onAbort, { once: true });
       client.once("ready", () => {
         opts.signal?.removeEventListener("abort", onAbort);
-        resolve(new SshSession(machine, client, seen));
+        resolve(new SshSession(machine, client, seen, jump));
       });
       client.once("error", (err: Error & { level?: string }) => {
         opts.signal?.removeEventListener("abort", onAbort);
+        jump?.close();
         if (seen && expected && seen !== expected) {
           reject(
             new LabError({
@@ -327,5 +350,6 @@ export class SshSession {
 
   close(): void {
     this.client.end();
+    this.jump?.close();
   }
 }

@@ -20,7 +20,21 @@ export interface Machine {
     privateKeyPath: string;
     /** Pinned host public key in OpenSSH form (`ssh-ed25519 AAAA...`); never trust-on-first-use. */
     hostKey: string;
+    /**
+     * Reach the machine through this SSH host (a remote hypervisor whose lab network only it can
+     * reach): the connection is forwarded from there to host:port. Pinned like the machine itself.
+     */
+    jump?: SshJump;
   };
+}
+
+export interface SshJump {
+  host: string;
+  port: number;
+  user: string;
+  privateKeyPath: string;
+  /** Pinned host key: an OpenSSH public key or a `SHA256:` fingerprint; never trust-on-first-use. */
+  hostKey: string;
 }
 
 export type MachineState = "running" | "stopped" | "missing" | "unknown";

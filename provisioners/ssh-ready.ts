@@ -4,8 +4,11 @@
  * is stuck and where to look, instead of a bare "timed out".
  */
 import { readFile } from "node:fs/promises";
+import type { Duplex } from "node:stream";
 import { Client } from "ssh2";
 import { LabError } from "../topology/errors.ts";
+import type { SshJump } from "./provisioner.ts";
+import { connectJump, forwardOut, type JumpConnection } from "./ssh-jump.ts";
 
 export interface SshTarget {
   node: string;
@@ -15,6 +18,8 @@ export interface SshTarget {
   privateKeyPath: string;
   /** `ssh-ed25519 AAAA...` */
   hostKey: string;
+  /** Reach host:port through this SSH host (a remote hypervisor). */
+  jump?: SshJump;
 }
 
 export type AttemptResult = { ok: true } | { ok: false; error: string; hostKeyMismatch?: boolean };
@@ -23,6 +28,19 @@ export type AttemptResult = { ok: true } | { ok: false; error: string; hostKeyMi
 export async function trySsh(t: SshTarget, timeoutMs = 8000): Promise<AttemptResult> {
   const privateKey = await readFile(t.privateKeyPath, "utf8");
   const pinned = Buffer.from(t.hostKey.trim().split(/\s+/)[1] ?? "", "base64");
+  let jump: JumpConnection | undefined;
+  let sock: Duplex | undefined;
+  if (t.jump) {
+    try {
+      jump = await connectJump(t.jump, { timeoutMs });
+      sock = await forwardOut(jump, t.host, t.port);
+    } catch (err) {
+      jump?.close();
+      const e = err as Error & { code?: string };
+      // A wrong hypervisor key is as final as a wrong machine key: waiting will not fix it.
+      return { ok: false, error: e.message, hostKeyMismatch: e.code === "HOST_KEY_MISMATCH" };
+    }
+  }
   return await new Promise((resolve) => {
     const c = new Client();
     let mismatch = false;
@@ -31,6 +49,7 @@ export async function trySsh(t: SshTarget, timeoutMs = 8000): Promise<AttemptRes
       if (settled) return;
       settled = true;
       c.end();
+      jump?.close();
       resolve(r);
     };
     c.on("ready", () => {
@@ -51,6 +70,7 @@ export async function trySsh(t: SshTarget, timeoutMs = 8000): Promise<AttemptRes
     );
     c.on("close", () => done({ ok: false, error: "connection closed" }));
     c.connect({
+      ...(sock ? { sock } : {}),
       host: t.host,
       port: t.port,
       username: t.user,

@@ -63,7 +63,19 @@ export const QemuProvider = z.strictObject({
 
 export const LibvirtProvider = z.strictObject({
   type: z.literal("libvirt"),
-  uri: z.string().min(1).describe("libvirt connection URI").default("qemu:///system"),
+  uri: z
+    .string()
+    .min(1)
+    .describe("libvirt connection URI; a remote hypervisor as qemu+ssh://user@host/system")
+    .default("qemu:///system"),
+  hostKey: z
+    .string()
+    .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
+      error: "must be an SSH host key fingerprint like SHA256:abc…(43 characters)",
+      ...withFix("run `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the hypervisor"),
+    })
+    .optional()
+    .describe("pinned SSH host key fingerprint of a remote hypervisor; known_hosts is used otherwise"),
 });
 
 export const BaremetalProvider = z.strictObject({

@@ -7,13 +7,23 @@ import { resolveLabName } from "./lab-name.ts";
 
 /** OpenSSH arguments that log into a machine with the lab's key and its pinned host key only. */
 export function sshArgs(state: LabState, m: Machine, command: string[]): string[] {
+  const knownHosts = state.path("ssh", "known_hosts");
+  const j = m.ssh.jump;
+  // A machine on a remote hypervisor's lab network: through the hypervisor, pinned by the same file.
+  const proxy = j
+    ? [
+        "-o",
+        `ProxyCommand=ssh -i ${j.privateKeyPath} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes -o LogLevel=ERROR -p ${j.port} -W %h:%p ${j.user}@${j.host}`,
+      ]
+    : [];
   return [
+    ...proxy,
     "-i",
     m.ssh.privateKeyPath,
     "-o",
     "IdentitiesOnly=yes",
     "-o",
-    `UserKnownHostsFile=${state.path("ssh", "known_hosts")}`,
+    `UserKnownHostsFile=${knownHosts}`,
     "-o",
     "StrictHostKeyChecking=yes",
     "-o",

@@ -10,9 +10,34 @@ import { buildImage } from "../../images/build.ts";
 import { isImagePath, loadRecipe } from "../../images/recipe.ts";
 import { inspectUserImage } from "../../images/user-image.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
+import type { SshJump } from "../provisioner.ts";
+import { connectJump, execOnJump } from "../ssh-jump.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
 import type { GuestImage, LibvirtDeps } from "./index.ts";
 import { poolPath, volumes } from "./names.ts";
+
+/** The console's last lines on a remote hypervisor, read over the pinned jump. */
+async function remoteConsoleTail(jump: SshJump, path: string): Promise<string> {
+  try {
+    const conn = await connectJump(jump);
+    try {
+      const r = await execOnJump(conn, `tail -c 65536 ${shq(path)}`);
+      // eslint-disable-next-line no-control-regex -- stripping terminal escapes is the point
+      const text = r.stdout.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
+      return text
+        .split("\n")
+        .filter((l) => l.trim())
+        .slice(-15)
+        .join("\n");
+    } finally {
+      conn.close();
+    }
+  } catch {
+    return "(console not readable on the hypervisor)";
+  }
+}
+
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export const guestDeps: LibvirtDeps = {
   async image(ctx): Promise<GuestImage> {
@@ -59,13 +84,17 @@ export const guestDeps: LibvirtDeps = {
 
   async waitForSsh(ctx, m) {
     const consoleLog = `${poolPath(ctx.plan.lab)}/${volumes.console(m.name)}`;
+    const jump = m.ssh.jump;
     await waitSshReady(
       { node: m.name, ...m.ssh },
       {
         timeoutMs: sshTimeoutMs(),
         intervalMs: 1500,
         signal: ctx.signal,
-        hints: { consoleLog, consoleTail: () => consoleTail(consoleLog) },
+        hints: {
+          consoleLog: jump ? `${jump.host}:${consoleLog}` : consoleLog,
+          consoleTail: () => (jump ? remoteConsoleTail(jump, consoleLog) : consoleTail(consoleLog)),
+        },
       },
     );
   },

@@ -20,7 +20,10 @@ import {
 } from "../../templates/libvirt-domain.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
-import { chooseDomainType, localKvmFacts } from "./accel.ts";
+import { connectJump, execOnJump } from "../ssh-jump.ts";
+import type { SshJump } from "../provisioner.ts";
+import { chooseDomainType, localKvmFacts, type KvmFacts } from "./accel.ts";
+import { hypervisorJump, knownHostsName, parseRemoteUri } from "./remote.ts";
 import { openLibvirt, type DomainRecord, type LibvirtConnection } from "./connection.ts";
 import {
   bridgeName,
@@ -81,6 +84,39 @@ export async function labDomains(conn: LibvirtConnection, lab: string): Promise<
   return out;
 }
 
+/** The pinned SSH jump to a remote hypervisor; only SSH transports can provide one. */
+async function hypervisorJumpFor(ctx: ProvisionContext, uri: string): Promise<SshJump> {
+  const remote = parseRemoteUri(uri);
+  if (!remote) {
+    throw new LabError({
+      code: "LIBVIRT_REMOTE_UNSUPPORTED",
+      what: `remote libvirt URI ${uri} is not an SSH transport: lab reaches a remote hypervisor's lab network only through SSH`,
+      where: "spec.provider.uri",
+      fix: "use qemu+ssh://user@host/system (or run lab on the hypervisor with qemu:///system)",
+    });
+  }
+  const p = ctx.plan.provider;
+  return hypervisorJump(remote, p.type === "libvirt" ? p.hostKey : undefined);
+}
+
+/** KVM facts of a remote hypervisor, asked over the pinned SSH jump, and the key it presented. */
+async function remoteFacts(jump: SshJump): Promise<KvmFacts & { hostPublicKey: string }> {
+  const conn = await connectJump(jump);
+  try {
+    const r = await execOnJump(
+      conn,
+      "test -r /dev/kvm -a -w /dev/kvm && echo kvm-device; grep -qE '^flags\\s*:.*\\b(vmx|svm)\\b' /proc/cpuinfo && echo cpu-virt; true",
+    );
+    return {
+      kvmDevice: r.stdout.includes("kvm-device"),
+      cpuVirt: r.stdout.includes("cpu-virt"),
+      hostPublicKey: conn.hostPublicKey,
+    };
+  } finally {
+    conn.close();
+  }
+}
+
 function libvirtUri(ctx: { plan?: ProvisionContext["plan"] }): string | undefined {
   const p = ctx.plan?.provider;
   return p?.type === "libvirt" ? p.uri : undefined;
@@ -98,22 +134,22 @@ export class LibvirtProvisioner implements Provisioner {
   async create(ctx: ProvisionContext): Promise<Machine[]> {
     const { plan, state, reporter } = ctx;
     const uri = libvirtUri(ctx) ?? DEFAULT_URI;
-    if (!isLocalUri(uri)) {
-      // The lab network is an isolated bridge on the hypervisor: from here it would be unreachable.
-      throw new LabError({
-        code: "LIBVIRT_REMOTE_UNSUPPORTED",
-        what: `remote libvirt hypervisors (${uri}) are not supported yet: the lab network would not be reachable from this machine`,
-        where: "spec.provider.uri",
-        fix: "run lab on the hypervisor host with qemu:///system",
-      });
-    }
+    // A remote hypervisor's lab network is reachable only from that host: an SSH jump through it,
+    // pinned before anything is created.
+    const jump = isLocalUri(uri) ? undefined : await hypervisorJumpFor(ctx, uri);
     await state.ensure();
     const conn = await step(reporter, "libvirt.connect", () => this.connect(uri), { message: uri });
     try {
       // Written once connected: from here on the hypervisor may hold something of this lab's.
       const saved = (await state.readJson<LibvirtStateFile>(STATE_FILE)) ?? { uri };
       await state.writeJson(STATE_FILE, { ...saved, uri } satisfies LibvirtStateFile);
-      const type = this.deps.domainType ?? chooseDomainType(await localKvmFacts());
+      // The jump is checked (pinned key, login) before anything is created on the hypervisor.
+      const hypervisor =
+        jump &&
+        (await step(reporter, "libvirt.hypervisor", () => remoteFacts(jump), {
+          message: `SSH to ${jump.user}@${jump.host}:${jump.port} (the jump to the lab network)`,
+        }));
+      const type = this.deps.domainType ?? chooseDomainType(hypervisor ?? (await localKvmFacts()));
       if (type === "qemu")
         reporter.notice("KVM is not usable here: libvirt domains use TCG (software, slower)");
 
@@ -237,10 +273,11 @@ export class LibvirtProvisioner implements Provisioner {
                 consoleLog: `${poolPath(lab)}/${volumes.console(node.name)}`,
                 tbCacheMiB: TB_CACHE_MIB,
               };
-              // `lab logs NODE --console` reads the console where the qemu provider keeps it.
+              // `lab logs NODE --console` reads the console where the qemu provider keeps it (on a
+              // remote hypervisor the file is there; `lab export logs` downloads it).
               await mkdir(state.path("vms", node.name), { recursive: true, mode: 0o700 });
               await rm(state.path("vms", node.name, "console.log"), { force: true });
-              await symlink(spec.consoleLog, state.path("vms", node.name, "console.log"));
+              if (!jump) await symlink(spec.consoleLog, state.path("vms", node.name, "console.log"));
               await conn.defineDomain(renderDomainXml(spec));
               await conn.startDomain(name);
             },
@@ -260,14 +297,20 @@ export class LibvirtProvisioner implements Provisioner {
             user: node.ssh.user,
             privateKeyPath: sshKey.privateKeyPath,
             hostKey: hostKey.publicKey,
+            ...(jump ? { jump } : {}),
           },
         });
       }
-      // `lab ssh` and the bootstrap pin the host keys through this file.
+      // `lab ssh` and the bootstrap pin the host keys through this file (the hypervisor's too:
+      // `lab ssh` jumps through it with OpenSSH).
+      const hypervisorLine =
+        jump && hypervisor ? [`${knownHostsName(jump.host, jump.port)} ${hypervisor.hostPublicKey}`] : [];
       await state.writeSecret(
         "ssh/known_hosts",
-        machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") +
-          "\n",
+        [
+          ...machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`),
+          ...hypervisorLine,
+        ].join("\n") + "\n",
       );
       // All domains boot at once; wait for them together.
       await Promise.all(

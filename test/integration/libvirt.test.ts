@@ -4,7 +4,7 @@
  * port and halts. That proves the whole path a real guest takes (pool, uploaded kernel/initrd,
  * qcow2 overlay on the base, seed disk, lab network, serial console file) in about a second.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -26,7 +26,10 @@ import {
   poolPath,
   volumes,
 } from "../../provisioners/libvirt/names.ts";
+import { generateEd25519 } from "../../provisioners/keys.ts";
+import { connectJump, execOnJump } from "../../provisioners/ssh-jump.ts";
 import { LabError } from "../../topology/errors.ts";
+import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
 import { plan, type Plan } from "../../topology/plan.ts";
 import { RecordingReporter } from "../../topology/progress.ts";
 import { LabFile } from "../../topology/schema.ts";
@@ -321,16 +324,27 @@ describe("unreachable libvirt", () => {
     expect(await leftovers(name)).toEqual([]);
   });
 
-  it("refuses a remote hypervisor whose lab network this machine could not reach", async () => {
-    const remotePlan: Plan = {
-      ...labPlan,
-      provider: { type: "libvirt", uri: "qemu+ssh://root@hv.invalid/system" },
-    };
-    const err = await new LibvirtProvisioner(deps())
-      .create({ plan: remotePlan, state: new LabState(lab, home), reporter: new RecordingReporter() })
-      .catch((e: unknown) => e);
-    expect((err as LabError).code).toBe("LIBVIRT_REMOTE_UNSUPPORTED");
-    expect((err as LabError).where).toBe("spec.provider.uri");
+  it("refuses a remote hypervisor that is not pinned, or not reachable through SSH, before creating anything", async () => {
+    const create = (uri: string) =>
+      new LibvirtProvisioner(deps())
+        .create({
+          plan: { ...labPlan, provider: { type: "libvirt", uri } },
+          state: new LabState(lab, home),
+          reporter: new RecordingReporter(),
+        })
+        .then(
+          () => new LabError({ code: "NO_ERROR", what: "created" }),
+          (e: unknown) => e as LabError,
+        );
+    const unknown = await create(
+      `qemu+ssh://root@hv.invalid/system?known_hosts=${join(work, "empty_known_hosts")}`,
+    );
+    expect(unknown.code).toBe("HYPERVISOR_HOST_KEY_UNKNOWN");
+    expect(unknown.where).toBe("spec.provider.uri");
+    expect((await create("qemu+ssh://root@hv.invalid/system?no_verify=1")).code).toBe(
+      "HYPERVISOR_HOST_KEY_UNVERIFIED",
+    );
+    expect((await create("qemu+tcp://hv.invalid/system")).code).toBe("LIBVIRT_REMOTE_UNSUPPORTED");
   });
 
   it("does not stop `lab down` of a lab that never used libvirt", async () => {
@@ -363,5 +377,137 @@ describe("unreachable libvirt", () => {
     await expect(
       p.destroy({ labName: name, plan: downPlan, state, reporter: new RecordingReporter() }),
     ).rejects.toMatchObject({ code: "LIBVIRT_UNREACHABLE" });
+  });
+});
+
+describe("a remote hypervisor over qemu+ssh (this machine's libvirtd behind a loopback sshd)", () => {
+  let hv: LoopbackHypervisor | undefined;
+  let name = "";
+  let remotePlan: Plan;
+  /** Ready when the console, read on the hypervisor through the pinned jump, shows the greeting. */
+  const remoteDeps = () =>
+    deps({
+      waitForSsh: async (ctx, m) => {
+        if (!m.ssh.jump) throw new Error(`${m.name} has no SSH jump`);
+        const j = await connectJump(m.ssh.jump);
+        try {
+          const file = join(poolPath(ctx.plan.lab), volumes.console(m.name));
+          for (let i = 0; i < 100; i++) {
+            if ((await execOnJump(j, `cat ${file} 2>/dev/null`)).stdout.includes(GREETING)) return;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        } finally {
+          j.close();
+        }
+        throw new Error(`${m.name}: no greeting on the console`);
+      },
+    });
+
+  beforeAll(async () => {
+    hv = await startLoopbackHypervisor();
+    name = `lvr-${randomBytes(3).toString("hex")}`;
+    remotePlan = {
+      ...labPlan,
+      lab: name,
+      id: randomBytes(3).toString("hex"),
+      provider: { type: "libvirt", uri: hv.uri },
+    };
+  });
+  afterAll(async () => {
+    try {
+      if (hv && name)
+        await new LibvirtProvisioner(remoteDeps()).destroy({
+          labName: name,
+          state: new LabState(name, home),
+          reporter: new RecordingReporter(),
+        });
+    } finally {
+      await hv?.stop();
+    }
+  });
+
+  it("creates the lab through the URI and hands over machines behind the pinned hypervisor jump", async () => {
+    const reporter = new RecordingReporter();
+    const state = new LabState(name, home);
+    const machines = await new LibvirtProvisioner(remoteDeps()).create({ plan: remotePlan, state, reporter });
+    for (const m of machines) {
+      expect(m.ssh.jump).toMatchObject({ host: "127.0.0.1", port: hv!.port, user: "root" });
+      expect(m.ssh.jump?.hostKey).toBe(hv!.hostPublicKey.split(/\s+/).slice(0, 2).join(" "));
+    }
+    expect([...(await labDomains(conn, name)).values()].map((d) => d.state)).toEqual(["running", "running"]);
+    // Files went in through the pool API: the overlay's backing file is the uploaded base volume.
+    const { stdout: info } = await execa("qemu-img", [
+      "info",
+      "-U",
+      "--output=json",
+      join(poolPath(name), volumes.disk("master-1")),
+    ]);
+    expect(JSON.parse(info)["backing-filename"]).toBe(join(poolPath(name), volumes.base));
+    // libvirt's own connection went through the sshd (virt-ssh-helper on the "hypervisor").
+    expect(await hv!.log()).toMatch(/Accepted publickey for root/);
+    // `lab ssh` pins the hypervisor through the lab's known_hosts.
+    expect(await readFile(state.path("ssh", "known_hosts"), "utf8")).toContain(
+      `[127.0.0.1]:${hv!.port} ssh-ed25519 `,
+    );
+    expect(
+      await new LibvirtProvisioner(remoteDeps()).status({ plan: remotePlan, state, reporter }),
+    ).toMatchObject([
+      { name: "master-1", state: "running" },
+      { name: "worker-1", state: "running" },
+    ]);
+  });
+
+  it("refuses a hypervisor that presents another host key", async () => {
+    const other = await generateEd25519("someone-else");
+    const pin = `SHA256:${createHash("sha256")
+      .update(Buffer.from(other.publicKey.split(/\s+/)[1]!, "base64"))
+      .digest("base64")
+      .replace(/=+$/, "")}`;
+    const err = await new LibvirtProvisioner(remoteDeps())
+      .create({
+        plan: { ...remotePlan, provider: { type: "libvirt", uri: hv!.uri, hostKey: pin } },
+        state: new LabState(name, home),
+        reporter: new RecordingReporter(),
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e as LabError,
+      );
+    expect(err?.code).toBe("HOST_KEY_MISMATCH");
+  });
+
+  it("lab down removes domains, volumes, network and pool on the hypervisor", async () => {
+    await new LibvirtProvisioner(remoteDeps()).destroy({
+      labName: name,
+      state: new LabState(name, home),
+      reporter: new RecordingReporter(),
+    });
+    expect(await leftovers(name)).toEqual([]);
+  });
+
+  it("an unreachable qemu+ssh hypervisor is one clear error and leaves nothing", async () => {
+    const dead = `lvx-${randomBytes(3).toString("hex")}`;
+    const closed = hv!.uri.replace(`:${hv!.port}/`, ":1/");
+    // The closed port needs its own known_hosts entry, or the missing pin is reported first.
+    const kh = join(hv!.dir, "known_hosts_closed");
+    await writeFile(kh, `[127.0.0.1]:1 ${hv!.hostPublicKey.split(/\s+/).slice(0, 2).join(" ")}\n`);
+    const uri = closed.replace(encodeURIComponent(hv!.knownHostsPath), encodeURIComponent(kh));
+    const p = new LibvirtProvisioner(remoteDeps());
+    const state = new LabState(dead, home);
+    const err = await p
+      .create({
+        plan: { ...remotePlan, lab: dead, provider: { type: "libvirt", uri } },
+        state,
+        reporter: new RecordingReporter(),
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e as LabError,
+      );
+    expect(err?.code).toBe("LIBVIRT_UNREACHABLE");
+    expect(err?.message).toContain("127.0.0.1:1");
+    expect(err?.fix).toContain("libvirt group");
+    expect(await leftovers(dead)).toEqual([]);
+    await p.destroy({ labName: dead, state, reporter: new RecordingReporter() });
   });
 });

@@ -1,0 +1,151 @@
+/**
+ * SSH through a jump host (a remote hypervisor): the one place that opens an ssh2 connection to the
+ * jump host, checks its pinned host key, and forwards a TCP stream from there to a machine. Used by
+ * the readiness check and the bootstrap's sessions, so both reach VMs on a remote lab network the
+ * same way, and by the libvirt provisioner for the few commands it runs on the hypervisor itself.
+ */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import type { Duplex } from "node:stream";
+import { Client, type ServerHostKeyAlgorithm } from "ssh2";
+import { LabError } from "../topology/errors.ts";
+import type { SshJump } from "./provisioner.ts";
+
+const fingerprintOfBlob = (blob: Buffer) =>
+  "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+
+/** The `SHA256:` fingerprint a pin stands for (a fingerprint as is, or that of a public key). */
+export function jumpFingerprint(hostKey: string): string {
+  const k = hostKey.trim();
+  if (k.startsWith("SHA256:")) return k;
+  return fingerprintOfBlob(Buffer.from(k.split(/\s+/)[1] ?? "", "base64"));
+}
+
+export interface JumpConnection {
+  client: Client;
+  /** The host key the jump host presented, as an OpenSSH public key (`ssh-ed25519 AAAA...`). */
+  hostPublicKey: string;
+  close(): void;
+}
+
+/** Host key algorithms that present a key of the pinned type; undefined for a bare fingerprint. */
+function keyAlgorithms(hostKey: string): ServerHostKeyAlgorithm[] | undefined {
+  const type = hostKey.trim().split(/\s+/)[0];
+  if (!type || type.startsWith("SHA256:")) return undefined;
+  if (type === "ssh-rsa") return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
+  return [type as ServerHostKeyAlgorithm];
+}
+
+const where = (j: SshJump) => `${j.user}@${j.host}:${j.port}`;
+
+/** Connects to the jump host, accepting only its pinned host key. */
+export async function connectJump(
+  jump: SshJump,
+  opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<JumpConnection> {
+  let privateKey: Buffer;
+  try {
+    privateKey = await readFile(jump.privateKeyPath);
+  } catch (err) {
+    throw new LabError({
+      code: "SSH_KEY_MISSING",
+      what: `cannot read the SSH key for the hypervisor ${where(jump)}: ${(err as Error).message}`,
+      where: "spec.provider.uri",
+      fix: "give a readable key with ?keyfile=PATH in the libvirt URI, or create ~/.ssh/id_ed25519",
+    });
+  }
+  const expected = jumpFingerprint(jump.hostKey);
+  const client = new Client();
+  let seen: Buffer | undefined;
+  return await new Promise<JumpConnection>((resolve, reject) => {
+    const onAbort = () => {
+      client.end();
+      reject(new LabError({ code: "ABORTED", what: `connecting to ${where(jump)} was cancelled` }));
+    };
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    client.once("ready", () => {
+      opts.signal?.removeEventListener("abort", onAbort);
+      const type = seen!.readUInt32BE(0);
+      const keyType = seen!.subarray(4, 4 + type).toString("latin1");
+      resolve({
+        client,
+        hostPublicKey: `${keyType} ${seen!.toString("base64")}`,
+        close: () => client.end(),
+      });
+    });
+    client.once("error", (err: Error & { level?: string }) => {
+      opts.signal?.removeEventListener("abort", onAbort);
+      const seenFp = seen && fingerprintOfBlob(seen);
+      reject(
+        seenFp && seenFp !== expected
+          ? new LabError({
+              code: "HOST_KEY_MISMATCH",
+              what: `host key of the hypervisor ${where(jump)} does not match: expected ${expected}, seen ${seenFp}`,
+              where: "spec.provider",
+              fix: "if the hypervisor was reinstalled on purpose, update its known_hosts entry or spec.provider.hostKey; otherwise do not connect",
+              source: "host",
+            })
+          : new LabError({
+              code: "SSH_UNREACHABLE",
+              what: `cannot connect to the hypervisor ${where(jump)}: ${err.message}`,
+              where: "spec.provider.uri",
+              fix:
+                err.level === "client-authentication"
+                  ? `add your public key to ~${jump.user}/.ssh/authorized_keys on the hypervisor`
+                  : "check that the hypervisor is up and sshd runs there",
+              source: "host",
+            }),
+      );
+    });
+    client.connect({
+      host: jump.host,
+      port: jump.port,
+      username: jump.user,
+      privateKey,
+      readyTimeout: opts.timeoutMs ?? 20_000,
+      keepaliveInterval: 10_000,
+      // Offer only the pinned key's type when it is known, so the host presents that key.
+      ...(keyAlgorithms(jump.hostKey) ? { algorithms: { serverHostKey: keyAlgorithms(jump.hostKey) } } : {}),
+      hostVerifier: (key: Buffer) => {
+        seen = key;
+        return fingerprintOfBlob(key) === expected;
+      },
+    });
+  });
+}
+
+/** A TCP stream to host:port opened from the jump host (ssh2 `forwardOut`). */
+export function forwardOut(conn: JumpConnection, host: string, port: number): Promise<Duplex> {
+  return new Promise((resolve, reject) =>
+    conn.client.forwardOut("127.0.0.1", 0, host, port, (err, stream) =>
+      err ? reject(err) : resolve(stream),
+    ),
+  );
+}
+
+/** Runs a command on the jump host; resolves with its stdout and exit code. */
+export function execOnJump(
+  conn: JumpConnection,
+  command: string,
+  timeoutMs = 30_000,
+): Promise<{ stdout: string; code: number }> {
+  return new Promise((resolve, reject) => {
+    conn.client.exec(command, (err, ch) => {
+      if (err) return reject(err);
+      const out: Buffer[] = [];
+      let code = 255;
+      const timer = setTimeout(() => {
+        ch.close();
+        reject(new Error(`timed out after ${timeoutMs} ms: ${command}`));
+      }, timeoutMs);
+      ch.on("data", (d: Buffer) => out.push(d));
+      ch.stderr.resume();
+      ch.on("exit", (c: number | null) => (code = c ?? 255));
+      ch.on("close", () => {
+        clearTimeout(timer);
+        resolve({ stdout: Buffer.concat(out).toString("utf8"), code });
+      });
+    });
+  });
+}
