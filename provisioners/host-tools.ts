@@ -53,6 +53,12 @@ export const HOST_TOOLS: HostTool[] = [
     why: "libvirt networks, storage pools and volumes",
   },
   {
+    command: "virt-ssh-helper",
+    pkg: "libvirt-daemon",
+    group: "libvirt",
+    why: "hypervisor side of qemu+ssh URIs (libvirt's SSH transport falls back to nc without it)",
+  },
+  {
     command: "/usr/include/libvirt/libvirt.h",
     pkg: "libvirt-dev",
     group: "libvirt",
