@@ -19,9 +19,8 @@ import {
   type DomainType,
 } from "../../templates/libvirt-domain.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
-import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
+import type { Machine, MachineStatus, ProvisionContext, Provisioner, SshJump } from "../provisioner.ts";
 import { connectJump, execOnJump } from "../ssh-jump.ts";
-import type { SshJump } from "../provisioner.ts";
 import { chooseDomainType, localKvmFacts, type KvmFacts } from "./accel.ts";
 import { hypervisorJump, knownHostsName, parseRemoteUri } from "./remote.ts";
 import { openLibvirt, type DomainRecord, type LibvirtConnection } from "./connection.ts";
