@@ -654,7 +654,41 @@ export class Registry {
     for (const c of this.caches.values()) await c.close();
   }
 
-  /** Default namespaces and the `kubernetes` service, idempotently. */
+  /**
+   * kube-system/kube-dns on the tenth service address, as clusters conventionally have it. It has
+   * no selector and no Endpoints: every lab-agent answers DNS itself and DNATs this address to its
+   * own listener, so the Service is there for discovery (`kubectl get svc -n kube-system`) and to
+   * keep the address from being handed to another Service.
+   */
+  private async ensureClusterDnsService(): Promise<void> {
+    const ip = this.serviceIps.dnsServiceIp;
+    if (!ip) return;
+    const svcInfo = RESOURCES.find((r) => r.kind === "Service")!;
+    await this.create(svcInfo, "kube-system", {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: {
+        name: "kube-dns",
+        labels: {
+          "k8s-app": "kube-dns",
+          "kubernetes.io/cluster-service": "true",
+          "kubernetes.io/name": "KubeDNS",
+        },
+      },
+      spec: {
+        clusterIP: ip,
+        ports: [
+          { name: "dns", port: 53, protocol: "UDP", targetPort: 53 },
+          { name: "dns-tcp", port: 53, protocol: "TCP", targetPort: 53 },
+        ],
+      },
+    }).catch((err: unknown) => {
+      if (!(err instanceof ApiError && (err.reason === "AlreadyExists" || err.reason === "Invalid")))
+        throw err;
+    });
+  }
+
+  /** Default namespaces, the `kubernetes` service and the cluster DNS service, idempotently. */
   async ensureDefaults(advertiseAddress: string, securePort: number): Promise<void> {
     const nsInfo = RESOURCES.find((r) => r.kind === "Namespace")!;
     for (const ns of SYSTEM_NAMESPACES) {
@@ -677,6 +711,7 @@ export class Registry {
       if (!(err instanceof ApiError && (err.reason === "AlreadyExists" || err.reason === "Invalid")))
         throw err;
     });
+    await this.ensureClusterDnsService();
     const epInfo = RESOURCES.find((r) => r.kind === "Endpoints")!;
     for (let attempt = 0; attempt < 5; attempt++) {
       try {

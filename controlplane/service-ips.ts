@@ -44,6 +44,12 @@ export class ServiceIpAllocator {
     return ipToString(this.base + 1);
   }
 
+  /** The tenth address, by convention the cluster DNS (Service kube-system/kube-dns); undefined in tiny ranges. */
+  get dnsServiceIp(): string | undefined {
+    const ip = ipToString(this.base + 10);
+    return this.contains(ip) ? ip : undefined;
+  }
+
   contains(ip: string): boolean {
     const n = ipToNumber(ip);
     return n !== undefined && n > this.base && n < this.base + this.size - 1;
@@ -60,9 +66,11 @@ export class ServiceIpAllocator {
     }
   }
 
-  /** Claims the first free IP after the reserved one. */
+  /** Claims the first free IP after the reserved ones (`kubernetes`, cluster DNS). */
   async allocate(owner: string): Promise<string> {
     const used = new Set(await this.usedIps());
+    const dns = this.dnsServiceIp;
+    if (dns) used.add(dns);
     for (let n = this.base + 2; n < this.base + this.size - 1; n++) {
       const ip = ipToString(n);
       if (used.has(ip)) continue;

@@ -17,7 +17,10 @@ import { listWatch } from "./api/list-watch.ts";
 import { CriClient } from "./cri/client.ts";
 import { Heartbeat, hostFacts } from "./heartbeat.ts";
 import { parseLabels, parseTaints, type NodeRegistration } from "./node-status.ts";
+import { DnsServer, upstreamsFrom } from "./dns/server.ts";
+import { buildZone } from "./dns/zone.ts";
 import { ServiceProxy } from "./proxy/proxy.ts";
+import type { LocalDns } from "./proxy/ruleset.ts";
 import { desiredRoutes, syncRoutes } from "./routes.ts";
 
 export interface AgentFlags {
@@ -28,6 +31,8 @@ export interface AgentFlags {
   apiServers?: string;
   clusterDomain: string;
   clusterDns?: string;
+  dnsListen?: string;
+  resolvConf: string;
   serviceClusterIpRange?: string;
   stateDir: string;
   registerWithTaints?: string;
@@ -58,6 +63,15 @@ export function agentCommand(): Command {
     )
     .option("--cluster-domain <domain>", "cluster DNS domain for pods' search paths", "cluster.local")
     .option("--cluster-dns <ips>", "comma-separated cluster DNS server IPs for pods")
+    .option(
+      "--dns-listen <ip:port>",
+      "where the node-local cluster DNS listens; cluster DNS IP:53 is DNATed to it (default <node-ip>:10053)",
+    )
+    .option(
+      "--resolv-conf <path>",
+      "nameservers for names outside the cluster domain (empty: answer those REFUSED)",
+      "/etc/resolv.conf",
+    )
     .option("--service-cluster-ip-range <cidr>", "the Service ClusterIP range (informational)")
     .option("--state-dir <dir>", "the agent's own state", "/var/lib/lab/agent")
     .option("--register-with-taints <taints>", "taints to register the Node with: key[=value]:Effect,...")
@@ -181,11 +195,13 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
     }),
   );
 
-  const proxy = new ServiceProxy(prefix);
+  const dns = await startDns(f, log);
+  const proxy = new ServiceProxy(prefix, dns?.localDns);
   let services: V1Service[] | undefined;
   let endpoints: V1Endpoints[] | undefined;
   const updateProxy = (): void => {
     if (!services || !endpoints) return; // both known first: never an empty ruleset by accident
+    dns?.server.setZone(buildZone(f.clusterDomain, services, endpoints));
     proxy.update(services, endpoints).catch((err: unknown) => log(`service proxy: ${errText(err)}`));
   };
   loops.push(
@@ -228,9 +244,39 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
     await heartbeat.stop();
     await agent.stop();
     await routing;
+    await dns?.server.stop();
     client.close();
     cri.close();
   };
+}
+
+/** The node-local cluster DNS, when --cluster-dns is set; a failure to listen leaves pods running without it. */
+async function startDns(
+  f: AgentFlags,
+  log: Log,
+): Promise<{ server: DnsServer; localDns: LocalDns } | undefined> {
+  const clusterIPs = list(f.clusterDns);
+  if (clusterIPs.length === 0) return undefined;
+  const m = /^(.+):(\d+)$/.exec(f.dnsListen ?? `${f.nodeIp}:10053`);
+  if (!m) throw new Error(`--dns-listen must be IP:PORT (got "${f.dnsListen}")`);
+  const [address, port] = [m[1]!, Number(m[2])];
+  const upstreams = await upstreamsFrom(f.resolvConf, clusterIPs);
+  const server = new DnsServer({
+    domain: f.clusterDomain,
+    address,
+    port,
+    upstreams,
+    onError: (err) => log(`cluster DNS: ${errText(err)}`),
+  });
+  try {
+    await server.start();
+  } catch (err) {
+    log(`cluster DNS: cannot listen on ${address}:${port}: ${errText(err)}; pods get no cluster DNS`);
+    return undefined;
+  }
+  const forward = upstreams.map((u) => u.address).join(",") || "none (REFUSED)";
+  log(`cluster DNS ${clusterIPs.join(",")}:53 answered on ${address}:${port}; other names to ${forward}`);
+  return { server, localDns: { clusterIPs, address, port } };
 }
 
 export async function main(argv = process.argv): Promise<void> {

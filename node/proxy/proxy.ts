@@ -1,7 +1,7 @@
 /** The service proxy: re-renders the nftables ruleset on every change and applies it when it differs. */
 import type { V1Endpoints, V1Service } from "@kubernetes/client-node";
 import { spawn } from "node:child_process";
-import { renderRuleset, serviceRules } from "./ruleset.ts";
+import { renderRuleset, serviceRules, type LocalDns } from "./ruleset.ts";
 
 /** Applies a ruleset with `nft -f -`; `prefix` runs it elsewhere (e.g. nsenter into a test netns). */
 export function applyRuleset(text: string, prefix: string[] = []): Promise<void> {
@@ -22,11 +22,14 @@ export class ServiceProxy {
   private applied: string | undefined;
   private pending: Promise<void> = Promise.resolve();
 
-  constructor(private readonly prefix: string[] = []) {}
+  constructor(
+    private readonly prefix: string[] = [],
+    private readonly localDns?: LocalDns,
+  ) {}
 
   /** Renders from the full current sets of Services and Endpoints; applies only if the text changed. */
   update(services: V1Service[], endpoints: V1Endpoints[]): Promise<void> {
-    const text = renderRuleset(serviceRules(services, endpoints));
+    const text = renderRuleset(serviceRules(services, endpoints), this.localDns);
     // serialize applies so an older ruleset never lands after a newer one
     this.pending = this.pending
       .catch(() => {})

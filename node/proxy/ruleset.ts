@@ -77,13 +77,29 @@ export function serviceRules(services: V1Service[], endpoints: V1Endpoints[]): S
 const chainName = (id: string): string => `svc_${createHash("sha256").update(id).digest("hex").slice(0, 12)}`;
 const comment = (s: string): string => `comment ${JSON.stringify(s.slice(0, 120))}`;
 
+/**
+ * Cluster DNS is answered on every node by the agent itself: queries to the cluster DNS address
+ * (port 53, UDP and TCP) are DNATed to the agent's own listener, so no DNS Endpoints are needed
+ * and each node answers without any other node.
+ */
+export interface LocalDns {
+  clusterIPs: string[];
+  address: string;
+  port: number;
+}
+
 /** The whole ruleset text for `nft -f`. */
-export function renderRuleset(rules: ServiceRule[]): string {
+export function renderRuleset(rules: ServiceRule[], localDns?: LocalDns): string {
   const out: string[] = [];
   out.push(`# Rendered by lab-agent's service proxy; replaced atomically on every change.`);
   // create-then-delete makes the first apply and every later one the same transaction shape
   out.push(`table ip ${TABLE}`, `delete table ip ${TABLE}`, `table ip ${TABLE} {`);
   const services: string[] = [];
+  for (const ip of localDns?.clusterIPs ?? [])
+    for (const proto of ["udp", "tcp"])
+      services.push(
+        `    ip daddr ${ip} ${proto} dport 53 dnat to ${localDns!.address}:${localDns!.port} ${comment("cluster DNS")}`,
+      );
   const nodeports: string[] = [];
   const chains: string[] = [];
   for (const r of rules) {

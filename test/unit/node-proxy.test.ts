@@ -112,4 +112,15 @@ describe("renderRuleset", () => {
     ]);
     expect(text).not.toContain("10.96.0.9");
   });
+
+  it("sends cluster DNS (UDP and TCP port 53) to the node's own listener, ahead of any service rule", () => {
+    const text = renderRuleset(
+      [{ id: "kube-system/kube-dns:dns", protocol: "udp", clusterIP: "10.96.0.10", port: 53, backends: [] }],
+      { clusterIPs: ["10.96.0.10"], address: "192.168.50.11", port: 10053 },
+    );
+    const services = text.slice(text.indexOf("chain services {"), text.indexOf("chain nodeports {"));
+    expect(services).toContain("ip daddr 10.96.0.10 udp dport 53 dnat to 192.168.50.11:10053");
+    expect(services).toContain("ip daddr 10.96.0.10 tcp dport 53 dnat to 192.168.50.11:10053");
+    expect(renderRuleset([])).not.toContain("dport 53");
+  });
 });
