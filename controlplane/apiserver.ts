@@ -20,6 +20,7 @@ import { discovery, SERVER_VERSION } from "./discovery.ts";
 import { openApiV2, openApiV3Index, openApiV3Group } from "./openapi.ts";
 import {
   agentPath,
+  assertLogsAvailable,
   assertRunning,
   nodeTarget,
   proxyLogs,
@@ -443,6 +444,7 @@ export class ApiServer {
       throw new ApiError(404, "NotFound", `${info.plural} have no scale subresource`);
     if (info.kind === "Pod" && r.subresource === "log") {
       const { pod, target, tls } = await this.podTarget(r, q);
+      assertLogsAvailable(pod, target.container, q.get("previous") === "true");
       await proxyLogs(tls, target, agentPath("log", pod, target, q), req, res);
       return;
     }

@@ -76,6 +76,18 @@ export function assertRunning(pod: V1Pod, container: string): void {
   }
 }
 
+/** Logs exist once the container has started (or, for previous, once it has restarted). Pure. */
+export function assertLogsAvailable(pod: V1Pod, container: string, previous: boolean): void {
+  const statuses = [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])];
+  const st = statuses.find((c) => c.name === container);
+  if (previous || st?.state?.running || st?.state?.terminated || st?.lastState?.terminated) return;
+  throw new ApiError(
+    400,
+    "BadRequest",
+    `container "${container}" in pod "${pod.metadata?.name ?? ""}" is waiting to start: ${st?.state?.waiting?.reason ?? "ContainerCreating"}`,
+  );
+}
+
 /** The agent path for a subresource request; the user's query passes through (minus `container`). */
 export function agentPath(kind: "log" | "exec", pod: V1Pod, t: NodeTarget, q: URLSearchParams): string {
   const query = new URLSearchParams(q);

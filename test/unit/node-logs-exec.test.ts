@@ -1,6 +1,6 @@
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
-import { agentPath, assertRunning, nodeTarget } from "../../controlplane/node-proxy.ts";
+import { agentPath, assertLogsAvailable, assertRunning, nodeTarget } from "../../controlplane/node-proxy.ts";
 import { formatLine, parseCriLog, parseLogQuery, selectLines } from "../../node/server/cri-log.ts";
 import { chooseSubprotocol, exitStatus, frame, parseExecQuery } from "../../node/server/exec-protocol.ts";
 
@@ -122,6 +122,14 @@ describe("lab-server's way to the pod's agent", () => {
     const unbound = { ...pod, spec: { ...pod.spec!, nodeName: undefined } } as V1Pod;
     expect(() => nodeTarget(unbound, undefined, "app")).toThrow(/does not have a host assigned/);
     expect(() => nodeTarget(pod, undefined, "app")).toThrow(/nodes "n1" not found/);
+  });
+
+  it("says a container that never started has no logs yet", () => {
+    expect(() => assertLogsAvailable(pod, "app", false)).not.toThrow();
+    expect(() => assertLogsAvailable(pod, "side", false)).toThrow(
+      'container "side" in pod "web" is waiting to start: CrashLoopBackOff',
+    );
+    expect(() => assertLogsAvailable(pod, "side", true)).not.toThrow();
   });
 
   it("refuses exec into a container that is not running", () => {
