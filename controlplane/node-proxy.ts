@@ -124,6 +124,7 @@ export function proxyLogs(
         "Content-Type": ur.headers["content-type"] ?? "text/plain",
         ...(ur.headers["content-length"] ? { "Content-Length": ur.headers["content-length"] } : {}),
       });
+      res.flushHeaders();
       ur.pipe(res);
       ur.on("end", () => resolve());
       ur.on("error", () => resolve());

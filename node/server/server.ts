@@ -207,6 +207,7 @@ export class AgentServer {
     const path = status.logPath;
     if (!path) throw new HttpError(404, "NotFound", `container "${t.container}" has no log file`);
     res.writeHead(200, { "Content-Type": "text/plain", "Transfer-Encoding": "chunked" });
+    res.flushHeaders(); // a followed, still empty log must not look like a hung agent
     await streamLog(
       path,
       opts,
