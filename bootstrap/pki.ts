@@ -108,7 +108,25 @@ export function certSpecs(plan: Plan): CertSpec[] {
     o: ["system:masters"],
     usages: ["client"],
   });
+  // lab-server's identity towards the agents' logs/exec port, which admits only this subject.
+  specs.push({
+    id: "apiserver-kubelet-client",
+    ca: "ca",
+    cn: "lab-apiserver-kubelet-client",
+    o: ["system:masters"],
+    usages: ["client"],
+  });
   for (const n of plan.nodes) {
+    // the agent's serving certificate (port 10250); lab-server dials the node's InternalIP
+    specs.push({
+      id: `nodes/${n.name}-serving`,
+      ca: "ca",
+      cn: `system:node:${n.name}`,
+      o: ["system:nodes"],
+      usages: ["server"],
+      dns: [n.name],
+      ips: [n.address],
+    });
     specs.push({
       id: `nodes/${n.name}`,
       ca: "ca",

@@ -1,6 +1,8 @@
 import { createServer as createHttpsServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
+import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
 import { decodeKubernetesProtobuf } from "../api/protobuf.ts";
 import { jsonPatch, mergePatch, PatchError, strategicMerge } from "../api/patch.ts";
@@ -16,6 +18,16 @@ import { toTable } from "../api/table.ts";
 import { authorize, type UserInfo } from "./authz.ts";
 import { discovery, SERVER_VERSION } from "./discovery.ts";
 import { openApiV2, openApiV3Index, openApiV3Group } from "./openapi.ts";
+import {
+  agentPath,
+  assertLogsAvailable,
+  assertRunning,
+  nodeTarget,
+  proxyLogs,
+  proxyUpgrade,
+  rejectUpgrade,
+  type KubeletClientTls,
+} from "./node-proxy.ts";
 import { Registry, type DeleteOptions, type KObject, type Selectors, type WatchEvent } from "./registry.ts";
 import { ServiceIpAllocator } from "./service-ips.ts";
 import type { EtcdStore } from "./storage/etcd-store.ts";
@@ -34,6 +46,8 @@ export interface ApiServerOptions {
   bookmarkIntervalMs?: number;
   /** etcd history is compacted to the revision of one interval ago (Kubernetes: 5 minutes); 0 = never. */
   compactionIntervalMs?: number;
+  /** lab-server's identity towards the node agents (pods/log, pods/exec); without it those answer 503. */
+  kubeletClient?: KubeletClientTls;
 }
 
 interface Route {
@@ -178,6 +192,17 @@ export class ApiServer {
       },
       (req, res) => void this.handle(req, res),
     );
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on("error", () => undefined);
+      this.handleUpgrade(req, socket, head).catch((err: unknown) =>
+        rejectUpgrade(
+          socket,
+          err instanceof ApiError
+            ? err
+            : new ApiError(500, "InternalError", `Internal error occurred: ${(err as Error).message}`),
+        ),
+      );
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -299,6 +324,67 @@ export class ApiServer {
     await this.serveResource(req, res, url, user, route, method);
   }
 
+  /** The pod, its node agent and the TLS identity to reach it, or the Status that says why not. */
+  private async podTarget(r: Route, q: URLSearchParams) {
+    const pod = (await this.registry.get(r.info, r.namespace, r.name!)) as V1Pod;
+    const nodeName = pod.spec?.nodeName;
+    const nodes = findResource("", "v1", "nodes")!;
+    const node = nodeName
+      ? ((await this.registry.get(nodes, undefined, nodeName).catch(() => undefined)) as V1Node | undefined)
+      : undefined;
+    const target = nodeTarget(pod, node, q.get("container"));
+    const tls = this.opts.kubeletClient;
+    if (!tls)
+      throw new ApiError(
+        503,
+        "ServiceUnavailable",
+        `pods/${r.subresource} needs lab-server's kubelet-client certificate (--kubelet-client-certificate, --kubelet-client-key)`,
+      );
+    return { pod, target, tls };
+  }
+
+  /** WebSocket upgrades: pods/exec goes through to the node agent; nothing else upgrades. */
+  private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const user = this.authenticate(req);
+    if (!user)
+      throw new ApiError(
+        401,
+        "Unauthorized",
+        "Unauthorized: a client certificate signed by the cluster CA is required",
+      );
+    const url = new URL(req.url ?? "/", "https://localhost");
+    const r = parseResourcePath(url.pathname.replace(/\/+$/, ""));
+    if (
+      !r ||
+      r.info.kind !== "Pod" ||
+      !r.name ||
+      !["exec", "attach", "portforward"].includes(r.subresource ?? "")
+    )
+      throw new ApiError(400, "BadRequest", `${url.pathname} cannot be upgraded: only pods/exec streams`);
+    const decision = authorize(user, {
+      verb: "create",
+      info: r.info,
+      subresource: r.subresource,
+      namespace: r.namespace,
+      name: r.name,
+    });
+    if (!decision.allowed) throw new ApiError(403, "Forbidden", decision.reason);
+    if (r.subresource !== "exec") {
+      await this.registry.get(r.info, r.namespace, r.name);
+      throw new ApiError(501, "NotImplemented", `pods/${r.subresource} is not supported by lab-server`);
+    }
+    // Validation first: kubectl retries a refused WebSocket upgrade over SPDY, and shows that answer.
+    const { pod, target, tls } = await this.podTarget(r, url.searchParams);
+    assertRunning(pod, target.container);
+    if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket")
+      throw new ApiError(
+        400,
+        "BadRequest",
+        `upgrade to "${req.headers.upgrade}" is not supported: pods/exec speaks WebSocket (v5.channel.k8s.io, v4.channel.k8s.io), not SPDY`,
+      );
+    await proxyUpgrade(tls, target, agentPath("exec", pod, target, url.searchParams), req, socket, head);
+  }
+
   private async serveResource(
     req: IncomingMessage,
     res: ServerResponse,
@@ -356,13 +442,23 @@ export class ApiServer {
       throw new ApiError(404, "NotFound", `${info.plural} have no status subresource`);
     if (r.subresource === "scale" && !info.scale)
       throw new ApiError(404, "NotFound", `${info.plural} have no scale subresource`);
-    if (info.kind === "Pod" && ["log", "exec", "attach", "portforward"].includes(r.subresource ?? "")) {
+    if (info.kind === "Pod" && r.subresource === "log") {
+      const { pod, target, tls } = await this.podTarget(r, q);
+      assertLogsAvailable(pod, target.container, q.get("previous") === "true");
+      await proxyLogs(tls, target, agentPath("log", pod, target, q), req, res);
+      return;
+    }
+    if (info.kind === "Pod" && r.subresource === "exec") {
       await this.registry.get(info, r.namespace, r.name!);
       throw new ApiError(
-        503,
-        "ServiceUnavailable",
-        `pods/${r.subresource} is served by the node agent (lab-agent), which does not serve it through the API server yet`,
+        400,
+        "BadRequest",
+        "pods/exec needs a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not supported",
       );
+    }
+    if (info.kind === "Pod" && ["attach", "portforward"].includes(r.subresource ?? "")) {
+      await this.registry.get(info, r.namespace, r.name!);
+      throw new ApiError(501, "NotImplemented", `pods/${r.subresource} is not supported by lab-server`);
     }
     if (r.subresource && ["log", "exec", "attach", "portforward"].includes(r.subresource)) {
       throw new ApiError(404, "NotFound", `${info.plural} have no ${r.subresource} subresource`);

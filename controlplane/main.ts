@@ -17,6 +17,9 @@ export interface ServerFlags {
   securePort: string;
   serviceClusterIpRange: string;
   advertiseAddress?: string;
+  kubeletClientCertificate?: string;
+  kubeletClientKey?: string;
+  kubeletCertificateAuthority?: string;
 }
 
 export async function startServer(
@@ -50,6 +53,15 @@ export async function startServer(
       key: await readFile(flags.tlsPrivateKeyFile),
       clientCa: await readFile(flags.clientCaFile),
     },
+    ...(flags.kubeletClientCertificate && flags.kubeletClientKey
+      ? {
+          kubeletClient: {
+            cert: await readFile(flags.kubeletClientCertificate),
+            key: await readFile(flags.kubeletClientKey),
+            ca: await readFile(flags.kubeletCertificateAuthority ?? flags.clientCaFile),
+          },
+        }
+      : {}),
   });
   const bound = await server.start(flags.bindAddress, port);
   return { server, store, port: bound };
@@ -72,7 +84,16 @@ function serverCommand0(): Command {
     .option("--bind-address <ip>", "address to listen on", "0.0.0.0")
     .option("--secure-port <port>", "HTTPS port", "6443")
     .option("--service-cluster-ip-range <cidr>", "CIDR for Service ClusterIPs", "10.96.0.0/12")
-    .option("--advertise-address <ip>", "address published in the kubernetes service endpoints");
+    .option("--advertise-address <ip>", "address published in the kubernetes service endpoints")
+    .option(
+      "--kubelet-client-certificate <file>",
+      "client certificate for the node agents (pods/log, pods/exec)",
+    )
+    .option("--kubelet-client-key <file>", "its key")
+    .option(
+      "--kubelet-certificate-authority <file>",
+      "CA of the node agents' serving certificates (default: --client-ca-file)",
+    );
 }
 
 async function main(): Promise<void> {

@@ -7,7 +7,7 @@
  */
 import type { V1Endpoints, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
 import { Command, Option } from "commander";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import { ApiStatusError, readKubeconfig } from "../api/client.ts";
@@ -22,6 +22,7 @@ import { buildZone } from "./dns/zone.ts";
 import { ServiceProxy } from "./proxy/proxy.ts";
 import type { LocalDns } from "./proxy/ruleset.ts";
 import { desiredRoutes, syncRoutes } from "./routes.ts";
+import { AgentServer, DEFAULT_AGENT_PORT } from "./server/server.ts";
 
 export interface AgentFlags {
   kubeconfig: string;
@@ -42,6 +43,11 @@ export interface AgentFlags {
   cgroupRoot: string;
   maxPods: string;
   netns?: string;
+  port: string;
+  address: string;
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+  clientCaFile?: string;
 }
 
 const list = (s: string | undefined): string[] =>
@@ -84,6 +90,11 @@ export function agentCommand(): Command {
     .option("--pod-log-dir <dir>", "where container logs go", "/var/log/pods")
     .option("--cgroup-root <path>", "cgroupfs parent of every pod cgroup", "/lab-pods")
     .option("--max-pods <n>", "pods capacity to report", "110")
+    .option("--port <port>", "HTTPS port for logs and exec (0: any free port)", String(DEFAULT_AGENT_PORT))
+    .option("--address <ip>", "address the HTTPS port listens on", "0.0.0.0")
+    .option("--tls-cert-file <file>", "the agent's serving certificate (without it: no logs/exec endpoint)")
+    .option("--tls-private-key-file <file>", "the serving certificate's key")
+    .option("--client-ca-file <file>", "CA of lab-server's kubelet-client certificate")
     .addOption(
       new Option(
         "--netns <name>",
@@ -119,6 +130,26 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
   await mkdir(f.stateDir, { recursive: true, mode: 0o700 });
   const prefix = f.netns ? ["nsenter", `--net=/run/netns/${f.netns}`] : [];
 
+  // The logs/exec endpoint first: the Node publishes its port (which may be a free one in tests).
+  let server: AgentServer | undefined;
+  let kubeletPort: number | undefined;
+  if (f.tlsCertFile || f.tlsPrivateKeyFile || f.clientCaFile) {
+    if (!f.tlsCertFile || !f.tlsPrivateKeyFile || !f.clientCaFile)
+      throw new Error("--tls-cert-file, --tls-private-key-file and --client-ca-file go together");
+    server = new AgentServer({
+      cri,
+      containerdAddress: f.containerRuntimeEndpoint.replace(/^unix:\/\//, ""),
+      tls: {
+        cert: await readFile(f.tlsCertFile),
+        key: await readFile(f.tlsPrivateKeyFile),
+        clientCa: await readFile(f.clientCaFile),
+      },
+      log,
+    });
+    kubeletPort = await server.start(f.address, Number(f.port));
+    log(`serving logs and exec on https://${f.address}:${kubeletPort}`);
+  }
+
   const registration: NodeRegistration = {
     nodeName: f.nodeName,
     nodeIP: f.nodeIp,
@@ -126,6 +157,7 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
     labels: parseLabels(f.nodeLabels ?? ""),
     taints: parseTaints(f.registerWithTaints ?? ""),
     ...(await hostFacts(cri, Number(f.maxPods))),
+    ...(kubeletPort !== undefined ? { kubeletPort } : {}),
   };
   const heartbeat = new Heartbeat({
     client,
@@ -243,6 +275,7 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
     await Promise.allSettled(loops);
     await heartbeat.stop();
     await agent.stop();
+    await server?.stop();
     await routing;
     await dns?.server.stop();
     client.close();

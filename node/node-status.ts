@@ -24,6 +24,8 @@ export interface NodeRegistration {
   taints: V1Taint[];
   capacity: { cpu: string; memory: string; pods: string };
   nodeInfo: V1NodeSystemInfo;
+  /** The agent's HTTPS port (logs, exec), published as daemonEndpoints.kubeletEndpoint.Port. */
+  kubeletPort?: number;
 }
 
 /** `key=value:Effect` or `key:Effect`, comma separated (kubelet's --register-with-taints). */
@@ -138,7 +140,7 @@ export function nodeStatus(
     capacity: { ...reg.capacity },
     allocatable: { ...reg.capacity },
     nodeInfo: reg.nodeInfo,
-    daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
+    daemonEndpoints: { kubeletEndpoint: { Port: reg.kubeletPort ?? 10250 } },
     conditions: [
       condition(
         "MemoryPressure",

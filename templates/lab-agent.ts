@@ -23,6 +23,8 @@ export function labAgentHostFiles() {
     cert: `${HOST_PATHS.pki}/node.crt`,
     key: `${HOST_PATHS.pki}/node.key`,
     ca: `${HOST_PATHS.pki}/ca.crt`,
+    servingCert: `${HOST_PATHS.pki}/node-serving.crt`,
+    servingKey: `${HOST_PATHS.pki}/node-serving.key`,
     stateDir: `${HOST_PATHS.varLib}/agent`,
   };
 }
@@ -39,6 +41,10 @@ export function labAgentArgs(c: LabAgentConfig): string[] {
     `--cluster-dns=${c.clusterDNS}`,
     `--service-cluster-ip-range=${c.serviceClusterIPRange}`,
     `--state-dir=${f.stateDir}`,
+    // logs/exec on :10250, for lab-server's kubelet-client certificate only
+    `--tls-cert-file=${f.servingCert}`,
+    `--tls-private-key-file=${f.servingKey}`,
+    `--client-ca-file=${f.ca}`,
   ];
   if (c.taints.length) args.push(`--register-with-taints=${c.taints.join(",")}`);
   const labels = Object.entries(c.labels).map(([k, v]) => `${k}=${v}`);

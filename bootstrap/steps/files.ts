@@ -32,12 +32,15 @@ export async function etcdFiles(state: LabState, master: string): Promise<Remote
 export async function apiServerFiles(state: LabState): Promise<RemoteFile[]> {
   const serving = await pair(state, "apiserver");
   const etcdClient = await pair(state, "apiserver-etcd-client");
+  const kubeletClient = await pair(state, "apiserver-kubelet-client");
   return [
     { path: `${pki}/ca.crt`, data: await readFile(state.path("pki", "ca.crt"), "utf8") },
     { path: `${pki}/apiserver.crt`, data: serving.cert },
     { path: `${pki}/apiserver.key`, data: serving.key, mode: 0o600 },
     { path: `${pki}/apiserver-etcd-client.crt`, data: etcdClient.cert },
     { path: `${pki}/apiserver-etcd-client.key`, data: etcdClient.key, mode: 0o600 },
+    { path: `${pki}/apiserver-kubelet-client.crt`, data: kubeletClient.cert },
+    { path: `${pki}/apiserver-kubelet-client.key`, data: kubeletClient.key, mode: 0o600 },
   ];
 }
 
@@ -70,5 +73,14 @@ export async function nodeIdentityFiles(state: LabState, node: string): Promise<
     { path: `${pki}/ca.crt`, data: await readFile(state.path("pki", "ca.crt"), "utf8") },
     { path: `${pki}/node.crt`, data: id.cert },
     { path: `${pki}/node.key`, data: id.key, mode: 0o600 },
+  ];
+}
+
+/** lab-agent's serving certificate for its logs/exec port (SANs: the node's name and address). */
+export async function agentServingFiles(state: LabState, node: string): Promise<RemoteFile[]> {
+  const serving = await pair(state, `nodes/${node}-serving`);
+  return [
+    { path: `${pki}/node-serving.crt`, data: serving.cert },
+    { path: `${pki}/node-serving.key`, data: serving.key, mode: 0o600 },
   ];
 }

@@ -20,7 +20,7 @@ import {
 import { executable, installExecutable } from "./control-plane.ts";
 import { sha256File } from "../artifacts.ts";
 import { shq, type SshSession } from "../ssh.ts";
-import { nodeIdentityFiles } from "./files.ts";
+import { agentServingFiles, nodeIdentityFiles } from "./files.ts";
 
 export const CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule";
 
@@ -170,6 +170,7 @@ export async function joinNodesStep(ctx: StepContext): Promise<StepOutcome> {
       s,
       [
         ...(await nodeIdentityFiles(ctx.state, node.name)),
+        ...(await agentServingFiles(ctx.state, node.name)),
         { path: f.kubeconfig, data: kubeconfig, mode: 0o600 },
         {
           path: `${HOST_PATHS.unitDir}/lab-agent.service`,

@@ -222,6 +222,22 @@ describe("cluster on real VMs (1 master + 1 worker, TCG)", () => {
     expect(svc.spec.clusterIP).toMatch(/^10\.96\./);
   });
 
+  it("kubectl logs and exec reach a pod on the worker through lab-server and lab-agent", async () => {
+    const pods = JSON.parse((await kubectl(["get", "pods", "-l", "app=sample", "-o", "json"])).stdout) as {
+      items: { metadata: { name: string } }[];
+    };
+    const pod = pods.items[0]!.metadata.name;
+    const t0 = Date.now();
+    const logs = await kubectl(["logs", pod, "--tail=5"], { reject: false });
+    expect(logs.exitCode, logs.stderr).toBe(0);
+    const exit3 = await kubectl(["exec", pod, "--", "sh", "-c", "echo out; exit 3"], { reject: false });
+    expect(exit3.stdout).toBe("out");
+    expect(exit3.exitCode).toBe(3);
+    const cat = await kubectl(["exec", "-i", pod, "--", "cat"], { input: "hi\n" });
+    expect(cat.stdout).toBe("hi");
+    timings.push(["kubectl logs + 2 exec", seconds(Date.now() - t0)]);
+  });
+
   it("lab down removes every process, namespace, link and file", async () => {
     const t0 = Date.now();
     await lab(["down", name]);
