@@ -55,11 +55,15 @@ vrrp_instance lab_api {
   advert_int 1
   # No preemption: a recovered master does not take the VIP back and cause a second blip.
   nopreempt
-  unicast_src_ip ${c.address}
+${
+  c.peers.length
+    ? `  unicast_src_ip ${c.address}
   unicast_peer {
 ${c.peers.map((p) => `    ${p}`).join("\n")}
   }
-  virtual_ipaddress {
+`
+    : "  # A single master: no peers to advertise to.\n"
+}  virtual_ipaddress {
     ${c.vip}/${c.prefix} dev ${c.iface}
   }
   track_script {
