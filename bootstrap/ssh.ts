@@ -333,6 +333,111 @@ export class SshSession {
     return "uploaded";
   }
 
+  /**
+   * Like `upload` for many files with a constant number of round trips (one check, one SFTP
+   * session, one verify, one move), whatever their number: under TCG every exec costs seconds.
+   * Returns the remote paths that were uploaded.
+   */
+  async uploadMany(
+    items: {
+      source: { data: Buffer | string } | { file: string; sha256?: string };
+      remotePath: string;
+      mode?: number;
+      owner?: string;
+    }[],
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<string[]> {
+    if (!items.length) return [];
+    const files = await Promise.all(
+      items.map(async (it) => {
+        const data = "data" in it.source ? Buffer.from(it.source.data) : undefined;
+        const src = it.source as { file: string; sha256?: string };
+        const want = data ? sha256(data) : (src.sha256 ?? (await sha256OfFile(src.file)));
+        return {
+          ...it,
+          data,
+          want,
+          mode: (it.mode ?? 0o644).toString(8),
+          owner: it.owner ?? "root:root",
+          tmp: `/var/tmp/.lab-upload-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`,
+        };
+      }),
+    );
+    const check = files
+      .map((f, i) =>
+        unchangedCheck(f.remotePath, f.want, f.owner, f.mode, !f.data).replace(
+          /echo unchanged/,
+          `echo unchanged ${i}`,
+        ),
+      )
+      .join("\n");
+    const out = await this.run(check, { root: true, signal: opts.signal, timeoutMs: 300_000 });
+    const same = new Set(
+      out
+        .split("\n")
+        .flatMap((l) => (/^unchanged (\d+)$/.exec(l.trim()) ? [Number(l.trim().split(" ")[1])] : [])),
+    );
+    const todo = files.filter((_, i) => !same.has(i));
+    if (!todo.length) return [];
+    const sftp = await this.sftp();
+    try {
+      await Promise.all(
+        todo.map(
+          (f) =>
+            new Promise<void>((resolve, reject) => {
+              if (!f.data) {
+                sftp.fastPut((f.source as { file: string }).file, f.tmp, { mode: 0o600 }, (err) =>
+                  err ? reject(err) : resolve(),
+                );
+                return;
+              }
+              const ws = sftp.createWriteStream(f.tmp, { mode: 0o600 });
+              ws.on("error", reject);
+              ws.on("close", () => resolve());
+              ws.end(f.data);
+            }),
+        ),
+      );
+    } finally {
+      sftp.end();
+    }
+    const sums = await this.run(`sha256sum ${todo.map((f) => shq(f.tmp)).join(" ")}`, {
+      signal: opts.signal,
+      timeoutMs: 300_000,
+    });
+    const got = new Map(
+      sums.split("\n").flatMap((l) => {
+        const m = /^([0-9a-f]{64})\s+\*?(\S+)$/.exec(l.trim());
+        return m ? [[m[2]!, m[1]!] as const] : [];
+      }),
+    );
+    const bad = todo.filter((f) => got.get(f.tmp) !== f.want);
+    if (bad.length) {
+      await this.exec(`rm -f ${todo.map((f) => shq(f.tmp)).join(" ")}`);
+      throw new LabError({
+        code: "UPLOAD_CORRUPT",
+        what: `upload to ${this.machine.name} arrived corrupted: ${bad.map((f) => `${f.remotePath} (sha256 ${got.get(f.tmp) ?? "none"}, expected ${f.want})`).join(", ")}`,
+        where: this.machine.name,
+        fix: "retry; check the host's disk space and the network",
+        source: "host",
+      });
+    }
+    const move = todo
+      .map((f) => {
+        const dir = f.remotePath.replace(/\/[^/]*$/, "") || "/";
+        const dst = shq(f.remotePath);
+        return (
+          `mkdir -p ${shq(dir)} && chown ${shq(f.owner)} ${shq(f.tmp)} && chmod ${f.mode} ${shq(f.tmp)} && mv -f ${shq(f.tmp)} ${shq(f.remotePath + ".lab-new")} && mv -f ${shq(f.remotePath + ".lab-new")} ${dst}` +
+          (!f.data
+            ? ` && printf '%s %s\\n' ${f.want} "$(stat -c '%s %Y %i' ${dst})" > ${shq(f.remotePath + SHA256_SIDECAR)}`
+            : "")
+        );
+      })
+      .join(" && ");
+    await this.run(move, { root: true, signal: opts.signal });
+    return todo.map((f) => f.remotePath);
+  }
+
   close(): void {
     this.client.end();
   }

@@ -49,22 +49,22 @@ export interface RemoteFile {
   owner?: string;
 }
 
-/** Installs files as root; returns how many actually changed. */
+/** Installs files as root in a constant number of round trips; returns how many actually changed. */
 export async function installFiles(
   s: SshSession,
   files: RemoteFile[],
   signal?: AbortSignal,
 ): Promise<number> {
-  let changed = 0;
-  for (const f of files) {
-    const r = await s.upload({ data: f.data }, f.path, {
+  const uploaded = await s.uploadMany(
+    files.map((f) => ({
+      source: { data: f.data },
+      remotePath: f.path,
       mode: f.mode ?? 0o644,
       owner: f.owner ?? "root:root",
-      signal,
-    });
-    if (r === "uploaded") changed++;
-  }
-  return changed;
+    })),
+    { signal },
+  );
+  return uploaded.length;
 }
 
 /**

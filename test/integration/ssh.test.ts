@@ -108,6 +108,28 @@ describe("SshSession against a real sshd in a network namespace", () => {
     }
   });
 
+  it("uploads many files in a fixed number of round trips, only those that differ", async () => {
+    const s = await SshSession.connect(machine());
+    const dir = `${env.dir}/many-${randomBytes(3).toString("hex")}`;
+    try {
+      const items = [1, 2, 3].map((i) => ({
+        source: { data: `file ${i}\n` },
+        remotePath: `${dir}/sub/f${i}`,
+        mode: 0o600,
+      }));
+      expect(await s.uploadMany(items)).toEqual(items.map((i) => i.remotePath));
+      expect(await s.run(`cat ${dir}/sub/f2`, { root: true })).toBe("file 2\n");
+      expect((await s.run(`stat -c '%a %U' ${dir}/sub/f3`, { root: true })).trim()).toBe("600 root");
+      expect(await s.uploadMany(items)).toEqual([]);
+      items[1]!.source = { data: "changed\n" };
+      expect(await s.uploadMany(items)).toEqual([`${dir}/sub/f2`]);
+      expect(await s.run(`cat ${dir}/sub/f2`, { root: true })).toBe("changed\n");
+    } finally {
+      await s.run(`rm -rf ${dir}`, { root: true }).catch(() => undefined);
+      s.close();
+    }
+  });
+
   it("streams a large local file (the Node runtime) and verifies it", async () => {
     const s = await SshSession.connect(machine());
     const path = `${env.dir}/runtime-${randomBytes(3).toString("hex")}/node`;
