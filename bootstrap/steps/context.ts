@@ -76,11 +76,12 @@ export async function ensureUnitRunning(s: SshSession, unit: string, changed: bo
   if (changed)
     await s.run(`systemctl daemon-reload && systemctl enable ${u} && systemctl restart --no-block ${u}`, {
       root: true,
+      timeoutMs: 300_000,
     });
   else
     await s.run(
       `systemctl enable ${u} >/dev/null 2>&1; systemctl is-active --quiet ${u} || systemctl start --no-block ${u}`,
-      { root: true },
+      { root: true, timeoutMs: 300_000 },
     );
 }
 
