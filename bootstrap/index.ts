@@ -10,6 +10,7 @@ import type { Plan } from "../topology/plan.ts";
 import type { Reporter } from "../topology/progress.ts";
 import type { LabState } from "../topology/state.ts";
 import { Sessions, type StepContext, type StepOutcome } from "./steps/context.ts";
+import { clockStep } from "./steps/clock.ts";
 import { controlPlaneStep } from "./steps/control-plane.ts";
 import { etcdStep } from "./steps/etcd.ts";
 import { joinNodesStep } from "./steps/join-nodes.ts";
@@ -23,6 +24,8 @@ export interface BootstrapContext {
   machines: Machine[];
   reporter: Reporter;
   signal?: AbortSignal;
+  /** How long wait-ready waits for every node Ready (`lab up --wait`); default 300 s. */
+  waitReadyTimeoutMs?: number;
 }
 
 export interface BootstrapStep {
@@ -34,11 +37,12 @@ export interface BootstrapStep {
 
 export const BOOTSTRAP_STEPS: BootstrapStep[] = [
   { id: "pki", title: "certificates (lab CA, etcd CA, servers, clients)", run: pkiStep },
+  { id: "clock", title: "clocks set from the host, chrony among the nodes", run: clockStep },
   { id: "etcd", title: "etcd cluster (TLS), healthy quorum", run: etcdStep },
   { id: "control-plane", title: "lab-server on the masters", run: controlPlaneStep },
   { id: "vip", title: "API virtual IP (keepalived)", run: vipStep },
   { id: "join-nodes", title: "lab-agent on every node", run: joinNodesStep },
-  { id: "wait-ready", title: "every node Ready", run: (ctx) => waitReadyStep(ctx) },
+  { id: "wait-ready", title: "every node Ready", run: (ctx) => waitReadyStep(ctx, ctx.waitReadyTimeoutMs) },
 ];
 
 export interface BootstrapRecord {

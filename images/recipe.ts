@@ -51,6 +51,8 @@ export const DEBIAN_12: Recipe = Recipe.parse({
     "containernetworking-plugins",
     "nftables",
     "keepalived",
+    // The lab's offline time source (bootstrap step "clock"): TCG guests drift seconds apart.
+    "chrony",
     "sudo",
   ],
 });

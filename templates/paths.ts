@@ -23,6 +23,7 @@ export const LAB_UNITS = [
   "lab-keepalived.service",
   "lab-server.service",
   "lab-etcd.service",
+  "lab-chrony.service",
 ] as const;
 
 export const ETCD_CLIENT_PORT = 2379;

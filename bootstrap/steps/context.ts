@@ -49,22 +49,22 @@ export interface RemoteFile {
   owner?: string;
 }
 
-/** Installs files as root; returns how many actually changed. */
+/** Installs files as root in a constant number of round trips; returns how many actually changed. */
 export async function installFiles(
   s: SshSession,
   files: RemoteFile[],
   signal?: AbortSignal,
 ): Promise<number> {
-  let changed = 0;
-  for (const f of files) {
-    const r = await s.upload({ data: f.data }, f.path, {
+  const uploaded = await s.uploadMany(
+    files.map((f) => ({
+      source: { data: f.data },
+      remotePath: f.path,
       mode: f.mode ?? 0o644,
       owner: f.owner ?? "root:root",
-      signal,
-    });
-    if (r === "uploaded") changed++;
-  }
-  return changed;
+    })),
+    { signal },
+  );
+  return uploaded.length;
 }
 
 /**
@@ -76,11 +76,12 @@ export async function ensureUnitRunning(s: SshSession, unit: string, changed: bo
   if (changed)
     await s.run(`systemctl daemon-reload && systemctl enable ${u} && systemctl restart --no-block ${u}`, {
       root: true,
+      timeoutMs: 300_000,
     });
   else
     await s.run(
       `systemctl enable ${u} >/dev/null 2>&1; systemctl is-active --quiet ${u} || systemctl start --no-block ${u}`,
-      { root: true },
+      { root: true, timeoutMs: 300_000 },
     );
 }
 

@@ -52,13 +52,12 @@ export async function installExecutable(
   signal?: AbortSignal,
 ): Promise<number> {
   await s.run(`install -d -m 0755 ${HOST_PATHS.bin} ${HOST_PATHS.lib}`, { root: true });
-  let n = 0;
   const files: ArtifactFile[] = [await nodeRuntime(), ...artifact.files];
-  for (const f of files) {
-    const r = await s.upload({ file: f.local, sha256: f.sha256 }, f.remote, { mode: f.mode, signal });
-    if (r === "uploaded") n++;
-  }
-  return n;
+  const uploaded = await s.uploadMany(
+    files.map((f) => ({ source: { file: f.local, sha256: f.sha256 }, remotePath: f.remote, mode: f.mode })),
+    { signal },
+  );
+  return uploaded.length;
 }
 
 /**

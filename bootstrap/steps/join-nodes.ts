@@ -104,16 +104,17 @@ export async function ensureContainerd(
   const unit = "containerd.service";
   await s.run(
     `systemctl unmask ${unit} >/dev/null 2>&1; systemctl enable ${unit} >/dev/null 2>&1; ` +
+      // --no-block: on a busy TCG master (etcd, lab-server) systemd alone can take minutes to
+      // report the start; the socket below is what matters.
       (n > 0
-        ? `systemctl restart ${unit}`
-        : `systemctl is-active --quiet ${unit} || systemctl start ${unit}`),
-    { root: true, what: "starting containerd" },
+        ? `systemctl restart --no-block ${unit}`
+        : `systemctl is-active --quiet ${unit} || systemctl start --no-block ${unit}`),
+    { root: true, what: "starting containerd", timeoutMs: 300_000, signal },
   );
-  // the socket answers a moment after systemd calls the unit started
   await s.run(
-    `for i in $(seq 1 100); do ctr --address ${NODE_CONTAINERD.socket} version >/dev/null 2>&1 && exit 0; sleep 0.1; done; ` +
+    `for i in $(seq 1 1200); do ctr --address ${NODE_CONTAINERD.socket} version >/dev/null 2>&1 && exit 0; sleep 0.2; done; ` +
       `ctr --address ${NODE_CONTAINERD.socket} version`,
-    { root: true, what: "waiting for containerd's socket" },
+    { root: true, what: "waiting for containerd's socket", timeoutMs: 300_000, signal },
   );
   return n;
 }

@@ -152,6 +152,8 @@ export function requiredPackages(role: "master" | "worker", masters: number): st
     "iproute2",
     "openssl",
     "ca-certificates",
+    // the lab's offline time source (bootstrap step "clock")
+    "chrony",
   ];
   if (role === "worker") return all;
   return [...all, "etcd-server", "etcd-client", ...(masters > 1 ? ["keepalived"] : [])];

@@ -16,6 +16,7 @@ import {
   renderReadyzCheck,
   virtualRouterIdFor,
 } from "../../templates/keepalived.ts";
+import { renderChronyUnit } from "../../templates/chrony.ts";
 import { renderLabAgentUnit } from "../../templates/lab-agent.ts";
 import { renderLabServerUnit } from "../../templates/lab-server.ts";
 import { plan } from "../../topology/plan.ts";
@@ -56,6 +57,12 @@ describe("rendered configuration, read by the real tools", () => {
       ),
     ).toEqual([]);
     expect(await verify("lab-keepalived.service", renderKeepalivedUnit())).toEqual([]);
+    // chronyd is a guest package (images/recipe.ts), not a host tool: only its absence may be reported.
+    expect(
+      (await verify("lab-chrony.service", renderChronyUnit())).filter(
+        (l) => !/\/usr\/sbin\/chronyd is not executable/.test(l),
+      ),
+    ).toEqual([]);
     const server = renderLabServerUnit({
       address: p.masters[0]!.address,
       etcdServers: "https://10.240.0.11:2379",

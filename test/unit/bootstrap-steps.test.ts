@@ -1,3 +1,5 @@
+import { chronyRole } from "../../bootstrap/steps/clock.ts";
+import { renderChronyConf } from "../../templates/chrony.ts";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
@@ -22,12 +24,25 @@ describe("bootstrap steps", () => {
   it("run in the documented order", () => {
     expect(BOOTSTRAP_STEPS.map((s) => s.id)).toEqual([
       "pki",
+      "clock",
       "etcd",
       "control-plane",
       "vip",
       "join-nodes",
       "wait-ready",
     ]);
+  });
+
+  it("serve time from the first master to the lab subnet; every other node follows it", () => {
+    expect(chronyRole({ plan: p }, "master-1")).toEqual({ serve: "10.220.0.0/24" });
+    expect(chronyRole({ plan: p }, "worker-2")).toEqual({ follow: "10.220.0.11" });
+    const serve = renderChronyConf({ serve: "10.220.0.0/24" });
+    expect(serve).toContain("local stratum 10");
+    expect(serve).toContain("allow 10.220.0.0/24");
+    const follow = renderChronyConf({ follow: "10.220.0.11" });
+    expect(follow).toMatch(/^server 10\.220\.0\.11 iburst/m);
+    expect(follow).toContain("makestep 0.1 -1");
+    expect(follow).not.toContain("pool ");
   });
 
   it("give every master an etcd member of the same three-member cluster", () => {

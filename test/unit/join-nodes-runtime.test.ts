@@ -29,6 +29,14 @@ function fakeSession(
       files.set(path, v);
       return "uploaded";
     },
+    async uploadMany(
+      items: { source: { data?: string | Buffer; sha256?: string }; remotePath: string }[],
+    ): Promise<string[]> {
+      const out: string[] = [];
+      for (const it of items)
+        if ((await s.upload(it.source, it.remotePath)) === "uploaded") out.push(it.remotePath);
+      return out;
+    },
   };
   return { s: s as unknown as SshSession, commands, files, imagesPresent };
 }

@@ -1,0 +1,56 @@
+/**
+ * `lab up` to all nodes Ready for the default topology, beside the bare boot of the same VMs in the
+ * same run: first `lab up --machines-only` (boot to SSH: the floor), then `lab up` on those running
+ * VMs (the bootstrap: pki, clock, etcd, control plane, VIP, nodes, wait-ready). Prints both and the
+ * ratio (lab up = boot + bootstrap) / boot; the target is at most 1.5x. Always `lab down` at the end.
+ * Run (VMs: take the shared lock): flock /work/wt/vm.lock npx tsx bench/lab-up-vs-boot.ts [TOPOLOGY]
+ */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { execa } from "execa";
+
+const repo = resolve(import.meta.dirname, "..");
+const topology = resolve(process.argv[2] ?? join(repo, "examples/default.yaml"));
+const name = `bench${process.pid % 10000}`;
+const dir = await mkdtemp(join(tmpdir(), "lab-bench-"));
+const env = {
+  ...process.env,
+  LAB_HOME: join(dir, "home"),
+  LAB_IMAGE_CACHE: process.env.LAB_IMAGE_CACHE || "/var/tmp/lab-image-cache",
+  LAB_SSH_TIMEOUT: process.env.LAB_SSH_TIMEOUT || "420",
+};
+const lab = (args: string[]) =>
+  execa(process.execPath, [join(repo, "bin/lab.js"), ...args], { cwd: dir, env, all: true });
+const timed = async (args: string[]) => {
+  const t0 = Date.now();
+  await lab(args);
+  return (Date.now() - t0) / 1000;
+};
+
+const text = (await readFile(topology, "utf8")).replace(/^(\s*name:\s*)\S+/m, `$1${name}`);
+await writeFile(join(dir, "lab.yaml"), text);
+try {
+  // The guest image is built (or found) outside the measurement.
+  await lab(["image", "build"]).catch(() => undefined);
+  const boot = await timed(["up", "-f", "lab.yaml", "--machines-only"]);
+  const bootstrap = await timed(["up", "-f", "lab.yaml"]);
+  const rerun = await timed(["up", "-f", "lab.yaml"]);
+  const total = boot + bootstrap;
+  const row = (what: string, s: number) => `${what.padEnd(34)} ${s.toFixed(1).padStart(7)} s`;
+  process.stdout.write(
+    [
+      `lab up vs bare boot (${name}, ${topology.replace(repo + "/", "")})`,
+      row("boot (lab up --machines-only)", boot),
+      row("bootstrap (lab up on those VMs)", bootstrap),
+      row("lab up to all nodes Ready", total),
+      row("rerun (lab up, nothing to change)", rerun),
+      `ratio lab up / boot: ${(total / boot).toFixed(2)}x (target <= 1.5x)`,
+    ].join("\n") + "\n",
+  );
+} finally {
+  await lab(["down", name]).catch((err: unknown) =>
+    process.stderr.write(`lab down ${name}: ${String(err)}\n`),
+  );
+  await rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,62 @@
+import { CHRONY_CONF, renderChronyConf, renderChronyUnit, type ChronyRole } from "../../templates/chrony.ts";
+import { HOST_PATHS } from "../../templates/paths.ts";
+import {
+  ensureUnitRunning,
+  forEachMachine,
+  installFiles,
+  type StepContext,
+  type StepOutcome,
+} from "./context.ts";
+
+/** The distribution's chrony.service would hold port 123 with an internet pool: masked, recorded. */
+export const MASK_DISTRO_CHRONY = `if systemctl cat chrony.service >/dev/null 2>&1 && [ "$(systemctl is-enabled chrony.service 2>/dev/null)" != masked ]; then
+  systemctl disable --now chrony.service >/dev/null 2>&1 || true
+  systemctl mask chrony.service >/dev/null
+  mkdir -p ${HOST_PATHS.etc} && echo chrony.service >> ${HOST_PATHS.etc}/masked-units
+fi`;
+
+/** Who serves time and who follows: the first master serves the lab subnet. Pure. */
+export function chronyRole(ctx: Pick<StepContext, "plan">, node: string): ChronyRole {
+  const first = ctx.plan.masters[0]!;
+  return node === first.name ? { serve: ctx.plan.network.cidr } : { follow: first.address };
+}
+
+/**
+ * Every node's clock set from the lab host, then chrony keeps them together: guests have no time
+ * source (TCG guests drift seconds apart) and etcd complains about clock differences.
+ */
+export async function clockStep(ctx: StepContext): Promise<StepOutcome> {
+  const machines = ctx.plan.nodes.map((n) => ctx.machine(n.name));
+  const withoutChrony: string[] = [];
+  const changed = await forEachMachine(ctx, "clock.sync", machines, async (m, s) => {
+    // Only a node that is off by more than a second is set: a rerun on a synced lab changes nothing.
+    const now = Date.now() / 1000;
+    await s.run(
+      `d=$(( $(date +%s) - ${Math.round(now)} )); if [ $d -gt 1 ] || [ $d -lt -1 ]; then date -u -s @${now.toFixed(3)} >/dev/null; fi`,
+      { root: true, what: "setting the clock from the lab host" },
+    );
+    if (!(await s.sudo("command -v chronyd >/dev/null")).code) {
+      await s.run(MASK_DISTRO_CHRONY, { root: true, what: "masking the distribution's chrony.service" });
+      const n = await installFiles(
+        s,
+        [
+          { path: CHRONY_CONF, data: renderChronyConf(chronyRole(ctx, m.name)) },
+          { path: `${HOST_PATHS.unitDir}/lab-chrony.service`, data: renderChronyUnit() },
+        ],
+        ctx.signal,
+      );
+      await ensureUnitRunning(s, "lab-chrony.service", n > 0);
+      return n > 0;
+    }
+    withoutChrony.push(m.name);
+    return false;
+  });
+  if (withoutChrony.length)
+    ctx.reporter.notice(
+      `no chronyd on ${withoutChrony.sort().join(", ")}: clocks were set once from this host and will drift (install the chrony package)`,
+    );
+  return {
+    changed: changed > 0,
+    message: `time from ${ctx.plan.masters[0]!.name} (chrony) on ${machines.length - withoutChrony.length}/${machines.length} nodes`,
+  };
+}

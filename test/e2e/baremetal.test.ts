@@ -1,0 +1,158 @@
+/**
+ * Bare-metal acceptance on machines started independently: `lab up --machines-only` of a 2-VM qemu
+ * lab gives two reachable Debian hosts; a `provider: baremetal` 1-master + 1-worker topology points
+ * at them (addresses, the first lab's SSH key, host key fingerprints from its state) and `lab up`
+ * brings the cluster up through the same bootstrap: nodes Ready via kubectl. `lab down` of the
+ * baremetal lab removes what lab installed (units, /etc/lab, /opt/lab, /var/lib/lab) and leaves the
+ * hosts running; then `lab down` of the machines lab. Timings are appended to
+ * test-results/e2e-timings.txt. Run: flock /work/wt/vm.lock npx vitest run --project e2e test/e2e/baremetal.test.ts
+ */
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fingerprint } from "../../provisioners/keys.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
+import type { Plan } from "../../topology/plan.ts";
+
+const repo = resolve(import.meta.dirname, "../..");
+const labBin = join(repo, "bin/lab.js");
+const vms = `bmv${process.pid % 100000}`;
+const metal = `bmm${process.pid % 100000}`;
+const imageCache = process.env.LAB_IMAGE_CACHE || "/var/tmp/lab-image-cache";
+let home = "";
+let dir = "";
+let kubeconfig = "";
+const timings: [string, number][] = [];
+
+const lab = (args: string[], opts: { reject?: boolean } = {}) =>
+  execa(process.execPath, [labBin, ...args], {
+    cwd: dir,
+    env: { ...process.env, LAB_HOME: home, LAB_IMAGE_CACHE: imageCache, LAB_SSH_TIMEOUT: "420" },
+    reject: opts.reject ?? true,
+    all: true,
+  });
+const timed = async (what: string, args: string[]) => {
+  const t0 = Date.now();
+  const r = await lab(args, { reject: false });
+  timings.push([what, Math.round((Date.now() - t0) / 100) / 10]);
+  if (r.exitCode !== 0)
+    throw new Error(`lab ${args.join(" ")} failed (${r.exitCode}):\n${r.all?.slice(-3000)}`);
+  return r;
+};
+/** Runs a command on a VM of the machines lab (its own SSH, not the baremetal lab's). */
+const onHost = (node: string, cmd: string) =>
+  lab(["ssh", node, "--lab", vms, "--", "sudo", "sh", "-c", cmd], { reject: false });
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lab-e2e-baremetal-"));
+  home = join(dir, "home");
+  kubeconfig = join(dir, "kubeconfig");
+  await writeFile(
+    join(dir, "vms.yaml"),
+    `apiVersion: lab/v1alpha1
+kind: Lab
+metadata:
+  name: ${vms}
+spec:
+  provider:
+    type: qemu
+  resources:
+    cpus: 1
+    memory: 1Gi
+    disk: 10Gi
+  masters:
+    count: 1
+  workers:
+    count: 1
+`,
+  );
+});
+
+afterAll(async () => {
+  if (timings.length) {
+    await mkdir(join(repo, "test-results"), { recursive: true });
+    const width = Math.max(...timings.map(([w]) => w.length));
+    await appendFile(
+      join(repo, "test-results", "e2e-timings.txt"),
+      [
+        `e2e baremetal (${metal} on the VMs of ${vms}: 1 master + 1 worker, TCG) — seconds`,
+        ...timings.map(([w, s]) => `${w.padEnd(width)}  ${s.toFixed(1).padStart(6)}`),
+      ].join("\n") + "\n",
+    );
+  }
+  if (dir) {
+    await lab(["down", metal], { reject: false });
+    await lab(["down", vms], { reject: false });
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+describe("bare metal: the bootstrap on machines another lab started", () => {
+  it("comes up on the hosts, nodes Ready, and lab down removes what it installed", async () => {
+    await timed("machines lab up --machines-only", ["up", "-f", "vms.yaml", "--machines-only"]);
+    const state = join(home, "labs", vms);
+    const machines = JSON.parse(await readFile(join(state, "machines.json"), "utf8")) as Machine[];
+    const plan = JSON.parse(await readFile(join(state, "plan.json"), "utf8")) as Plan;
+    const nodes = await Promise.all(
+      machines.map(
+        async (m) => `    - name: ${m.name}
+      role: ${m.role}
+      address: ${m.address}
+      ssh:
+        user: ${m.ssh.user}
+        key: ${m.ssh.privateKeyPath}
+        hostKey: ${await fingerprint(m.ssh.hostKey)}`,
+      ),
+    );
+    await writeFile(
+      join(dir, "metal.yaml"),
+      `apiVersion: lab/v1alpha1
+kind: Lab
+metadata:
+  name: ${metal}
+spec:
+  provider:
+    type: baremetal
+  network:
+    cidr: ${plan.network.cidr}
+  nodes:
+${nodes.join("\n")}
+`,
+    );
+
+    await timed("baremetal lab up (to all nodes Ready)", ["up", "-f", "metal.yaml"]);
+    await lab(["kubeconfig", "-f", "metal.yaml", "-o", kubeconfig]);
+    const got = await execa("kubectl", [
+      "--kubeconfig",
+      kubeconfig,
+      "--request-timeout=20s",
+      "get",
+      "nodes",
+      "-o",
+      "json",
+    ]);
+    const list = JSON.parse(got.stdout) as {
+      items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[];
+    };
+    expect(list.items.map((n) => n.metadata.name).sort()).toEqual(machines.map((m) => m.name).sort());
+    for (const n of list.items)
+      expect(n.status.conditions.find((c) => c.type === "Ready")?.status, n.metadata.name).toBe("True");
+
+    const rerun = await timed("baremetal lab up rerun", ["up", "-f", "metal.yaml"]);
+    expect(rerun.all).toMatch(/nothing changed/);
+
+    await timed("baremetal lab down", ["down", metal]);
+    // The hosts still run, and nothing of lab's is left on them.
+    for (const m of machines) {
+      const left = await onHost(
+        m.name,
+        "ls -d /etc/lab /opt/lab /var/lib/lab /etc/systemd/system/lab-*.service 2>/dev/null; systemctl is-active lab-etcd lab-server lab-agent 2>/dev/null | grep -x active; true",
+      );
+      expect(left.exitCode, `${m.name} reachable after the baremetal lab down`).toBe(0);
+      expect(left.stdout.trim(), `${m.name} leftovers`).toBe("");
+    }
+    await timed("machines lab down", ["down", vms]);
+  }, 900_000);
+});
