@@ -3,7 +3,7 @@
  * stock kubectl, polling with a deadline, the leftovers check after `lab down`, and the timing
  * report (test-results/e2e-timings.{txt,json}, one section per suite, printed by .ci/run).
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -45,6 +45,13 @@ export class E2eLab {
     const dir = await mkdtemp(join(tmpdir(), `lab-e2e-${prefix}-`));
     await writeFile(join(dir, "lab.yaml"), topology.replaceAll("NAME", name));
     return new E2eLab(name, dir);
+  }
+
+  /** A lab already up (for developing scenarios): DIR holds its lab.yaml, DIR/home its LAB_HOME. */
+  static attach(dir: string): E2eLab {
+    const name = /^\s*name:\s*(\S+)/m.exec(readFileSync(join(dir, "lab.yaml"), "utf8"))![1]!;
+    const l = new E2eLab(name, dir);
+    return l;
   }
 
   env(): Record<string, string | undefined> {
