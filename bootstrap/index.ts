@@ -23,6 +23,8 @@ export interface BootstrapContext {
   machines: Machine[];
   reporter: Reporter;
   signal?: AbortSignal;
+  /** How long wait-ready waits for every node Ready (`lab up --wait`); default 300 s. */
+  waitReadyTimeoutMs?: number;
 }
 
 export interface BootstrapStep {
@@ -38,7 +40,7 @@ export const BOOTSTRAP_STEPS: BootstrapStep[] = [
   { id: "control-plane", title: "lab-server on the masters", run: controlPlaneStep },
   { id: "vip", title: "API virtual IP (keepalived)", run: vipStep },
   { id: "join-nodes", title: "lab-agent on every node", run: joinNodesStep },
-  { id: "wait-ready", title: "every node Ready", run: (ctx) => waitReadyStep(ctx) },
+  { id: "wait-ready", title: "every node Ready", run: (ctx) => waitReadyStep(ctx, ctx.waitReadyTimeoutMs) },
 ];
 
 export interface BootstrapRecord {

@@ -17,7 +17,8 @@ export function logCommands(lines = 5000): Record<string, string> {
     "files.txt": "ls -laR /etc/lab /opt/lab 2>&1; df -h 2>&1; free -m 2>&1",
     "network.txt": "ip -o addr show 2>&1; ip route 2>&1; ss -ltnp 2>&1",
   };
-  for (const u of LAB_UNITS)
+  // containerd is the distribution's unit, started by the bootstrap: its journal explains pod failures.
+  for (const u of [...LAB_UNITS, "containerd.service"])
     out[`${u.replace(/\.service$/, "")}.log`] = `journalctl -u ${u} --no-pager -o short-iso -n ${lines} 2>&1`;
   return out;
 }

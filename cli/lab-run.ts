@@ -42,7 +42,7 @@ export async function labUp(
   loaded: LoadedLab,
   reporter: Reporter,
   signal?: AbortSignal,
-  opts: { bootstrap?: boolean } = {},
+  opts: { bootstrap?: boolean; waitReadyTimeoutMs?: number } = {},
 ): Promise<UpResult> {
   const lab = loaded.lab;
   const state = new LabState(lab.metadata.name);
@@ -53,7 +53,15 @@ export async function labUp(
     const provisioner = provisionerFor(p.provider.type);
     const machines = await provisioner.create({ plan: p, state, reporter, signal });
     await state.writeJson("machines.json", machines);
-    if (opts.bootstrap !== false) await bootstrapCluster({ plan: p, state, machines, reporter, signal });
+    if (opts.bootstrap !== false)
+      await bootstrapCluster({
+        plan: p,
+        state,
+        machines,
+        reporter,
+        signal,
+        ...(opts.waitReadyTimeoutMs ? { waitReadyTimeoutMs: opts.waitReadyTimeoutMs } : {}),
+      });
     return { plan: p, machines };
   } finally {
     state.unlockSync();

@@ -12,6 +12,7 @@ import { registerSsh } from "./commands/ssh.ts";
 import { registerLogs } from "./commands/logs.ts";
 import { registerImage } from "./commands/image.ts";
 import { registerKubeconfig } from "./commands/kubeconfig.ts";
+import { registerExport } from "./commands/export.ts";
 
 export function buildProgram(): Command {
   const program = new Command("lab")
@@ -39,6 +40,7 @@ State: $LAB_HOME (default ~/.local/state/lab).`,
     registerImage,
     registerDoctor,
     registerKubeconfig,
+    registerExport,
   ])
     register(program);
   return program;

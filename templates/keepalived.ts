@@ -21,6 +21,8 @@ export interface KeepalivedConfig {
   /** Higher wins when healthy; distinct per master so the election is deterministic. */
   priority: number;
   apiServerPort: number;
+  /** The /readyz check's path (default READYZ_CHECK); tests point it elsewhere. */
+  checkScript?: string;
 }
 
 export const KEEPALIVED_CONF = `${HOST_PATHS.etc}/keepalived.conf`;
@@ -40,7 +42,7 @@ global_defs {
 }
 
 vrrp_script apiserver_ready {
-  script "${READYZ_CHECK}"
+  script "${c.checkScript ?? READYZ_CHECK}"
   interval 2
   timeout 3
   fall 2
@@ -55,11 +57,15 @@ vrrp_instance lab_api {
   advert_int 1
   # No preemption: a recovered master does not take the VIP back and cause a second blip.
   nopreempt
-  unicast_src_ip ${c.address}
+${
+  c.peers.length
+    ? `  unicast_src_ip ${c.address}
   unicast_peer {
 ${c.peers.map((p) => `    ${p}`).join("\n")}
   }
-  virtual_ipaddress {
+`
+    : "  # A single master: no peers to advertise to.\n"
+}  virtual_ipaddress {
     ${c.vip}/${c.prefix} dev ${c.iface}
   }
   track_script {
@@ -73,8 +79,7 @@ ${c.peers.map((p) => `    ${p}`).join("\n")}
  * The health check: an HTTPS GET of /readyz on the local apiserver with the node's client
  * certificate. openssl is on every Debian with ca-certificates; curl is not on a minimal image.
  */
-export function renderReadyzCheck(apiServerPort: number): string {
-  const pki = HOST_PATHS.pki;
+export function renderReadyzCheck(apiServerPort: number, pki: string = HOST_PATHS.pki): string {
   return `#!/bin/sh
 # Written by lab: exits 0 when the local lab-server answers /readyz with 200.
 printf 'GET /readyz HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' |

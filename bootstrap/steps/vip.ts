@@ -21,7 +21,9 @@ import { nodeIdentityFiles } from "./files.ts";
 /** keepalived on every master: the VIP follows a master whose apiserver answers /readyz. */
 export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
   const p = ctx.plan;
-  if (p.masters.length === 1)
+  // One master without its own VIP: the endpoint is the master's address, nothing to hold. An
+  // explicit VIP is held by keepalived even then, so the kubeconfig's endpoint answers.
+  if (p.masters.length === 1 && p.network.vip === p.masters[0]!.address)
     return { changed: false, message: `one master: the API endpoint is ${p.network.vip}` };
   const masters = p.masters.map((m) => ctx.machine(m.name));
   const changed = await forEachMachine(ctx, "vip.install", masters, async (m, s) => {

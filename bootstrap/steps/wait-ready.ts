@@ -51,8 +51,13 @@ export function adminGet(
   });
 }
 
+export const DEFAULT_WAIT_READY_MS = 300_000;
+
 /** Waits until the API answers through the VIP and every node is Ready. */
-export async function waitReadyStep(ctx: StepContext, timeoutMs = 300_000): Promise<StepOutcome> {
+export async function waitReadyStep(
+  ctx: StepContext,
+  timeoutMs = DEFAULT_WAIT_READY_MS,
+): Promise<StepOutcome> {
   const tls = {
     ca: await readFile(ctx.state.path("pki", "ca.crt"), "utf8"),
     cert: await readFile(ctx.state.path("pki", "admin.crt"), "utf8"),

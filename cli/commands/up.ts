@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { LabError } from "../../topology/errors.ts";
+import { parseDuration } from "../duration.ts";
 import { loadTopology } from "../../topology/load.ts";
 import { planForUp, labUp } from "../lab-run.ts";
 import type { GlobalOptions } from "../output.ts";
@@ -15,8 +16,13 @@ export function registerUp(program: Command): void {
       "--machines-only",
       "create the machines and stop before the cluster bootstrap (provisioner checks)",
     )
-    .action(async (opts: { file?: string; machinesOnly?: boolean }, cmd: Command) => {
+    .option(
+      "--wait <DURATION>",
+      "how long to wait for every node Ready before failing with the readiness check (e.g. 5m, 90s; default 5m)",
+    )
+    .action(async (opts: { file?: string; machinesOnly?: boolean; wait?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
+      const waitReadyTimeoutMs = opts.wait !== undefined ? parseDuration(opts.wait) : undefined;
       const loaded = await loadTopology(opts.file);
       const nodes = (await planForUp(loaded.lab, new LabState(loaded.lab.metadata.name))).nodes.map(
         (n) => n.name,
@@ -28,7 +34,10 @@ export function registerUp(program: Command): void {
       process.once("SIGTERM", onSignal);
       let result: Awaited<ReturnType<typeof labUp>>;
       try {
-        result = await labUp(loaded, reporter, abort.signal, { bootstrap: !opts.machinesOnly });
+        result = await labUp(loaded, reporter, abort.signal, {
+          bootstrap: !opts.machinesOnly,
+          ...(waitReadyTimeoutMs ? { waitReadyTimeoutMs } : {}),
+        });
       } catch (err) {
         if (!abort.signal.aborted) throw err;
         throw new LabError({

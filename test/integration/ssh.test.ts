@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { collectMachineLogs } from "../../bootstrap/logs.ts";
-import { SshSession, fingerprintOfBlob, sha256, sha256OfFile } from "../../bootstrap/ssh.ts";
+import { SHA256_SIDECAR, SshSession, fingerprintOfBlob, sha256, sha256OfFile } from "../../bootstrap/ssh.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import { fingerprint } from "../../provisioners/keys.ts";
 import { LabError } from "../../topology/errors.ts";
@@ -118,6 +118,19 @@ describe("SshSession against a real sshd in a network namespace", () => {
       expect(await s.remoteSha256(path)).toBe(await sha256OfFile(process.execPath));
       expect((await s.run(`${path} -e 'process.stdout.write(String(1 + 1))'`)).trim()).toBe("2");
       expect(await s.upload({ file: process.execPath }, path, { mode: 0o755 })).toBe("unchanged");
+      // The verified hash is recorded beside the file, so a rerun does not hash 99 MB again ...
+      const sidecar = (await s.run(`cat ${path}${SHA256_SIDECAR}`)).split(" ");
+      expect(sidecar[0]).toBe(await sha256OfFile(process.execPath));
+      // ... but only while the file is the one that was verified: a rewrite in place (same size,
+      // new mtime) is hashed again and replaced.
+      await s.run(
+        `printf 'XXXX' | dd of=${path} bs=1 seek=0 conv=notrunc status=none && touch -d '+2 seconds' ${path}`,
+        {
+          root: true,
+        },
+      );
+      expect(await s.upload({ file: process.execPath }, path, { mode: 0o755 })).toBe("uploaded");
+      expect(await s.remoteSha256(path)).toBe(await sha256OfFile(process.execPath));
       console.log(
         `uploaded the ${Math.round((await stat(process.execPath)).size / 1e6)} MB Node runtime in ${took} ms`,
       );

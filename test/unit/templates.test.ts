@@ -174,6 +174,21 @@ describe("keepalived", () => {
     expect(renderReadyzCheck(6443)).toContain("-connect 127.0.0.1:6443");
     expect(renderReadyzCheck(6443)).toContain("GET /readyz");
   });
+  it("holds an explicit VIP on a single master without peers", () => {
+    const one = renderKeepalivedConf({
+      name: "master-1",
+      address: "10.0.0.11",
+      peers: [],
+      iface: "ens3",
+      vip: "10.0.0.10",
+      prefix: 24,
+      virtualRouterId: 42,
+      priority: 150,
+      apiServerPort: 6443,
+    });
+    expect(one).toContain("10.0.0.10/24 dev ens3");
+    expect(one).not.toContain("unicast_peer");
+  });
   it("derives a stable router id in 1..254 and finds the interface of an address", () => {
     for (const id of ["000000", "ffffff", "a1b2c3"]) {
       const v = virtualRouterIdFor(id);
