@@ -141,7 +141,7 @@ async function rolloutStatus(deployment: string, timeout = "10m"): Promise<void>
 
 /** The pid of a node's QEMU process (its cmdline names `lab:LAB/NODE`). */
 async function qemuPid(node: string): Promise<number> {
-  const r = await execa("pgrep", ["-f", `-name lab:${l.name}/${node}( |$)`], { reject: false });
+  const r = await execa("pgrep", ["-f", "--", `-name lab:${l.name}/${node} `], { reject: false });
   const pids = r.stdout.split("\n").filter(Boolean).map(Number);
   if (pids.length !== 1) throw new Error(`expected one QEMU process for ${node}, found ${pids.join(",")}`);
   return pids[0]!;
