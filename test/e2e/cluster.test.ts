@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { parse } from "yaml";
 import type { V1Endpoints, V1Lease, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
 
 const attach = process.env.LAB_E2E_ATTACH;
@@ -53,7 +53,8 @@ beforeAll(async () => {
   // The default topology, under a lab name of this run.
   l = await E2eLab.create("ce", topologyText.replace(/^(\s*name:\s*)default\s*$/m, "$1NAME"));
   const t0 = Date.now();
-  const up = await l.lab(["--json", "up"], { reject: false });
+  // TCG on 2 shared cores: give the nodes 15 min to turn Ready (lab up's default wait is 5 min).
+  const up = await l.lab(["--json", "up", "--wait", "15m"], { reject: false });
   timings.add("lab up total", Date.now() - t0);
   const events = jsonLines(up.stdout);
   for (const e of events) {
@@ -70,10 +71,23 @@ beforeAll(async () => {
   await l.lab(["kubeconfig", l.name, "-o", l.kubeconfig]);
 });
 
+/** Set when a scenario failed: afterAll then exports the lab's logs before `lab down`. */
+let failed = false;
+afterEach((ctx) => {
+  if (ctx.task.result?.state === "fail") failed = true;
+});
+
 afterAll(async () => {
   await timings.write().catch(() => undefined);
+  if (l && failed && !poweredOffAll())
+    await l.lab(["export", "logs", "--lab", l.name, join(repo, "test-results", "e2e-cluster-logs")], {
+      reject: false,
+      timeoutMs: 600_000,
+    });
   if (l && !attach) await l.remove();
 });
+/** lab export logs is best effort per node; skip it only when there is nothing left to ask. */
+const poweredOffAll = () => poweredOff.size >= masterCount + workerCount;
 
 // ---- reading the cluster -------------------------------------------------------------------------
 
