@@ -1,6 +1,7 @@
 /** The service proxy: re-renders the nftables ruleset on every change and applies it when it differs. */
 import type { V1Endpoints, V1Service } from "@kubernetes/client-node";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
 import { renderRuleset, serviceRules, type LocalDns } from "./ruleset.ts";
 
 /** Applies a ruleset with `nft -f -`; `prefix` runs it elsewhere (e.g. nsenter into a test netns). */
@@ -18,6 +19,17 @@ export function applyRuleset(text: string, prefix: string[] = []): Promise<void>
   });
 }
 
+/**
+ * A pod reaching a ClusterIP whose endpoint sits on the same node's bridge gets its answer straight
+ * over the bridge, bypassing the un-DNAT, unless bridged IPv4 goes through the ip hooks: load
+ * br_netfilter and turn on bridge-nf-call-iptables (nftables' ip tables see it too). Best effort:
+ * a host without the module still serves every other path.
+ */
+async function bridgedTrafficThroughNetfilter(): Promise<void> {
+  await new Promise<void>((resolve) => execFile("modprobe", ["br_netfilter"], () => resolve()));
+  await writeFile("/proc/sys/net/bridge/bridge-nf-call-iptables", "1").catch(() => undefined);
+}
+
 export class ServiceProxy {
   private applied: string | undefined;
   private pending: Promise<void> = Promise.resolve();
@@ -25,7 +37,10 @@ export class ServiceProxy {
   constructor(
     private readonly prefix: string[] = [],
     private readonly localDns?: LocalDns,
-  ) {}
+  ) {
+    // Only on a real node: tests with a prefix run in a netns of a host they must not reconfigure.
+    if (!prefix.length) this.pending = bridgedTrafficThroughNetfilter();
+  }
 
   /** Renders from the full current sets of Services and Endpoints; applies only if the text changed. */
   update(services: V1Service[], endpoints: V1Endpoints[]): Promise<void> {

@@ -5,64 +5,47 @@
  * network, the pool and the lab's files.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2eLab, jsonLines, repo } from "./helpers.ts";
 
-const repo = resolve(import.meta.dirname, "../..");
-const labBin = join(repo, "bin/lab.js");
-const name = `lv${process.pid % 100000}`;
 const URI = "qemu:///system";
-// Shared with the qemu suite, so CI builds the image once.
-const imageCache = process.env.LAB_IMAGE_CACHE || "/var/tmp/lab-image-cache";
-let home = "";
-let dir = "";
-
-const env = () => ({ ...process.env, LAB_HOME: home, LAB_IMAGE_CACHE: imageCache, LAB_SSH_TIMEOUT: "420" });
-const lab = (args: string[], opts: { reject?: boolean } = {}) =>
-  execa(process.execPath, [labBin, ...args], { cwd: dir, env: env(), reject: opts.reject ?? true });
+let l: E2eLab;
 const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", URI, ...args]);
-const jsonLines = (out: string) =>
-  out
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 /** `lab up --machines-only` through the CLI: this suite is about the machines, not the bootstrap. */
 async function labUp(): Promise<Record<string, unknown>[]> {
-  const r = await lab(["--json", "up", "--machines-only"], { reject: false });
+  const r = await l.lab(["--json", "up", "--machines-only"], { reject: false });
   if (r.exitCode !== 0) throw new Error(`lab up failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
   return jsonLines(r.stdout);
 }
 
+/** libvirt's leftovers (domains, network, pool) on top of the lab's own files. */
 async function leftovers(): Promise<string[]> {
   const found: string[] = [];
   const domains = (await virsh("list", "--all", "--name")).stdout.split("\n").filter(Boolean);
   for (const d of domains) {
     const xml = (await virsh("dumpxml", "--inactive", d).catch(() => ({ stdout: "" }))).stdout;
-    if (xml.includes(`lab="${name}"`) || d.startsWith(`lab-${name}-`)) found.push(`domain ${d}`);
+    if (xml.includes(`lab="${l.name}"`) || d.startsWith(`lab-${l.name}-`)) found.push(`domain ${d}`);
   }
   const nets = (await virsh("net-list", "--all", "--name")).stdout.split("\n");
-  if (nets.includes(`lab-${name}`)) found.push(`network lab-${name}`);
+  if (nets.includes(`lab-${l.name}`)) found.push(`network lab-${l.name}`);
   const pools = (await virsh("pool-list", "--all", "--name")).stdout.split("\n");
-  if (pools.includes(`lab-${name}`)) found.push(`pool lab-${name}`);
-  if (existsSync(`/var/lib/libvirt/images/lab-${name}`)) found.push("pool directory");
-  if (existsSync(join(home, "labs", name))) found.push(`state ${join(home, "labs", name)}`);
+  if (pools.includes(`lab-${l.name}`)) found.push(`pool lab-${l.name}`);
+  if (existsSync(`/var/lib/libvirt/images/lab-${l.name}`)) found.push("pool directory");
+  if (existsSync(join(l.home, "labs", l.name))) found.push(`state ${join(l.home, "labs", l.name)}`);
   return found;
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "lab-e2e-libvirt-"));
-  home = join(dir, "home");
   await execa(join(repo, "scripts/start-libvirtd.sh"));
-  await writeFile(
-    join(dir, "lab.yaml"),
+  l = await E2eLab.create(
+    "lv",
     `apiVersion: lab/v1alpha1
 kind: Lab
 metadata:
-  name: ${name}
+  name: NAME
 spec:
   provider:
     type: libvirt
@@ -80,10 +63,7 @@ spec:
 });
 
 afterAll(async () => {
-  if (dir) {
-    await lab(["down", name], { reject: false });
-    await rm(dir, { recursive: true, force: true });
-  }
+  await l?.remove();
 });
 
 describe("libvirt provisioner (real libvirtd, TCG)", () => {
@@ -94,12 +74,8 @@ describe("libvirt provisioner (real libvirtd, TCG)", () => {
     expect(ready.map((e) => e.node).sort()).toEqual(["master-1", "worker-1"]);
     console.log(`libvirt lab up (2 domains, TCG) took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-    const machines = JSON.parse(await readFile(join(home, "labs", name, "machines.json"), "utf8")) as {
-      name: string;
-      address: string;
-      ssh: { user: string; privateKeyPath: string };
-    }[];
-    const knownHosts = join(home, "labs", name, "ssh", "known_hosts");
+    const machines = await l.machines();
+    const knownHosts = join(l.home, "labs", l.name, "ssh", "known_hosts");
     for (const m of machines) {
       const r = await execa("ssh", [
         ...["-i", m.ssh.privateKeyPath, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"],
@@ -110,25 +86,25 @@ describe("libvirt provisioner (real libvirtd, TCG)", () => {
       expect(r.stdout.trim()).toBe(m.name);
     }
     const worker = machines.find((m) => m.name === "worker-1")!;
-    const ping = await lab(["ssh", "master-1", "--", "ping", "-c", "1", "-W", "5", worker.address]);
+    const ping = await l.lab(["ssh", "master-1", "--", "ping", "-c", "1", "-W", "5", worker.address]);
     expect(ping.stdout).toContain("1 received");
   });
 
   it("virsh lists them, running, with the lab's marker", async () => {
     const running = (await virsh("list", "--name")).stdout.split("\n");
     for (const node of ["master-1", "worker-1"]) {
-      const domain = `lab-${name}-${node}`;
+      const domain = `lab-${l.name}-${node}`;
       expect(running).toContain(domain);
       const xml = (await virsh("dumpxml", domain)).stdout;
-      expect(xml).toMatch(new RegExp(`<\\w+:node xmlns:\\w+="[^"]+" lab="${name}" node="${node}"`));
+      expect(xml).toMatch(new RegExp(`<\\w+:node xmlns:\\w+="[^"]+" lab="${l.name}" node="${node}"`));
     }
-    const vols = (await virsh("vol-list", "--pool", `lab-${name}`)).stdout;
+    const vols = (await virsh("vol-list", "--pool", `lab-${l.name}`)).stdout;
     for (const v of ["base.qcow2", "master-1.qcow2", "worker-1.qcow2", "master-1-seed.img"])
       expect(vols).toContain(v);
   });
 
   it("lab status shows both running; a second up adopts them", async () => {
-    const status = JSON.parse((await lab(["--json", "status", name])).stdout) as {
+    const status = JSON.parse((await l.lab(["--json", "status", l.name])).stdout) as {
       machines: { name: string; state: string }[];
     };
     expect(status.machines.map((m) => [m.name, m.state])).toEqual([
@@ -143,9 +119,9 @@ describe("libvirt provisioner (real libvirtd, TCG)", () => {
   });
 
   it("lab down removes domains, volumes, network, pool and files; a second down is a no-op", async () => {
-    await lab(["down", name]);
+    await l.lab(["down", l.name]);
     expect(await leftovers()).toEqual([]);
-    await lab(["down", name]);
+    await l.lab(["down", l.name]);
     expect(await leftovers()).toEqual([]);
   });
 });

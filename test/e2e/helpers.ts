@@ -1,0 +1,215 @@
+/**
+ * What every VM suite needs: a lab in its own temp dir driven through the real `lab` process and
+ * stock kubectl, polling with a deadline, the leftovers check after `lab down`, and the timing
+ * report (test-results/e2e-timings.{txt,json}, one section per suite, printed by .ci/run).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { execa, type ResultPromise } from "execa";
+
+export const repo = resolve(import.meta.dirname, "../..");
+export const labBin = join(repo, "bin/lab.js");
+// Shared across suites and runs so CI (and developers) build the image once.
+export const imageCache = process.env.LAB_IMAGE_CACHE || "/var/tmp/lab-image-cache";
+
+export interface RunOpts {
+  reject?: boolean;
+  input?: string;
+  timeoutMs?: number;
+}
+
+export interface Machine {
+  name: string;
+  address: string;
+  ssh: { user: string; privateKeyPath: string };
+}
+
+/** A lab of one suite: its name, temp dir, LAB_HOME and kubeconfig; `remove()` in afterAll. */
+export class E2eLab {
+  readonly kubeconfig: string;
+  readonly home: string;
+
+  private constructor(
+    readonly name: string,
+    readonly dir: string,
+  ) {
+    this.home = join(dir, "home");
+    this.kubeconfig = join(dir, "kubeconfig");
+  }
+
+  /** A temp dir holding `lab.yaml` (the topology, `NAME` replaced by the lab name). */
+  static async create(prefix: string, topology: string): Promise<E2eLab> {
+    const name = `${prefix}${process.pid % 100000}`;
+    const dir = await mkdtemp(join(tmpdir(), `lab-e2e-${prefix}-`));
+    await writeFile(join(dir, "lab.yaml"), topology.replaceAll("NAME", name));
+    return new E2eLab(name, dir);
+  }
+
+  /** A lab already up (for developing scenarios): DIR holds its lab.yaml, DIR/home its LAB_HOME. */
+  static attach(dir: string): E2eLab {
+    const name = /^\s*name:\s*(\S+)/m.exec(readFileSync(join(dir, "lab.yaml"), "utf8"))![1]!;
+    const l = new E2eLab(name, dir);
+    return l;
+  }
+
+  env(): Record<string, string | undefined> {
+    return { ...process.env, LAB_HOME: this.home, LAB_IMAGE_CACHE: imageCache, LAB_SSH_TIMEOUT: "420" };
+  }
+
+  /** `lab ARGS` in the lab's dir; rejects on a non-zero exit unless `reject: false`. */
+  lab(args: string[], opts: RunOpts = {}) {
+    return execa(process.execPath, [labBin, ...args], {
+      cwd: this.dir,
+      env: this.env(),
+      reject: opts.reject ?? true,
+      ...(opts.input !== undefined ? { input: opts.input } : {}),
+      ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
+    });
+  }
+
+  /** `lab ARGS` as a running child (for streaming its output or killing it mid-way). */
+  spawnLab(args: string[]): ResultPromise<{ reject: false }> {
+    return execa(process.execPath, [labBin, ...args], { cwd: this.dir, env: this.env(), reject: false });
+  }
+
+  kubectl(args: string[], opts: RunOpts = {}) {
+    return execa("kubectl", ["--kubeconfig", this.kubeconfig, "--request-timeout=20s", ...args], {
+      reject: opts.reject ?? true,
+      ...(opts.input !== undefined ? { input: opts.input } : {}),
+      ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
+    });
+  }
+
+  /** `kubectl ... -o json`, parsed. */
+  async kubectlJson<T>(args: string[]): Promise<T> {
+    return JSON.parse((await this.kubectl([...args, "-o", "json"])).stdout) as T;
+  }
+
+  /** A shell command on a node through `lab ssh NODE -- sh -c CMD`. */
+  ssh(node: string, cmd: string, opts: RunOpts = {}) {
+    return this.lab(["ssh", node, "--", "sh", "-c", cmd], opts);
+  }
+
+  async machines(): Promise<Machine[]> {
+    return JSON.parse(
+      await readFile(join(this.home, "labs", this.name, "machines.json"), "utf8"),
+    ) as Machine[];
+  }
+
+  /** What `lab down` must have removed: processes, netns, links (by alias) and the state dir. */
+  async leftovers(): Promise<string[]> {
+    const found: string[] = [];
+    for (const pid of (await readdir("/proc")).filter((e) => /^\d+$/.test(e))) {
+      const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+      if (cmd.includes(`lab:${this.name}/`))
+        found.push(`process ${pid}: ${cmd.split("\0").slice(0, 3).join(" ")}`);
+    }
+    if (existsSync(`/run/netns/lab-${this.name}`)) found.push(`netns lab-${this.name}`);
+    const links = JSON.parse((await execa("ip", ["-j", "link", "show"])).stdout) as {
+      ifname: string;
+      ifalias?: string;
+    }[];
+    for (const l of links) if (l.ifalias === `lab:${this.name}`) found.push(`link ${l.ifname}`);
+    if (existsSync(join(this.home, "labs", this.name)))
+      found.push(`state ${join(this.home, "labs", this.name)}`);
+    return found;
+  }
+
+  /** afterAll: `lab down` (even after a failure) and the temp dir. */
+  async remove(): Promise<void> {
+    await this.lab(["down", this.name], { reject: false });
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** JSON lines of an output; a stream still being read may end mid-line, so its tail is skipped. */
+export const jsonLines = (out: string, streaming = false): Record<string, unknown>[] =>
+  out
+    .split("\n")
+    .slice(0, streaming ? -1 : undefined)
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+/** Polls `fn` every `everyMs` until it returns something other than undefined; throws at the deadline. */
+export async function until<T>(
+  what: string,
+  timeoutMs: number,
+  fn: () => Promise<T | undefined>,
+  everyMs = 2_000,
+): Promise<T> {
+  const started = Date.now();
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`${what}: not within ${timeoutMs / 1000} s${last ? ` (${String(last)})` : ""}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export const seconds = (ms: number): number => Math.round(ms / 100) / 10;
+
+/**
+ * The timing rows of one suite. `write()` merges them as the suite's section into
+ * test-results/e2e-timings.json and regenerates the table in e2e-timings.txt from every section.
+ */
+export class Timings {
+  readonly rows: [string, number][] = [];
+
+  constructor(
+    readonly suite: string,
+    readonly title: string,
+  ) {}
+
+  add(what: string, ms: number): void {
+    this.rows.push([what, seconds(ms)]);
+  }
+
+  /** Runs `fn` and records how long it took (also when it throws, marked "(failed)"). */
+  async time<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    try {
+      const v = await fn();
+      this.add(what, Date.now() - t0);
+      return v;
+    } catch (err) {
+      this.add(`${what} (failed)`, Date.now() - t0);
+      throw err;
+    }
+  }
+
+  async write(): Promise<void> {
+    if (!this.rows.length) return;
+    const out = join(repo, "test-results");
+    await mkdir(out, { recursive: true });
+    type Section = { title: string; seconds: Record<string, number> };
+    const all = (await readFile(join(out, "e2e-timings.json"), "utf8")
+      .then((t) => JSON.parse(t) as Record<string, Section>)
+      .catch(() => ({}))) as Record<string, Section>;
+    // Object.fromEntries keeps the first occurrence order; duplicate names get a counter.
+    const named: Record<string, number> = {};
+    for (const [w, s] of this.rows) {
+      let key = w;
+      for (let i = 2; key in named; i++) key = `${w} #${i}`;
+      named[key] = s;
+    }
+    all[this.suite] = { title: this.title, seconds: named };
+    await writeFile(join(out, "e2e-timings.json"), JSON.stringify(all, null, 2) + "\n");
+    const tables = Object.values(all).map((sec) => {
+      const entries = Object.entries(sec.seconds);
+      const width = Math.max(...entries.map(([w]) => w.length));
+      return [
+        `${sec.title} — seconds`,
+        ...entries.map(([w, s]) => `  ${w.padEnd(width)}  ${s.toFixed(1).padStart(7)}`),
+      ].join("\n");
+    });
+    await writeFile(join(out, "e2e-timings.txt"), tables.join("\n\n") + "\n");
+  }
+}
