@@ -243,6 +243,21 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
     );
   });
 
+  it("2b. kubectl logs and exec reach a pod on a worker through lab-server and lab-agent", async () => {
+    const pod = running(await samplePods())[0]!.metadata!.name!;
+    await timings.time("2b. kubectl logs + 2 exec", async () => {
+      const logs = await l.kubectl(["logs", pod, "--tail=5"], { reject: false });
+      expect(logs.exitCode, logs.stderr).toBe(0);
+      const exit3 = await l.kubectl(["exec", "client", "--", "sh", "-c", "echo out; exit 3"], {
+        reject: false,
+      });
+      expect(exit3.stdout).toBe("out");
+      expect(exit3.exitCode).toBe(3);
+      const cat = await l.kubectl(["exec", "-i", "client", "--", "cat"], { input: "hi\n" });
+      expect(cat.stdout).toBe("hi");
+    });
+  });
+
   it("3. horizontal scaling: 6 replicas, then 2; the Service's endpoints follow", async () => {
     for (const replicas of [6, 2]) {
       const t0 = Date.now();
