@@ -9,6 +9,7 @@ import type { V1Endpoints, V1Node, V1Pod, V1Service } from "@kubernetes/client-n
 import { Command, Option } from "commander";
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ApiStatusError, readKubeconfig } from "../api/client.ts";
 import { PodAgent, type AgentEvent, type PodStatusSink } from "./agent.ts";
@@ -19,6 +20,7 @@ import { Heartbeat, hostFacts } from "./heartbeat.ts";
 import { parseLabels, parseTaints, type NodeRegistration } from "./node-status.ts";
 import { ServiceProxy } from "./proxy/proxy.ts";
 import { desiredRoutes, syncRoutes } from "./routes.ts";
+import { apiObjectSource } from "./volumes/manager.ts";
 
 export interface AgentFlags {
   kubeconfig: string;
@@ -162,6 +164,8 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
     logRoot: f.podLogDir,
     cgroupRoot: f.cgroupRoot,
     dns: { servers: list(f.clusterDns), clusterDomain: f.clusterDomain },
+    volumeRoot: join(f.stateDir, "pods"),
+    objects: apiObjectSource(client),
     onEvent: (e) => log(describeEvent(e)),
   });
   await agent.start();
