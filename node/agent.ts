@@ -21,7 +21,7 @@ import type { BackoffPolicy, PodAction, PodPlan } from "./reconcile.ts";
 import { KUBELET_BACKOFF, planPod } from "./reconcile.ts";
 import type { ObjectSource } from "./volumes/manager.ts";
 import { VolumeManager } from "./volumes/manager.ts";
-import { prepareContainer } from "./volumes/prepare.ts";
+import { prepareContainer, VolumeRefresher } from "./volumes/prepare.ts";
 
 /** Where the agent reports what it sees. The API glue implements it with pods/status calls. */
 export interface PodStatusSink {
@@ -51,6 +51,8 @@ export interface AgentOptions {
   volumeRoot?: string;
   /** ConfigMaps and Secrets for volumes and env (the API); without it every reference is missing. */
   objects?: ObjectSource;
+  /** How often ConfigMap/Secret volume files of running pods are refreshed (default 10 s). */
+  volumeRefreshMs?: number;
   backoff?: BackoffPolicy;
   /** Periodic resync even without changes (default 2 s): catches container exits. */
   resyncMs?: number;
@@ -83,6 +85,7 @@ export class PodAgent {
   private nextSyncAt: number | undefined;
   private volumes: VolumeManager;
   private volumeWarnings = new Map<string, string[]>();
+  private refresher: VolumeRefresher;
   private readonly o: Required<
     Pick<AgentOptions, "cgroupRoot" | "backoff" | "resyncMs" | "probeSecondMs" | "podConcurrency">
   > &
@@ -98,6 +101,11 @@ export class PodAgent {
       ...options,
     };
     this.volumes = new VolumeManager(options.volumeRoot ?? "/var/lib/lab-agent/pods");
+    this.refresher = new VolumeRefresher(
+      { volumes: this.volumes, ...(options.objects ? { objects: options.objects } : {}) },
+      options.volumeRefreshMs ?? 10_000,
+      (uid, err) => this.emit({ kind: "error", pod: uid, message: `refreshing volumes: ${err.message}` }),
+    );
   }
 
   /**
@@ -318,6 +326,7 @@ export class PodAgent {
       };
       observed.set(uid, obs);
     }
+    if (pod && currentSandbox(obs)?.state === "SANDBOX_READY") this.refresher.maybeRefresh(pod);
     const plan = plans.get(uid);
     if (plan?.nextSyncAt) this.nextSyncAt = Math.min(this.nextSyncAt ?? Infinity, plan.nextSyncAt);
     await this.reportStatus(uid, pod, obs, plan);
@@ -390,6 +399,7 @@ export class PodAgent {
       case "removePodVolumes":
         await this.volumes.tearDown(action.uid);
         this.volumeWarnings.delete(action.uid);
+        this.refresher.forget(action.uid);
         return;
     }
   }

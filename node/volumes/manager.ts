@@ -183,6 +183,15 @@ export class VolumeManager {
     }
   }
 
+  /** Rewrites only the file volumes (ConfigMap, Secret, downward API) of a pod already set up. */
+  async refreshFiles(pod: V1Pod, objects: PodObjects): Promise<void> {
+    const uid = pod.metadata?.uid ?? "";
+    if (!uid || !(await kindOf(this.podDir(uid)))) return;
+    for (const s of podVolumeSetups(pod, objects).setups) {
+      if (s.kind === "files") await writeFiles(this.volumeDir(uid, s.name), s.files);
+    }
+  }
+
   /**
    * Creates missing subPath targets below the pod's own volumes (kubelet does the same for
    * emptyDir); a missing subPath of a ConfigMap-like volume stays missing and fails the create.

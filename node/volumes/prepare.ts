@@ -37,3 +37,53 @@ export async function prepareContainer(
     throw err;
   }
 }
+
+/** True when the pod has volumes whose files come from API objects (worth refreshing). */
+export function hasObjectVolumes(pod: V1Pod): boolean {
+  return (pod.spec?.volumes ?? []).some(
+    (v) => v.configMap || v.secret || v.projected?.sources?.some((s) => s.configMap || s.secret),
+  );
+}
+
+/**
+ * Keeps ConfigMap/Secret volume files of running pods current, like the kubelet's periodic
+ * volume sync: at most one GET round per pod every `periodMs`. Files mounted by subPath keep
+ * their old content (a bind mount of the replaced file), as with the kubelet.
+ */
+export class VolumeRefresher {
+  private last = new Map<string, number>();
+  private inFlight = new Set<string>();
+
+  constructor(
+    private readonly deps: { volumes: VolumeManager; objects?: ObjectSource },
+    private readonly periodMs: number,
+    private readonly onError: (uid: string, err: Error) => void,
+  ) {}
+
+  maybeRefresh(pod: V1Pod, now = Date.now()): void {
+    const uid = pod.metadata?.uid ?? "";
+    if (!uid || !this.deps.objects || !hasObjectVolumes(pod) || this.inFlight.has(uid)) return;
+    const last = this.last.get(uid);
+    // the first sight only starts the clock: the container start just wrote the files
+    if (last === undefined) {
+      this.last.set(uid, now);
+      return;
+    }
+    if (now - last < this.periodMs) return;
+    this.last.set(uid, now);
+    this.inFlight.add(uid);
+    void (async () => {
+      const objects = await fetchPodObjects(this.deps.objects, pod);
+      await this.deps.volumes.refreshFiles(pod, objects);
+    })()
+      .catch((err: Error) => {
+        // a missing object keeps the last files, as the kubelet does
+        if (!(err instanceof PodConfigError)) this.onError(uid, err);
+      })
+      .finally(() => this.inFlight.delete(uid));
+  }
+
+  forget(uid: string): void {
+    this.last.delete(uid);
+  }
+}

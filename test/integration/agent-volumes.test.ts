@@ -262,6 +262,16 @@ data: {LATE: "1"}
     );
   }, 60_000);
 
+  it("refreshes a running pod's ConfigMap volume when the ConfigMap changes", async () => {
+    const pod = await getPod("vols");
+    const file = join(dir, "state", "pods", pod.metadata!.uid!, "volumes", "cfg", "key");
+    expect(await readFile(file, "utf8")).toBe("from-configmap");
+    await kubectl("patch", "configmap", "app-config", "--type=merge", "-p", '{"data":{"key":"changed"}}');
+    const started = Date.now();
+    await until("volume file refreshed", async () => (await readFile(file, "utf8")) === "changed", 30_000);
+    console.log(`ConfigMap change visible in the volume after ${Date.now() - started} ms`);
+  }, 60_000);
+
   it("deleting the pod removes its volume directory and unmounts its tmpfs", async () => {
     const pod = await getPod("vols");
     const podDir = join(dir, "state", "pods", pod.metadata!.uid!);
