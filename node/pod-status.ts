@@ -191,7 +191,7 @@ export function computePodStatus(pod: V1Pod, i: StatusInputs): V1PodStatus {
     ? initProgress(pod, i.observed, sandbox.id)
     : { done: inits.length === 0, failed: false, completed: 0 };
   const initStatuses = inits.map((c) =>
-    containerStatus(pod, c, attempts(c.name), i, (code) => shouldRestartInit(pod, code)),
+    containerStatus(pod, c, attempts(c.name), i, (code) => shouldRestartInit(pod, code), "PodInitializing"),
   );
   // app containers wait as PodInitializing until the last init container exited 0
   const statuses = (pod.spec?.containers ?? []).map((c) =>

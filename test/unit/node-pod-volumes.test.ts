@@ -363,6 +363,11 @@ describe("init containers", () => {
     ]);
     expect(s.initContainerStatuses?.[0]?.state?.terminated?.reason).toBe("Completed");
     expect(s.containerStatuses?.[0]?.state?.waiting?.reason).toBe("PodInitializing");
+    // before the first init container exists, all wait as PodInitializing (kubectl: Init:0/2)
+    expect(status(pod(), obs()).initContainerStatuses?.map((c) => c.state?.waiting?.reason)).toEqual([
+      "PodInitializing",
+      "PodInitializing",
+    ]);
     const done = status(pod(), obs(ctr("init-a"), ctr("init-b"), ctr("app", { state: "CONTAINER_RUNNING" })));
     expect(done.phase).toBe("Running");
     expect(done.conditions?.find((c) => c.type === "Initialized")?.status).toBe("True");
