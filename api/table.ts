@@ -63,9 +63,27 @@ function podCells(pod: Obj, now: number): Cell[] {
   const statuses = arr(status.containerStatuses).map(o);
   const total = arr(spec.containers).length;
   const ready = statuses.filter((c) => c.ready === true).length;
-  const restarts = statuses.reduce((n, c) => n + num(c.restartCount), 0);
+  const inits = arr(status.initContainerStatuses).map(o);
+  let restarts = statuses.reduce((n, c) => n + num(c.restartCount), 0);
   let reason = str(status.reason, "") || str(status.phase, "Unknown");
-  for (const c of statuses) {
+  // init containers first, as kubectl's printer does: Init:N/M, Init:<reason>, Init:ExitCode:N
+  let initializing = false;
+  for (const [i, c] of inits.entries()) {
+    restarts += num(c.restartCount);
+    const waiting = o(o(c.state).waiting);
+    const terminated = o(o(c.state).terminated);
+    if (c.state && o(c.state).terminated && num(terminated.exitCode) === 0) continue;
+    initializing = true;
+    if (o(c.state).terminated)
+      reason = terminated.reason
+        ? `Init:${String(terminated.reason)}`
+        : `Init:ExitCode:${num(terminated.exitCode)}`;
+    else if (waiting.reason && waiting.reason !== "PodInitializing")
+      reason = `Init:${String(waiting.reason)}`;
+    else reason = `Init:${i}/${arr(spec.initContainers).length}`;
+    break;
+  }
+  for (const c of initializing ? [] : statuses) {
     const state = o(c.state);
     const waiting = o(state.waiting);
     const terminated = o(state.terminated);

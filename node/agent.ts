@@ -8,7 +8,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { removePodCgroup, podCgroupUids } from "./cgroups.ts";
 import type { SandboxOptions } from "./container-config.ts";
-import { containerConfig, gracePeriodSeconds, sandboxConfig } from "./container-config.ts";
+import { gracePeriodSeconds, sandboxConfig } from "./container-config.ts";
 import type { CriClient } from "./cri/client.ts";
 import { isNotFound } from "./cri/client.ts";
 import { GRACE_PERIOD, MANAGED_BY, MANAGED_BY_AGENT, POD_UID } from "./labels.ts";
@@ -19,6 +19,9 @@ import { computePodStatus } from "./pod-status.ts";
 import { ContainerProber } from "./probes.ts";
 import type { BackoffPolicy, PodAction, PodPlan } from "./reconcile.ts";
 import { KUBELET_BACKOFF, planPod } from "./reconcile.ts";
+import type { ObjectSource } from "./volumes/manager.ts";
+import { VolumeManager } from "./volumes/manager.ts";
+import { prepareContainer, VolumeRefresher } from "./volumes/prepare.ts";
 
 /** Where the agent reports what it sees. The API glue implements it with pods/status calls. */
 export interface PodStatusSink {
@@ -44,6 +47,12 @@ export interface AgentOptions {
   /** Container logs go under it (/var/log/pods on a node). */
   logRoot: string;
   dns?: SandboxOptions["dns"];
+  /** Per-pod volume directories go under it (default /var/lib/lab-agent/pods). */
+  volumeRoot?: string;
+  /** ConfigMaps and Secrets for volumes and env (the API); without it every reference is missing. */
+  objects?: ObjectSource;
+  /** How often ConfigMap/Secret volume files of running pods are refreshed (default 10 s). */
+  volumeRefreshMs?: number;
   backoff?: BackoffPolicy;
   /** Periodic resync even without changes (default 2 s): catches container exits. */
   resyncMs?: number;
@@ -74,6 +83,9 @@ export class PodAgent {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private nextSyncAt: number | undefined;
+  private volumes: VolumeManager;
+  private volumeWarnings = new Map<string, string[]>();
+  private refresher: VolumeRefresher;
   private readonly o: Required<
     Pick<AgentOptions, "cgroupRoot" | "backoff" | "resyncMs" | "probeSecondMs" | "podConcurrency">
   > &
@@ -88,6 +100,12 @@ export class PodAgent {
       podConcurrency: 4,
       ...options,
     };
+    this.volumes = new VolumeManager(options.volumeRoot ?? "/var/lib/lab-agent/pods");
+    this.refresher = new VolumeRefresher(
+      { volumes: this.volumes, ...(options.objects ? { objects: options.objects } : {}) },
+      options.volumeRefreshMs ?? 10_000,
+      (uid, err) => this.emit({ kind: "error", pod: uid, message: `refreshing volumes: ${err.message}` }),
+    );
   }
 
   /**
@@ -117,6 +135,9 @@ export class PodAgent {
     const known = new Set([...this.pods.keys(), ...observed.keys(), ...this.terminating.keys()]);
     for (const uid of await podCgroupUids(this.o.cgroupRoot)) {
       if (!known.has(uid)) await removePodCgroup(this.o.cgroupRoot, uid);
+    }
+    for (const uid of await this.volumes.podUids()) {
+      if (!known.has(uid)) await this.volumes.tearDown(uid);
     }
   }
 
@@ -305,6 +326,7 @@ export class PodAgent {
       };
       observed.set(uid, obs);
     }
+    if (pod && currentSandbox(obs)?.state === "SANDBOX_READY") this.refresher.maybeRefresh(pod);
     const plan = plans.get(uid);
     if (plan?.nextSyncAt) this.nextSyncAt = Math.min(this.nextSyncAt ?? Infinity, plan.nextSyncAt);
     await this.reportStatus(uid, pod, obs, plan);
@@ -374,6 +396,11 @@ export class PodAgent {
           this.emit({ kind: "error", pod: action.uid, message: `cgroups left: ${left.join(", ")}` });
         return;
       }
+      case "removePodVolumes":
+        await this.volumes.tearDown(action.uid);
+        this.volumeWarnings.delete(action.uid);
+        this.refresher.forget(action.uid);
+        return;
     }
   }
 
@@ -399,7 +426,9 @@ export class PodAgent {
   ): Promise<boolean> {
     const cri = this.o.cri;
     const uid = pod.metadata!.uid!;
-    const spec = pod.spec!.containers.find((c) => c.name === action.name)!;
+    const spec = [...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].find(
+      (c) => c.name === action.name,
+    )!;
     const image = spec.image ?? "";
     const sandbox = obs.sandboxes.find((s) => s.id === action.sandboxId)!;
     // image present? pull unless the policy forbids it
@@ -424,7 +453,17 @@ export class PodAgent {
       nodeName: this.o.nodeName,
       ...(this.o.hostIP ? { hostIP: this.o.hostIP } : {}),
     };
-    const cfg = containerConfig(pod, spec, action.attempt, this.services, facts);
+    // volumes, ConfigMaps/Secrets and env: a user error leaves the container waiting, like kubelet
+    const prepared = await prepareContainer(pod, spec, action.attempt, this.services, facts, {
+      volumes: this.volumes,
+      ...(this.o.objects ? { objects: this.o.objects } : {}),
+    });
+    if (prepared.waiting) {
+      this.setWaiting(uid, spec.name, prepared.waiting);
+      return false;
+    }
+    if (prepared.warnings.length) this.volumeWarnings.set(uid, prepared.warnings);
+    const cfg = prepared.config!;
     await mkdir(join(sbCfg.logDirectory, spec.name), { recursive: true });
     let id: string;
     try {
@@ -540,6 +579,7 @@ export class PodAgent {
       probes: this.probeResults(),
       backingOff: plan?.backingOff ?? {},
       waiting: this.waiting.get(uid) ?? {},
+      warnings: this.volumeWarnings.get(uid) ?? [],
       ...(this.o.hostIP ? { hostIP: this.o.hostIP } : {}),
       ...previousOf(this.sent.get(uid) ?? pod.status),
       now: new Date(),

@@ -14,6 +14,14 @@ import {
   POD_UID,
 } from "./labels.ts";
 import { cpuMillis, memoryBytes } from "../api/quantity.ts";
+import type { PodObjects } from "./volumes/plan.ts";
+import {
+  configMapBytes,
+  containerMounts,
+  PodConfigError,
+  resourceValue,
+  secretBytes,
+} from "./volumes/plan.ts";
 
 export interface SandboxOptions {
   /** cgroupfs path under which pod cgroups are made, e.g. "/lab-pods". */
@@ -228,31 +236,99 @@ function envValue(
   e: V1EnvVar,
   vars: Map<string, string>,
   facts: PodRuntimeFacts,
-): string {
+  objects: PodObjects,
+): string | undefined {
   if (e.value !== undefined) return expandVars(e.value, vars);
   const ref = e.valueFrom;
   if (ref?.fieldRef) return fieldRef(pod, ref.fieldRef.fieldPath, facts);
   if (ref?.resourceFieldRef) {
     const r = ref.resourceFieldRef;
-    const q = r.resource.startsWith("limits.")
-      ? c.resources?.limits?.[r.resource.slice(7)]
-      : c.resources?.requests?.[r.resource.slice(9)];
-    return q === undefined ? "" : String(q);
+    const target = r.containerName ? findContainer(pod, r.containerName) : c;
+    return target ? resourceValue(target, r.resource, r.divisor) : "";
   }
-  // secretKeyRef/configMapKeyRef need the API: not supported yet
+  const ns = pod.metadata?.namespace ?? "default";
+  if (ref?.configMapKeyRef) {
+    const { name = "", key, optional } = ref.configMapKeyRef;
+    const cm = objects.configMaps.get(name);
+    if (!cm) {
+      if (optional) return undefined;
+      throw new PodConfigError(`configmap "${name}" not found`);
+    }
+    const v = configMapBytes(cm).get(key);
+    if (v === undefined) {
+      if (optional) return undefined;
+      throw new PodConfigError(`couldn't find key ${key} in ConfigMap ${ns}/${name}`);
+    }
+    return v.toString("utf8");
+  }
+  if (ref?.secretKeyRef) {
+    const { name = "", key, optional } = ref.secretKeyRef;
+    const s = objects.secrets.get(name);
+    if (!s) {
+      if (optional) return undefined;
+      throw new PodConfigError(`secret "${name}" not found`);
+    }
+    const v = secretBytes(s).get(key);
+    if (v === undefined) {
+      if (optional) return undefined;
+      throw new PodConfigError(`couldn't find key ${key} in Secret ${ns}/${name}`);
+    }
+    return v.toString("utf8");
+  }
   return "";
 }
 
-/** The container's environment: service variables first, then the spec's env (which wins), in order. */
+function findContainer(pod: V1Pod, name: string): V1Container | undefined {
+  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === name);
+}
+
+const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+
+/** envFrom's variables in order (later sources win); keys that are no valid names are left out. */
+function envFromVars(c: V1Container, objects: PodObjects): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const f of c.envFrom ?? []) {
+    const prefix = f.prefix ?? "";
+    let entries: Map<string, Buffer> | undefined;
+    if (f.configMapRef) {
+      const name = f.configMapRef.name ?? "";
+      const cm = objects.configMaps.get(name);
+      if (!cm && !f.configMapRef.optional) throw new PodConfigError(`configmap "${name}" not found`);
+      entries = cm ? configMapBytes(cm) : undefined;
+    } else if (f.secretRef) {
+      const name = f.secretRef.name ?? "";
+      const s = objects.secrets.get(name);
+      if (!s && !f.secretRef.optional) throw new PodConfigError(`secret "${name}" not found`);
+      entries = s ? secretBytes(s) : undefined;
+    }
+    for (const [k, v] of entries ?? []) {
+      if (ENV_NAME.test(prefix + k)) out.set(prefix + k, v.toString("utf8"));
+    }
+  }
+  return out;
+}
+
+const NO_OBJECTS: PodObjects = { configMaps: new Map(), secrets: new Map() };
+
+/**
+ * The container's environment as the kubelet builds it: service variables, then envFrom, then
+ * env (later wins, $(VAR) expanded from what came before). A missing non-optional ConfigMap/Secret
+ * (or key) throws PodConfigError (CreateContainerConfigError).
+ */
 export function containerEnv(
   pod: V1Pod,
   c: V1Container,
   services: V1Service[],
   facts: PodRuntimeFacts,
+  objects: PodObjects = NO_OBJECTS,
 ): KeyValue[] {
   const vars = new Map<string, string>();
   for (const kv of serviceEnv(services, pod.metadata?.namespace ?? "default")) vars.set(kv.key, kv.value);
-  for (const e of c.env ?? []) vars.set(e.name, envValue(pod, c, e, vars, facts));
+  for (const [k, v] of envFromVars(c, objects)) vars.set(k, v);
+  for (const e of c.env ?? []) {
+    const v = envValue(pod, c, e, vars, facts, objects);
+    if (v !== undefined) vars.set(e.name, v);
+  }
   return [...vars].map(([key, value]) => ({ key, value }));
 }
 
@@ -262,9 +338,12 @@ export function containerConfig(
   attempt: number,
   services: V1Service[],
   facts: PodRuntimeFacts,
+  objects: PodObjects = NO_OBJECTS,
+  volumes: { dirs: Map<string, string>; readOnly?: Set<string> } = { dirs: new Map() },
 ): ContainerConfig {
-  const envs = containerEnv(pod, c, services, facts);
+  const envs = containerEnv(pod, c, services, facts, objects);
   const vars = new Map(envs.map((kv) => [kv.key, kv.value]));
+  const mounts = containerMounts(c, volumes.dirs, vars, volumes.readOnly);
   return {
     metadata: { name: c.name, attempt },
     image: { image: c.image ?? "" },
@@ -272,6 +351,7 @@ export function containerConfig(
     args: (c.args ?? []).map((s) => expandVars(s, vars)),
     workingDir: c.workingDir ?? "",
     envs,
+    mounts,
     labels: { ...podLabels(pod), [CONTAINER_NAME]: c.name },
     annotations: {
       [GRACE_PERIOD]: String(gracePeriodSeconds(pod)),

@@ -9,6 +9,7 @@ import type { V1Endpoints, V1Node, V1Pod, V1Service } from "@kubernetes/client-n
 import { Command, Option } from "commander";
 import { mkdir, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ApiStatusError, readKubeconfig } from "../api/client.ts";
 import { PodAgent, type AgentEvent, type PodStatusSink } from "./agent.ts";
@@ -23,6 +24,7 @@ import { ServiceProxy } from "./proxy/proxy.ts";
 import type { LocalDns } from "./proxy/ruleset.ts";
 import { desiredRoutes, syncRoutes } from "./routes.ts";
 import { AgentServer, DEFAULT_AGENT_PORT } from "./server/server.ts";
+import { apiObjectSource } from "./volumes/manager.ts";
 
 export interface AgentFlags {
   kubeconfig: string;
@@ -208,6 +210,8 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
     logRoot: f.podLogDir,
     cgroupRoot: f.cgroupRoot,
     dns: { servers: list(f.clusterDns), clusterDomain: f.clusterDomain },
+    volumeRoot: join(f.stateDir, "pods"),
+    objects: apiObjectSource(client),
     onEvent: (e) => log(describeEvent(e)),
   });
   await agent.start();

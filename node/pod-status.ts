@@ -13,7 +13,7 @@ import type {
 import type { ObservedContainer, ObservedPod } from "./observed.ts";
 import { attemptsOf, currentSandbox } from "./observed.ts";
 import type { PodPlan } from "./reconcile.ts";
-import { shouldRestart } from "./reconcile.ts";
+import { initProgress, shouldRestart, shouldRestartInit } from "./reconcile.ts";
 
 export interface ProbeResult {
   /** Readiness probe verdict; undefined until the first result. */
@@ -30,12 +30,17 @@ export interface StatusInputs {
   backingOff: PodPlan["backingOff"];
   /** Why a container could not be created (image missing, create error), by container name. */
   waiting: Record<string, { reason: string; message: string }>;
+  /** Pod-level notes (volume sources left out), shown as a condition. */
+  warnings?: string[];
   hostIP?: string;
   previous?: V1PodStatus;
   now: Date;
 }
 
 const CRI_PREFIX = "containerd://";
+
+/** A pod condition (False) naming volume sources lab-agent left out, e.g. serviceAccountToken. */
+export const UNSUPPORTED_VOLUMES = "lab.io/VolumesComplete";
 
 function terminated(c: ObservedContainer): V1ContainerState {
   return {
@@ -55,11 +60,13 @@ function containerStatus(
   spec: V1Container,
   attempts: ObservedContainer[],
   i: StatusInputs,
+  restart: (exitCode: number) => boolean = (code) => shouldRestart(pod, code),
+  notStarted = "ContainerCreating",
 ): V1ContainerStatus {
   const [latest, previous] = attempts;
   const base = { name: spec.name, image: spec.image ?? "", imageID: latest?.imageRef ?? "" };
   if (!latest) {
-    const w = i.waiting[spec.name] ?? { reason: "ContainerCreating", message: "" };
+    const w = i.waiting[spec.name] ?? { reason: notStarted, message: "" };
     return {
       ...base,
       ready: false,
@@ -88,7 +95,7 @@ function containerStatus(
     }
     case "CONTAINER_EXITED": {
       const b = i.backingOff[spec.name];
-      if (shouldRestart(pod, latest.exitCode)) {
+      if (restart(latest.exitCode)) {
         const waiting = b
           ? {
               reason: "CrashLoopBackOff",
@@ -177,10 +184,27 @@ function condition(type: string, ok: boolean, i: StatusInputs, reason?: string):
 export function computePodStatus(pod: V1Pod, i: StatusInputs): V1PodStatus {
   const sandbox = currentSandbox(i.observed);
   const sandboxReady = sandbox?.state === "SANDBOX_READY";
-  const statuses = (pod.spec?.containers ?? []).map((c) =>
-    containerStatus(pod, c, sandbox ? attemptsOf(i.observed, sandbox.id, c.name) : [], i),
+  const attempts = (name: string): ObservedContainer[] =>
+    sandbox ? attemptsOf(i.observed, sandbox.id, name) : [];
+  const inits = pod.spec?.initContainers ?? [];
+  const init = sandbox
+    ? initProgress(pod, i.observed, sandbox.id)
+    : { done: inits.length === 0, failed: false, completed: 0 };
+  const initStatuses = inits.map((c) =>
+    containerStatus(pod, c, attempts(c.name), i, (code) => shouldRestartInit(pod, code), "PodInitializing"),
   );
-  const phase = podPhase(pod, statuses, sandboxReady);
+  // app containers wait as PodInitializing until the last init container exited 0
+  const statuses = (pod.spec?.containers ?? []).map((c) =>
+    containerStatus(
+      pod,
+      c,
+      attempts(c.name),
+      i,
+      undefined,
+      init.done ? "ContainerCreating" : "PodInitializing",
+    ),
+  );
+  const phase = init.failed ? "Failed" : init.done ? podPhase(pod, statuses, sandboxReady) : "Pending";
   const containersReady = statuses.length > 0 && statuses.every((s) => s.ready);
   const ready = containersReady && sandboxReady;
   const startTime = i.previous?.startTime ?? (sandbox ? new Date(sandbox.createdAt) : undefined);
@@ -190,13 +214,22 @@ export function computePodStatus(pod: V1Pod, i: StatusInputs): V1PodStatus {
     phase,
     conditions: [
       condition("PodScheduled", true, i),
-      condition("Initialized", true, i),
+      condition("Initialized", init.done, i, "ContainersNotInitialized"),
       condition("ContainersReady", containersReady, i, "ContainersNotReady"),
       condition("Ready", ready, i, "ContainersNotReady"),
+      ...(i.warnings?.length
+        ? [
+            {
+              ...condition(UNSUPPORTED_VOLUMES, false, i, "UnsupportedVolumeSource"),
+              message: i.warnings.join("; "),
+            },
+          ]
+        : []),
     ],
     ...(i.hostIP ? { hostIP: i.hostIP, hostIPs: [{ ip: i.hostIP }] } : {}),
     ...(podIP ? { podIP, podIPs: [{ ip: podIP }] } : {}),
     ...(startTime ? { startTime } : {}),
+    ...(inits.length ? { initContainerStatuses: initStatuses } : {}),
     containerStatuses: statuses,
     qosClass: qosClass(pod),
   };

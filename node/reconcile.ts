@@ -17,7 +17,8 @@ export type PodAction =
   | { kind: "removeContainer"; id: string }
   | { kind: "stopSandbox"; id: string }
   | { kind: "removeSandbox"; id: string }
-  | { kind: "removePodCgroup"; uid: string };
+  | { kind: "removePodCgroup"; uid: string }
+  | { kind: "removePodVolumes"; uid: string };
 
 export interface BackoffPolicy {
   /** Delay before the first restart; doubles per restart (kubelet: 10 s). */
@@ -61,13 +62,48 @@ export function planTeardown(observed: ObservedPod, graceSeconds?: number): PodA
   for (const s of observed.sandboxes) actions.push({ kind: "stopSandbox", id: s.id });
   for (const s of observed.sandboxes) actions.push({ kind: "removeSandbox", id: s.id });
   actions.push({ kind: "removePodCgroup", uid: observed.uid });
+  actions.push({ kind: "removePodVolumes", uid: observed.uid });
   return actions;
+}
+
+/** An init container runs again only after a failure, and never under restartPolicy Never. */
+export function shouldRestartInit(pod: V1Pod, exitCode: number): boolean {
+  return exitCode !== 0 && (pod.spec?.restartPolicy ?? "Always") !== "Never";
+}
+
+export interface InitProgress {
+  /** Every init container exited 0 (or the app containers already started once). */
+  done: boolean;
+  /** An init container failed for good (restartPolicy Never): the pod has failed. */
+  failed: boolean;
+  /** Init containers completed so far (kubectl's Init:N/M). */
+  completed: number;
+}
+
+/**
+ * Where the pod's init containers stand in `sandboxId`. Once any app container exists they count
+ * as done: like the kubelet, init containers are not run again while the sandbox lives.
+ */
+export function initProgress(pod: V1Pod, observed: ObservedPod, sandboxId: string): InitProgress {
+  const inits = pod.spec?.initContainers ?? [];
+  const appStarted = (pod.spec?.containers ?? []).some((c) => attemptsOf(observed, sandboxId, c.name).length);
+  if (appStarted) return { done: true, failed: false, completed: inits.length };
+  let completed = 0;
+  for (const c of inits) {
+    const latest = attemptsOf(observed, sandboxId, c.name)[0];
+    if (latest?.state !== "CONTAINER_EXITED") break;
+    if (latest.exitCode !== 0)
+      return { done: false, failed: !shouldRestartInit(pod, latest.exitCode), completed };
+    completed++;
+  }
+  return { done: completed === inits.length, failed: false, completed };
 }
 
 /** True when no container will run again: every one exited and the policy restarts none. */
 export function podFinished(pod: V1Pod, observed: ObservedPod): boolean {
   const sandbox = currentSandbox(observed);
   if (!sandbox) return false;
+  if (initProgress(pod, observed, sandbox.id).failed) return true;
   return (pod.spec?.containers ?? []).every((c) => {
     const latest = attemptsOf(observed, sandbox.id, c.name)[0];
     return latest?.state === "CONTAINER_EXITED" && !shouldRestart(pod, latest.exitCode);
@@ -82,6 +118,7 @@ function planContainer(
   now: number,
   backoff: BackoffPolicy,
   plan: PodPlan,
+  restart: (exitCode: number) => boolean = (code) => shouldRestart(pod, code),
 ): void {
   const attempts = attemptsOf(observed, sandboxId, spec.name);
   const latest = attempts[0];
@@ -104,7 +141,7 @@ function planContainer(
       plan.actions.push({ kind: "stopContainer", id: latest.id, graceSeconds: 0 });
       return;
     case "CONTAINER_EXITED": {
-      if (!shouldRestart(pod, latest.exitCode)) return;
+      if (!restart(latest.exitCode)) return;
       const delayMs = restartDelayMs(latest, backoff);
       const due = latest.finishedAt + delayMs;
       if (now >= due) {
@@ -153,7 +190,7 @@ export function planPod(
     const containers = observed.containers.filter((c) => c.sandboxId === s.id);
     plan.actions.push(
       ...planTeardown({ uid: observed.uid, sandboxes: [s], containers }, 0).filter(
-        (a) => a.kind !== "removePodCgroup",
+        (a) => a.kind !== "removePodCgroup" && a.kind !== "removePodVolumes",
       ),
     );
   }
@@ -163,11 +200,20 @@ export function planPod(
     plan.actions.push({ kind: "runSandbox", attempt });
     return plan;
   }
-  const names = new Set((pod.spec?.containers ?? []).map((c) => c.name));
+  const inits = pod.spec?.initContainers ?? [];
+  const names = new Set([...inits, ...(pod.spec?.containers ?? [])].map((c) => c.name));
   for (const c of observed.containers.filter((c) => c.sandboxId === keep.id && !names.has(c.name))) {
     if (c.state === "CONTAINER_RUNNING")
       plan.actions.push({ kind: "stopContainer", id: c.id, graceSeconds: gracePeriodSeconds(pod) });
     plan.actions.push({ kind: "removeContainer", id: c.id });
+  }
+  // init containers one at a time, in order; app containers only once all of them exited 0
+  const init = initProgress(pod, observed, keep.id);
+  if (!init.done) {
+    if (init.failed) return plan;
+    const next = inits[init.completed]!;
+    planContainer(pod, next, observed, keep.id, now, backoff, plan, (code) => shouldRestartInit(pod, code));
+    return plan;
   }
   for (const spec of pod.spec?.containers ?? [])
     planContainer(pod, spec, observed, keep.id, now, backoff, plan);

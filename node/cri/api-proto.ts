@@ -206,10 +206,18 @@ message ContainerMetadata {
   uint32 attempt = 2;
 }
 
+enum MountPropagation {
+  PROPAGATION_PRIVATE = 0;
+  PROPAGATION_HOST_TO_CONTAINER = 1;
+  PROPAGATION_BIDIRECTIONAL = 2;
+}
+
 message Mount {
   string container_path = 1;
   string host_path = 2;
   bool readonly = 3;
+  bool selinux_relabel = 4;
+  MountPropagation propagation = 5;
 }
 
 message ContainerConfig {

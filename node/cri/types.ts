@@ -56,6 +56,18 @@ export interface LinuxContainerResources {
   oomScoreAdj?: number;
 }
 
+export type MountPropagation =
+  "PROPAGATION_PRIVATE" | "PROPAGATION_HOST_TO_CONTAINER" | "PROPAGATION_BIDIRECTIONAL";
+
+/** A bind mount into the container (CRI `Mount`; field numbers as upstream 1-5). */
+export interface Mount {
+  containerPath: string;
+  hostPath: string;
+  readonly: boolean;
+  selinuxRelabel?: boolean;
+  propagation?: MountPropagation;
+}
+
 export interface ContainerConfig {
   metadata: { name: string; attempt: number };
   image: { image: string };
@@ -63,6 +75,7 @@ export interface ContainerConfig {
   args: string[];
   workingDir: string;
   envs: KeyValue[];
+  mounts?: Mount[];
   labels: Record<string, string>;
   annotations: Record<string, string>;
   logPath: string;

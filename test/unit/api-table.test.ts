@@ -42,6 +42,32 @@ describe("tables", () => {
     ]);
     expect(t.rows[0]!.object).toMatchObject({ kind: "PartialObjectMetadata", metadata: { name: "p" } });
   });
+  it("prints a pod's init progress in the Status column as kubectl does", () => {
+    const status = (inits: object[]): unknown =>
+      toTable(
+        "Pod",
+        [
+          {
+            metadata: { name: "p", creationTimestamp: created },
+            spec: { initContainers: [{}, {}], containers: [{}] },
+            status: {
+              phase: "Pending",
+              initContainerStatuses: inits,
+              containerStatuses: [{ ready: false, state: { waiting: { reason: "PodInitializing" } } }],
+            },
+          },
+        ],
+        { now },
+      ).rows[0]!.cells[2];
+    const done = { state: { terminated: { exitCode: 0, reason: "Completed" } } };
+    expect(status([done, { state: { running: {} } }])).toBe("Init:1/2");
+    expect(status([{ state: { waiting: { reason: "PodInitializing" } } }, {}])).toBe("Init:0/2");
+    expect(status([{ restartCount: 3, state: { waiting: { reason: "CrashLoopBackOff" } } }, {}])).toBe(
+      "Init:CrashLoopBackOff",
+    );
+    expect(status([done, { state: { terminated: { exitCode: 1, reason: "Error" } } }])).toBe("Init:Error");
+  });
+
   it("prints deployments, services and nodes", () => {
     const d = toTable(
       "Deployment",

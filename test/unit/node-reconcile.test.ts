@@ -130,6 +130,7 @@ describe("planPod", () => {
       { kind: "stopSandbox", id: "s1" },
       { kind: "removeSandbox", id: "s1" },
       { kind: "removePodCgroup", uid: "u1" },
+      { kind: "removePodVolumes", uid: "u1" },
     ]);
     expect(planPod(undefined, o, 0, B).actions[0]).toEqual({
       kind: "stopContainer",
