@@ -68,9 +68,11 @@ export function etcdArgs(c: EtcdMemberConfig): string[] {
     `--peer-trusted-ca-file=${c.files.ca}`,
     `--peer-cert-file=${c.files.peerCert}`,
     `--peer-key-file=${c.files.peerKey}`,
-    // TCG guests are slow and their clocks drift: a longer election timeout avoids leader churn.
-    `--heartbeat-interval=250`,
-    `--election-timeout=2500`,
+    // Three TCG masters on two shared host cores (etcd + lab-server each) delay heartbeats by
+    // several seconds: with 250/2500 ms the members churned through 80+ elections and never
+    // answered health checks. Measured on the default topology; costs a slower re-election.
+    `--heartbeat-interval=1000`,
+    `--election-timeout=10000`,
     `--snapshot-count=10000`,
     `--logger=zap`,
   ];

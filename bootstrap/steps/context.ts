@@ -80,7 +80,7 @@ export async function ensureUnitRunning(s: SshSession, unit: string, changed: bo
     });
   else
     await s.run(
-      `systemctl enable ${u} >/dev/null 2>&1; systemctl is-active --quiet ${u} || systemctl start --no-block ${u}`,
+      `systemctl is-enabled --quiet ${u} || systemctl enable ${u} >/dev/null 2>&1; systemctl is-active --quiet ${u} || systemctl start --no-block ${u}`,
       { root: true, timeoutMs: 300_000 },
     );
 }
