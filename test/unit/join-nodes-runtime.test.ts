@@ -51,14 +51,14 @@ describe("join-nodes: containerd and images on a node", () => {
     );
     const start = f.commands.find((c) => c.includes("systemctl"))!;
     expect(start.indexOf("unmask")).toBeLessThan(start.indexOf("enable"));
-    expect(start).toContain("systemctl restart containerd.service");
+    expect(start).toContain("systemctl restart --no-block containerd.service");
 
     const again = fakeSession(f.files);
     expect(await ensureContainerd(again.s, "10.244.3.0/24")).toBe(0);
     const start2 = again.commands.find((c) => c.includes("systemctl"))!;
     expect(start2).not.toContain("restart");
     expect(start2).toContain(
-      "systemctl is-active --quiet containerd.service || systemctl start containerd.service",
+      "systemctl is-active --quiet containerd.service || systemctl start --no-block containerd.service",
     );
   });
 
