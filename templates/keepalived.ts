@@ -44,7 +44,9 @@ global_defs {
 vrrp_script apiserver_ready {
   script "${c.checkScript ?? READYZ_CHECK}"
   interval 2
-  timeout 3
+  # A loaded TCG master needs seconds for openssl's handshake; a stopped apiserver still fails at
+  # once (connection refused), so detection stays fall x interval.
+  timeout 10
   fall 2
   rise 1
 }
@@ -83,7 +85,7 @@ export function renderReadyzCheck(apiServerPort: number, pki: string = HOST_PATH
   return `#!/bin/sh
 # Written by lab: exits 0 when the local lab-server answers /readyz with 200.
 printf 'GET /readyz HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' |
-  timeout 2 openssl s_client -quiet -connect 127.0.0.1:${apiServerPort} \\
+  timeout 8 openssl s_client -quiet -connect 127.0.0.1:${apiServerPort} \\
     -CAfile ${pki}/ca.crt -cert ${pki}/node.crt -key ${pki}/node.key 2>/dev/null |
   head -n 1 | grep -q ' 200 '
 `;
