@@ -1,16 +1,18 @@
 /**
- * The cluster's promises on a real lab, with stock kubectl: ONE lab of the default topology
- * (3 masters + 2 workers + VIP, TCG) comes up in beforeAll; the scenarios run in order against it,
+ * The cluster's promises on a real lab, with stock kubectl: ONE lab (examples/one-master-two-workers.yaml
+ * unless LAB_E2E_TOPOLOGY names another, e.g. the default 3 masters + 2 workers + VIP) comes up in
+ * beforeAll under TCG; the scenarios run in order against it,
  * the destructive ones (worker power-off, master power-off) last; afterAll runs `lab down` even when
  * a scenario failed. Timings go to test-results/e2e-timings.{txt,json}.
  *
- * Without `kubectl exec`, "from a pod" means: on the pod's node, enter the pod container's namespaces
- * (`ctr task ls` gives its pid, `nsenter` its mount/net/pid namespaces) and run the image's busybox.
+ * "From a pod" means: on the pod's node, enter the pod container's namespaces (`ctr task ls` gives
+ * its pid, `nsenter` its mount/net/pid namespaces) and run the image's busybox, so the scenarios do
+ * not depend on `kubectl exec` (scenario 2b tests that on its own).
  *
  * Development against a lab kept up by hand: LAB_E2E_ATTACH=DIR (a dir holding lab.yaml and the
  * lab's LAB_HOME in DIR/home) reuses that lab and leaves it up; LAB_E2E_TOPOLOGY=FILE picks another
- * topology. Scenarios that need more machines than the topology has (HA needs 3 masters) are then
- * skipped; the default run has them all.
+ * topology. Scenarios that need more machines than the topology has (6, HA, needs 3 masters) are
+ * skipped: on the CI topology, scenario 6 is reported skipped.
  */
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -22,7 +24,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
 
 const attach = process.env.LAB_E2E_ATTACH;
-const topologyFile = process.env.LAB_E2E_TOPOLOGY || join(repo, "examples/default.yaml");
+// CI runs the scenarios on 1 master + 2 workers: on a 2-core TCG runner the 5-VM default lab did not
+// come up in time (issue 4). LAB_E2E_TOPOLOGY=examples/default.yaml runs them all, HA included.
+const topologyFile = process.env.LAB_E2E_TOPOLOGY || join(repo, "examples/one-master-two-workers.yaml");
 const topologyText = attach
   ? readFileSync(join(attach, "lab.yaml"), "utf8")
   : readFileSync(topologyFile, "utf8");
@@ -50,8 +54,8 @@ beforeAll(async () => {
     await l.lab(["kubeconfig", l.name, "-o", l.kubeconfig]);
     return;
   }
-  // The default topology, under a lab name of this run.
-  l = await E2eLab.create("ce", topologyText.replace(/^(\s*name:\s*)default\s*$/m, "$1NAME"));
+  // The topology, under a lab name of this run.
+  l = await E2eLab.create("ce", topologyText.replace(/^(\s*name:\s*)\S+\s*$/m, "$1NAME"));
   const t0 = Date.now();
   // TCG on 2 shared cores: give the nodes 15 min to turn Ready (lab up's default wait is 5 min).
   const up = await l.lab(["--json", "up", "--wait", "15m"], { reject: false });
