@@ -2,6 +2,7 @@
 import { LabError } from "../topology/errors.ts";
 import type { Provider } from "../topology/schema.ts";
 import type { Provisioner } from "./provisioner.ts";
+import { BaremetalProvisioner } from "./baremetal/index.ts";
 import { LibvirtProvisioner } from "./libvirt/index.ts";
 import { guestDeps } from "./libvirt/guest.ts";
 import { qemuProvisioner } from "./qemu/index.ts";
@@ -9,6 +10,7 @@ import { qemuProvisioner } from "./qemu/index.ts";
 const PROVISIONERS: Partial<Record<Provider["type"], Provisioner>> = {
   qemu: qemuProvisioner,
   libvirt: new LibvirtProvisioner(guestDeps),
+  baremetal: new BaremetalProvisioner(),
 };
 
 export function provisionerFor(type: Provider["type"]): Provisioner {
@@ -24,7 +26,12 @@ export function provisionerFor(type: Provider["type"]): Provisioner {
   return p;
 }
 
-/** Every registered provisioner (for `lab down` when the state no longer says which one made the lab). */
+/**
+ * Every provisioner whose resources can be found by the lab's name alone (for `lab down` when the
+ * state no longer says which one made the lab). Not baremetal: its hosts are known only from state.
+ */
 export function allProvisioners(): Provisioner[] {
-  return Object.values(PROVISIONERS).filter((p): p is Provisioner => p !== undefined);
+  return Object.values(PROVISIONERS).filter(
+    (p): p is Provisioner => p !== undefined && p.name !== "baremetal",
+  );
 }
