@@ -245,11 +245,26 @@ export class BaremetalProvisioner implements Provisioner {
               code: "HOST_KEY_UNKNOWN",
               what: "no host key was ever recorded; lab never touched it",
             });
-          const s = await SshSession.connect(m, { signal: ctx.signal, timeoutMs: 15_000 });
-          try {
-            await s.run(script, { root: true, what: "removing lab's units, files and data" });
-          } finally {
-            s.close();
+          // The script is idempotent: a session lost mid-way (exit 255: no exit status, e.g. a busy
+          // TCG guest missing SSH keepalives while its services stop) is retried on a new connection.
+          for (let attempt = 1; ; attempt++) {
+            const s = await SshSession.connect(m, { signal: ctx.signal, timeoutMs: 15_000 });
+            try {
+              const r = await s.sudo(script);
+              if (r.code === 0) break;
+              if (r.code !== 255 || attempt >= 3) {
+                const detail = (r.stderr || r.stdout).trim().split("\n").slice(-5).join(" | ");
+                throw new LabError({
+                  code: "REMOTE_COMMAND_FAILED",
+                  what: `removing lab's units, files and data failed on ${m.name} (exit ${r.code}): ${detail}`,
+                  where: m.name,
+                  source: "host",
+                });
+              }
+              ctx.reporter.notice(`${m.name}: the SSH session was lost while cleaning up; retrying`);
+            } finally {
+              s.close();
+            }
           }
           const pkgs = (await ctx.state.readJson<string[]>(`hosts/${m.name}/installed-packages.json`)) ?? [];
           if (pkgs.length)
