@@ -233,7 +233,14 @@ export class BaremetalProvisioner implements Provisioner {
     const machines = ctx.plan
       ? await Promise.all(ctx.plan.nodes.map((n) => machineFor(ctx.state, n)))
       : ((await ctx.state.readJson<Machine[]>("machines.json")) ?? []);
-    const script = renderTeardownScript({ vip: ctx.plan?.network.vip, prefix: ctx.plan?.network.prefix });
+    // A 1-master lab without keepalived uses the master's own address as its API endpoint (plan's
+    // `vip`): never delete a host's own address.
+    const addresses = new Set(machines.flatMap((m) => [m.address, m.ssh.host]));
+    const vip = ctx.plan?.network.vip;
+    const script = renderTeardownScript({
+      vip: vip && !addresses.has(vip) ? vip : undefined,
+      prefix: ctx.plan?.network.prefix,
+    });
     const failures: string[] = [];
     await Promise.all(
       machines.map(async (m) => {
