@@ -146,7 +146,8 @@ describe("three-member etcd with the lab's TLS", () => {
     await procs.get(victim.name);
 
     let verdict = judgeQuorum(etcdMembers(p), []);
-    const deadline = Date.now() + 20_000;
+    // The election timeout is 10 s (templates/etcd.ts, for loaded TCG masters), randomized up to 2x.
+    const deadline = Date.now() + 45_000;
     while (Date.now() < deadline) {
       verdict = judgeQuorum(etcdMembers(p), parseEndpointHealth(await probe()));
       if (verdict.quorum && verdict.unhealthy.length === 1) break;
