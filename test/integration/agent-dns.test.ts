@@ -18,7 +18,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLASS_IN, decodeMessage, encodeMessage, RCODE, RR, type Message } from "../../node/dns/wire.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-import { startTestNode, type TestNode } from "./agent-node.ts";
+import { startTestNode, type TestNode, untilWithLog } from "./agent-node.ts";
 
 const run = promisify(execFile);
 const NODE = "dns-node";
@@ -46,19 +46,8 @@ async function apply(yaml: string): Promise<void> {
   await kubectl("apply", "-f", file);
 }
 
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}\nagent log:\n${agentLog.slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
+  untilWithLog(what, fn, () => agentLog, timeoutMs, 100);
 
 const getPod = async (name: string): Promise<V1Pod> =>
   JSON.parse(await kubectl("get", "pod", name, "-o", "json")) as V1Pod;

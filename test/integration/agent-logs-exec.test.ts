@@ -15,7 +15,7 @@ import { EtcdStore } from "../../controlplane/storage/etcd-store.ts";
 import { KUBELET_CLIENT_CN, KUBELET_CLIENT_GROUP } from "../../node/server/server.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 import { makeTestPki, type TestPki } from "../helpers/test-pki.ts";
-import { startTestNode, type TestNode } from "./agent-node.ts";
+import { startTestNode, type TestNode, untilWithLog } from "./agent-node.ts";
 
 const NODE = "worker-logs";
 
@@ -52,19 +52,8 @@ async function ok(...args: string[]): Promise<string> {
   return r.stdout;
 }
 
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}\nagent log:\n${agentLog.slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
+  untilWithLog(what, fn, () => agentLog, timeoutMs);
 
 const pod = async (name: string): Promise<V1Pod> =>
   JSON.parse(await ok("get", "pod", name, "-o", "json")) as V1Pod;

@@ -18,7 +18,7 @@ import { buildExecutable } from "../../bootstrap/artifacts.ts";
 import { renderNodeContainerdConfig } from "../../templates/lab-agent.ts";
 import { POD_UID } from "../../node/labels.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-import { startTestNode, type TestNode } from "./agent-node.ts";
+import { startTestNode, type TestNode, untilWithLog } from "./agent-node.ts";
 
 const run = promisify(execFile);
 const NODE = "worker-a";
@@ -55,19 +55,8 @@ async function kubectlApply(yaml: string): Promise<void> {
   await kubectl("apply", "-f", file);
 }
 
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}\nagent log:\n${agentLog.slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
+  untilWithLog(what, fn, () => agentLog, timeoutMs);
 
 const getJson = async <T>(...args: string[]): Promise<T> =>
   JSON.parse(await kubectl("get", ...args, "-o", "json")) as T;
