@@ -7,6 +7,7 @@ import type { V1Pod, V1PodStatus, V1Service } from "@kubernetes/client-node";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { removePodCgroup, podCgroupUids } from "./cgroups.ts";
+import { applyOomKills, KernelOomLog } from "./oom.ts";
 import type { SandboxOptions } from "./container-config.ts";
 import { gracePeriodSeconds, sandboxConfig } from "./container-config.ts";
 import type { CriClient } from "./cri/client.ts";
@@ -86,6 +87,7 @@ export class PodAgent {
   private volumes: VolumeManager;
   private volumeWarnings = new Map<string, string[]>();
   private refresher: VolumeRefresher;
+  private oom = new KernelOomLog();
   private readonly o: Required<
     Pick<AgentOptions, "cgroupRoot" | "backoff" | "resyncMs" | "probeSecondMs" | "podConcurrency">
   > &
@@ -126,6 +128,12 @@ export class PodAgent {
   /** Adopts what the runtime has (removing leftovers of pods no longer wanted) and starts syncing. */
   async start(): Promise<void> {
     this.running = true;
+    if (!this.oom.readable) {
+      this.emit({
+        kind: "error",
+        message: "cannot read /dev/kmsg: an OOM kill that containerd misses is reported as Error",
+      });
+    }
     await this.sync();
     this.schedule();
   }
@@ -149,6 +157,7 @@ export class PodAgent {
     this.probers.clear();
     await this.syncing;
     await Promise.allSettled(this.terminating.values());
+    this.oom.close();
   }
 
   /** Runs one sync now (or waits for the one in flight and runs another). */
@@ -252,6 +261,7 @@ export class PodAgent {
       };
       get(uid).containers.push(o);
     });
+    applyOomKills(pods, this.oom);
     return pods;
   }
 

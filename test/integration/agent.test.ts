@@ -69,9 +69,21 @@ describe("lab-agent on containerd", () => {
   const events: AgentEvent[] = [];
   let pods: V1Pod[] = [];
 
+  // containerd's OOM event races the exit and can be lost: a container named "lossy" is reported the
+  // way containerd then reports it (reason Error, exit 137).
+  const losingOomEvents = (cri: TestNode["cri"]): TestNode["cri"] =>
+    new Proxy(cri, {
+      get(target, prop, receiver) {
+        if (prop !== "containerStatus") return Reflect.get(target, prop, receiver) as unknown;
+        return async (id: string) => {
+          const st = await target.containerStatus(id);
+          return st.metadata.name === "lossy" && st.reason === "OOMKilled" ? { ...st, reason: "Error" } : st;
+        };
+      },
+    });
   const newAgent = (): PodAgent =>
     new PodAgent({
-      cri: node.cri,
+      cri: losingOomEvents(node.cri),
       sink,
       nodeName: "node-1",
       cgroupRoot: node.cgroupRoot,
@@ -185,6 +197,36 @@ describe("lab-agent on containerd", () => {
     });
     expect(st.containerStatuses![0]!.state!.terminated!.reason).toBe("OOMKilled");
     expect(st.containerStatuses![0]!.state!.terminated!.exitCode).toBe(137);
+  });
+
+  it("reports OOMKilled from the pod cgroup's count when containerd's OOM event is lost", async () => {
+    const hog = {
+      image: SAMPLE_IMAGE,
+      command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
+    };
+    apply(
+      pod("hog-2", [{ name: "lossy", ...hog, resources: { limits: { memory: "32Mi" } } }], {
+        restartPolicy: "Never",
+      }),
+      // exit code 137 without the OOM killer (a child SIGKILLed; PID 1 cannot be; `$$$$` is `$$` after
+      // Kubernetes' $(VAR) expansion): stays Error
+      pod(
+        "killed-1",
+        [{ name: "lossy", image: SAMPLE_IMAGE, command: ["sh", "-c", "sh -c 'kill -9 $$$$'; exit $?"] }],
+        {
+          restartPolicy: "Never",
+        },
+      ),
+    );
+    const terminated = async (name: string) =>
+      (
+        await until(`${name} failed`, () => {
+          const s = sink.latest(name);
+          return s?.phase === "Failed" && s;
+        })
+      ).containerStatuses![0]!.state!.terminated!;
+    expect(await terminated("hog-2")).toMatchObject({ reason: "OOMKilled", exitCode: 137 });
+    expect(await terminated("killed-1")).toMatchObject({ reason: "Error", exitCode: 137 });
   });
 
   it("keeps a pod unready while its readiness probe fails, and restarts on liveness failure", async () => {
