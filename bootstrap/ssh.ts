@@ -457,7 +457,8 @@ export class SshSession {
         );
       })
       .join(" && ");
-    await this.run(move, { root: true, signal: opts.signal });
+    // as long as the other round trips here: a master busy starting its services is slow to fork sudo
+    await this.run(move, { root: true, signal: opts.signal, timeoutMs: 300_000 });
     return todo.map((f) => f.remotePath);
   }
 

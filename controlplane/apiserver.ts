@@ -1,5 +1,10 @@
 import { createServer as createHttpsServer, type Server } from "node:https";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from "node:http";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
@@ -33,7 +38,8 @@ import { ServiceIpAllocator } from "./service-ips.ts";
 import type { EtcdStore } from "./storage/etcd-store.ts";
 
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
-const PUBLIC_PATHS = new Set(["/healthz", "/livez", "/readyz", "/version"]);
+const HEALTH_PATHS = new Set(["/healthz", "/livez", "/readyz"]);
+const PUBLIC_PATHS = new Set([...HEALTH_PATHS, "/version"]);
 
 export interface ApiServerOptions {
   store: EtcdStore;
@@ -173,6 +179,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export class ApiServer {
   readonly registry: Registry;
   private server: Server | undefined;
+  private healthServer: HttpServer | undefined;
   private readonly watches = new Set<() => void>();
   private compactionTimer: NodeJS.Timeout | undefined;
 
@@ -213,6 +220,46 @@ export class ApiServer {
     return typeof addr === "object" && addr ? addr.port : port;
   }
 
+  /**
+   * Plain HTTP on a local address, health paths only: for checks that run every few seconds (keepalived),
+   * where a TLS handshake per check costs a slow master more than the check is worth.
+   */
+  async startHealth(host: string, port: number): Promise<number> {
+    const server = createHttpServer((req, res) => {
+      const path = new URL(req.url ?? "/", "http://localhost").pathname.replace(/\/+$/, "") || "/";
+      if (req.method !== "GET" || !HEALTH_PATHS.has(path)) {
+        res.writeHead(404, { "Content-Type": "text/plain" });
+        res.end("only /healthz, /livez and /readyz are served here");
+        return;
+      }
+      this.health(path, res).catch((err: unknown) =>
+        sendError(res, err instanceof ApiError ? err : new ApiError(500, "InternalError", String(err))),
+      );
+    });
+    this.healthServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    const addr = server.address();
+    return typeof addr === "object" && addr ? addr.port : port;
+  }
+
+  private async health(path: string, res: ServerResponse): Promise<void> {
+    if (path === "/readyz") {
+      // Ready means etcd answers; a hung etcd must not hang the load balancer's probe.
+      const timeout = new Promise<never>((_, reject) => {
+        setTimeout(
+          () => reject(new ApiError(503, "ServiceUnavailable", "etcd did not answer within 3 s")),
+          3000,
+        ).unref();
+      });
+      await Promise.race([this.opts.store.revision(), timeout]);
+    }
+    res.writeHead(200, { "Content-Type": "text/plain" });
+    res.end("ok");
+  }
+
   /** Compacts etcd to the revision seen one interval earlier, so watchers get a full interval to resume. */
   private startCompaction(): void {
     const interval = this.opts.compactionIntervalMs ?? 5 * 60_000;
@@ -230,6 +277,7 @@ export class ApiServer {
 
   async stop(): Promise<void> {
     clearInterval(this.compactionTimer);
+    this.healthServer?.close();
     for (const end of this.watches) end();
     await this.registry.close();
     const server = this.server;
@@ -285,21 +333,7 @@ export class ApiServer {
   private async route(req: IncomingMessage, res: ServerResponse, url: URL, user: UserInfo): Promise<void> {
     const path = url.pathname.replace(/\/+$/, "") || "/";
     const method = req.method ?? "GET";
-    if (["/healthz", "/livez", "/readyz"].includes(path)) {
-      if (path === "/readyz") {
-        // Ready means etcd answers; a hung etcd must not hang the load balancer's probe.
-        const timeout = new Promise<never>((_, reject) => {
-          setTimeout(
-            () => reject(new ApiError(503, "ServiceUnavailable", "etcd did not answer within 3 s")),
-            3000,
-          ).unref();
-        });
-        await Promise.race([this.opts.store.revision(), timeout]);
-      }
-      res.writeHead(200, { "Content-Type": "text/plain" });
-      res.end("ok");
-      return;
-    }
+    if (HEALTH_PATHS.has(path)) return this.health(path, res);
     if (path === "/version") return send(res, 200, SERVER_VERSION);
     if (path === "/openapi/v2") return send(res, 200, openApiV2());
     if (path === "/openapi/v3") return send(res, 200, openApiV3Index());

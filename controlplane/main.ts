@@ -20,6 +20,7 @@ export interface ServerFlags {
   kubeletClientCertificate?: string;
   kubeletClientKey?: string;
   kubeletCertificateAuthority?: string;
+  healthPort?: string;
 }
 
 export async function startServer(
@@ -64,6 +65,8 @@ export async function startServer(
       : {}),
   });
   const bound = await server.start(flags.bindAddress, port);
+  const healthPort = Number(flags.healthPort ?? "0");
+  if (healthPort > 0) await server.startHealth("127.0.0.1", healthPort);
   return { server, store, port: bound };
 }
 
@@ -83,6 +86,7 @@ function serverCommand0(): Command {
     .requiredOption("--client-ca-file <file>", "CA that client certificates must chain to")
     .option("--bind-address <ip>", "address to listen on", "0.0.0.0")
     .option("--secure-port <port>", "HTTPS port", "6443")
+    .option("--health-port <port>", "plain-HTTP /readyz, /livez, /healthz on 127.0.0.1 (0: off)", "0")
     .option("--service-cluster-ip-range <cidr>", "CIDR for Service ClusterIPs", "10.96.0.0/12")
     .option("--advertise-address <ip>", "address published in the kubernetes service endpoints")
     .option(

@@ -44,8 +44,8 @@ global_defs {
 vrrp_script apiserver_ready {
   script "${c.checkScript ?? READYZ_CHECK}"
   interval 2
-  # A loaded TCG master needs seconds for openssl's handshake; a stopped apiserver still fails at
-  # once (connection refused), so detection stays fall x interval.
+  # The check gives up after 5 s itself; a stopped apiserver fails at once (connection refused),
+  # so detection stays fall x interval.
   timeout 10
   fall 2
   rise 1
@@ -78,16 +78,18 @@ ${c.peers.map((p) => `    ${p}`).join("\n")}
 }
 
 /**
- * The health check: an HTTPS GET of /readyz on the local apiserver with the node's client
- * certificate. openssl is on every Debian with ca-certificates; curl is not on a minimal image.
+ * The health check: GET /readyz on lab-server's plain-HTTP health port, which listens on 127.0.0.1
+ * only. keepalived runs it every 2 s; an openssl TLS handshake per check cost a loaded TCG master a
+ * quarter of its vCPU, bash's /dev/tcp costs next to nothing. A hung lab-server fails on the read
+ * timeout, a stopped one at once (connection refused).
  */
-export function renderReadyzCheck(apiServerPort: number, pki: string = HOST_PATHS.pki): string {
-  return `#!/bin/sh
+export function renderReadyzCheck(healthPort: number): string {
+  return `#!/bin/bash
 # Written by lab: exits 0 when the local lab-server answers /readyz with 200.
-printf 'GET /readyz HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' |
-  timeout 8 openssl s_client -quiet -connect 127.0.0.1:${apiServerPort} \\
-    -CAfile ${pki}/ca.crt -cert ${pki}/node.crt -key ${pki}/node.key 2>/dev/null |
-  head -n 1 | grep -q ' 200 '
+exec 3<>/dev/tcp/127.0.0.1/${healthPort} || exit 1
+printf 'GET /readyz HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3
+read -r -t 5 status <&3 || exit 1
+[[ $status == *" 200 "* ]]
 `;
 }
 

@@ -14,6 +14,12 @@ export interface LabServerConfig {
   loops?: { clusterCIDR: string; nodeCIDRMaskSize: number; podEvictionTimeoutSeconds: number };
 }
 
+/**
+ * lab-server's plain-HTTP health port (/readyz, /livez, /healthz only, on 127.0.0.1): the port after the
+ * API's, so keepalived's check every 2 s needs no TLS handshake.
+ */
+export const labServerHealthPort = (securePort: number): number => securePort + 1;
+
 export function labServerHostFiles() {
   const d = HOST_PATHS.pki;
   return {
@@ -45,6 +51,7 @@ export function labServerArgs(c: LabServerConfig): string[] {
     `--kubelet-client-key=${f.kubeletClientKey}`,
     `--bind-address=${c.bindAddress ?? "0.0.0.0"}`,
     `--secure-port=${c.securePort}`,
+    `--health-port=${labServerHealthPort(c.securePort)}`,
     `--advertise-address=${c.address}`,
     `--service-cluster-ip-range=${c.serviceClusterIPRange}`,
     ...(c.loops

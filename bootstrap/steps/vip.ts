@@ -7,6 +7,7 @@ import {
   renderReadyzCheck,
   virtualRouterIdFor,
 } from "../../templates/keepalived.ts";
+import { labServerHealthPort } from "../../templates/lab-server.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import { LabError } from "../../topology/errors.ts";
 import {
@@ -39,9 +40,9 @@ export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
       });
     }
     // As root: keepalived lives in /usr/sbin, not on a normal user's PATH.
-    await s.run("command -v keepalived >/dev/null && command -v openssl >/dev/null", {
+    await s.run("command -v keepalived >/dev/null && command -v bash >/dev/null", {
       root: true,
-      what: "looking for keepalived and openssl (packages keepalived, openssl)",
+      what: "looking for keepalived and bash (packages keepalived, bash)",
     });
     const conf = renderKeepalivedConf({
       name: m.name,
@@ -58,7 +59,11 @@ export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
       s,
       [
         ...(await nodeIdentityFiles(ctx.state, m.name)),
-        { path: READYZ_CHECK, data: renderReadyzCheck(p.cluster.apiServerPort), mode: 0o755 },
+        {
+          path: READYZ_CHECK,
+          data: renderReadyzCheck(labServerHealthPort(p.cluster.apiServerPort)),
+          mode: 0o755,
+        },
         { path: KEEPALIVED_CONF, data: conf },
         { path: `${HOST_PATHS.unitDir}/lab-keepalived.service`, data: renderKeepalivedUnit() },
       ],

@@ -1,6 +1,10 @@
 import { execFile } from "node:child_process";
 import { request } from "node:https";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { execa } from "execa";
+import { renderReadyzCheck } from "../../templates/keepalived.ts";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -524,6 +528,30 @@ describe("lab-server authentication and authorization", () => {
 
   it("serves health without a certificate", async () => {
     expect(await rawGet("/readyz")).toEqual({ code: 200, body: "ok" });
+  });
+
+  it("serves only health on the plain-HTTP health port, and keepalived's rendered check passes on it", async () => {
+    const port = await s.server.startHealth("127.0.0.1", 0);
+    const get = async (path: string) => {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`);
+      return { code: r.status, body: await r.text() };
+    };
+    expect(await get("/readyz")).toEqual({ code: 200, body: "ok" });
+    expect((await get("/api/v1/pods")).code).toBe(404);
+    const dir = await mkdtemp(join(tmpdir(), "readyz-check-"));
+    const check = join(dir, "check-apiserver");
+    await writeFile(check, renderReadyzCheck(port), { mode: 0o755 });
+    expect((await execa(check, { reject: false })).exitCode).toBe(0);
+    // nobody on the port (the lab-server gone): the check fails at once
+    const free = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, "127.0.0.1", () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    await writeFile(check, renderReadyzCheck(free), { mode: 0o755 });
+    expect((await execa(check, { reject: false })).exitCode).not.toBe(0);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it("answers 413 for bodies over 3 MiB and 400 for malformed JSON, storing nothing", async () => {

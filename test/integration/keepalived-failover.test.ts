@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { renderKeepalivedConf, renderReadyzCheck } from "../../templates/keepalived.ts";
+import { labServerHealthPort } from "../../templates/lab-server.ts";
 
 const sfx = randomBytes(2).toString("hex");
 const hub = `lkf-${sfx}-hub`;
@@ -27,9 +28,10 @@ const ip = (...args: string[]) => execa("ip", args);
 const inNs = (ns: string, cmd: string[], opts: { input?: string } = {}) =>
   execa("ip", ["netns", "exec", ns, ...cmd], { timeout: 5_000, ...opts });
 
-/** A stand-in for lab-server: HTTPS, 200 on /readyz. */
+/** A stand-in for lab-server: HTTPS on the API port, plain-HTTP health port on 127.0.0.1; 200 on /readyz. */
 function startResponder(i: number): void {
-  const script = `require("https").createServer({key: require("fs").readFileSync(${JSON.stringify(join(dir, "key.pem"))}), cert: require("fs").readFileSync(${JSON.stringify(join(dir, "cert.pem"))})}, (q, r) => { r.writeHead(q.url === "/readyz" ? 200 : 404); r.end("master-${i}"); }).listen(${port});`;
+  const handler = `(q, r) => { r.writeHead(q.url === "/readyz" ? 200 : 404); r.end("master-${i}"); }`;
+  const script = `require("https").createServer({key: require("fs").readFileSync(${JSON.stringify(join(dir, "key.pem"))}), cert: require("fs").readFileSync(${JSON.stringify(join(dir, "cert.pem"))})}, ${handler}).listen(${port}); require("http").createServer(${handler}).listen(${labServerHealthPort(port)}, "127.0.0.1");`;
   const p = execa("ip", ["netns", "exec", masters[i - 1]!.ns, process.execPath, "-e", script], {
     reject: false,
   });
@@ -70,15 +72,8 @@ beforeAll(async () => {
     ...["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
     ...["-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")],
   ]);
-  // The check reads ca.crt, node.crt and node.key from its pki directory, as on a master.
-  for (const [to, from] of [
-    ["ca.crt", "cert.pem"],
-    ["node.crt", "cert.pem"],
-    ["node.key", "key.pem"],
-  ] as const)
-    await execa("cp", [join(dir, from), join(dir, to)]);
   const check = join(dir, "check-apiserver");
-  await writeFile(check, renderReadyzCheck(port, dir), { mode: 0o755 });
+  await writeFile(check, renderReadyzCheck(labServerHealthPort(port)), { mode: 0o755 });
 
   await ip("netns", "add", hub);
   await ip("-n", hub, "link", "add", "br0", "type", "bridge");

@@ -97,7 +97,7 @@ describe("rendered configuration, read by the real tools", () => {
       apiServerPort: 6443,
     });
     const check = join(dir, "check-apiserver");
-    await writeFile(check, renderReadyzCheck(6443), { mode: 0o755 });
+    await writeFile(check, renderReadyzCheck(6444), { mode: 0o755 });
     await writeFile(file, conf.replace(/script "[^"]+"/, `script "${check}"`));
     const r = await execa("keepalived", ["--config-test", "-f", file], { reject: false });
     expect(r.stderr + r.stdout).toBe("");
