@@ -1,5 +1,6 @@
 /**
- * The Deployment controller's decision, pure: which ReplicaSet is new (its pod-template hash),
+ * The Deployment controller's decision, pure: which ReplicaSet is new (the one whose template
+ * equals the Deployment's; a new one is named by the template's hash),
  * how many replicas each ReplicaSet should have in this step (RollingUpdate within maxSurge and
  * maxUnavailable, or Recreate), revision annotations (so `kubectl rollout history/undo` work), and
  * the status `kubectl rollout status` reads. Follows kube-controller-manager's deployment/sync.go
@@ -9,16 +10,27 @@ import type {
   V1Deployment,
   V1DeploymentCondition,
   V1DeploymentStatus,
-  V1PodTemplateSpec,
   V1ReplicaSet,
 } from "@kubernetes/client-node";
 import { ownerRefFor } from "./labels.ts";
+import { HASH_LABEL, podTemplateHash, templatesEqualIgnoringHash } from "./pod-template.ts";
 
-export const HASH_LABEL = "pod-template-hash";
+export { HASH_LABEL, podTemplateHash };
 export const REVISION = "deployment.kubernetes.io/revision";
+export const REVISION_HISTORY = "deployment.kubernetes.io/revision-history";
 export const DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas";
 export const MAX_REPLICAS = "deployment.kubernetes.io/max-replicas";
-export const CHANGE_CAUSE = "kubernetes.io/change-cause";
+/** Deployment annotations not copied to its ReplicaSets (nor back by `kubectl rollout undo`). */
+export const ANNOTATIONS_TO_SKIP = new Set([
+  "kubectl.kubernetes.io/last-applied-configuration",
+  REVISION,
+  REVISION_HISTORY,
+  DESIRED_REPLICAS,
+  MAX_REPLICAS,
+  "deprecated.deployment.rollback.to",
+]);
+/** Longest revision-history annotation kept, as kube-controller-manager's maxRevHistoryLengthInChars. */
+const MAX_REVISION_HISTORY_CHARS = 2000;
 
 /** JSON with sorted keys, so equal templates hash equally whatever their key order. */
 export function stableStringify(v: unknown): string {
@@ -32,24 +44,19 @@ export function stableStringify(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** The template without the hash label, as compared between a Deployment and its ReplicaSets. */
-function templateIdentity(t: V1PodTemplateSpec | undefined): string {
-  const labels = { ...(t?.metadata?.labels ?? {}) };
-  delete labels[HASH_LABEL];
-  return stableStringify({ ...t, metadata: { ...t?.metadata, labels } });
-}
+const created = (rs: V1ReplicaSet): number =>
+  rs.metadata?.creationTimestamp ? new Date(rs.metadata.creationTimestamp).getTime() || 0 : 0;
+const byName = (a: V1ReplicaSet, b: V1ReplicaSet): number =>
+  (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? "");
 
-/** FNV-1a over the template, encoded with Kubernetes' vowel-free alphabet (e.g. "5d8f7c9b6"). */
-export function podTemplateHash(t: V1PodTemplateSpec | undefined): string {
-  let h = 0x811c9dc5;
-  for (const ch of Buffer.from(templateIdentity(t))) {
-    h ^= ch;
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  const alphabet = "bcdfghjklmnpqrstvwxz2456789";
-  let out = "";
-  for (const digit of h.toString(10)) out += alphabet[Number(digit) * 2 + (out.length % 2)] ?? "b";
-  return out;
+/**
+ * The Deployment's current ReplicaSet: the oldest owned one whose template equals the Deployment's
+ * (ignoring the hash label), whatever its name, so a rollback revives the old ReplicaSet.
+ */
+export function findNewReplicaSet(d: V1Deployment, owned: V1ReplicaSet[]): V1ReplicaSet | undefined {
+  return [...owned]
+    .sort((a, b) => created(a) - created(b) || byName(a, b))
+    .find((rs) => templatesEqualIgnoringHash(rs.spec?.template, d.spec?.template));
 }
 
 /** maxSurge (rounded up) and maxUnavailable (rounded down); both 0 → maxUnavailable 1. */
@@ -90,8 +97,65 @@ export interface RolloutStep {
 
 const spec = (rs: V1ReplicaSet): number => rs.spec?.replicas ?? 0;
 const available = (rs: V1ReplicaSet): number => rs.status?.availableReplicas ?? 0;
-const byAge = (a: V1ReplicaSet, b: V1ReplicaSet): number =>
-  revisionOf(a) - revisionOf(b) || (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? "");
+/** Oldest revision first (ReplicaSetsByRevision). */
+const byRevision = (a: V1ReplicaSet, b: V1ReplicaSet): number =>
+  revisionOf(a) - revisionOf(b) || created(a) - created(b) || byName(a, b);
+
+/** The Deployment's own annotations that its current ReplicaSet lacks (copyDeploymentAnnotationsToReplicaSet). */
+function copiedAnnotations(d: V1Deployment, rs: V1ReplicaSet | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(d.metadata?.annotations ?? {}))
+    if (!ANNOTATIONS_TO_SKIP.has(k) && rs?.metadata?.annotations?.[k] !== v) out[k] = v;
+  return out;
+}
+
+/**
+ * The annotations that make an existing ReplicaSet the newest revision again, keeping the revisions
+ * it had before in revision-history (oldest dropped beyond 2,000 characters), as Kubernetes does.
+ */
+export function revivedRevisionAnnotations(rs: V1ReplicaSet, revision: number): Record<string, string> {
+  const had = rs.metadata?.annotations?.[REVISION];
+  if (had !== undefined && !/^\d+$/.test(had)) return {}; // not ours to renumber
+  if (Number(had ?? 0) >= revision) return {};
+  const out: Record<string, string> = { [REVISION]: String(revision) };
+  if (had === undefined) return out;
+  const history = (rs.metadata?.annotations?.[REVISION_HISTORY] ?? "").split(",").filter(Boolean);
+  history.push(had);
+  while (history.length > 1 && history.join(",").length > MAX_REVISION_HISTORY_CHARS) history.shift();
+  out[REVISION_HISTORY] = history.join(",");
+  return out;
+}
+
+/** Whether the rollout has finished (DeploymentComplete): all desired pods updated and available. */
+function complete(d: V1Deployment, s: V1DeploymentStatus): boolean {
+  const desired = d.spec?.replicas ?? 1;
+  return (
+    s.updatedReplicas === desired &&
+    s.replicas === desired &&
+    s.availableReplicas === desired &&
+    (s.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0)
+  );
+}
+
+/**
+ * Old ReplicaSets to delete beyond revisionHistoryLimit (cleanupDeployment): among those scaled to
+ * zero and settled, the oldest revisions first; one that still has pods is skipped, not replaced.
+ */
+export function historyToDelete(d: V1Deployment, old: V1ReplicaSet[]): string[] {
+  const limit = d.spec?.revisionHistoryLimit ?? 10;
+  const cleanable = old
+    .filter(
+      (rs) =>
+        spec(rs) === 0 &&
+        !rs.metadata?.deletionTimestamp &&
+        (rs.metadata?.generation ?? 0) <= (rs.status?.observedGeneration ?? 0),
+    )
+    .sort(byRevision);
+  return cleanable
+    .slice(0, Math.max(0, cleanable.length - limit))
+    .filter((rs) => (rs.status?.replicas ?? 0) === 0)
+    .map((rs) => rs.metadata?.name ?? "");
+}
 
 /**
  * One step of a Deployment given the ReplicaSets it owns (as last observed). Applying the step and
@@ -99,10 +163,8 @@ const byAge = (a: V1ReplicaSet, b: V1ReplicaSet): number =>
  */
 export function rolloutStep(d: V1Deployment, owned: V1ReplicaSet[], nowMs: number): RolloutStep {
   const desired = d.spec?.replicas ?? 1;
-  const hash = podTemplateHash(d.spec?.template);
-  const want = templateIdentity(d.spec?.template);
-  const newRS = owned.find((rs) => templateIdentity(rs.spec?.template) === want);
-  const old = owned.filter((rs) => rs !== newRS).sort(byAge);
+  const newRS = findNewReplicaSet(d, owned);
+  const old = owned.filter((rs) => rs !== newRS).sort(byRevision);
   const maxOldRevision = old.reduce((m, rs) => Math.max(m, revisionOf(rs)), 0);
   const { maxSurge, maxUnavailable } = resolveFenceposts(d);
   const step: RolloutStep = { scale: {}, annotate: {}, deleteOld: [], deploymentAnnotations: {}, status: {} };
@@ -116,19 +178,20 @@ export function rolloutStep(d: V1Deployment, owned: V1ReplicaSet[], nowMs: numbe
     if (n !== spec(rs)) step.scale[rs.metadata?.name ?? ""] = n;
   };
   const annotationsFor = (n: number): Record<string, string> => ({
+    ...copiedAnnotations(d, undefined),
     [DESIRED_REPLICAS]: String(desired),
     [MAX_REPLICAS]: String(desired + maxSurge),
-    ...(d.metadata?.annotations?.[CHANGE_CAUSE]
-      ? { [CHANGE_CAUSE]: d.metadata.annotations[CHANGE_CAUSE] }
-      : {}),
     [REVISION]: String(n),
   });
+  const hash = podTemplateHash(d.spec?.template, d.status?.collisionCount);
 
-  let revision = newRS ? revisionOf(newRS) : maxOldRevision + 1;
-  if (newRS && revision <= maxOldRevision && !paused) {
-    // A rollback made an old template current again: it becomes the newest revision.
-    revision = maxOldRevision + 1;
-    step.annotate[newRS.metadata?.name ?? ""] = annotationsFor(revision);
+  // The current ReplicaSet is always the newest revision: a rollback that made an old template
+  // current again renumbers its ReplicaSet (also while paused, as kube-controller-manager does).
+  let revision = maxOldRevision + 1;
+  if (newRS) {
+    const annotations = { ...copiedAnnotations(d, newRS), ...revivedRevisionAnnotations(newRS, revision) };
+    if (Object.keys(annotations).length) step.annotate[newRS.metadata?.name ?? ""] = annotations;
+    revision = Number(annotations[REVISION] ?? revisionOf(newRS));
   }
   if (!paused || newRS) step.deploymentAnnotations[REVISION] = String(revision);
 
@@ -185,13 +248,9 @@ export function rolloutStep(d: V1Deployment, owned: V1ReplicaSet[], nowMs: numbe
     setReplicas(newRS, desired); // scaling a paused Deployment
   }
 
-  // Revision history: keep revisionHistoryLimit empty old ReplicaSets.
-  const limit = d.spec?.revisionHistoryLimit ?? 10;
-  const empty = old.filter((rs) => (replicas.get(rs) ?? 0) === 0 && (rs.status?.replicas ?? 0) === 0);
-  if (empty.length > limit)
-    step.deleteOld = empty.slice(0, empty.length - limit).map((rs) => rs.metadata?.name ?? "");
-
   step.status = deploymentStatus(d, newRS, owned, maxUnavailable, nowMs, !!step.create);
+  // Revision history is trimmed once a rollout is done (or paused), never in the middle of one.
+  if (paused || (!step.create && complete(d, step.status))) step.deleteOld = historyToDelete(d, old);
   return step;
 }
 
@@ -269,7 +328,9 @@ export function deploymentStatus(
     prev?.updatedReplicas !== updatedReplicas ||
     prev?.readyReplicas !== readyReplicas ||
     prev?.availableReplicas !== availableReplicas;
-  const rsName = newRS?.metadata?.name ?? `${d.metadata?.name}-${podTemplateHash(d.spec?.template)}`;
+  const rsName =
+    newRS?.metadata?.name ??
+    `${d.metadata?.name}-${podTemplateHash(d.spec?.template, d.status?.collisionCount)}`;
   const complete =
     updatedReplicas === desired && replicas === desired && availableReplicas === desired && !creatingNew;
   const availableCond = condition(
@@ -343,5 +404,6 @@ export function deploymentStatus(
     availableReplicas,
     unavailableReplicas: Math.max(0, totalSpec - availableReplicas),
     conditions: [availableCond, progressing],
+    ...(prev?.collisionCount !== undefined ? { collisionCount: prev.collisionCount } : {}),
   };
 }

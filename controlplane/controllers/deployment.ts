@@ -14,6 +14,7 @@ import {
   stableStringify,
 } from "./deployment-rollout.ts";
 import { controllerRef, ownerRefFor, selectorMatches } from "./labels.ts";
+import { templatesEqualIgnoringHash } from "./pod-template.ts";
 
 export class DeploymentController {
   readonly queue = new WorkQueue({ baseDelayMs: 50, maxDelayMs: 30_000 });
@@ -78,7 +79,23 @@ export class DeploymentController {
           `Scaled up replica set ${step.create.metadata?.name} to ${step.create.spec?.replicas}`,
         );
       } catch (err) {
-        if (!isAlreadyExists(err)) throw err; // our cache lags; the watch brings it
+        if (!isAlreadyExists(err)) throw err;
+        const name = step.create.metadata?.name ?? "";
+        const existing =
+          this.replicaSets.get(`${ns}/${name}`) ?? (await this.w.get<V1ReplicaSet>("replicasets", ns, name));
+        const ours =
+          existing &&
+          controllerRef(existing)?.uid === d.metadata?.uid &&
+          templatesEqualIgnoringHash(existing.spec?.template, d.spec?.template);
+        // Ours: our cache lags and the watch brings it. Otherwise another template hashed to the
+        // same name: count the collision, which changes the hash, and try again.
+        if (!ours) {
+          const collisionCount = (d.status?.collisionCount ?? 0) + 1;
+          await this.write(() =>
+            this.w.updateStatus("deployments", ns, { ...d, status: { ...d.status, collisionCount } }),
+          );
+          return { requeueAfterMs: 200 };
+        }
       }
     }
     const { maxSurge } = resolveFenceposts(d);

@@ -1,12 +1,18 @@
 import type { V1Deployment, V1ReplicaSet } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import type { V1PodTemplateSpec } from "@kubernetes/client-node";
 import {
+  findNewReplicaSet,
   HASH_LABEL,
+  historyToDelete,
   podTemplateHash,
   resolveFenceposts,
   REVISION,
+  REVISION_HISTORY,
+  revivedRevisionAnnotations,
   rolloutStep,
 } from "../../controlplane/controllers/deployment-rollout.ts";
+import { templatesEqualIgnoringHash } from "../../controlplane/controllers/pod-template.ts";
 
 const deployment = (
   image: string,
@@ -101,6 +107,76 @@ describe("podTemplateHash", () => {
   });
 });
 
+/** A ReplicaSet's template as `kubectl rollout undo` sends it: decoded into Go structs and marshalled again. */
+function undoTemplate(rs: V1ReplicaSet): V1PodTemplateSpec {
+  const t = structuredClone(rs.spec!.template!);
+  delete t.metadata!.labels![HASH_LABEL];
+  return { ...t, metadata: { creationTimestamp: null as unknown as Date, ...t.metadata } };
+}
+
+describe("templatesEqualIgnoringHash", () => {
+  const stored: V1PodTemplateSpec = {
+    metadata: { labels: { app: "x", [HASH_LABEL]: "abc", empty: "" } },
+    spec: {
+      containers: [
+        {
+          name: "c",
+          image: "i",
+          args: ["a", ""],
+          env: [{ name: "E", value: "" }],
+          stdin: false,
+          resources: { requests: { cpu: "0.5", memory: "1024Mi" } },
+          readinessProbe: { httpGet: { port: 80, path: "/" }, initialDelaySeconds: 0 },
+        },
+      ],
+      volumes: [{ name: "scratch", emptyDir: {} }],
+      nodeSelector: {},
+    },
+  };
+  // What kubectl sends back for it (Go's omitempty, canonical quantities, creationTimestamp: null).
+  const roundTripped = {
+    metadata: { creationTimestamp: null, labels: { app: "x", empty: "" } },
+    spec: {
+      containers: [
+        {
+          name: "c",
+          image: "i",
+          args: ["a", ""],
+          env: [{ name: "E" }],
+          resources: { requests: { cpu: "500m", memory: "1Gi" } },
+          readinessProbe: { httpGet: { port: 80, path: "/" } },
+        },
+      ],
+      volumes: [{ name: "scratch", emptyDir: {} }],
+    },
+  } as unknown as V1PodTemplateSpec;
+  const changed = (f: (t: V1PodTemplateSpec) => void): V1PodTemplateSpec => {
+    const t = structuredClone(stored);
+    f(t);
+    return t;
+  };
+
+  it("forgives what a Go client's round trip changes", () => {
+    expect(templatesEqualIgnoringHash(stored, roundTripped)).toBe(true);
+    expect(podTemplateHash(stored)).toBe(podTemplateHash(roundTripped));
+  });
+
+  it("still tells apart templates that mean different pods", () => {
+    const differences: [string, (t: V1PodTemplateSpec) => void][] = [
+      ["image", (t) => (t.spec!.containers[0]!.image = "j")],
+      ["an empty label value", (t) => delete t.metadata!.labels!.empty],
+      ["an empty argument", (t) => t.spec!.containers[0]!.args!.pop()],
+      ["emptyDir vs downwardAPI", (t) => (t.spec!.volumes = [{ name: "scratch", downwardAPI: {} }])],
+      ["automountServiceAccountToken: false", (t) => (t.spec!.automountServiceAccountToken = false)],
+      ["runAsUser: 0", (t) => (t.spec!.securityContext = { runAsUser: 0 })],
+      ["cpu request", (t) => (t.spec!.containers[0]!.resources!.requests!.cpu = "501m")],
+      ["an annotation", (t) => (t.metadata!.annotations = { "kubectl.kubernetes.io/restartedAt": "now" })],
+    ];
+    for (const [what, f] of differences)
+      expect(templatesEqualIgnoringHash(stored, changed(f)), what).toBe(false);
+  });
+});
+
 describe("resolveFenceposts", () => {
   it("rounds surge up and unavailable down; both zero means one unavailable", () => {
     expect(resolveFenceposts(deployment("i", 10))).toEqual({ maxSurge: 3, maxUnavailable: 2 });
@@ -191,16 +267,115 @@ describe("rolloutStep", () => {
   it("rollout undo: the old template's ReplicaSet is scaled back up and becomes the newest revision", () => {
     const d = deployment("v1", 2);
     const rss = simulate(d, [], () => {});
-    d.spec!.template!.spec!.containers[0]!.image = "v2";
+    const first = rss[0]!.metadata!.name;
+    d.spec!.template!.spec!.containers[0]!.env = [{ name: "A", value: "1" }];
     simulate(d, rss, () => {});
-    // kubectl rollout undo copies revision 1's template (without the hash label) back into the Deployment.
-    const t = structuredClone(rss[0]!.spec!.template!);
-    delete t.metadata!.labels![HASH_LABEL];
-    d.spec!.template = t;
+    // kubectl rollout undo sends revision 1's template back as Go marshals it (creationTimestamp: null …).
+    d.spec!.template = undoTemplate(rss[0]!);
     simulate(d, rss, () => {});
     expect(rss).toHaveLength(2);
-    expect(rss.map((r) => r.spec?.replicas)).toEqual([2, 0]);
-    expect(rss[0]!.metadata?.annotations?.[REVISION]).toBe("3");
+    expect(rss.map((r) => [r.metadata?.name, r.spec?.replicas])).toEqual([
+      [first, 2],
+      [rss[1]!.metadata?.name, 0],
+    ]);
+    expect(rss[0]!.metadata?.annotations).toMatchObject({ [REVISION]: "3", [REVISION_HISTORY]: "1" });
+    expect(rolloutStep(d, rss, 0).deploymentAnnotations[REVISION]).toBe("3");
+    // --to-revision=2: the env ReplicaSet comes back as revision 4, keeping its history.
+    d.spec!.template = undoTemplate(rss[1]!);
+    simulate(d, rss, () => {});
+    expect(rss.map((r) => r.spec?.replicas)).toEqual([0, 2]);
+    expect(rss[1]!.metadata?.annotations).toMatchObject({ [REVISION]: "4", [REVISION_HISTORY]: "2" });
+    // And back to the first again: its history grows.
+    d.spec!.template = undoTemplate(rss[0]!);
+    simulate(d, rss, () => {});
+    expect(rss[0]!.metadata?.annotations).toMatchObject({ [REVISION]: "5", [REVISION_HISTORY]: "1,3" });
+    expect(rss).toHaveLength(2);
+  });
+
+  it("the current ReplicaSet is found by template, not by name; the oldest of equal ones wins", () => {
+    const d = deployment("v1", 2);
+    const [rs] = simulate(d, [], () => {});
+    const renamed = (name: string, created: string): V1ReplicaSet => ({
+      ...structuredClone(rs!),
+      metadata: { ...structuredClone(rs!.metadata), name, creationTimestamp: new Date(created) },
+    });
+    const a = renamed("web-made-by-an-older-server", "2026-01-02T00:00:00Z");
+    const b = renamed("web-aaaa", "2026-01-03T00:00:00Z");
+    expect(findNewReplicaSet(d, [b, a])?.metadata?.name).toBe("web-made-by-an-older-server");
+    const step = rolloutStep(d, [b, a], 0);
+    expect(step.create).toBeUndefined();
+  });
+
+  it("a hash collision (status.collisionCount) names the new ReplicaSet differently", () => {
+    const d = deployment("v1", 1);
+    const plain = rolloutStep(d, [], 0).create?.metadata?.name;
+    d.status = { collisionCount: 1 };
+    const bumped = rolloutStep(d, [], 0);
+    expect(bumped.create?.metadata?.name).not.toBe(plain);
+    expect(bumped.create?.metadata?.name).toBe(`web-${podTemplateHash(d.spec!.template, 1)}`);
+    expect(bumped.create?.spec?.selector?.matchLabels?.[HASH_LABEL]).toBe(
+      podTemplateHash(d.spec!.template, 1),
+    );
+    expect(bumped.status.collisionCount).toBe(1); // kept, or the name would flip back
+  });
+
+  it("copies the Deployment's annotations (change-cause) to its current ReplicaSet, not the kubectl ones", () => {
+    const d = deployment("v1", 1);
+    const rss = simulate(d, [], () => {});
+    d.metadata!.annotations = {
+      "kubernetes.io/change-cause": "kubectl set image",
+      "kubectl.kubernetes.io/last-applied-configuration": "{}",
+      [REVISION]: "1",
+    };
+    expect(rolloutStep(d, rss, 0).annotate).toEqual({
+      [rss[0]!.metadata!.name!]: { "kubernetes.io/change-cause": "kubectl set image" },
+    });
+  });
+
+  it("revision history: oldest settled empty ReplicaSets first; one with pods left is skipped, not replaced", () => {
+    const d = deployment("v1", 1);
+    d.spec!.revisionHistoryLimit = 1;
+    const rs = (name: string, rev: number, extra: Partial<V1ReplicaSet> = {}): V1ReplicaSet => ({
+      metadata: { name, annotations: { [REVISION]: String(rev) }, generation: 2, ...extra.metadata },
+      spec: { selector: {}, replicas: 0, ...extra.spec },
+      status: { replicas: 0, observedGeneration: 2, ...extra.status },
+    });
+    const old = [
+      rs("r4", 4),
+      rs("r1", 1, { status: { replicas: 1, observedGeneration: 2 } }), // a pod still terminating
+      rs("r2", 2),
+      rs("r3", 3, { metadata: { name: "r3", generation: 3 } }), // scale-down not yet observed
+      rs("r5", 5, { spec: { selector: {}, replicas: 1 } }),
+    ];
+    // Cleanable: r1, r2, r4 (r3 unsettled, r5 scaled) → 2 over the limit → r1 (skipped), r2.
+    expect(historyToDelete(d, old)).toEqual(["r2"]);
+    d.spec!.revisionHistoryLimit = 0;
+    expect(historyToDelete(d, old)).toEqual(["r2", "r4"]);
+  });
+
+  it("keeps old ReplicaSets while a rollout is in progress", () => {
+    const d = deployment("v1", 1);
+    d.spec!.revisionHistoryLimit = 0;
+    const rss = simulate(d, [], () => {});
+    d.spec!.template!.spec!.containers[0]!.image = "v2";
+    const step = rolloutStep(d, rss, 0);
+    expect(step.create).toBeDefined();
+    expect(step.deleteOld).toEqual([]);
+  });
+
+  it("revision-history keeps the newest revisions within 2,000 characters", () => {
+    const history = Array.from({ length: 400 }, (_, i) => String(1000 + i)).join(",");
+    const a = revivedRevisionAnnotations(
+      { metadata: { annotations: { [REVISION]: "1400", [REVISION_HISTORY]: history } } },
+      1401,
+    );
+    expect(a[REVISION]).toBe("1401");
+    expect(a[REVISION_HISTORY]!.length).toBeLessThanOrEqual(2000);
+    expect(a[REVISION_HISTORY]!.endsWith(",1398,1399,1400")).toBe(true);
+    // Never renumbered downwards, and a revision that is not a number is left alone.
+    expect(revivedRevisionAnnotations({ metadata: { annotations: { [REVISION]: "9" } } }, 3)).toEqual({});
+    expect(revivedRevisionAnnotations({ metadata: { annotations: { [REVISION]: "x" } } }, 3)).toEqual({});
+    expect(revivedRevisionAnnotations({ metadata: {} }, 3)).toEqual({ [REVISION]: "3" });
   });
 
   it("deletes empty old ReplicaSets beyond revisionHistoryLimit, oldest first", () => {
