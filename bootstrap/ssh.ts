@@ -52,6 +52,16 @@ export function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/** Total size of the files `uploadMany` writes in one exec (base64 on stdin) instead of over SFTP. */
+const INLINE_MAX = 1024 * 1024;
+
+interface InlineItem {
+  source: { data: Buffer | string };
+  remotePath: string;
+  mode?: number;
+  owner?: string;
+}
+
 export const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
 
 export async function sha256OfFile(path: string): Promise<string> {
@@ -61,6 +71,9 @@ export async function sha256OfFile(path: string): Promise<string> {
 }
 
 export class SshSession {
+  /** Commands run so far: each is a round trip that costs seconds on a busy TCG guest. */
+  execs = 0;
+
   /** Fingerprint of the host key the server presented. */
   readonly seenHostKey: string;
   private constructor(
@@ -183,6 +196,7 @@ export class SshSession {
 
   /** Runs a command; resolves with its output and exit code (never throws for a non-zero exit). */
   exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    this.execs++;
     const timeoutMs = opts.timeoutMs ?? 120_000;
     return new Promise<ExecResult>((resolve, reject) => {
       if (opts.signal?.aborted) {
@@ -357,6 +371,59 @@ export class SshSession {
   }
 
   /**
+   * Small files (configuration, certificates, units) in ONE round trip: a script on stdin that, per
+   * file, leaves it alone when its sha256 matches (mode and owner still applied), else decodes it
+   * beside its destination, checks its sha256 and moves it into place. No SFTP session, no second
+   * and third exec: each costs seconds on a busy TCG guest.
+   */
+  private async uploadInline(items: InlineItem[], opts: { signal?: AbortSignal }): Promise<string[]> {
+    const script = [
+      "umask 077", // decoded files stay unreadable until chmod gives them their mode
+      ...items.map((it, i) => {
+        const data = Buffer.from(it.source.data);
+        const p = shq(it.remotePath);
+        const tmp = shq(`${it.remotePath}.lab-new`);
+        const owner = shq(it.owner ?? "root:root");
+        const mode = (it.mode ?? 0o644).toString(8);
+        const want = sha256(data);
+        const dir = shq(it.remotePath.replace(/\/[^/]*$/, "") || "/");
+        const b64 = data.toString("base64").replace(/.{1,76}/g, "$&\n");
+        return [
+          `if [ -f ${p} ] && [ "$(sha256sum ${p} | cut -d' ' -f1)" = ${want} ]; then chown ${owner} ${p} && chmod ${mode} ${p} || exit 1`,
+          `else mkdir -p ${dir} && base64 -d > ${tmp} <<'LAB_FILE_${i}' || exit 1`,
+          `${b64}LAB_FILE_${i}`,
+          `[ "$(sha256sum ${tmp} | cut -d' ' -f1)" = ${want} ] || { echo "corrupt ${i}"; exit 3; }`,
+          `chown ${owner} ${tmp} && chmod ${mode} ${tmp} && mv -f ${tmp} ${p} && echo "uploaded ${i}" || exit 1`,
+          "fi",
+        ].join("\n");
+      }),
+    ].join("\n");
+    const shell = this.machine.ssh.user === "root" ? "sh -s" : "sudo -n sh -s";
+    const r = await this.exec(shell, { stdin: script + "\n", signal: opts.signal, timeoutMs: 300_000 });
+    const corrupt = /^corrupt (\d+)$/m.exec(r.stdout);
+    if (corrupt) {
+      throw new LabError({
+        code: "UPLOAD_CORRUPT",
+        what: `upload to ${this.machine.name} arrived corrupted: ${items[Number(corrupt[1])]!.remotePath}`,
+        where: this.machine.name,
+        fix: "retry; check the host's disk space",
+        source: "host",
+      });
+    }
+    if (r.code !== 0) {
+      const detail = (r.stderr || r.stdout).trim().split("\n").slice(-5).join(" | ");
+      throw new LabError({
+        code: "REMOTE_COMMAND_FAILED",
+        what: `writing ${items.length} file(s) failed on ${this.machine.name} (exit ${r.code}): ${detail}`,
+        where: this.machine.name,
+        source: "host",
+      });
+    }
+    const done = new Set([...r.stdout.matchAll(/^uploaded (\d+)$/gm)].map((m) => Number(m[1])));
+    return items.filter((_, i) => done.has(i)).map((it) => it.remotePath);
+  }
+
+  /**
    * Like `upload` for many files with a constant number of round trips (one check, one SFTP
    * session, one verify, one move), whatever their number: under TCG every exec costs seconds.
    * Returns the remote paths that were uploaded.
@@ -371,6 +438,13 @@ export class SshSession {
     opts: { signal?: AbortSignal } = {},
   ): Promise<string[]> {
     if (!items.length) return [];
+    const inline = items.every((it) => "data" in it.source);
+    if (
+      inline &&
+      items.reduce((n, it) => n + Buffer.byteLength((it.source as { data: string | Buffer }).data), 0) <=
+        INLINE_MAX
+    )
+      return this.uploadInline(items as InlineItem[], opts);
     const files = await Promise.all(
       items.map(async (it) => {
         const data = "data" in it.source ? Buffer.from(it.source.data) : undefined;

@@ -108,19 +108,24 @@ describe("SshSession against a real sshd in a network namespace", () => {
     }
   });
 
-  it("uploads many files in a fixed number of round trips, only those that differ", async () => {
+  it("uploads many small files in one round trip, only those that differ", async () => {
     const s = await SshSession.connect(machine());
     const dir = `${env.dir}/many-${randomBytes(3).toString("hex")}`;
     try {
-      const items = [1, 2, 3].map((i) => ({
-        source: { data: `file ${i}\n` },
-        remotePath: `${dir}/sub/f${i}`,
-        mode: 0o600,
-      }));
+      const items: { source: { data: string | Buffer }; remotePath: string; mode: number }[] = [1, 2, 3].map(
+        (i) => ({ source: { data: `file ${i}\n` }, remotePath: `${dir}/sub/f${i}`, mode: 0o600 }),
+      );
+      const binary = randomBytes(100_000);
+      items.push({ source: { data: binary }, remotePath: `${dir}/bin/blob`, mode: 0o644 });
+      const before = s.execs;
       expect(await s.uploadMany(items)).toEqual(items.map((i) => i.remotePath));
+      expect(s.execs - before).toBe(1);
+      expect(await s.remoteSha256(`${dir}/bin/blob`)).toBe(sha256(binary));
       expect(await s.run(`cat ${dir}/sub/f2`, { root: true })).toBe("file 2\n");
       expect((await s.run(`stat -c '%a %U' ${dir}/sub/f3`, { root: true })).trim()).toBe("600 root");
+      await s.run(`chmod 644 ${dir}/sub/f1`, { root: true });
       expect(await s.uploadMany(items)).toEqual([]);
+      expect((await s.run(`stat -c '%a' ${dir}/sub/f1`, { root: true })).trim()).toBe("600");
       items[1]!.source = { data: "changed\n" };
       expect(await s.uploadMany(items)).toEqual([`${dir}/sub/f2`]);
       expect(await s.run(`cat ${dir}/sub/f2`, { root: true })).toBe("changed\n");
