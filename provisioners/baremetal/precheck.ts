@@ -80,8 +80,9 @@ export function defaultRequirements(runtimeArch: string): Requirements {
     memMiB: { master: 900, worker: 450 },
     diskFreeMiB: 2048,
     arches: [runtimeArch],
-    // etcd client and peer, the apiserver; workers only run lab-agent (no fixed port yet).
-    ports: { master: [2379, 2380, 6443], worker: [] },
+    // etcd client and peer, the apiserver and its local health port; lab-agent's logs/exec server and
+    // node-local DNS (on masters too: they run lab-agent, tainted).
+    ports: { master: [2379, 2380, 6443, 6444, 10250, 10053], worker: [10250, 10053] },
   };
 }
 
@@ -128,7 +129,7 @@ export function judgeHost(
     const taken = req.ports[node.role].filter((p) => facts.listening.includes(p));
     if (taken.length) {
       add(
-        `already has something listening on TCP ${taken.join(", ")} (needed by ${node.role === "master" ? "etcd and lab-server" : "lab-agent"})`,
+        `already has something listening on TCP ${taken.join(", ")} (needed by ${node.role === "master" ? "etcd, lab-server and lab-agent" : "lab-agent"})`,
         "stop that service (e.g. Debian's etcd.service: `systemctl disable --now etcd`) or use another host",
       );
     }

@@ -49,9 +49,17 @@ describe("bare-metal host judgement", () => {
   it("refuses a fresh host whose etcd or apiserver ports are taken, but not lab's own on a rerun", () => {
     const busy = { ...good, listening: [22, 2379, 6443] };
     const [p] = judgeHost(node, busy, defaultRequirements("x86_64"));
-    expect(p!.what).toBe("already has something listening on TCP 2379, 6443 (needed by etcd and lab-server)");
+    expect(p!.what).toBe(
+      "already has something listening on TCP 2379, 6443 (needed by etcd, lab-server and lab-agent)",
+    );
     expect(judgeHost(node, { ...busy, labInstalled: true }, defaultRequirements("x86_64"))).toEqual([]);
     expect(judgeHost({ ...node, role: "worker" }, busy, defaultRequirements("x86_64"))).toEqual([]);
+    const [w] = judgeHost(
+      { ...node, role: "worker" },
+      { ...good, listening: [10250] },
+      defaultRequirements("x86_64"),
+    );
+    expect(w!.what).toBe("already has something listening on TCP 10250 (needed by lab-agent)");
     expect(good.listening).toEqual([22, 2024]);
   });
 
