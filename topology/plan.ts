@@ -39,7 +39,7 @@ export interface PlannedNode {
   diskMiB: number;
   podCIDR: string;
   labels: Record<string, string>;
-  /** libvirt: the connection URI of the node's hypervisor (the node's own, else the provider's). */
+  /** libvirt: the node's own hypervisor URI; spec.provider.uri when absent. */
   uri?: string;
   ssh: { port: number; user: string; key?: string; hostKey?: string; acceptNewHostKey: boolean };
 }
@@ -210,7 +210,7 @@ export function plan(lab: Lab, opts: PlanOptions = {}): Plan {
       ...resources(lab, d.spec),
       podCIDR: formatCidr(subnet(podCidr, cluster.nodeCIDRMaskSize, index)),
       labels: d.spec.labels ?? {},
-      ...(lab.spec.provider.type === "libvirt" ? { uri: d.spec.uri ?? lab.spec.provider.uri } : {}),
+      ...(d.spec.uri ? { uri: d.spec.uri } : {}),
       ssh: {
         port: d.spec.ssh?.port ?? 22,
         user: d.spec.ssh?.user ?? lab.spec.ssh.user,

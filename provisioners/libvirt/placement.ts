@@ -44,10 +44,9 @@ export function labSites(plan: Pick<Plan, "provider" | "nodes">): Site[] {
 
 /** Where a site's URI is written in the topology, for messages. */
 export function siteWhere(plan: Pick<Plan, "provider">, site: Site): string {
-  const names = site.nodes.map((n) => n.name).join(", ");
-  return site.uri === providerUri(plan)
-    ? `spec.provider.uri (nodes ${names})`
-    : `spec.nodes[].uri of node${site.nodes.length > 1 ? "s" : ""} ${names}`;
+  const nodes = `node${site.nodes.length > 1 ? "s" : ""} ${site.nodes.map((n) => n.name).join(", ")}`;
+  if (site.uri !== providerUri(plan)) return `spec.nodes[].uri of ${nodes}`;
+  return site.tag ? `spec.provider.uri (${nodes})` : "spec.provider.uri";
 }
 
 /** The bridge a lab's nodes join, when the topology names one (bridge mode). */
