@@ -96,7 +96,8 @@ export function bridgeAddressProblem(
     });
   }
   const taken = new Map<string, string>(plan.nodes.map((n) => [n.address, `node ${n.name}`]));
-  if (plan.network.vip) taken.set(plan.network.vip, "the API VIP");
+  // With one master the VIP is the master's own address: that node is named then.
+  if (plan.network.vip && !taken.has(plan.network.vip)) taken.set(plan.network.vip, "the API VIP");
   for (const a of inLab) {
     const user = taken.get(a.address);
     if (user) {
