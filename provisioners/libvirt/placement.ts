@@ -24,10 +24,25 @@ export function providerUri(plan: Pick<Plan, "provider">): string {
   return plan.provider.type === "libvirt" ? plan.provider.uri : DEFAULT_URI;
 }
 
-/** The tag of a hypervisor in a lab with several; the query (keyfile=, command=) may change freely. */
+/** URI parameters that only say how to log in: changing them does not move a hypervisor. */
+const LOGIN_PARAMS = new Set([
+  "keyfile",
+  "known_hosts",
+  "known_hosts_verify",
+  "command",
+  "no_tty",
+  "no_verify",
+  "sshauth",
+]);
+
+/** The tag of a hypervisor in a lab with several: a hash of its URI without the login parameters. */
 export function siteTag(uri: string): string {
-  const base = uri.split("?")[0]!;
-  return "." + createHash("sha256").update(base).digest("hex").slice(0, 6);
+  const [base, query = ""] = uri.split("?", 2) as [string, string?];
+  const kept = new URLSearchParams(query);
+  for (const k of [...kept.keys()]) if (LOGIN_PARAMS.has(k)) kept.delete(k);
+  kept.sort();
+  const id = kept.size ? `${base}?${kept.toString()}` : base;
+  return "." + createHash("sha256").update(id).digest("hex").slice(0, 6);
 }
 
 /** The lab's hypervisors, in the order their first node appears in the plan. */

@@ -52,9 +52,10 @@ describe("where a libvirt lab's nodes run", () => {
     expect(sites[0]!.tag).not.toBe(sites[1]!.tag);
   });
 
-  it("gives two URIs to one host different tags, but ignores a changed query (keyfile=, command=)", () => {
+  it("gives two URIs to one host different tags, but ignores changed login parameters (keyfile=, command=)", () => {
     expect(siteTag("qemu:///system")).not.toBe(siteTag("qemu+ssh://root@127.0.0.1:2222/system"));
-    expect(siteTag(HV2)).toBe(siteTag("qemu+ssh://root@hv2/system?keyfile=/other"));
+    expect(siteTag("qemu:///system")).not.toBe(siteTag("qemu:///system?socket=/run/other-sock"));
+    expect(siteTag(HV2)).toBe(siteTag("qemu+ssh://root@hv2/system?keyfile=/other&command=/bin/ssh"));
   });
 
   it("keeps a one-hypervisor lab's names unsuffixed (as before per-node URIs)", () => {
