@@ -8,8 +8,8 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rm, symlink } from "node:fs/promises";
-import { networkInterfaces } from "node:os";
 import { join } from "node:path";
+import { execa } from "execa";
 import type { PlannedNode } from "../../topology/plan.ts";
 import { LabError } from "../../topology/errors.ts";
 import { step } from "../../topology/progress.ts";
@@ -198,15 +198,13 @@ async function remoteFacts(jump: SshJump): Promise<HypervisorFacts> {
   }
 }
 
-function localAddrs(): HostAddress[] {
-  const out: HostAddress[] = [];
-  for (const [dev, list] of Object.entries(networkInterfaces())) {
-    for (const a of list ?? []) {
-      if (a.family === "IPv4" && a.cidr)
-        out.push({ dev, address: a.address, prefix: Number(a.cidr.split("/")[1]) });
-    }
-  }
-  return out;
+/**
+ * This machine's IPv4 addresses, from `ip` as on a remote hypervisor: Node's networkInterfaces()
+ * leaves out interfaces without carrier, such as a bridge whose ports are all gone.
+ */
+async function localAddrs(): Promise<HostAddress[]> {
+  const r = await execa("ip", ["-4", "-o", "addr", "show"], { reject: false });
+  return parseIpAddrs(r.stdout);
 }
 
 /** A hypervisor ready for the lab: connected, its jump checked, its bridge (bridge mode) found. */
@@ -256,7 +254,7 @@ export class LibvirtProvisioner implements Provisioner {
               }),
             { message: `SSH to ${jump.user}@${jump.host}:${jump.port} (the jump to the lab network)` },
           )
-        : { ...(await localKvmFacts()), addrs: localAddrs() };
+        : { ...(await localKvmFacts()), addrs: await localAddrs() };
       const bridge = labBridge(plan);
       if (bridge) {
         await step(
