@@ -72,14 +72,18 @@ export async function labUp(
 export async function labDown(
   name: string,
   reporter: Reporter,
-  fallbackProvider?: Plan["provider"]["type"],
+  /** The provider (or the plan of the topology file) when the lab's state has none. */
+  fallback?: Plan["provider"]["type"] | Plan,
 ): Promise<void> {
   const state = new LabState(name);
   const hadState = existsSync(state.dir);
   await state.lock("down");
   try {
-    const recorded = hadState ? await state.readJson<Plan>("plan.json") : undefined;
-    const type = recorded?.provider.type ?? fallbackProvider;
+    // The topology's plan tells a provisioner where to look (e.g. every libvirt hypervisor URI).
+    const recorded =
+      (hadState ? await state.readJson<Plan>("plan.json") : undefined) ??
+      (typeof fallback === "object" ? fallback : undefined);
+    const type = recorded?.provider.type ?? (typeof fallback === "string" ? fallback : undefined);
     const provisioners: Provisioner[] = type ? [provisionerFor(type)] : allProvisioners();
     for (const p of provisioners) {
       await p.destroy({ labName: name, state, reporter, ...(recorded ? { plan: recorded } : {}) });

@@ -16,6 +16,8 @@ export interface DomainSpec {
   lab: string;
   node: string;
   role: string;
+  /** The hypervisor's site tag (without the dot) in a lab on several hypervisors. */
+  site?: string;
   type: DomainType;
   cpus: number;
   memoryMiB: number;
@@ -36,6 +38,7 @@ export interface LabMarker {
   lab: string;
   node: string;
   role: string;
+  site?: string;
 }
 
 /** Escapes text for XML content and attribute values. */
@@ -57,7 +60,7 @@ export function renderDomainXml(d: DomainSpec): string {
     `  <name>${e(d.name)}</name>`,
     `  <title>${e(`lab ${d.lab}: ${d.node} (${d.role})`)}</title>`,
     `  <metadata>`,
-    `    <lab:node xmlns:lab="${LAB_XMLNS}" lab="${e(d.lab)}" node="${e(d.node)}" role="${e(d.role)}"/>`,
+    `    <lab:node xmlns:lab="${LAB_XMLNS}" lab="${e(d.lab)}" node="${e(d.node)}" role="${e(d.role)}"${d.site ? ` site="${e(d.site)}"` : ""}/>`,
     `  </metadata>`,
     `  <memory unit="MiB">${d.memoryMiB}</memory>`,
     `  <vcpu>${d.cpus}</vcpu>`,
@@ -134,7 +137,8 @@ export function parseLabMarker(domainXml: string): LabMarker | undefined {
   const lab = attr("lab");
   const node = attr("node");
   if (!lab || !node) return undefined;
-  return { lab, node, role: attr("role") ?? "" };
+  const site = attr("site");
+  return { lab, node, role: attr("role") ?? "", ...(site ? { site } : {}) };
 }
 
 function xmlUnescape(s: string): string {
@@ -172,6 +176,23 @@ export function renderNetworkXml(n: NetworkSpec): string {
     // No DNS either: libvirt would start dnsmasq on the bridge, which nodes do not need.
     `  <dns enable="no"/>`,
     `  <ip address="${e(n.gateway)}" prefix="${n.prefix}"/>`,
+    `</network>`,
+    ``,
+  ].join("\n");
+}
+
+/**
+ * A network onto an existing host bridge (`<forward mode="bridge">`): libvirt only plugs the
+ * nodes' taps into it; addresses, routing and DHCP are the bridge's LAN's. A named network rather
+ * than `<interface type="bridge">`, so `virsh net-list` shows what the lab uses and domains are
+ * written the same in both modes.
+ */
+export function renderBridgeNetworkXml(n: { name: string; bridge: string }): string {
+  return [
+    `<network>`,
+    `  <name>${e(n.name)}</name>`,
+    `  <forward mode="bridge"/>`,
+    `  <bridge name="${e(n.bridge)}"/>`,
     `</network>`,
     ``,
   ].join("\n");

@@ -39,6 +39,8 @@ export interface PlannedNode {
   diskMiB: number;
   podCIDR: string;
   labels: Record<string, string>;
+  /** libvirt: the node's own hypervisor URI; spec.provider.uri when absent. */
+  uri?: string;
   ssh: { port: number; user: string; key?: string; hostKey?: string; acceptNewHostKey: boolean };
 }
 
@@ -208,6 +210,7 @@ export function plan(lab: Lab, opts: PlanOptions = {}): Plan {
       ...resources(lab, d.spec),
       podCIDR: formatCidr(subnet(podCidr, cluster.nodeCIDRMaskSize, index)),
       labels: d.spec.labels ?? {},
+      ...(d.spec.uri ? { uri: d.spec.uri } : {}),
       ssh: {
         port: d.spec.ssh?.port ?? 22,
         user: d.spec.ssh?.user ?? lab.spec.ssh.user,

@@ -75,7 +75,23 @@ export const LibvirtProvider = z.strictObject({
       ...withFix("run `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the hypervisor"),
     })
     .optional()
-    .describe("pinned SSH host key fingerprint of a remote hypervisor; known_hosts is used otherwise"),
+    .describe(
+      "pinned SSH host key fingerprint of the hypervisor in uri (remote); known_hosts is used otherwise, and for nodes' own URIs",
+    ),
+  network: z
+    .strictObject({
+      bridge: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, {
+          error: (iss) => `"${String(iss.input)}" is not a Linux bridge name`,
+          ...withFix("use the name of an existing host bridge (at most 15 characters), e.g. br0"),
+        })
+        .describe(
+          "an existing host bridge on every hypervisor (e.g. br0, onto your LAN): nodes join it instead of a per-lab isolated network; required when nodes use different URIs",
+        ),
+    })
+    .optional()
+    .describe("how nodes are connected; a per-lab isolated network on the hypervisor when omitted"),
 });
 
 export const BaremetalProvider = z.strictObject({
@@ -119,6 +135,13 @@ export const NodeSpec = z.strictObject({
   address: Ipv4.optional().describe("static address; planned from spec.network.cidr when omitted (VMs)"),
   resources: ResourceOverrides.optional(),
   ssh: NodeSsh.optional(),
+  uri: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "libvirt only: this node's hypervisor (e.g. qemu+ssh://root@hv2/system); spec.provider.uri by default",
+    ),
   labels: z.record(z.string(), z.string()).optional().describe("extra Kubernetes node labels"),
 });
 

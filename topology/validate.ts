@@ -64,6 +64,8 @@ export function crossFieldProblems(lab: Lab): Problem[] {
     }
   }
 
+  problems.push(...libvirtPlacementProblems(lab, drafts));
+
   const cidrOf = (path: string, text: string | undefined): Cidr | undefined => {
     if (!text) return undefined;
     try {
@@ -192,6 +194,43 @@ export function crossFieldProblems(lab: Lab): Problem[] {
     }
   });
   return dedupe(problems);
+}
+
+/**
+ * Per-node hypervisors: only libvirt has them, and VMs on different hypervisors reach each other
+ * only over a network the user already has between those hosts (a bridge onto their LAN), whose
+ * subnet lab cannot choose.
+ */
+function libvirtPlacementProblems(lab: Lab, drafts: ReturnType<typeof nodeDrafts>): Problem[] {
+  const out: Problem[] = [];
+  const p = lab.spec.provider;
+  if (p.type !== "libvirt") {
+    for (const d of drafts) {
+      if (d.spec.uri)
+        out.push({
+          path: `${d.path}.uri`,
+          message: `is only for provider libvirt (this lab uses ${p.type})`,
+          fix: "remove uri from the node",
+        });
+    }
+    return out;
+  }
+  const uris = [...new Set(drafts.map((d) => d.spec.uri ?? p.uri))];
+  if (uris.length > 1 && !p.network?.bridge) {
+    out.push({
+      path: "spec.provider.network.bridge",
+      message: `is required when nodes run on different hypervisors (${uris.join(", ")}): a per-lab isolated network exists on one hypervisor only`,
+      fix: "name a host bridge that exists on every hypervisor and joins them (e.g. br0 onto your LAN), and set spec.network.cidr to that LAN's subnet",
+    });
+  }
+  if (p.network?.bridge && !lab.spec.network.cidr) {
+    out.push({
+      path: "spec.network.cidr",
+      message: `is required with spec.provider.network.bridge: nodes get static addresses on ${p.network.bridge}'s network, which lab does not manage`,
+      fix: `set it to the subnet of ${p.network.bridge} (e.g. 192.168.1.0/24), spec.network.gateway to its router, and give nodes addresses nothing else uses there (or leave them to the planner: .11+ masters, .21+ workers, .10 VIP)`,
+    });
+  }
+  return out;
 }
 
 function fmt(c: Cidr): string {

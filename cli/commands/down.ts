@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { existsSync } from "node:fs";
 import { loadTopology } from "../../topology/load.ts";
-import type { Provider } from "../../topology/schema.ts";
+import { plan, type Plan } from "../../topology/plan.ts";
 import { LabState } from "../../topology/state.ts";
 import { labDown } from "../lab-run.ts";
 import type { GlobalOptions } from "../output.ts";
@@ -15,15 +15,16 @@ export function registerDown(program: Command): void {
     .action(async (name: string | undefined, opts: { file?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       let labName = name;
-      let provider: Provider["type"] | undefined;
+      let fromFile: Plan | Plan["provider"]["type"] | undefined;
       if (!labName) {
         const { lab } = await loadTopology(opts.file);
         labName = lab.metadata.name;
-        provider = lab.spec.provider.type;
+        // libvirt: the file names every hypervisor URI, which a lab without state cannot tell.
+        fromFile = lab.spec.provider.type === "libvirt" ? plan(lab) : lab.spec.provider.type;
       }
       const existed = existsSync(new LabState(labName).dir);
       const reporter = createReporter({ json: g.json, tty: false });
-      await labDown(labName, reporter, provider);
+      await labDown(labName, reporter, fromFile);
       await reporter.close();
       if (g.json) printResultLine({ lab: labName, removed: true, hadState: existed });
       else process.stdout.write(`lab ${labName} is down\n`);

@@ -20,13 +20,34 @@ export function registerPlan(program: Command): void {
 }
 
 export function renderPlan(p: Plan): string {
+  const pv = p.provider;
+  const how =
+    pv.type === "qemu"
+      ? `, accel ${pv.accel}`
+      : pv.type === "libvirt"
+        ? `, ${pv.uri}${pv.network?.bridge ? `, bridge ${pv.network.bridge}` : ""}`
+        : "";
+  // A column for the hypervisor only when nodes are spread over several (query left out: keyfile= etc.).
+  const perNode = pv.type === "libvirt" && p.nodes.some((n) => n.uri);
   const lines = [
-    `lab ${p.lab} (${p.provider.type}${p.provider.type === "qemu" ? `, accel ${p.provider.accel}` : ""}, image ${p.image})`,
+    `lab ${p.lab} (${pv.type}${how}, image ${p.image})`,
     `network ${p.network.cidr}${p.network.derived ? " (derived from the lab name)" : ""}  gateway ${p.network.gateway || "-"}  API VIP ${p.network.vip}:${p.cluster.apiServerPort}`,
     `cluster pods ${p.cluster.podCIDR}  services ${p.cluster.serviceCIDR}  domain ${p.cluster.domain}`,
     "",
   ];
-  const rows = [["NODE", "ROLE", "ADDRESS", "MAC", "CPUS", "MEMORY", "DISK", "POD CIDR"]];
+  const rows = [
+    [
+      "NODE",
+      "ROLE",
+      "ADDRESS",
+      "MAC",
+      "CPUS",
+      "MEMORY",
+      "DISK",
+      "POD CIDR",
+      ...(perNode ? ["HYPERVISOR"] : []),
+    ],
+  ];
   for (const n of p.nodes) {
     rows.push([
       n.name,
@@ -37,6 +58,7 @@ export function renderPlan(p: Plan): string {
       `${n.memoryMiB}Mi`,
       `${n.diskMiB}Mi`,
       n.podCIDR,
+      ...(perNode && pv.type === "libvirt" ? [(n.uri ?? pv.uri).split("?")[0]!] : []),
     ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

@@ -66,6 +66,12 @@ export interface LibvirtConnection {
   ensureNetwork(name: string, xml: string): Promise<void>;
   removeNetwork(name: string): Promise<void>;
 
+  /**
+   * The type libvirt's interface API reports for a host interface (`bridge`, `ethernet`, ...),
+   * or undefined when the hypervisor has no interface of that name.
+   */
+  interfaceType(name: string): Promise<string | undefined>;
+
   listPools(): Promise<string[]>;
   /** Defines, builds (mkdir) and starts the pool unless it exists; starts it when inactive. */
   ensurePool(name: string, xml: string): Promise<void>;
@@ -271,6 +277,12 @@ class BindingConnection implements LibvirtConnection {
     if (!net) return;
     if (net.active) await this.virsh(["net-destroy", name], { allowNotFound: true });
     await this.virsh(["net-undefine", name], { allowNotFound: true });
+  }
+
+  async interfaceType(name: string): Promise<string | undefined> {
+    const xml = await this.virsh(["iface-dumpxml", name], { allowNotFound: true });
+    if (!xml.trim()) return undefined;
+    return /<interface\b[^>]*\btype=["']([^"']+)["']/.exec(xml)?.[1] ?? "unknown";
   }
 
   async listPools(): Promise<string[]> {

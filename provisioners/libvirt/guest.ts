@@ -14,7 +14,6 @@ import type { SshJump } from "../provisioner.ts";
 import { connectJump, execOnJump } from "../ssh-jump.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
 import type { GuestImage, LibvirtDeps } from "./index.ts";
-import { poolPath, volumes } from "./names.ts";
 
 /** The console's last lines on a remote hypervisor, read over the pinned jump. */
 async function remoteConsoleTail(jump: SshJump, path: string): Promise<string> {
@@ -82,8 +81,7 @@ export const guestDeps: LibvirtDeps = {
     return file;
   },
 
-  async waitForSsh(ctx, m) {
-    const consoleLog = `${poolPath(ctx.plan.lab)}/${volumes.console(m.name)}`;
+  async waitForSsh(ctx, m, consoleLog) {
     const jump = m.ssh.jump;
     await waitSshReady(
       { node: m.name, ...m.ssh },

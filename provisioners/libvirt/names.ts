@@ -9,9 +9,19 @@ export const POOL_PARENT = "/var/lib/libvirt/images";
 export const DEFAULT_URI = "qemu:///system";
 
 export const domainName = (lab: string, node: string) => `lab-${lab}-${node}`;
-export const networkName = (lab: string) => `lab-${lab}`;
-export const poolName = (lab: string) => `lab-${lab}`;
-export const poolPath = (lab: string) => `${POOL_PARENT}/${poolName(lab)}`;
+/**
+ * `tag` is "" for a lab on one hypervisor, else its site's tag (see placement.ts): two URIs that
+ * reach one libvirtd must not share a network or a pool.
+ */
+export const networkName = (lab: string, tag = "") => `lab-${lab}${tag}`;
+export const poolName = (lab: string, tag = "") => `lab-${lab}${tag}`;
+export const poolPath = (lab: string, tag = "") => `${POOL_PARENT}/${poolName(lab, tag)}`;
+/**
+ * Whether a network or pool name is one of the lab's, on any of its hypervisors. Lab names have
+ * no dots, so `lab-a.<tag>` cannot be lab "a-b"'s.
+ */
+export const isLabObjectName = (lab: string, name: string) =>
+  name === `lab-${lab}` || name.startsWith(`lab-${lab}.`);
 /** Bridge names are limited to 15 characters: use the lab's 6-character id. */
 export const bridgeName = (labId: string) => `labv-${labId}`;
 

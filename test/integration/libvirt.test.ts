@@ -21,6 +21,7 @@ import {
 import {
   bridgeName,
   domainName,
+  isLabObjectName,
   networkName,
   poolName,
   poolPath,
@@ -30,7 +31,9 @@ import { generateEd25519 } from "../../provisioners/keys.ts";
 import { connectJump, execOnJump } from "../../provisioners/ssh-jump.ts";
 import { LabError } from "../../topology/errors.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
-import { plan, type Plan } from "../../topology/plan.ts";
+import { deriveLabCidr, plan, type Plan } from "../../topology/plan.ts";
+import { formatIPv4, mustParseCidr } from "../../topology/ipv4.ts";
+import { labSites } from "../../provisioners/libvirt/placement.ts";
 import { RecordingReporter } from "../../topology/progress.ts";
 import { LabFile } from "../../topology/schema.ts";
 import { LabState } from "../../topology/state.ts";
@@ -86,8 +89,7 @@ function deps(overrides: Partial<LibvirtDeps> = {}): LibvirtDeps {
       return f;
     },
     // "Ready" for the trivial kernel: its line arrived on the serial console file.
-    waitForSsh: async (ctx, m) => {
-      const file = join(poolPath(ctx.plan.lab), volumes.console(m.name));
+    waitForSsh: async (_ctx, m, file) => {
       for (let i = 0; i < 100; i++) {
         if (existsSync(file) && (await readFile(file, "utf8")).includes(GREETING)) return;
         await new Promise((r) => setTimeout(r, 100));
@@ -508,5 +510,151 @@ describe("a remote hypervisor over qemu+ssh (this machine's libvirtd behind a lo
     expect(err?.fix).toContain("libvirt group");
     expect(await leftovers(dead)).toEqual([]);
     await p.destroy({ labName: dead, state, reporter: new RecordingReporter() });
+  });
+});
+
+describe("a lab on two hypervisors (two URIs to this libvirtd) joined by a host bridge", () => {
+  // A second URI to the same daemon: different to lab, so it must get its own pool and network.
+  const URI2 = "qemu:///system?socket=/var/run/libvirt/libvirt-sock";
+  let name = "";
+  let br = "";
+  let cidr = "";
+  const multiPlan = (over: { bridge?: string; cidr?: string; workerUri?: string } = {}) =>
+    plan(
+      LabFile.parse({
+        apiVersion: "lab/v1alpha1",
+        kind: "Lab",
+        metadata: { name },
+        spec: {
+          provider: { type: "libvirt", network: { bridge: over.bridge ?? br } },
+          network: { cidr: over.cidr ?? cidr },
+          nodes: [
+            { name: "master-1", role: "master" },
+            { name: "worker-1", role: "worker", uri: over.workerUri ?? URI2 },
+          ],
+          resources: { memory: "128Mi", disk: "256Mi" },
+        },
+      }),
+    );
+  /** Everything of the lab on the daemon, under any hypervisor's names. */
+  const everything = async () => {
+    const found = await leftovers(name);
+    for (const n of await conn.listNetworks())
+      if (isLabObjectName(name, n.name)) found.push(`network ${n.name}`);
+    for (const p of await conn.listPools()) if (isLabObjectName(name, p)) found.push(`pool ${p}`);
+    return [...new Set(found)];
+  };
+  const ports = async () =>
+    (
+      JSON.parse((await execa("ip", ["-j", "link", "show", "master", br])).stdout || "[]") as {
+        ifname: string;
+      }[]
+    ).length;
+  const destroy = () =>
+    new LibvirtProvisioner(deps()).destroy({
+      labName: name,
+      state: new LabState(name, home),
+      reporter: new RecordingReporter(),
+    });
+
+  beforeAll(async () => {
+    name = `lvm-${randomBytes(3).toString("hex")}`;
+    br = `lbi${randomBytes(3).toString("hex")}`;
+    cidr = deriveLabCidr(`multi-${name}`, await hostRoutes());
+    const c = mustParseCidr(cidr);
+    await execa("ip", ["link", "add", br, "type", "bridge"]);
+    await execa("ip", ["addr", "add", `${formatIPv4(c.base + 1)}/${c.prefix}`, "dev", br]);
+    await execa("ip", ["link", "set", br, "up"]);
+  });
+  afterAll(async () => {
+    try {
+      if (name) await destroy();
+    } finally {
+      if (br) await execa("ip", ["link", "del", br], { reject: false });
+    }
+  });
+
+  const createError = (p: Plan) =>
+    new LibvirtProvisioner(deps())
+      .create({ plan: p, state: new LabState(name, home), reporter: new RecordingReporter() })
+      .then(
+        () => new LabError({ code: "NO_ERROR", what: "created" }),
+        (e: unknown) => e as LabError,
+      );
+
+  it("refuses a missing bridge, a subnet the host is not on, and an unreachable URI, creating nothing anywhere", async () => {
+    const missing = await createError(multiPlan({ bridge: "nosuchbr0" }));
+    expect(missing.code).toBe("LIBVIRT_BRIDGE_MISSING");
+    expect(missing.what).toContain("has no interface nosuchbr0");
+    const subnet = await createError(multiPlan({ cidr: "10.254.254.0/24" }));
+    expect(subnet.code).toBe("LIBVIRT_BRIDGE_SUBNET");
+    expect(subnet.fix).toContain(`${br} holds ${formatIPv4(mustParseCidr(cidr).base + 1)}`);
+    const dead = `qemu:///system?socket=${join(work, "no-such-libvirt-sock")}`;
+    const unreachable = await createError(multiPlan({ workerUri: dead }));
+    expect(unreachable.code).toBe("LIBVIRT_UNREACHABLE");
+    expect(unreachable.where).toBe("spec.nodes[].uri of node worker-1");
+    expect(unreachable.what).toContain(dead);
+    expect(await everything()).toEqual([]);
+    await destroy();
+  });
+
+  it("creates each node on its own hypervisor, with a pool and a bridge-mode network per hypervisor", async () => {
+    const p = multiPlan();
+    const state = new LabState(name, home);
+    const machines = await new LibvirtProvisioner(deps()).create({
+      plan: p,
+      state,
+      reporter: new RecordingReporter(),
+    });
+    expect(machines.map((m) => m.name)).toEqual(["master-1", "worker-1"]);
+    const [site1, site2] = labSites(p);
+    for (const [site, node] of [
+      [site1!, "master-1"],
+      [site2!, "worker-1"],
+    ] as const) {
+      const vols = await conn.listVolumes(poolName(name, site.tag));
+      expect(vols).toContain(volumes.base);
+      expect(vols).toContain(volumes.disk(node));
+      expect(vols).not.toContain(volumes.disk(node === "master-1" ? "worker-1" : "master-1"));
+      const { stdout: iflist } = await execa("virsh", ["-c", URI, "domiflist", domainName(name, node)]);
+      expect(iflist).toContain(networkName(name, site.tag));
+      const { stdout: net } = await execa("virsh", ["-c", URI, "net-dumpxml", networkName(name, site.tag)]);
+      expect(net).toContain(`<bridge name='${br}'/>`);
+    }
+    expect(await ports()).toBe(2);
+    const ctx = { plan: p, state, reporter: new RecordingReporter() };
+    expect((await new LibvirtProvisioner(deps()).status(ctx)).map((s) => [s.name, s.state])).toEqual([
+      ["master-1", "running"],
+      ["worker-1", "running"],
+    ]);
+    const again = new RecordingReporter();
+    await new LibvirtProvisioner(deps()).create({ ...ctx, reporter: again });
+    expect(again.events.filter((e) => e.step === "vm.start").map((e) => [e.node, e.state])).toEqual([
+      ["master-1", "skipped"],
+      ["worker-1", "skipped"],
+    ]);
+  });
+
+  it("removes both hypervisors' domains, pools and networks, also after a failed up", async () => {
+    await destroy();
+    expect(await everything()).toEqual([]);
+    expect(await ports()).toBe(0);
+    const failing = new LibvirtProvisioner(
+      deps({
+        seed: async (_ctx, node) => {
+          if (node.name === "worker-1") throw new Error("seed failed on purpose");
+          const f = join(work, `${node.name}-seed.img`);
+          await writeFile(f, Buffer.alloc(4096));
+          return f;
+        },
+      }),
+    );
+    const state = new LabState(name, home);
+    await expect(
+      failing.create({ plan: multiPlan(), state, reporter: new RecordingReporter() }),
+    ).rejects.toThrow("seed failed on purpose");
+    expect([...(await labDomains(conn, name)).keys()]).toEqual(["master-1"]);
+    await destroy();
+    expect(await everything()).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@ import { chooseDomainType } from "../../provisioners/libvirt/accel.ts";
 import {
   bridgeName,
   domainName,
+  isLabObjectName,
   isLocalUri,
   networkName,
   poolName,
@@ -11,6 +12,7 @@ import {
 import {
   LAB_XMLNS,
   parseLabMarker,
+  renderBridgeNetworkXml,
   renderDomainXml,
   renderNetworkXml,
   renderPoolXml,
@@ -98,6 +100,12 @@ describe("libvirt domain XML", () => {
     expect(parseLabMarker(fromLibvirt)).toEqual({ lab: "demo", node: "worker-1", role: "worker" });
   });
 
+  it("carries the hypervisor's site in a lab on several hypervisors, and only then", () => {
+    const onSite = renderDomainXml({ ...spec, site: "a1b2c3" });
+    expect(parseLabMarker(onSite)).toEqual({ lab: "demo", node: "master-1", role: "master", site: "a1b2c3" });
+    expect(xml).not.toContain("site=");
+  });
+
   it("does not claim domains without the marker or with another namespace", () => {
     expect(parseLabMarker("<domain><name>lab-demo-master-1</name></domain>")).toBeUndefined();
     expect(
@@ -124,6 +132,15 @@ describe("libvirt network and pool XML", () => {
     expect(xml).toContain('<dns enable="no"/>');
   });
 
+  it("in bridge mode only plugs nodes into the user's bridge: no address, DHCP or DNS of lab's", () => {
+    const xml = renderBridgeNetworkXml({ name: "lab-demo.a1b2c3", bridge: "br0" });
+    expect(xml).toContain("<name>lab-demo.a1b2c3</name>");
+    expect(xml).toContain('<forward mode="bridge"/>');
+    expect(xml).toContain('<bridge name="br0"/>');
+    expect(xml).not.toContain("<ip");
+    expect(xml).not.toContain("<dhcp");
+  });
+
   it("puts the pool in its own directory", () => {
     const xml = renderPoolXml({ name: "lab-demo", path: "/var/lib/libvirt/images/lab-demo" });
     expect(xml).toContain('<pool type="dir">');
@@ -137,6 +154,15 @@ describe("libvirt names and domain type", () => {
     expect(networkName("demo")).toBe("lab-demo");
     expect(poolName("demo")).toBe("lab-demo");
     expect(poolPath("demo")).toBe("/var/lib/libvirt/images/lab-demo");
+  });
+
+  it("suffixes a hypervisor's network and pool in a lab on several, and tells the lab's own from a longer lab's", () => {
+    expect(networkName("demo", ".a1b2c3")).toBe("lab-demo.a1b2c3");
+    expect(poolPath("demo", ".a1b2c3")).toBe("/var/lib/libvirt/images/lab-demo.a1b2c3");
+    expect(isLabObjectName("demo", "lab-demo")).toBe(true);
+    expect(isLabObjectName("demo", "lab-demo.a1b2c3")).toBe(true);
+    expect(isLabObjectName("demo", "lab-demo-2")).toBe(false);
+    expect(isLabObjectName("demo", "lab-demo-2.a1b2c3")).toBe(false);
   });
 
   it("keeps the bridge name within Linux's 15 characters", () => {
