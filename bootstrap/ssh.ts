@@ -373,12 +373,11 @@ export class SshSession {
   /**
    * Small files (configuration, certificates, units) in ONE round trip: a script on stdin that, per
    * file, leaves it alone when its sha256 matches (mode and owner still applied), else decodes it
-   * beside its destination, checks its sha256 and moves it into place. No SFTP session, no second
+   * beside its destination (umask 077), checks its sha256 and moves it into place. No SFTP session, no second
    * and third exec: each costs seconds on a busy TCG guest.
    */
   private async uploadInline(items: InlineItem[], opts: { signal?: AbortSignal }): Promise<string[]> {
     const script = [
-      "umask 077", // decoded files stay unreadable until chmod gives them their mode
       ...items.map((it, i) => {
         const data = Buffer.from(it.source.data);
         const p = shq(it.remotePath);
@@ -390,7 +389,9 @@ export class SshSession {
         const b64 = data.toString("base64").replace(/.{1,76}/g, "$&\n");
         return [
           `if [ -f ${p} ] && [ "$(sha256sum ${p} | cut -d' ' -f1)" = ${want} ]; then chown ${owner} ${p} && chmod ${mode} ${p} || exit 1`,
-          `else mkdir -p ${dir} && base64 -d > ${tmp} <<'LAB_FILE_${i}' || exit 1`,
+          // umask 077 only for the decode: the file stays unreadable until chmod gives it its mode, while
+          // directories made on the way keep the usual 0755 (etcd must traverse /etc/lab/pki)
+          `else mkdir -p ${dir} && (umask 077 && base64 -d > ${tmp}) <<'LAB_FILE_${i}' || exit 1`,
           `${b64}LAB_FILE_${i}`,
           `[ "$(sha256sum ${tmp} | cut -d' ' -f1)" = ${want} ] || { echo "corrupt ${i}"; exit 3; }`,
           `chown ${owner} ${tmp} && chmod ${mode} ${tmp} && mv -f ${tmp} ${p} && echo "uploaded ${i}" || exit 1`,

@@ -121,6 +121,13 @@ describe("SshSession against a real sshd in a network namespace", () => {
       expect(await s.uploadMany(items)).toEqual(items.map((i) => i.remotePath));
       expect(s.execs - before).toBe(1);
       expect(await s.remoteSha256(`${dir}/bin/blob`)).toBe(sha256(binary));
+      // directories made on the way are traversable, as with mkdir -p (daemons running as their own
+      // user read their files below them)
+      expect((await s.run(`stat -c '%a' ${dir}/bin ${dir}/sub`, { root: true })).trim().split("\n")).toEqual([
+        "755",
+        "755",
+      ]);
+      expect((await s.run(`stat -c '%a' ${dir}/bin/blob`, { root: true })).trim()).toBe("644");
       expect(await s.run(`cat ${dir}/sub/f2`, { root: true })).toBe("file 2\n");
       expect((await s.run(`stat -c '%a %U' ${dir}/sub/f3`, { root: true })).trim()).toBe("600 root");
       await s.run(`chmod 644 ${dir}/sub/f1`, { root: true });
