@@ -13,9 +13,9 @@ import type { LabState } from "../topology/state.ts";
 import { bootstrapCodeVersion, parseProbe, probeScript, type NodeFacts } from "./applied.ts";
 import { Sessions, type StepContext, type StepOutcome } from "./steps/context.ts";
 import { clockStep } from "./steps/clock.ts";
-import { controlPlaneStep } from "./steps/control-plane.ts";
+import { controlPlaneStep, executable } from "./steps/control-plane.ts";
 import { etcdStep } from "./steps/etcd.ts";
-import { joinNodesStep } from "./steps/join-nodes.ts";
+import { joinNodesStep, nodeImages } from "./steps/join-nodes.ts";
 import { pkiStep } from "./steps/pki.ts";
 import { vipStep } from "./steps/vip.ts";
 import { waitReadyStep } from "./steps/wait-ready.ts";
@@ -35,15 +35,27 @@ export interface BootstrapStep {
   id: string;
   title: string;
   run(ctx: StepContext): Promise<StepOutcome>;
+  /** Local work the step will need (bundles, archives), started when the bootstrap starts. */
+  prepare?(ctx: StepContext): Promise<unknown>;
 }
 
 export const BOOTSTRAP_STEPS: BootstrapStep[] = [
   { id: "pki", title: "certificates (lab CA, etcd CA, servers, clients)", run: pkiStep },
   { id: "clock", title: "clocks set from the host, chrony among the nodes", run: clockStep },
   { id: "etcd", title: "etcd cluster (TLS), healthy quorum", run: etcdStep },
-  { id: "control-plane", title: "lab-server on the masters", run: controlPlaneStep },
+  {
+    id: "control-plane",
+    title: "lab-server on the masters",
+    run: controlPlaneStep,
+    prepare: (ctx) => executable(ctx, "lab-server"),
+  },
   { id: "vip", title: "API virtual IP (keepalived)", run: vipStep },
-  { id: "join-nodes", title: "lab-agent on every node", run: joinNodesStep },
+  {
+    id: "join-nodes",
+    title: "lab-agent on every node",
+    run: joinNodesStep,
+    prepare: (ctx) => Promise.all([executable(ctx, "lab-agent"), nodeImages(ctx)]),
+  },
   { id: "wait-ready", title: "every node Ready", run: (ctx) => waitReadyStep(ctx, ctx.waitReadyTimeoutMs) },
 ];
 
@@ -108,6 +120,9 @@ export async function bootstrapCluster(
     steps: {},
   };
   let anyChange = false;
+  // Bundling and archive builds run on the lab host while the first steps wait on SSH; a
+  // failure surfaces in the step that needs the result.
+  for (const s of steps) s.prepare?.(sctx).catch(() => undefined);
   try {
     for (const [i, s] of steps.entries()) {
       const id = `bootstrap.${s.id}`;
