@@ -18,6 +18,7 @@ import { fingerprint } from "../../provisioners/keys.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import type { Plan } from "../../topology/plan.ts";
 import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
+import { shq } from "../../bootstrap/ssh.ts";
 import { jsonLines, until } from "./helpers.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
@@ -65,7 +66,21 @@ const ranOn = (events: Record<string, unknown>[]) =>
     .map((e) => [e.step, e.node, e.message]);
 /** Runs a command on a VM of the machines lab (its own SSH, not the baremetal lab's). */
 const onHost = (node: string, cmd: string) =>
-  lab(["ssh", node, "--lab", vms, "--", "sudo", "sh", "-c", cmd], { reject: false });
+  // ssh joins its arguments into one remote command line: the script is quoted to stay one word.
+  lab(["ssh", node, "--lab", vms, "--", "sudo", "sh", "-c", shq(cmd)], { reject: false });
+/** Records how long each bootstrap step (and each node's probe) took in a `lab up --json` run. */
+const stepTimings = (label: string, events: Record<string, unknown>[]) => {
+  for (const e of events)
+    if (
+      typeof e.elapsedMs === "number" &&
+      e.state !== "start" &&
+      (/^bootstrap\.[a-z-]+$/.test(String(e.step)) || /^(node\.probe|baremetal\.)/.test(String(e.step)))
+    )
+      timings.push([
+        `  ${label}: ${String(e.step)}${e.node ? ` ${String(e.node)}` : ""}`,
+        Math.round(e.elapsedMs / 100) / 10,
+      ]);
+};
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-e2e-baremetal-"));
@@ -166,6 +181,7 @@ ${nodes.join("\n")}
     const rerun = jsonLines(
       (await timed("baremetal lab up rerun", ["--json", "up", "-f", "metal.yaml"])).stdout,
     );
+    stepTimings("rerun", rerun);
     expect(stepOutcomes(rerun)).toEqual(BOOTSTRAP_STEPS.map((s) => [s.id, "skipped"]));
     for (const e of rerun.filter((e) => /^bootstrap\.[a-z-]+$/.test(String(e.step)) && e.state !== "start"))
       expect(String(e.message), String(e.step)).toMatch(/^unchanged/);
@@ -202,6 +218,7 @@ ${nodes.join("\n")}
     const full = jsonLines(
       (await timed("baremetal lab up rerun without markers", ["--json", "up", "-f", "metal.yaml"])).stdout,
     );
+    stepTimings("without markers", full);
     expect(stepOutcomes(full)).toEqual(BOOTSTRAP_STEPS.map((s) => [s.id, "skipped"]));
     const again = jsonLines(
       (await timed("baremetal lab up rerun (markers rewritten)", ["--json", "up", "-f", "metal.yaml"]))
