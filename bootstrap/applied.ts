@@ -84,14 +84,15 @@ export function writeMarkerCommand(step: string, marker: string, dir = APPLIED_D
  */
 export function probeScript(dir = APPLIED_DIR): string {
   const d = shq(dir);
+  // Few processes: each fork costs tens of milliseconds in a busy TCG guest.
   const listed = (kind: string) =>
-    `$(cat ${d}/*.sha256 2>/dev/null | awk '$1=="${kind}"{print $2}' | sort -u)`;
+    `$(awk '$1=="${kind}" && !seen[$2]++ {print $2}' ${d}/*.sha256 2>/dev/null)`;
   return [
     `echo "arch $(uname -m)"`,
     `echo "now $(date +%s)"`,
     `command -v chronyd >/dev/null 2>&1 && echo chronyd`,
     `ip -o -4 addr show 2>/dev/null | sed 's/^/addr /'`,
-    `for f in ${d}/*.sha256; do [ -f "$f" ] || continue; read -r fp < "$f"; echo "applied $(basename "$f" .sha256) $fp"; done`,
+    `for f in ${d}/*.sha256; do [ -f "$f" ] || continue; read -r fp < "$f"; b=\${f##*/}; echo "applied \${b%.sha256} $fp"; done`,
     `files=${listed("file")}`,
     `if [ -n "$files" ]; then sha256sum $files 2>/dev/null | sed 's/^/sha /'; stat -c 'stat %n %a %U:%G' $files 2>/dev/null; fi`,
     `uploads=${listed("upload")}`,
