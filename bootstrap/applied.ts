@@ -77,7 +77,7 @@ export function writeMarkerCommand(step: string, marker: string, dir = APPLIED_D
 }
 
 /**
- * One shell script (as root) printing every fact a rerun needs, one per line: architecture,
+ * One shell script (as root) printing every fact a rerun needs, one per line (see parseProbe): architecture,
  * clock, addresses, chronyd, each marker's fingerprint, and for what the markers list: sha256,
  * mode and owner of files; stat and sidecar of uploads; unit states; images. Paths in markers
  * never contain spaces (they are lab's own).
@@ -91,17 +91,17 @@ export function probeScript(dir = APPLIED_DIR): string {
     `echo "arch $(uname -m)"`,
     `echo "now $(date +%s)"`,
     `command -v chronyd >/dev/null 2>&1 && echo chronyd`,
-    `ip -o -4 addr show 2>/dev/null | sed 's/^/addr /'`,
+    `echo '== addr'; ip -o -4 addr show 2>/dev/null; echo ==`,
     `for f in ${d}/*.sha256; do [ -f "$f" ] || continue; read -r fp < "$f"; b=\${f##*/}; echo "applied \${b%.sha256} $fp"; done`,
     `files=${listed("file")}`,
-    `if [ -n "$files" ]; then sha256sum $files 2>/dev/null | sed 's/^/sha /'; stat -c 'stat %n %a %U:%G' $files 2>/dev/null; fi`,
+    `if [ -n "$files" ]; then echo '== sha'; sha256sum $files 2>/dev/null; echo ==; stat -c 'stat %n %a %U:%G' $files 2>/dev/null; fi`,
     `uploads=${listed("upload")}`,
     `if [ -n "$uploads" ]; then stat -c 'ustat %n %a %s %Y %i' $uploads 2>/dev/null; ` +
       `for p in $uploads; do if [ -f "$p${SHA256_SIDECAR}" ]; then read -r l < "$p${SHA256_SIDECAR}"; echo "sidecar $p $l"; fi; done; fi`,
     `units=${listed("unit")}`,
-    `if [ -n "$units" ]; then systemctl show -p Id -p ActiveState $units 2>/dev/null | sed 's/^/unitprop /'; fi`,
+    `if [ -n "$units" ]; then echo '== unitprop'; systemctl show -p Id -p ActiveState $units 2>/dev/null; echo ==; fi`,
     `if [ -n "${listed("image")}" ] && [ -S ${NODE_CONTAINERD.socket} ]; then ` +
-      `ctr --address ${NODE_CONTAINERD.socket} --namespace k8s.io images ls -q 2>/dev/null | sed 's/^/image /'; fi`,
+      `echo '== image'; ctr --address ${NODE_CONTAINERD.socket} --namespace k8s.io images ls -q 2>/dev/null; echo ==; fi`,
     `true`,
   ].join("\n");
 }
@@ -145,7 +145,15 @@ export function parseProbe(out: string, sentAt: number, doneAt: number): NodeFac
     if (unitId) f.units.set(unitId, unitState ?? "unknown");
     unitId = unitState = undefined;
   };
-  for (const line of out.split("\n")) {
+  // Output of a command that cannot prefix its own lines comes between `== KIND` and `==`: each
+  // of its lines counts as `KIND LINE` (no `sed` per command: forks are dear on a busy guest).
+  let section = "";
+  for (const raw of out.split("\n")) {
+    if (raw === "==" || raw.startsWith("== ")) {
+      section = raw.slice(3).trim();
+      continue;
+    }
+    const line = section ? `${section} ${raw}` : raw;
     const sp = line.indexOf(" ");
     const kind = sp < 0 ? line.trim() : line.slice(0, sp);
     const rest = sp < 0 ? "" : line.slice(sp + 1);

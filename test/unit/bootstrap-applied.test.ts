@@ -28,20 +28,29 @@ function probeOutput(fp: string, w = work()): string {
     "arch x86_64",
     "now 1000",
     "chronyd",
-    "addr 2: ens3    inet 10.1.0.11/24 brd 10.1.0.255 scope global ens3\\       valid_lft forever",
+    "== addr",
+    "2: ens3    inet 10.1.0.11/24 brd 10.1.0.255 scope global ens3\\       valid_lft forever",
+    "==",
     `applied join-nodes ${fp}`,
     "applied clock 0123",
-    ...w.files.map((f) => `sha ${sha256(f.data)}  ${f.path}`),
+    "== sha",
+    ...w.files.map((f) => `${sha256(f.data)}  ${f.path}`),
+    "==",
     ...w.files.map((f) => `stat ${f.path} ${(f.mode ?? 0o644).toString(8)} root:root`),
     "ustat /opt/lab/bin/node 755 99000000 1700000000 4242",
     `sidecar /opt/lab/bin/node ${"a".repeat(64)} 99000000 1700000000 4242`,
-    "unitprop Id=containerd.service",
-    "unitprop ActiveState=active",
-    "unitprop ",
-    "unitprop ActiveState=active",
-    "unitprop Id=lab-agent.service",
-    "image docker.io/library/pause:3.9",
-    "image docker.io/library/busybox:lab",
+    // systemctl show: one block per unit, in whatever property order
+    "== unitprop",
+    "Id=containerd.service",
+    "ActiveState=active",
+    "",
+    "ActiveState=active",
+    "Id=lab-agent.service",
+    "==",
+    "== image",
+    "docker.io/library/pause:3.9",
+    "docker.io/library/busybox:lab",
+    "==",
   ].join("\n");
 }
 
@@ -128,12 +137,8 @@ describe("applied markers: when a rerun may skip a step on a node", () => {
     const fp = fingerprintOf("join-nodes", "v1", work());
     const drift = (from: string, to: string) =>
       staleReason("join-nodes", fp, work(), facts(probeOutput(fp).replace(from, to)));
-    expect(drift(`sha ${sha256("KEY\n")}`, `sha ${sha256("edited\n")}`)).toBe(
-      "/etc/lab/pki/node.key changed",
-    );
-    expect(drift(`sha ${sha256("KEY\n")}  /etc/lab/pki/node.key`, "")).toBe(
-      "/etc/lab/pki/node.key is missing",
-    );
+    expect(drift(`${sha256("KEY\n")}  `, `${sha256("edited\n")}  `)).toBe("/etc/lab/pki/node.key changed");
+    expect(drift(`${sha256("KEY\n")}  /etc/lab/pki/node.key\n`, "")).toBe("/etc/lab/pki/node.key is missing");
     expect(drift("node.key 600 root:root", "node.key 644 root:root")).toBe(
       "/etc/lab/pki/node.key has mode 644 owner root:root",
     );
@@ -151,17 +156,10 @@ describe("applied markers: when a rerun may skip a step on a node", () => {
       "/opt/lab/bin/node is missing",
     );
     expect(
-      drift(
-        "unitprop ActiveState=active\nunitprop Id=lab-agent.service",
-        "unitprop ActiveState=inactive\nunitprop Id=lab-agent.service",
-      ),
+      drift("ActiveState=active\nId=lab-agent.service", "ActiveState=inactive\nId=lab-agent.service"),
     ).toBe("lab-agent.service is inactive");
-    expect(drift("unitprop Id=containerd.service\nunitprop ActiveState=active\n", "")).toBe(
-      "containerd.service is unknown",
-    );
-    expect(drift("image docker.io/library/pause:3.9\n", "")).toBe(
-      "image docker.io/library/pause:3.9 is missing",
-    );
+    expect(drift("Id=containerd.service\nActiveState=active\n", "")).toBe("containerd.service is unknown");
+    expect(drift("docker.io/library/pause:3.9\n", "")).toBe("image docker.io/library/pause:3.9 is missing");
   });
 
   it("tells a clock off the lab host's from the time the probe took", () => {
