@@ -160,13 +160,19 @@ export async function buildExecutable(opts: {
   };
 }
 
-/** The Node runtime shipped next to the bundles: the one running lab (same major, known good). */
+/**
+ * The Node runtime shipped next to the bundles: the one running lab (same major, known good).
+ * Hashed once per process: it is ~100 MB and every step on every node asks for it.
+ */
+let runtimeSha256: Promise<string> | undefined;
 export async function nodeRuntime(): Promise<ArtifactFile> {
+  runtimeSha256 ??= sha256File(process.execPath);
+  runtimeSha256.catch(() => (runtimeSha256 = undefined));
   return {
     local: process.execPath,
     remote: `${HOST_PATHS.bin}/node`,
     mode: 0o755,
-    sha256: await sha256File(process.execPath),
+    sha256: await runtimeSha256,
   };
 }
 

@@ -8,13 +8,15 @@ import { join } from "node:path";
 import type { Machine } from "../provisioners/provisioner.ts";
 import { LabError } from "../topology/errors.ts";
 import { LAB_UNITS } from "../templates/paths.ts";
+import { APPLIED_DIR } from "./applied.ts";
 import { SshSession } from "./ssh.ts";
 
 /** What is collected from each machine: file name → command (run as root). */
 export function logCommands(lines = 5000): Record<string, string> {
   const out: Record<string, string> = {
     "units.txt": `systemctl status --no-pager --full ${LAB_UNITS.join(" ")} 2>&1`,
-    "files.txt": "ls -laR /etc/lab /opt/lab 2>&1; df -h 2>&1; free -m 2>&1",
+    // The applied markers show which steps a rerun would skip on this node.
+    "files.txt": `ls -laR /etc/lab /opt/lab ${APPLIED_DIR} 2>&1; head -n 1 ${APPLIED_DIR}/*.sha256 2>&1; df -h 2>&1; free -m 2>&1`,
     "network.txt": "ip -o addr show 2>&1; ip route 2>&1; ss -ltnp 2>&1",
   };
   // containerd is the distribution's unit, started by the bootstrap: its journal explains pod failures.

@@ -1,8 +1,9 @@
 import { CHRONY_CONF, renderChronyConf, renderChronyUnit, type ChronyRole } from "../../templates/chrony.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
+import { emptyWork } from "../applied.ts";
 import {
+  applyOnNodes,
   ensureUnitRunning,
-  forEachMachine,
   installFiles,
   type StepContext,
   type StepOutcome,
@@ -23,37 +24,44 @@ export function chronyRole(ctx: Pick<StepContext, "plan">, node: string): Chrony
 
 /**
  * Every node's clock set from the lab host, then chrony keeps them together: guests have no time
- * source (TCG guests drift seconds apart) and etcd complains about clock differences.
+ * source (TCG guests drift seconds apart) and etcd complains about clock differences. A node is
+ * skipped when chrony runs with lab's config and its clock is within a second of the host's.
  */
 export async function clockStep(ctx: StepContext): Promise<StepOutcome> {
   const machines = ctx.plan.nodes.map((n) => ctx.machine(n.name));
   const withoutChrony: string[] = [];
-  const changed = await forEachMachine(ctx, "clock.sync", machines, async (m, s) => {
-    // One exec (each costs seconds on a busy TCG guest): set the clock when it is more than a
-    // second off (so a rerun on a synced lab changes nothing), then mask the distro's chrony.
-    const now = Date.now() / 1000;
-    const hasChrony =
-      (
-        await s.run(
-          `d=$(( $(date +%s) - ${Math.round(now)} )); if [ $d -gt 1 ] || [ $d -lt -1 ]; then date -u -s @${now.toFixed(3)} >/dev/null; fi; ` +
-            `if command -v chronyd >/dev/null; then\n${MASK_DISTRO_CHRONY}\necho chrony; fi`,
-          { root: true, what: "setting the clock from the lab host" },
-        )
-      ).trim() === "chrony";
-    if (hasChrony) {
-      const n = await installFiles(
-        s,
-        [
-          { path: CHRONY_CONF, data: renderChronyConf(chronyRole(ctx, m.name)) },
-          { path: `${HOST_PATHS.unitDir}/lab-chrony.service`, data: renderChronyUnit() },
-        ],
-        ctx.signal,
+  const { changed } = await applyOnNodes(ctx, "clock.sync", machines, {
+    async work(m, facts) {
+      const w = emptyWork();
+      if (!facts.chronyd) {
+        withoutChrony.push(m.name);
+        w.inputs.chronyd = "absent";
+        return w;
+      }
+      w.files.push(
+        { path: CHRONY_CONF, data: renderChronyConf(chronyRole(ctx, m.name)) },
+        { path: `${HOST_PATHS.unitDir}/lab-chrony.service`, data: renderChronyUnit() },
       );
-      await ensureUnitRunning(s, "lab-chrony.service", n > 0);
-      return n > 0;
-    }
-    withoutChrony.push(m.name);
-    return false;
+      w.units.push("lab-chrony.service");
+      return w;
+    },
+    async unhealthy(m) {
+      const off = (await ctx.facts(m)).clockOffsetS;
+      return off ? `clock ${off > 0 ? "+" : ""}${off} s off the lab host` : undefined;
+    },
+    async apply(_m, s, work) {
+      // One exec (each costs seconds on a busy TCG guest): set the clock when it is more than a
+      // second off, then mask the distro's chrony.
+      const now = Date.now() / 1000;
+      await s.run(
+        `d=$(( $(date +%s) - ${Math.round(now)} )); if [ $d -gt 1 ] || [ $d -lt -1 ]; then date -u -s @${now.toFixed(3)} >/dev/null; fi; ` +
+          `if command -v chronyd >/dev/null; then\n${MASK_DISTRO_CHRONY}\nfi`,
+        { root: true, what: "setting the clock from the lab host" },
+      );
+      if (!work.units.length) return false;
+      const n = await installFiles(s, work.files, ctx.signal);
+      return (await ensureUnitRunning(s, "lab-chrony.service", n > 0)) || n > 0;
+    },
   });
   if (withoutChrony.length)
     ctx.reporter.notice(

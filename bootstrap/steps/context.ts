@@ -1,11 +1,19 @@
 /**
  * What every bootstrap step works with: the BootstrapContext plus one SSH session per machine
- * (opened lazily, pinned host key) and helpers that install files only when their bytes differ, so a
- * rerun uploads nothing, restarts nothing, and says so.
+ * (opened lazily, pinned host key), the node's facts from one probe, and helpers that install files
+ * only when their bytes differ. A node whose result still stands is skipped without a round trip.
  */
 import type { Machine } from "../../provisioners/provisioner.ts";
 import type { PlannedNode } from "../../topology/plan.ts";
 import type { BootstrapContext } from "../index.ts";
+import {
+  fingerprintOf,
+  renderMarker,
+  staleReason,
+  writeMarkerCommand,
+  type NodeFacts,
+  type NodeWork,
+} from "../applied.ts";
 import { SshSession, shq } from "../ssh.ts";
 
 export interface StepOutcome {
@@ -39,6 +47,10 @@ export interface StepContext extends BootstrapContext {
   sessions: Sessions;
   machine(name: string): Machine;
   planned(name: string): PlannedNode;
+  /** What the node's probe found at the start of the run (one SSH exec per node, cached). */
+  facts(m: Machine): Promise<NodeFacts>;
+  /** The version of the step code, part of every fingerprint. */
+  codeVersion(): Promise<string>;
 }
 
 /** One file on a machine: bytes, mode and owner. */
@@ -69,35 +81,76 @@ export async function installFiles(
 
 /**
  * Makes `unit` enabled and running; restarts it only when its unit file or inputs changed.
- * `--no-block`: etcd is Type=notify and is not "started" until its peers are up.
+ * `--no-block`: etcd is Type=notify and is not "started" until its peers are up. Resolves true
+ * when it (re)started the unit.
  */
-export async function ensureUnitRunning(s: SshSession, unit: string, changed: boolean): Promise<void> {
+export async function ensureUnitRunning(s: SshSession, unit: string, changed: boolean): Promise<boolean> {
   const u = shq(unit);
-  if (changed)
+  if (changed) {
     await s.run(`systemctl daemon-reload && systemctl enable ${u} && systemctl restart --no-block ${u}`, {
       root: true,
       timeoutMs: 300_000,
     });
-  else
-    await s.run(
-      `systemctl is-enabled --quiet ${u} || systemctl enable ${u} >/dev/null 2>&1; systemctl is-active --quiet ${u} || systemctl start --no-block ${u}`,
-      { root: true, timeoutMs: 300_000 },
-    );
+    return true;
+  }
+  const out = await s.run(
+    `systemctl is-enabled --quiet ${u} || systemctl enable ${u} >/dev/null 2>&1; systemctl is-active --quiet ${u} || { systemctl start --no-block ${u} && echo started; }`,
+    { root: true, timeoutMs: 300_000 },
+  );
+  return out.trim() === "started";
 }
 
-/** Runs `fn` for each machine in parallel, one progress line per node; fails after all finished. */
-export async function forEachMachine(
+/** What one node's part of a step does, split so a rerun can skip it when its result still stands. */
+export interface NodeApply {
+  /** What the step puts on the node (from the plan, the lab state and the node's facts). */
+  work(m: Machine, facts: NodeFacts): Promise<NodeWork>;
+  /** A check from the lab host beyond the node's facts (e.g. /readyz); a reason when it fails. */
+  unhealthy?(m: Machine): Promise<string | undefined>;
+  /** Applies `work` on the node; resolves true when it changed something. Must be rerunnable. */
+  apply(m: Machine, s: SshSession, work: NodeWork, facts: NodeFacts): Promise<boolean>;
+}
+
+/**
+ * Runs a step on each machine in parallel, one progress line per node; fails after all finished.
+ * A node whose marker shows the same fingerprint and whose facts hold is skipped ("unchanged")
+ * without another SSH round trip; otherwise the step runs (the progress line says why) and its
+ * marker is written last. Resolves with the nodes where the step ran and where it changed something.
+ */
+export async function applyOnNodes(
   ctx: StepContext,
   stepId: string,
   machines: Machine[],
-  fn: (m: Machine, s: SshSession) => Promise<boolean>,
-): Promise<number> {
+  node: NodeApply,
+): Promise<{ ran: number; changed: number }> {
+  const marker = stepId.split(".")[0]!;
+  const version = await ctx.codeVersion();
   const results = await Promise.allSettled(
     machines.map(async (m) => {
       const started = Date.now();
-      ctx.reporter.event({ step: stepId, node: m.name, state: "start" });
       try {
-        const changed = await fn(m, await ctx.sessions.get(m));
+        const facts = await ctx.facts(m);
+        const work = await node.work(m, facts);
+        const fp = fingerprintOf(marker, version, work);
+        const stale =
+          staleReason(marker, fp, work, facts) ?? (node.unhealthy ? await node.unhealthy(m) : undefined);
+        if (!stale) {
+          ctx.reporter.event({
+            step: stepId,
+            node: m.name,
+            state: "skipped",
+            message: "unchanged",
+            elapsedMs: 0,
+          });
+          return { ran: false, changed: false };
+        }
+        ctx.reporter.event({ step: stepId, node: m.name, state: "start", message: stale });
+        const s = await ctx.sessions.get(m);
+        const changed = await node.apply(m, s, work, facts);
+        await s.run(writeMarkerCommand(marker, renderMarker(fp, work)), {
+          root: true,
+          what: `recording that ${marker} was applied`,
+          signal: ctx.signal,
+        });
         ctx.reporter.event({
           step: stepId,
           node: m.name,
@@ -105,7 +158,7 @@ export async function forEachMachine(
           message: changed ? undefined : "unchanged",
           elapsedMs: Date.now() - started,
         });
-        return changed;
+        return { ran: true, changed };
       } catch (err) {
         ctx.reporter.event({
           step: stepId,
@@ -120,5 +173,6 @@ export async function forEachMachine(
   );
   const failed = results.find((r) => r.status === "rejected");
   if (failed) throw (failed as PromiseRejectedResult).reason;
-  return results.filter((r) => r.status === "fulfilled" && r.value).length;
+  const done = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  return { ran: done.filter((d) => d.ran).length, changed: done.filter((d) => d.changed).length };
 }

@@ -14,9 +14,10 @@ import {
 } from "../artifacts.ts";
 import { etcdMembers } from "../etcd.ts";
 import type { SshSession } from "../ssh.ts";
+import { emptyWork, type NodeWork } from "../applied.ts";
 import {
+  applyOnNodes,
   ensureUnitRunning,
-  forEachMachine,
   installFiles,
   type StepContext,
   type StepOutcome,
@@ -45,6 +46,16 @@ export function executable(ctx: StepContext, name: keyof typeof EXECUTABLES): Pr
   return a;
 }
 
+/** The files an executable consists of on a machine: the runtime, its bundle, launcher and assets. */
+export async function executableFiles(artifact: Artifact): Promise<ArtifactFile[]> {
+  return [await nodeRuntime(), ...artifact.files];
+}
+
+/** The same files as a step's NodeWork uploads, so a rerun can tell they are still in place. */
+export async function executableUploads(artifact: Artifact): Promise<NodeWork["uploads"]> {
+  return (await executableFiles(artifact)).map((f) => ({ path: f.remote, sha256: f.sha256, mode: f.mode }));
+}
+
 /** Uploads the runtime and an executable's files; unchanged files (same sha256) are skipped. */
 export async function installExecutable(
   s: SshSession,
@@ -52,12 +63,30 @@ export async function installExecutable(
   signal?: AbortSignal,
 ): Promise<number> {
   await s.run(`install -d -m 0755 ${HOST_PATHS.bin} ${HOST_PATHS.lib}`, { root: true });
-  const files: ArtifactFile[] = [await nodeRuntime(), ...artifact.files];
   const uploaded = await s.uploadMany(
-    files.map((f) => ({ source: { file: f.local, sha256: f.sha256 }, remotePath: f.remote, mode: f.mode })),
+    (await executableFiles(artifact)).map((f) => ({
+      source: { file: f.local, sha256: f.sha256 },
+      remotePath: f.remote,
+      mode: f.mode,
+    })),
     { signal },
   );
   return uploaded.length;
+}
+
+/** Asks lab-server on `address` for /readyz once, with the admin certificate; why not, or undefined when ready. */
+export async function serverNotReady(ctx: StepContext, address: string): Promise<string | undefined> {
+  const tls = {
+    ca: await readFile(ctx.state.path("pki", "ca.crt"), "utf8"),
+    cert: await readFile(ctx.state.path("pki", "admin.crt"), "utf8"),
+    key: await readFile(ctx.state.path("pki", "admin.key"), "utf8"),
+  };
+  try {
+    const r = await adminGet(tls, `https://${address}:${ctx.plan.cluster.apiServerPort}/readyz`, 10_000);
+    return r.status === 200 ? undefined : `/readyz answered ${r.status}: ${r.body.slice(0, 200)}`;
+  } catch (err) {
+    return `/readyz: ${(err as Error).message}`;
+  }
 }
 
 /**
@@ -70,24 +99,13 @@ export async function waitServerReady(
   address: string,
   timeoutMs = CONTROL_PLANE_READY_TIMEOUT_MS,
 ): Promise<void> {
-  const tls = {
-    ca: await readFile(ctx.state.path("pki", "ca.crt"), "utf8"),
-    cert: await readFile(ctx.state.path("pki", "admin.crt"), "utf8"),
-    key: await readFile(ctx.state.path("pki", "admin.key"), "utf8"),
-  };
-  const url = `https://${address}:${ctx.plan.cluster.apiServerPort}/readyz`;
   const started = Date.now();
-  let last = "";
+  let last: string | undefined;
   for (;;) {
     if (ctx.signal?.aborted)
       throw new LabError({ code: "ABORTED", what: "waiting for lab-server was cancelled" });
-    try {
-      const r = await adminGet(tls, url, 10_000);
-      if (r.status === 200) return;
-      last = `/readyz answered ${r.status}: ${r.body.slice(0, 200)}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
+    last = await serverNotReady(ctx, address);
+    if (last === undefined) return;
     if (Date.now() - started > timeoutMs) {
       const journal = await ctx.sessions
         .get(ctx.machine(name))
@@ -111,40 +129,49 @@ export async function controlPlaneStep(ctx: StepContext): Promise<StepOutcome> {
   const server = await executable(ctx, "lab-server");
   const etcdServers = etcdClientURLs(etcdMembers(ctx.plan));
   const masters = ctx.plan.masters.map((m) => ctx.machine(m.name));
-  const changed = await forEachMachine(ctx, "control-plane.install", masters, async (m, s) => {
-    const planned = ctx.planned(m.name);
-    let n = await installExecutable(s, server, ctx.signal);
-    const unit = renderLabServerUnit({
-      address: planned.address,
-      etcdServers,
-      serviceClusterIPRange: ctx.plan.cluster.serviceCIDR,
-      securePort: ctx.plan.cluster.apiServerPort,
-      loops: {
-        clusterCIDR: ctx.plan.cluster.podCIDR,
-        nodeCIDRMaskSize: ctx.plan.cluster.nodeCIDRMaskSize,
-        podEvictionTimeoutSeconds: ctx.plan.cluster.podEvictionTimeoutSeconds,
-      },
-    });
-    n += await installFiles(
-      s,
-      [
-        ...(await apiServerFiles(ctx.state)),
-        ...(await controllerManagerFiles(ctx.state, ctx.plan.cluster.apiServerPort)),
-        { path: `${HOST_PATHS.unitDir}/lab-server.service`, data: unit },
-      ],
-      ctx.signal,
-    );
-    await ensureUnitRunning(s, "lab-server.service", n > 0);
-    const started = Date.now();
-    await waitServerReady(ctx, m.name, planned.address);
-    ctx.reporter.event({
-      step: "control-plane.ready",
-      node: m.name,
-      state: "done",
-      message: "/readyz answers",
-      elapsedMs: Date.now() - started,
-    });
-    return n > 0;
+  const { changed } = await applyOnNodes(ctx, "control-plane.install", masters, {
+    async work(m) {
+      const planned = ctx.planned(m.name);
+      const unit = renderLabServerUnit({
+        address: planned.address,
+        etcdServers,
+        serviceClusterIPRange: ctx.plan.cluster.serviceCIDR,
+        securePort: ctx.plan.cluster.apiServerPort,
+        loops: {
+          clusterCIDR: ctx.plan.cluster.podCIDR,
+          nodeCIDRMaskSize: ctx.plan.cluster.nodeCIDRMaskSize,
+          podEvictionTimeoutSeconds: ctx.plan.cluster.podEvictionTimeoutSeconds,
+        },
+      });
+      return {
+        ...emptyWork(),
+        files: [
+          ...(await apiServerFiles(ctx.state)),
+          ...(await controllerManagerFiles(ctx.state, ctx.plan.cluster.apiServerPort)),
+          { path: `${HOST_PATHS.unitDir}/lab-server.service`, data: unit },
+        ],
+        uploads: await executableUploads(server),
+        units: ["lab-server.service"],
+      };
+    },
+    // From the lab host, no SSH: an active unit whose apiserver does not answer is not a result.
+    unhealthy: (m) => serverNotReady(ctx, ctx.planned(m.name).address),
+    async apply(m, s, work) {
+      const planned = ctx.planned(m.name);
+      let n = await installExecutable(s, server, ctx.signal);
+      n += await installFiles(s, work.files, ctx.signal);
+      const started = (await ensureUnitRunning(s, "lab-server.service", n > 0)) || n > 0;
+      const t0 = Date.now();
+      await waitServerReady(ctx, m.name, planned.address);
+      ctx.reporter.event({
+        step: "control-plane.ready",
+        node: m.name,
+        state: "done",
+        message: "/readyz answers",
+        elapsedMs: Date.now() - t0,
+      });
+      return started;
+    },
   });
   return {
     changed: changed > 0,

@@ -3,9 +3,10 @@ import { renderEtcdUnit, clientURL } from "../../templates/etcd.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import { etcdctlHealthArgs, etcdMemberConfig, etcdMembers, waitForEtcdHealthy } from "../etcd.ts";
 import { shq } from "../ssh.ts";
+import { emptyWork } from "../applied.ts";
 import {
+  applyOnNodes,
   ensureUnitRunning,
-  forEachMachine,
   installFiles,
   type StepContext,
   type StepOutcome,
@@ -24,30 +25,35 @@ fi`;
 
 export async function etcdStep(ctx: StepContext): Promise<StepOutcome> {
   const masters = ctx.plan.masters.map((m) => ctx.machine(m.name));
-  const changed = await forEachMachine(ctx, "etcd.install", masters, async (m, s) => {
-    const arch = (await s.run("uname -m")).trim();
-    await s.run(MASK_DISTRO_ETCD, { root: true, what: "masking the distribution's etcd.service" });
-    await s.run(
-      `install -d -m 0755 ${HOST_PATHS.pki} && install -d -m 0750 -o etcd -g etcd ${HOST_PATHS.pki}/etcd && install -d -m 0700 -o etcd -g etcd ${HOST_PATHS.etcdData}`,
-      { root: true, what: "creating etcd directories (is etcd-server installed?)" },
-    );
-    const unit = renderEtcdUnit(etcdMemberConfig(ctx.plan, ctx.planned(m.name), { arch }));
-    const n = await installFiles(
-      s,
-      [
-        ...(await etcdFiles(ctx.state, m.name)),
-        { path: `${HOST_PATHS.unitDir}/lab-etcd.service`, data: unit },
-      ],
-      ctx.signal,
-    );
-    await ensureUnitRunning(s, "lab-etcd.service", n > 0);
-    return n > 0;
+  const { ran, changed } = await applyOnNodes(ctx, "etcd.install", masters, {
+    async work(m, facts) {
+      const unit = renderEtcdUnit(etcdMemberConfig(ctx.plan, ctx.planned(m.name), { arch: facts.arch }));
+      return {
+        ...emptyWork(),
+        files: [
+          ...(await etcdFiles(ctx.state, m.name)),
+          { path: `${HOST_PATHS.unitDir}/lab-etcd.service`, data: unit },
+        ],
+        units: ["lab-etcd.service"],
+      };
+    },
+    async apply(_m, s, work) {
+      await s.run(MASK_DISTRO_ETCD, { root: true, what: "masking the distribution's etcd.service" });
+      await s.run(
+        `install -d -m 0755 ${HOST_PATHS.pki} && install -d -m 0750 -o etcd -g etcd ${HOST_PATHS.pki}/etcd && install -d -m 0700 -o etcd -g etcd ${HOST_PATHS.etcdData}`,
+        { root: true, what: "creating etcd directories (is etcd-server installed?)" },
+      );
+      const n = await installFiles(s, work.files, ctx.signal);
+      return (await ensureUnitRunning(s, "lab-etcd.service", n > 0)) || n > 0;
+    },
   });
   const members = etcdMembers(ctx.plan);
+  // Every member's result still stands (unit active, same config): the quorum formed before.
+  if (!ran) return { changed: false, message: `${members.length} members, lab-etcd active on every master` };
   const verdict = await step(ctx, members, masters);
   return {
     changed: changed > 0,
-    message: `${verdict.healthy.length}/${members.length} members healthy${changed ? "" : " (unchanged)"}`,
+    message: `${verdict.healthy.length}/${members.length} members healthy`,
   };
 }
 

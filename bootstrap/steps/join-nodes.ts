@@ -10,14 +10,16 @@ import {
 import { HOST_PATHS } from "../../templates/paths.ts";
 import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import { apiEndpoint, renderKubeconfig } from "../kubeconfig.ts";
+import { emptyWork } from "../applied.ts";
 import {
+  applyOnNodes,
   ensureUnitRunning,
-  forEachMachine,
   installFiles,
+  type RemoteFile,
   type StepContext,
   type StepOutcome,
 } from "./context.ts";
-import { executable, installExecutable } from "./control-plane.ts";
+import { executable, executableUploads, installExecutable } from "./control-plane.ts";
 import { sha256File } from "../artifacts.ts";
 import { shq, type SshSession } from "../ssh.ts";
 import { agentServingFiles, nodeIdentityFiles } from "./files.ts";
@@ -77,10 +79,19 @@ export function nodeImages(ctx: StepContext): Promise<ImageArchive[]> {
   return a;
 }
 
+/** containerd's config and the node's CNI conflist (its pod CIDR). Pure. */
+export function containerdFiles(podCIDR: string): RemoteFile[] {
+  return [
+    { path: NODE_CONTAINERD.config, data: renderNodeContainerdConfig() },
+    { path: NODE_CONTAINERD.cniConf, data: renderNodeCniConfig(podCIDR) },
+  ];
+}
+
 /**
  * containerd as the node's runtime: config and CNI conflist written, the unit unmasked (the guest
  * image masks it so it stays off until lab configures it), enabled and (re)started when its config
- * changed. Restarting containerd leaves running containers alone (their shims outlive it).
+ * changed. Restarting containerd leaves running containers alone (their shims outlive it). Resolves
+ * with the number of changes: files written, plus one when it had to start containerd.
  */
 export async function ensureContainerd(
   s: SshSession,
@@ -93,22 +104,15 @@ export async function ensureContainerd(
       root: true,
     },
   );
-  const n = await installFiles(
-    s,
-    [
-      { path: NODE_CONTAINERD.config, data: renderNodeContainerdConfig() },
-      { path: NODE_CONTAINERD.cniConf, data: renderNodeCniConfig(podCIDR) },
-    ],
-    signal,
-  );
+  const n = await installFiles(s, containerdFiles(podCIDR), signal);
   const unit = "containerd.service";
-  await s.run(
+  const start = await s.run(
     `systemctl unmask ${unit} >/dev/null 2>&1; systemctl enable ${unit} >/dev/null 2>&1; ` +
       // --no-block: on a busy TCG master (etcd, lab-server) systemd alone can take minutes to
       // report the start; the socket below is what matters.
       (n > 0
         ? `systemctl restart --no-block ${unit}`
-        : `systemctl is-active --quiet ${unit} || systemctl start --no-block ${unit}`),
+        : `systemctl is-active --quiet ${unit} || { systemctl start --no-block ${unit} && echo started; }`),
     { root: true, what: "starting containerd", timeoutMs: 300_000, signal },
   );
   await s.run(
@@ -116,7 +120,7 @@ export async function ensureContainerd(
       `ctr --address ${NODE_CONTAINERD.socket} version`,
     { root: true, what: "waiting for containerd's socket", timeoutMs: 300_000, signal },
   );
-  return n;
+  return n + (start.trim() === "started" ? 1 : 0);
 }
 
 /** Uploads and imports the image archives; skipped when the archive is unchanged and the image is there. */
@@ -151,37 +155,54 @@ export async function joinNodesStep(ctx: StepContext): Promise<StepOutcome> {
   const [agent, images] = await Promise.all([executable(ctx, "lab-agent"), nodeImages(ctx)]);
   const f = labAgentHostFiles();
   const machines = ctx.plan.nodes.map((n) => ctx.machine(n.name));
-  const changed = await forEachMachine(ctx, "join-nodes.install", machines, async (m, s) => {
-    const node = ctx.planned(m.name);
-    const runtime =
-      (await ensureContainerd(s, node.podCIDR, ctx.signal)) + (await importNodeImages(s, images, ctx.signal));
-    let n = await installExecutable(s, agent, ctx.signal);
-    await s.run(`install -d -m 0700 ${f.stateDir} && install -d -m 0755 ${HOST_PATHS.etc}/agent`, {
-      root: true,
-    });
-    const kubeconfig = renderKubeconfig({
-      cluster: ctx.plan.lab,
-      user: `system:node:${node.name}`,
-      server: apiEndpoint(ctx.plan),
-      ca: { file: f.ca },
-      cert: { file: f.cert },
-      key: { file: f.key },
-    });
-    n += await installFiles(
-      s,
-      [
-        ...(await nodeIdentityFiles(ctx.state, node.name)),
-        ...(await agentServingFiles(ctx.state, node.name)),
-        { path: f.kubeconfig, data: kubeconfig, mode: 0o600 },
-        {
-          path: `${HOST_PATHS.unitDir}/lab-agent.service`,
-          data: renderLabAgentUnit(agentConfig(ctx.plan, node)),
-        },
-      ],
-      ctx.signal,
-    );
-    await ensureUnitRunning(s, "lab-agent.service", n > 0);
-    return n + runtime > 0;
+  const { changed } = await applyOnNodes(ctx, "join-nodes.install", machines, {
+    async work(m) {
+      const node = ctx.planned(m.name);
+      const kubeconfig = renderKubeconfig({
+        cluster: ctx.plan.lab,
+        user: `system:node:${node.name}`,
+        server: apiEndpoint(ctx.plan),
+        ca: { file: f.ca },
+        cert: { file: f.cert },
+        key: { file: f.key },
+      });
+      return {
+        ...emptyWork(),
+        files: [
+          ...containerdFiles(node.podCIDR),
+          ...(await nodeIdentityFiles(ctx.state, node.name)),
+          ...(await agentServingFiles(ctx.state, node.name)),
+          { path: f.kubeconfig, data: kubeconfig, mode: 0o600 },
+          {
+            path: `${HOST_PATHS.unitDir}/lab-agent.service`,
+            data: renderLabAgentUnit(agentConfig(ctx.plan, node)),
+          },
+        ],
+        uploads: [
+          ...images.map((i) => ({ path: i.remote, sha256: i.sha256, mode: 0o644 })),
+          ...(await executableUploads(agent)),
+        ],
+        units: ["containerd.service", "lab-agent.service"],
+        images: images.map((i) => i.name),
+      };
+    },
+    async apply(m, s, work) {
+      const node = ctx.planned(m.name);
+      const runtime =
+        (await ensureContainerd(s, node.podCIDR, ctx.signal)) +
+        (await importNodeImages(s, images, ctx.signal));
+      let n = await installExecutable(s, agent, ctx.signal);
+      await s.run(`install -d -m 0700 ${f.stateDir} && install -d -m 0755 ${HOST_PATHS.etc}/agent`, {
+        root: true,
+      });
+      const containerd = new Set(containerdFiles(node.podCIDR).map((c) => c.path));
+      n += await installFiles(
+        s,
+        work.files.filter((w) => !containerd.has(w.path)),
+        ctx.signal,
+      );
+      return (await ensureUnitRunning(s, "lab-agent.service", n > 0)) || n + runtime > 0;
+    },
   });
   return { changed: changed > 0, message: `lab-agent on ${machines.length} nodes` };
 }

@@ -10,9 +10,10 @@ import {
 import { labServerHealthPort } from "../../templates/lab-server.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import { LabError } from "../../topology/errors.ts";
+import { emptyWork } from "../applied.ts";
 import {
+  applyOnNodes,
   ensureUnitRunning,
-  forEachMachine,
   installFiles,
   type StepContext,
   type StepOutcome,
@@ -27,50 +28,54 @@ export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
   if (p.masters.length === 1 && p.network.vip === p.masters[0]!.address)
     return { changed: false, message: `one master: the API endpoint is ${p.network.vip}` };
   const masters = p.masters.map((m) => ctx.machine(m.name));
-  const changed = await forEachMachine(ctx, "vip.install", masters, async (m, s) => {
-    const planned = ctx.planned(m.name);
-    const iface = interfaceFor(await s.run("ip -o -4 addr show"), planned.address);
-    if (!iface) {
-      throw new LabError({
-        code: "VIP_NO_INTERFACE",
-        what: `${m.name} has no interface with address ${planned.address}`,
-        where: m.name,
-        fix: "the node's address in the topology must be configured on one of its interfaces",
-        source: "user",
+  const { changed } = await applyOnNodes(ctx, "vip.install", masters, {
+    async work(m, facts) {
+      const planned = ctx.planned(m.name);
+      const iface = interfaceFor(facts.addresses, planned.address);
+      if (!iface) {
+        throw new LabError({
+          code: "VIP_NO_INTERFACE",
+          what: `${m.name} has no interface with address ${planned.address}`,
+          where: m.name,
+          fix: "the node's address in the topology must be configured on one of its interfaces",
+          source: "user",
+        });
+      }
+      const conf = renderKeepalivedConf({
+        name: m.name,
+        address: planned.address,
+        peers: p.masters.filter((o) => o.name !== m.name).map((o) => o.address),
+        iface,
+        vip: p.network.vip,
+        prefix: p.network.prefix,
+        virtualRouterId: virtualRouterIdFor(p.id),
+        priority: 150 - planned.index * 10,
+        apiServerPort: p.cluster.apiServerPort,
       });
-    }
-    // As root: keepalived lives in /usr/sbin, not on a normal user's PATH.
-    await s.run("command -v keepalived >/dev/null && command -v bash >/dev/null", {
-      root: true,
-      what: "looking for keepalived and bash (packages keepalived, bash)",
-    });
-    const conf = renderKeepalivedConf({
-      name: m.name,
-      address: planned.address,
-      peers: p.masters.filter((o) => o.name !== m.name).map((o) => o.address),
-      iface,
-      vip: p.network.vip,
-      prefix: p.network.prefix,
-      virtualRouterId: virtualRouterIdFor(p.id),
-      priority: 150 - planned.index * 10,
-      apiServerPort: p.cluster.apiServerPort,
-    });
-    const n = await installFiles(
-      s,
-      [
-        ...(await nodeIdentityFiles(ctx.state, m.name)),
-        {
-          path: READYZ_CHECK,
-          data: renderReadyzCheck(labServerHealthPort(p.cluster.apiServerPort)),
-          mode: 0o755,
-        },
-        { path: KEEPALIVED_CONF, data: conf },
-        { path: `${HOST_PATHS.unitDir}/lab-keepalived.service`, data: renderKeepalivedUnit() },
-      ],
-      ctx.signal,
-    );
-    await ensureUnitRunning(s, "lab-keepalived.service", n > 0);
-    return n > 0;
+      return {
+        ...emptyWork(),
+        files: [
+          ...(await nodeIdentityFiles(ctx.state, m.name)),
+          {
+            path: READYZ_CHECK,
+            data: renderReadyzCheck(labServerHealthPort(p.cluster.apiServerPort)),
+            mode: 0o755,
+          },
+          { path: KEEPALIVED_CONF, data: conf },
+          { path: `${HOST_PATHS.unitDir}/lab-keepalived.service`, data: renderKeepalivedUnit() },
+        ],
+        units: ["lab-keepalived.service"],
+      };
+    },
+    async apply(_m, s, work) {
+      // As root: keepalived lives in /usr/sbin, not on a normal user's PATH.
+      await s.run("command -v keepalived >/dev/null && command -v bash >/dev/null", {
+        root: true,
+        what: "looking for keepalived and bash (packages keepalived, bash)",
+      });
+      const n = await installFiles(s, work.files, ctx.signal);
+      return (await ensureUnitRunning(s, "lab-keepalived.service", n > 0)) || n > 0;
+    },
   });
   return { changed: changed > 0, message: `VIP ${p.network.vip} among ${masters.length} masters` };
 }

@@ -102,7 +102,16 @@ export class BaremetalProvisioner implements Provisioner {
 
   /** Checks every host; throws one error listing every problem of every host. */
   async check(ctx: ProvisionContext): Promise<Machine[]> {
+    return (await this.inspect(ctx)).machines;
+  }
+
+  /**
+   * `check`, plus which required packages each host has (dpkg-query in the same exec, so a rerun
+   * on hosts that have them all opens no second connection).
+   */
+  private async inspect(ctx: ProvisionContext): Promise<{ machines: Machine[]; dpkg: Map<string, string> }> {
     const problems: HostProblem[] = [];
+    const dpkg = new Map<string, string>();
     const conns = await this.connectAll(ctx, problems);
     try {
       const req = this.opts.requirements ?? defaultRequirements(runtimeArch());
@@ -110,12 +119,21 @@ export class BaremetalProvisioner implements Provisioner {
         [...conns.entries()].map(async ([name, { session }]) => {
           const started = Date.now();
           ctx.reporter.event({ step: "baremetal.check", node: name, state: "start" });
-          const facts = parseFacts((await session.run(FACTS_SCRIPT, { what: "reading host facts" })).trim());
-          const found = judgeHost(
-            ctx.plan.nodes.find((n) => n.name === name)!,
-            facts,
-            req,
+          const node = ctx.plan.nodes.find((n) => n.name === name)!;
+          const pkgs = requiredPackages(node.role, ctx.plan.masters.length);
+          const out = await session.run(
+            `${FACTS_SCRIPT}\ndpkg-query -W -f='pkg \${Package} \${db:Status-Status}\\n' ${pkgs.join(" ")} 2>/dev/null; true`,
+            { what: "reading host facts" },
           );
+          const facts = parseFacts(out.trim());
+          dpkg.set(
+            name,
+            out
+              .split("\n")
+              .flatMap((l) => (l.startsWith("pkg ") ? [l.slice(4)] : []))
+              .join("\n"),
+          );
+          const found = judgeHost(node, facts, req);
           problems.push(...found);
           ctx.reporter.event({
             step: "baremetal.check",
@@ -137,32 +155,29 @@ export class BaremetalProvisioner implements Provisioner {
           source: "host",
         });
       }
-      return [...conns.values()].map((c) => c.machine);
+      return { machines: [...conns.values()].map((c) => c.machine), dpkg };
     } finally {
       for (const c of conns.values()) c.session.close();
     }
   }
 
   async create(ctx: ProvisionContext): Promise<Machine[]> {
-    const machines = await this.check(ctx);
+    const { machines, dpkg } = await this.inspect(ctx);
     if (this.opts.installPackages !== false) {
-      await Promise.all(machines.map((m) => this.installPackages(ctx, m)));
+      await Promise.all(machines.map((m) => this.installPackages(ctx, m, dpkg.get(m.name) ?? "")));
     }
     await ctx.state.writeJson("machines.json", machines);
     return machines;
   }
 
-  private async installPackages(ctx: ProvisionContext, machine: Machine): Promise<void> {
+  /** apt-get installs what `dpkgOut` (from the check) shows missing; connects only then. */
+  private async installPackages(ctx: ProvisionContext, machine: Machine, dpkgOut: string): Promise<void> {
     const started = Date.now();
     ctx.reporter.event({ step: "baremetal.packages", node: machine.name, state: "start" });
-    const s = await SshSession.connect(machine, { signal: ctx.signal });
+    const missing = missingPackages(requiredPackages(machine.role, ctx.plan.masters.length), dpkgOut);
+    const s = missing.length ? await SshSession.connect(machine, { signal: ctx.signal }) : undefined;
     try {
-      const pkgs = requiredPackages(machine.role, ctx.plan.masters.length);
-      const dpkg = await s.exec(
-        `dpkg-query -W -f='\${Package} \${db:Status-Status}\\n' ${pkgs.join(" ")} 2>/dev/null`,
-      );
-      const missing = missingPackages(pkgs, dpkg.stdout);
-      if (missing.length) {
+      if (s) {
         await s.run(
           `export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold ${missing.map(shq).join(" ")}`,
           {
@@ -187,7 +202,7 @@ export class BaremetalProvisioner implements Provisioner {
         elapsedMs: Date.now() - started,
       });
     } finally {
-      s.close();
+      s?.close();
     }
   }
 

@@ -4,7 +4,9 @@
  * at them (addresses, the first lab's SSH key, host key fingerprints from its state) and `lab up`
  * brings the cluster up through the same bootstrap: nodes Ready via kubectl. `lab down` of the
  * baremetal lab removes what lab installed (units, /etc/lab, /opt/lab, /var/lib/lab) and leaves the
- * hosts running; then `lab down` of the machines lab. Timings are appended to
+ * hosts running; then `lab down` of the machines lab. A second `lab up` reports every step
+ * unchanged (and is timed); with lab-agent stopped on the worker, only join-nodes runs, there, and
+ * starts it again. Timings are appended to
  * test-results/e2e-timings.txt. Run: flock /work/wt/vm.lock npx vitest run --project e2e test/e2e/baremetal.test.ts
  */
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -15,6 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fingerprint } from "../../provisioners/keys.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import type { Plan } from "../../topology/plan.ts";
+import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
+import { shq } from "../../bootstrap/ssh.ts";
+import { jsonLines, until } from "./helpers.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
 const labBin = join(repo, "bin/lab.js");
@@ -41,9 +46,41 @@ const timed = async (what: string, args: string[]) => {
     throw new Error(`lab ${args.join(" ")} failed (${r.exitCode}):\n${r.all?.slice(-3000)}`);
   return r;
 };
+/** Each bootstrap step's final state in a `lab up --json` run, in order. */
+const stepOutcomes = (events: Record<string, unknown>[]) =>
+  events
+    .filter((e) => /^bootstrap\.[a-z-]+$/.test(String(e.step)) && e.node === undefined && e.state !== "start")
+    .map((e) => [String(e.step).slice("bootstrap.".length), e.state]);
+/** Every per-node install/sync outcome of the bootstrap steps: [step, node, state]. */
+const nodeOutcomes = (events: Record<string, unknown>[]) =>
+  events
+    .filter((e) => /\.(install|sync)$/.test(String(e.step)) && e.node !== undefined && e.state !== "start")
+    .map((e) => [e.step, e.node, e.state]);
+/**
+ * Where a step ran instead of being skipped from the probe: [step, node, why]. The clock step may
+ * run when a guest's clock strayed more than a second from the host's since the last run.
+ */
+const ranOn = (events: Record<string, unknown>[]) =>
+  events
+    .filter((e) => /\.(install|sync)$/.test(String(e.step)) && e.state === "start" && e.step !== "clock.sync")
+    .map((e) => [e.step, e.node, e.message]);
 /** Runs a command on a VM of the machines lab (its own SSH, not the baremetal lab's). */
 const onHost = (node: string, cmd: string) =>
-  lab(["ssh", node, "--lab", vms, "--", "sudo", "sh", "-c", cmd], { reject: false });
+  // ssh joins its arguments into one remote command line: the script is quoted to stay one word.
+  lab(["ssh", node, "--lab", vms, "--", "sudo", "sh", "-c", shq(cmd)], { reject: false });
+/** Records how long each bootstrap step (and each node's probe) took in a `lab up --json` run. */
+const stepTimings = (label: string, events: Record<string, unknown>[]) => {
+  for (const e of events)
+    if (
+      typeof e.elapsedMs === "number" &&
+      e.state !== "start" &&
+      (/^bootstrap\.[a-z-]+$/.test(String(e.step)) || /^(node\.probe|baremetal\.)/.test(String(e.step)))
+    )
+      timings.push([
+        `  ${label}: ${String(e.step)}${e.node ? ` ${String(e.node)}` : ""}`,
+        Math.round(e.elapsedMs / 100) / 10,
+      ]);
+};
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-e2e-baremetal-"));
@@ -140,8 +177,54 @@ ${nodes.join("\n")}
     for (const n of list.items)
       expect(n.status.conditions.find((c) => c.type === "Ready")?.status, n.metadata.name).toBe("True");
 
-    const rerun = await timed("baremetal lab up rerun", ["up", "-f", "metal.yaml"]);
-    expect(rerun.all).toMatch(/nothing changed/);
+    // A second `lab up` on the running lab: one probe per node, every step unchanged.
+    const rerun = jsonLines(
+      (await timed("baremetal lab up rerun", ["--json", "up", "-f", "metal.yaml"])).stdout,
+    );
+    stepTimings("rerun", rerun);
+    expect(stepOutcomes(rerun)).toEqual(BOOTSTRAP_STEPS.map((s) => [s.id, "skipped"]));
+    for (const e of rerun.filter((e) => /^bootstrap\.[a-z-]+$/.test(String(e.step)) && e.state !== "start"))
+      expect(String(e.message), String(e.step)).toMatch(/^unchanged/);
+    expect(nodeOutcomes(rerun).filter(([, , state]) => state !== "skipped")).toEqual([]);
+    expect(ranOn(rerun)).toEqual([]);
+    expect(rerun.some((e) => e.type === "notice" && /nothing changed/.test(String(e.message)))).toBe(true);
+
+    // Drift: lab-agent stopped on the worker. The rerun starts it again there and only there.
+    const worker = machines.find((m) => m.role === "worker")!.name;
+    expect(
+      (await onHost(worker, "systemctl stop lab-agent && systemctl is-active lab-agent")).stdout.trim(),
+    ).toBe("inactive");
+    const repair = jsonLines(
+      (await timed(`baremetal lab up, lab-agent stopped on ${worker}`, ["--json", "up", "-f", "metal.yaml"]))
+        .stdout,
+    );
+    expect(stepOutcomes(repair)).toEqual(
+      BOOTSTRAP_STEPS.map((s) => [s.id, s.id === "join-nodes" ? "done" : "skipped"]),
+    );
+    expect(nodeOutcomes(repair).filter(([, , state]) => state !== "skipped")).toEqual([
+      ["join-nodes.install", worker, "done"],
+    ]);
+    expect(
+      repair.find((e) => e.step === "join-nodes.install" && e.node === worker && e.state === "start")
+        ?.message,
+    ).toBe("lab-agent.service is inactive");
+    await until("lab-agent active again on the worker", 60_000, async () =>
+      (await onHost(worker, "systemctl is-active lab-agent")).stdout.trim() === "active" ? true : undefined,
+    );
+
+    // The same rerun without markers takes the full path (every check over SSH, as before markers
+    // existed): still nothing changes, and the markers are back afterwards. Timed for comparison.
+    for (const m of machines) await onHost(m.name, "rm -rf /var/lib/lab/applied");
+    const full = jsonLines(
+      (await timed("baremetal lab up rerun without markers", ["--json", "up", "-f", "metal.yaml"])).stdout,
+    );
+    stepTimings("without markers", full);
+    expect(stepOutcomes(full)).toEqual(BOOTSTRAP_STEPS.map((s) => [s.id, "skipped"]));
+    const again = jsonLines(
+      (await timed("baremetal lab up rerun (markers rewritten)", ["--json", "up", "-f", "metal.yaml"]))
+        .stdout,
+    );
+    expect(ranOn(again)).toEqual([]);
 
     await timed("baremetal lab down", ["down", metal]);
     // The hosts still run, and nothing of lab's is left on them.
@@ -154,5 +237,5 @@ ${nodes.join("\n")}
       expect(left.stdout.trim(), `${m.name} leftovers`).toBe("");
     }
     await timed("machines lab down", ["down", vms]);
-  }, 900_000);
+  }, 1_800_000);
 });

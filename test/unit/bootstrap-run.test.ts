@@ -52,7 +52,7 @@ describe("bootstrapCluster", () => {
       changed: false,
     });
     expect(second.events.at(-1)).toMatchObject({ step: "bootstrap.pki", state: "skipped" });
-    expect(second.events.at(-1)!.message).toMatch(/^all \d+ certificates reused$/);
+    expect(second.events.at(-1)!.message).toMatch(/^unchanged: all \d+ certificates reused$/);
     expect(second.notices).toEqual(["the cluster already matched the topology: nothing changed"]);
     const rec = await state.readJson<BootstrapRecord>("bootstrap.json");
     expect(rec?.steps.pki?.changed).toBe(false);

@@ -58,7 +58,7 @@ describe("join-nodes: containerd and images on a node", () => {
     const start2 = again.commands.find((c) => c.includes("systemctl"))!;
     expect(start2).not.toContain("restart");
     expect(start2).toContain(
-      "systemctl is-active --quiet containerd.service || systemctl start --no-block containerd.service",
+      "systemctl is-active --quiet containerd.service || { systemctl start --no-block containerd.service",
     );
   });
 
