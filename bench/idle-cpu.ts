@@ -9,6 +9,7 @@
  *   MASTERS=3      three etcd members and three lab-servers (followers of both leases)
  *   AGENTS=0       no lab-agent (no containerd needed)
  *   PODS=N         N pods (sample image, readiness probe) bound to the agent's node
+ *   READYZ=0       without keepalived's /readyz check (openssl every 2 s) against each lab-server
  *   MEASURE_S=60 SETTLE_S=20
  *   CPU_PROF=DIR   lab-server(s) and agent write V8 CPU profiles there on exit
  */
@@ -18,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LabClient } from "../api/client.ts";
 import { SAMPLE_IMAGE } from "../images/oci/build.ts";
+import { renderReadyzCheck } from "../templates/keepalived.ts";
 import { freePort } from "../test/helpers/etcd.ts";
 import { kubeconfigYaml } from "../test/helpers/test-apiserver.ts";
 import { makeTestPki } from "../test/helpers/test-pki.ts";
@@ -29,6 +31,7 @@ const PODS = Number(process.env["PODS"] ?? 0);
 const SETTLE_S = Number(process.env["SETTLE_S"] ?? 20);
 const MEASURE_S = Number(process.env["MEASURE_S"] ?? 60);
 const CPU_PROF = process.env["CPU_PROF"];
+const READYZ = process.env["READYZ"] !== "0";
 const TICKS = 100; // USER_HZ on Linux
 
 interface Proc {
@@ -137,6 +140,15 @@ try {
       }),
     );
   }
+  if (READYZ) {
+    // what keepalived runs on every master (templates/keepalived.ts: interval 2)
+    await pki.client("node", "system:node:readyz", ["system:nodes"]);
+    for (let i = 0; i < MASTERS; i++) {
+      const script = join(dir, `readyz-${i}.sh`);
+      await writeFile(script, renderReadyzCheck(Number(new URL(urls[i]!).port), pki.dir), { mode: 0o755 });
+      start(`readyz-${i}`, "/bin/sh", ["-c", `while :; do ${script}; sleep 2; done`]);
+    }
+  }
   const c0 = clients[0]!;
   for (const c of clients) await until("API up", () => c.list("namespaces").then(() => true));
   await until("both leases held", async () => {
@@ -149,7 +161,7 @@ try {
   if (AGENTS > 0) {
     node = await startTestNode();
     const name = "bench-node";
-    const cert = await pki.client("node", `system:node:${name}`, ["system:nodes"]);
+    const cert = await pki.client("agent", `system:node:${name}`, ["system:nodes"]);
     const kubeconfig = join(dir, "agent.kubeconfig");
     await writeFile(kubeconfig, kubeconfigYaml(urls[0]!, pki.caCert, cert.cert, cert.key, name), {
       mode: 0o600,
@@ -243,6 +255,7 @@ try {
       etcdTotal: +etcd.toFixed(2),
       labServerTotal: +server.toFixed(2),
       labServerToEtcd: etcd > 0 ? +(server / etcd).toFixed(2) : null,
+      readyzChecks: READYZ ? +sum("readyz").toFixed(2) : null,
     }),
   );
 } finally {
