@@ -111,8 +111,11 @@ try {
 
   const admin = await pki.client("admin", "admin", ["system:masters"]);
   const urls: string[] = [];
+  const healthPorts: number[] = [];
   for (let i = 0; i < MASTERS; i++) {
     const port = await freePort();
+    const healthPort = await freePort();
+    healthPorts.push(healthPort);
     const url = `https://127.0.0.1:${port}`;
     urls.push(url);
     const kubeconfig = join(dir, `server-${i}.kubeconfig`);
@@ -128,6 +131,7 @@ try {
       `--client-ca-file=${pki.caCert}`,
       "--bind-address=127.0.0.1",
       `--secure-port=${port}`,
+      `--health-port=${healthPort}`,
       `--kubeconfig=${kubeconfig}`,
       "--cluster-cidr=10.244.0.0/16",
     ]);
@@ -142,11 +146,10 @@ try {
   }
   if (READYZ) {
     // what keepalived runs on every master (templates/keepalived.ts: interval 2)
-    await pki.client("node", "system:node:readyz", ["system:nodes"]);
     for (let i = 0; i < MASTERS; i++) {
       const script = join(dir, `readyz-${i}.sh`);
-      await writeFile(script, renderReadyzCheck(Number(new URL(urls[i]!).port), pki.dir), { mode: 0o755 });
-      start(`readyz-${i}`, "/bin/sh", ["-c", `while :; do ${script}; sleep 2; done`]);
+      await writeFile(script, renderReadyzCheck(healthPorts[i]!), { mode: 0o755 });
+      start(`readyz-${i}`, "/bin/sh", ["-c", `while :; do ${script} || echo failed >&2; sleep 2; done`]);
     }
   }
   const c0 = clients[0]!;

@@ -1,5 +1,10 @@
 import { createServer as createHttpsServer, type Server } from "node:https";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from "node:http";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
@@ -230,6 +235,11 @@ export class ApiServer {
 
   async stop(): Promise<void> {
     clearInterval(this.compactionTimer);
+    const health = this.healthServer;
+    if (health) {
+      health.closeAllConnections();
+      await new Promise<void>((resolve) => health.close(() => resolve()));
+    }
     for (const end of this.watches) end();
     await this.registry.close();
     const server = this.server;
@@ -237,6 +247,49 @@ export class ApiServer {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+
+  /** Ready means etcd answers; a hung etcd must not hang the load balancer's probe. */
+  async ready(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new ApiError(503, "ServiceUnavailable", "etcd did not answer within 3 s")),
+        3000,
+      );
+    });
+    try {
+      await Promise.race([this.opts.store.revision(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * /healthz, /livez and /readyz over plain HTTP on a loopback address, for a local health check
+   * that runs every 2 s (keepalived): no TLS handshake per check. Nothing else is served there.
+   */
+  async startHealth(host: string, port: number): Promise<number> {
+    const server = createHttpServer((req, res) => {
+      const path = new URL(req.url ?? "/", "http://localhost").pathname;
+      if (!["/healthz", "/livez", "/readyz"].includes(path)) {
+        res.writeHead(404, { "Content-Type": "text/plain" }).end("not found");
+        return;
+      }
+      (path === "/readyz" ? this.ready() : Promise.resolve()).then(
+        () => res.writeHead(200, { "Content-Type": "text/plain" }).end("ok"),
+        (err: unknown) => res.writeHead(503, { "Content-Type": "text/plain" }).end((err as Error).message),
+      );
+    });
+    this.healthServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    const addr = server.address();
+    return typeof addr === "object" && addr ? addr.port : port;
+  }
+
+  private healthServer: HttpServer | undefined;
 
   private authenticate(req: IncomingMessage): UserInfo | undefined {
     const sock = req.socket as TLSSocket;
@@ -294,16 +347,7 @@ export class ApiServer {
     const path = url.pathname.replace(/\/+$/, "") || "/";
     const method = req.method ?? "GET";
     if (["/healthz", "/livez", "/readyz"].includes(path)) {
-      if (path === "/readyz") {
-        // Ready means etcd answers; a hung etcd must not hang the load balancer's probe.
-        const timeout = new Promise<never>((_, reject) => {
-          setTimeout(
-            () => reject(new ApiError(503, "ServiceUnavailable", "etcd did not answer within 3 s")),
-            3000,
-          ).unref();
-        });
-        await Promise.race([this.opts.store.revision(), timeout]);
-      }
+      if (path === "/readyz") await this.ready();
       res.writeHead(200, { "Content-Type": "text/plain" });
       res.end("ok");
       return;

@@ -20,6 +20,7 @@ export interface ServerFlags {
   kubeletClientCertificate?: string;
   kubeletClientKey?: string;
   kubeletCertificateAuthority?: string;
+  healthPort?: string;
 }
 
 export async function startServer(
@@ -64,6 +65,8 @@ export async function startServer(
       : {}),
   });
   const bound = await server.start(flags.bindAddress, port);
+  if (flags.healthPort && Number(flags.healthPort) > 0)
+    await server.startHealth("127.0.0.1", Number(flags.healthPort));
   return { server, store, port: bound };
 }
 
@@ -90,6 +93,11 @@ function serverCommand0(): Command {
       "client certificate for the node agents (pods/log, pods/exec)",
     )
     .option("--kubelet-client-key <file>", "its key")
+    .option(
+      "--health-port <port>",
+      "also serve /healthz, /livez and /readyz over plain HTTP on 127.0.0.1:PORT (local health checks; 0: off)",
+      "0",
+    )
     .option(
       "--kubelet-certificate-authority <file>",
       "CA of the node agents' serving certificates (default: --client-ca-file)",

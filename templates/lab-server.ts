@@ -1,5 +1,5 @@
 /** The `lab-server` unit on every master: the apiserver over the whole etcd cluster, TLS everywhere. */
-import { HOST_PATHS } from "./paths.ts";
+import { HOST_PATHS, LAB_SERVER_HEALTH_PORT } from "./paths.ts";
 import { renderServiceUnit } from "./systemd.ts";
 
 export interface LabServerConfig {
@@ -47,6 +47,8 @@ export function labServerArgs(c: LabServerConfig): string[] {
     `--secure-port=${c.securePort}`,
     `--advertise-address=${c.address}`,
     `--service-cluster-ip-range=${c.serviceClusterIPRange}`,
+    // keepalived's /readyz check, every 2 s, without a TLS handshake each time
+    `--health-port=${LAB_SERVER_HEALTH_PORT}`,
     ...(c.loops
       ? [
           `--kubeconfig=${f.loopsKubeconfig}`,

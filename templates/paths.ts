@@ -28,3 +28,5 @@ export const LAB_UNITS = [
 
 export const ETCD_CLIENT_PORT = 2379;
 export const ETCD_PEER_PORT = 2380;
+/** lab-server's plain-HTTP /readyz on 127.0.0.1 only, for keepalived's check (no TLS handshake). */
+export const LAB_SERVER_HEALTH_PORT = 6080;

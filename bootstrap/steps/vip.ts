@@ -7,7 +7,7 @@ import {
   renderReadyzCheck,
   virtualRouterIdFor,
 } from "../../templates/keepalived.ts";
-import { HOST_PATHS } from "../../templates/paths.ts";
+import { HOST_PATHS, LAB_SERVER_HEALTH_PORT } from "../../templates/paths.ts";
 import { LabError } from "../../topology/errors.ts";
 import {
   ensureUnitRunning,
@@ -58,7 +58,7 @@ export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
       s,
       [
         ...(await nodeIdentityFiles(ctx.state, m.name)),
-        { path: READYZ_CHECK, data: renderReadyzCheck(p.cluster.apiServerPort), mode: 0o755 },
+        { path: READYZ_CHECK, data: renderReadyzCheck(LAB_SERVER_HEALTH_PORT), mode: 0o755 },
         { path: KEEPALIVED_CONF, data: conf },
         { path: `${HOST_PATHS.unitDir}/lab-keepalived.service`, data: renderKeepalivedUnit() },
       ],

@@ -13,6 +13,8 @@ import {
   type V1Pod,
 } from "@kubernetes/client-node";
 import { ApiStatusError, LabClient } from "../../api/client.ts";
+import { renderReadyzCheck } from "../../templates/keepalived.ts";
+import { freePort } from "../helpers/etcd.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
 const run = promisify(execFile);
@@ -524,6 +526,20 @@ describe("lab-server authentication and authorization", () => {
 
   it("serves health without a certificate", async () => {
     expect(await rawGet("/readyz")).toEqual({ code: 200, body: "ok" });
+  });
+
+  it("answers keepalived's check on the plain-HTTP loopback health port, and only health there", async () => {
+    const port = await s.server.startHealth("127.0.0.1", 0);
+    const check = join(s.pki.dir, "check-apiserver");
+    await writeFile(check, renderReadyzCheck(port), { mode: 0o755 });
+    const exitCode = (): Promise<unknown> =>
+      new Promise((resolve) => execFile(check, (err) => resolve(err ? (err.code ?? 1) : 0)));
+    expect(await exitCode()).toBe(0);
+    const other = await fetch(`http://127.0.0.1:${port}/api/v1/pods`);
+    expect(other.status).toBe(404);
+    // nothing listening: the check fails at once
+    await writeFile(check, renderReadyzCheck(await freePort()), { mode: 0o755 });
+    expect(await exitCode()).not.toBe(0);
   });
 
   it("answers 413 for bodies over 3 MiB and 400 for malformed JSON, storing nothing", async () => {

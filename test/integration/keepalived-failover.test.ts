@@ -1,8 +1,9 @@
 /**
  * The API VIP's failover without VMs: three network namespaces on one bridge, each a "master" running
  * the real keepalived with the configuration and /readyz check lab renders (templates/keepalived.ts),
- * and a tiny HTTPS /readyz responder standing in for lab-server. Stopping the responder on the master
- * that holds the VIP moves the VIP to another master within 10 s.
+ * and a tiny responder standing in for lab-server (HTTPS on the API port, plain HTTP /readyz on the
+ * loopback health port the check asks). Stopping the responder on the master that holds the VIP
+ * moves the VIP to another master within 10 s.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execa, type ResultPromise } from "execa";
@@ -19,6 +20,7 @@ const net = `10.250.${(parseInt(sfx, 16) % 250) + 1}`;
 const vip = `${net}.10`;
 const address = (i: number) => `${net}.${10 + i}`;
 const port = 16443;
+const healthPort = 16080;
 let dir = "";
 const responders = new Map<number, ResultPromise>();
 const daemons: ResultPromise[] = [];
@@ -27,9 +29,10 @@ const ip = (...args: string[]) => execa("ip", args);
 const inNs = (ns: string, cmd: string[], opts: { input?: string } = {}) =>
   execa("ip", ["netns", "exec", ns, ...cmd], { timeout: 5_000, ...opts });
 
-/** A stand-in for lab-server: HTTPS, 200 on /readyz. */
+/** A stand-in for lab-server: HTTPS on the API port, plain HTTP on 127.0.0.1:healthPort; 200 on /readyz. */
 function startResponder(i: number): void {
-  const script = `require("https").createServer({key: require("fs").readFileSync(${JSON.stringify(join(dir, "key.pem"))}), cert: require("fs").readFileSync(${JSON.stringify(join(dir, "cert.pem"))})}, (q, r) => { r.writeHead(q.url === "/readyz" ? 200 : 404); r.end("master-${i}"); }).listen(${port});`;
+  const handler = `(q, r) => { r.writeHead(q.url === "/readyz" ? 200 : 404); r.end("master-${i}"); }`;
+  const script = `require("https").createServer({key: require("fs").readFileSync(${JSON.stringify(join(dir, "key.pem"))}), cert: require("fs").readFileSync(${JSON.stringify(join(dir, "cert.pem"))})}, ${handler}).listen(${port}); require("http").createServer(${handler}).listen(${healthPort}, "127.0.0.1");`;
   const p = execa("ip", ["netns", "exec", masters[i - 1]!.ns, process.execPath, "-e", script], {
     reject: false,
   });
@@ -70,15 +73,8 @@ beforeAll(async () => {
     ...["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
     ...["-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")],
   ]);
-  // The check reads ca.crt, node.crt and node.key from its pki directory, as on a master.
-  for (const [to, from] of [
-    ["ca.crt", "cert.pem"],
-    ["node.crt", "cert.pem"],
-    ["node.key", "key.pem"],
-  ] as const)
-    await execa("cp", [join(dir, from), join(dir, to)]);
   const check = join(dir, "check-apiserver");
-  await writeFile(check, renderReadyzCheck(port, dir), { mode: 0o755 });
+  await writeFile(check, renderReadyzCheck(healthPort), { mode: 0o755 });
 
   await ip("netns", "add", hub);
   await ip("-n", hub, "link", "add", "br0", "type", "bridge");

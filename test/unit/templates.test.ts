@@ -171,8 +171,8 @@ describe("keepalived", () => {
     expect(conf).toMatch(/unicast_peer \{\n\s+10\.0\.0\.11\n\s+10\.0\.0\.13\n\s+\}/);
     expect(conf).toContain("virtual_router_id 42");
     expect(conf).toContain("track_script {\n    apiserver_ready");
-    expect(renderReadyzCheck(6443)).toContain("-connect 127.0.0.1:6443");
-    expect(renderReadyzCheck(6443)).toContain("GET /readyz");
+    expect(renderReadyzCheck(6080)).toContain("/dev/tcp/127.0.0.1/6080");
+    expect(renderReadyzCheck(6080)).toContain("GET /readyz");
   });
   it("holds an explicit VIP on a single master without peers", () => {
     const one = renderKeepalivedConf({
