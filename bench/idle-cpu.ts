@@ -4,6 +4,7 @@
  * Nothing is created; after SETTLE_S the CPU seconds (utime+stime from /proc/PID/stat, plus
  * reaped children such as nft/ip runs) of every process are taken over MEASURE_S, and printed as
  * % of one core, with lab-server:etcd side by side. A TCG guest is ~14x slower: multiply.
+ * CPU time inflates when the host is busy: compare two trees by running both at the same time.
  *
  * Run (root): npx tsx bench/idle-cpu.ts
  *   MASTERS=3      three etcd members and three lab-servers (followers of both leases)
