@@ -277,7 +277,11 @@ export class ApiServer {
 
   async stop(): Promise<void> {
     clearInterval(this.compactionTimer);
-    this.healthServer?.close();
+    const health = this.healthServer;
+    if (health) {
+      health.closeAllConnections();
+      await new Promise<void>((resolve) => health.close(() => resolve()));
+    }
     for (const end of this.watches) end();
     await this.registry.close();
     const server = this.server;
@@ -289,13 +293,21 @@ export class ApiServer {
   private authenticate(req: IncomingMessage): UserInfo | undefined {
     const sock = req.socket as TLSSocket;
     if (!sock.authorized) return undefined;
+    // The certificate is fixed for the connection's life: decode it once, not on every request
+    // of a keep-alive connection (getPeerCertificate builds a fresh object each time).
+    if (this.users.has(sock)) return this.users.get(sock);
     const cert = sock.getPeerCertificate();
     const cn = cert?.subject?.CN;
-    if (!cn) return undefined;
-    const o = cert.subject.O;
+    const o = cert?.subject?.O;
     const groups = o === undefined ? [] : Array.isArray(o) ? o : [o];
-    return { name: Array.isArray(cn) ? cn[0]! : cn, groups: [...groups, "system:authenticated"] };
+    const user = cn
+      ? { name: Array.isArray(cn) ? cn[0]! : cn, groups: [...groups, "system:authenticated"] }
+      : undefined;
+    this.users.set(sock, user);
+    return user;
   }
+
+  private readonly users = new WeakMap<TLSSocket, UserInfo | undefined>();
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {

@@ -11,10 +11,11 @@ import { applyOomKills, KernelOomLog } from "./oom.ts";
 import type { SandboxOptions } from "./container-config.ts";
 import { gracePeriodSeconds, sandboxConfig } from "./container-config.ts";
 import type { CriClient } from "./cri/client.ts";
+import type { ContainerStatus } from "./cri/types.ts";
 import { isNotFound } from "./cri/client.ts";
 import { GRACE_PERIOD, MANAGED_BY, MANAGED_BY_AGENT, POD_UID } from "./labels.ts";
 import type { ObservedContainer, ObservedPod, ObservedSandbox } from "./observed.ts";
-import { currentSandbox, nsToMs } from "./observed.ts";
+import { currentSandbox, nsToMs, statusStillValid } from "./observed.ts";
 import type { ProbeResult } from "./pod-status.ts";
 import { computePodStatus } from "./pod-status.ts";
 import { ContainerProber } from "./probes.ts";
@@ -79,6 +80,8 @@ export class PodAgent {
   private reportedTerminated = new Set<string>();
   private unhealthy = new Set<string>();
   private sandboxIPs = new Map<string, string>();
+  /** Last CRI ContainerStatus per container, reused while the listed state says it cannot differ. */
+  private containerStatuses = new Map<string, ContainerStatus>();
   private syncing: Promise<void> | undefined;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
@@ -236,8 +239,20 @@ export class PodAgent {
       get(uid).sandboxes.push(o);
     }
     const statuses = await Promise.all(
-      containers.map((c) => cri.containerStatus(c.id).catch(() => undefined)),
+      containers.map((c) => {
+        const known = this.containerStatuses.get(c.id);
+        if (known && statusStillValid(known, c.state, Date.now())) return known;
+        return cri.containerStatus(c.id).then(
+          (st) => (this.containerStatuses.set(c.id, st), st),
+          () => undefined,
+        );
+      }),
     );
+    if (selector === MANAGED) {
+      // a full listing: forget containers that are gone
+      const listed = new Set(containers.map((c) => c.id));
+      for (const id of this.containerStatuses.keys()) if (!listed.has(id)) this.containerStatuses.delete(id);
+    }
     containers.forEach((c, i) => {
       const st = statuses[i];
       if (!st) return;

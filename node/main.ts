@@ -107,6 +107,8 @@ export function agentCommand(): Command {
 
 type Log = (msg: string) => void;
 
+const ROUTES_RECHECK_MS = 60_000;
+
 function describeEvent(e: AgentEvent): string {
   switch (e.kind) {
     case "action":
@@ -261,14 +263,23 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
   );
 
   let routing: Promise<void> = Promise.resolve();
+  // Every node's status write (each node, every 40 s) is a nodes event here; the routes change only
+  // when a node or its pod CIDR does. Unchanged routes are re-checked (repaired) once a minute.
+  let synced = { routes: "", at: 0 };
   loops.push(
     listWatch(client, "nodes", {
       signal: watches.signal,
       onChange: (nodes: V1Node[]) => {
         const want = desiredRoutes(nodes, f.nodeName);
+        const key = JSON.stringify(want);
+        if (key === synced.routes && Date.now() - synced.at < ROUTES_RECHECK_MS) return;
+        synced = { routes: key, at: Date.now() };
         routing = routing
           .then(() => syncRoutes(want, prefix))
-          .catch((err: unknown) => log(`pod routes: ${errText(err)}`));
+          .catch((err: unknown) => {
+            synced = { routes: "", at: 0 }; // failed: try again on the next event
+            log(`pod routes: ${errText(err)}`);
+          });
       },
       onError: onError("nodes"),
     }),

@@ -1,5 +1,5 @@
 /** What CRI reports about one pod, grouped by the pod UID label. Input to the pure planner and status. */
-import type { ContainerStateName, SandboxStateName } from "./cri/types.ts";
+import type { ContainerStateName, ContainerStatus, SandboxStateName } from "./cri/types.ts";
 
 export interface ObservedSandbox {
   id: string;
@@ -52,3 +52,21 @@ export function attemptsOf(o: ObservedPod, sandboxId: string, name: string): Obs
     .filter((c) => c.sandboxId === sandboxId && c.name === name)
     .sort((a, b) => b.attempt - a.attempt || b.createdAt - a.createdAt);
 }
+
+/**
+ * Whether a container's cached CRI status still holds, given the state ListContainers shows now
+ * (what kubelet's PLEG relies on): a running container's status changes only with its state; an
+ * exited one's is final once containerd had time to add a late OOM reason to it.
+ */
+export function statusStillValid(
+  known: ContainerStatus,
+  listedState: ContainerStateName,
+  nowMs: number,
+): boolean {
+  if (known.state !== listedState) return false;
+  if (known.state === "CONTAINER_RUNNING") return true;
+  return known.state === "CONTAINER_EXITED" && nowMs - nsToMs(known.finishedAt) > EXITED_SETTLE_MS;
+}
+
+/** After this long, containerd adds nothing more to an exited container's status. */
+const EXITED_SETTLE_MS = 10_000;

@@ -1,3 +1,4 @@
+import type { V1Lease } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { LeaderElector, leaseDecision } from "../../api/leader-election.ts";
 import { memoryLeaseStore } from "../helpers/memory-store.ts";
@@ -128,7 +129,8 @@ describe("LeaderElector", () => {
     const flaky = {
       get: (ns: string, n: string) => (broken ? Promise.reject(new Error("etcd down")) : store.get(ns, n)),
       create: store.create,
-      update: store.update,
+      // the leader renews without reading (fast path): etcd down fails its writes too
+      update: (l: V1Lease) => (broken ? Promise.reject(new Error("etcd down")) : store.update(l)),
     };
     let signalSeen: AbortSignal | undefined;
     let stoppedAt = 0;
@@ -152,6 +154,43 @@ describe("LeaderElector", () => {
     expect(stoppedAt - t0).toBeLessThan(1500);
     ac.abort();
     await run;
+  });
+
+  it("renews with one write per retry period and no read; a lease taken meanwhile ends its term", async () => {
+    const store = memoryLeaseStore();
+    const calls = { get: 0, update: 0 };
+    const counting = {
+      get: (ns: string, n: string) => (calls.get++, store.get(ns, n)),
+      create: store.create,
+      update: (l: V1Lease) => (calls.update++, store.update(l)),
+    };
+    let stopped = false;
+    const e = new LeaderElector({
+      ...fast,
+      leaseDurationSeconds: 3,
+      renewDeadlineMs: 2000,
+      store: counting,
+      namespace: "kube-system",
+      name: "ctl",
+      identity: "a",
+      onStartedLeading: () => undefined,
+      onStoppedLeading: () => void (stopped = true),
+    });
+    const ac = new AbortController();
+    const run = e.run(ac.signal);
+    await until(() => e.isLeader());
+    const before = { ...calls };
+    await until(() => calls.update >= before.update + 5);
+    expect(calls.get).toBe(before.get);
+    // someone else wrote the Lease (an operator, a split brain): the stale renew fails, the
+    // leader reads, sees another holder and stops leading
+    const cur = await store.get("kube-system", "ctl");
+    await store.update({ ...cur!, spec: { ...cur!.spec, holderIdentity: "b", renewTime: new Date() } });
+    await until(() => stopped);
+    expect(e.isLeader()).toBe(false);
+    ac.abort();
+    await run;
+    expect(store.store.objects.get("kube-system/ctl")?.spec?.holderIdentity).toBe("b");
   });
 
   it("refuses a renew deadline not shorter than the lease", () => {
