@@ -7,6 +7,7 @@ import type { V1Lease } from "@kubernetes/client-node";
 import type { KubeObject, ListWatcher, WatchEvent } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
 import type { LeaseStore } from "../../api/leader-election.ts";
+import type { ObjectWriter } from "../../controlplane/loop-client.ts";
 
 export class StatusError extends Error {
   constructor(
@@ -140,4 +141,35 @@ export function memoryLeaseStore(
       return store.update(lease);
     },
   };
+}
+
+/**
+ * A control loop's ObjectWriter over in-memory stores, one per resource; created objects get a uid,
+ * events are accepted and dropped.
+ */
+export function memoryWriter(stores: Record<string, MemoryStore<KubeObject>>): ObjectWriter {
+  const store = (r: string): MemoryStore<KubeObject> => {
+    const s = stores[r];
+    if (!s) throw new Error(`memoryWriter: no store for ${r}`);
+    return s;
+  };
+  return {
+    async get(r: string, ns: string, name: string) {
+      return store(r).objects.get(`${ns}/${name}`);
+    },
+    async create(r: string, _ns: string, o: KubeObject) {
+      return r === "events"
+        ? o
+        : store(r).create({ ...o, metadata: { ...o.metadata, uid: `uid-${Math.random()}` } });
+    },
+    async update(r: string, _ns: string, o: KubeObject) {
+      return store(r).update(o);
+    },
+    async updateStatus(r: string, _ns: string, o: KubeObject) {
+      return store(r).update(o);
+    },
+    async delete(r: string, ns: string, name: string) {
+      store(r).remove(`${ns}/${name}`);
+    },
+  } as unknown as ObjectWriter;
 }

@@ -4,8 +4,7 @@ import type { KubeObject } from "../../api/informer.ts";
 import { Informer } from "../../api/informer.ts";
 import { DeploymentController } from "../../controlplane/controllers/deployment.ts";
 import { HASH_LABEL, podTemplateHash } from "../../controlplane/controllers/pod-template.ts";
-import type { ObjectWriter } from "../../controlplane/loop-client.ts";
-import { MemoryStore } from "../helpers/memory-store.ts";
+import { MemoryStore, memoryWriter } from "../helpers/memory-store.ts";
 
 async function until(cond: () => boolean, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
@@ -23,27 +22,10 @@ const template = (image: string) => ({
 function setup() {
   const deployments = new MemoryStore<V1Deployment>();
   const rss = new MemoryStore<V1ReplicaSet>();
-  const store = (r: string) =>
-    (r === "deployments" ? deployments : rss) as unknown as MemoryStore<KubeObject>;
-  const writer = {
-    async get(r: string, ns: string, name: string) {
-      return store(r).objects.get(`${ns}/${name}`);
-    },
-    async create(r: string, _ns: string, o: KubeObject) {
-      return r === "events"
-        ? o
-        : store(r).create({ ...o, metadata: { ...o.metadata, uid: `uid-${Math.random()}` } });
-    },
-    async update(r: string, _ns: string, o: KubeObject) {
-      return store(r).update(o);
-    },
-    async updateStatus(r: string, _ns: string, o: KubeObject) {
-      return store(r).update(o);
-    },
-    async delete(r: string, ns: string, name: string) {
-      store(r).remove(`${ns}/${name}`);
-    },
-  } as unknown as ObjectWriter;
+  const writer = memoryWriter({ deployments, replicasets: rss } as unknown as Record<
+    string,
+    MemoryStore<KubeObject>
+  >);
   const dInf = new Informer(deployments.listWatcher());
   const rsInf = new Informer(rss.listWatcher());
   const ctl = new DeploymentController(dInf, rsInf, writer);

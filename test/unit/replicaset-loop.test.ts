@@ -2,10 +2,9 @@ import type { V1Pod, V1ReplicaSet } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import type { KubeObject } from "../../api/informer.ts";
 import { Informer, objectKey } from "../../api/informer.ts";
-import type { ObjectWriter } from "../../controlplane/loop-client.ts";
 import { Expectations } from "../../controlplane/controllers/expectations.ts";
 import { ReplicaSetController } from "../../controlplane/controllers/replicaset.ts";
-import { MemoryStore } from "../helpers/memory-store.ts";
+import { MemoryStore, memoryWriter } from "../helpers/memory-store.ts";
 
 async function until(cond: () => boolean, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
@@ -18,23 +17,10 @@ async function until(cond: () => boolean, ms = 2000): Promise<void> {
 function setup() {
   const pods = new MemoryStore<V1Pod>();
   const rss = new MemoryStore<V1ReplicaSet>();
-  const store = (r: string) => (r === "pods" ? pods : rss) as unknown as MemoryStore<KubeObject>;
-  const writer = {
-    async create(r: string, _ns: string, o: KubeObject) {
-      return r === "events"
-        ? o
-        : store(r).create({ ...o, metadata: { ...o.metadata, uid: `uid-${Math.random()}` } });
-    },
-    async update(r: string, _ns: string, o: KubeObject) {
-      return store(r).update(o);
-    },
-    async updateStatus(r: string, _ns: string, o: KubeObject) {
-      return store(r).update(o);
-    },
-    async delete(r: string, ns: string, name: string) {
-      store(r).remove(`${ns}/${name}`);
-    },
-  } as unknown as ObjectWriter;
+  const writer = memoryWriter({ pods, replicasets: rss } as unknown as Record<
+    string,
+    MemoryStore<KubeObject>
+  >);
   const podInf = new Informer(pods.listWatcher());
   const rsInf = new Informer(rss.listWatcher());
   const ctl = new ReplicaSetController(rsInf, podInf, writer);
