@@ -11,6 +11,7 @@
  *   for await (const ev of c.watch("pods", { resourceVersion: pods.metadata.resourceVersion })) ...
  */
 import { Agent, request, type RequestOptions } from "node:https";
+import { createSecureContext } from "node:tls";
 import { readFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import { parse as parseYaml } from "yaml";
@@ -168,7 +169,12 @@ export class LabClient {
 
   constructor(private readonly config: ClientConfig) {
     this.url = new URL(config.server);
-    this.agent = new Agent({ ca: config.ca, cert: config.cert, key: config.key, keepAlive: true });
+    // One TLS context for every connection: given ca/cert/key, the Agent would parse them again
+    // for each new connection (a noticeable cost on a slow TCG node that reconnects often).
+    this.agent = new Agent({
+      secureContext: createSecureContext({ ca: config.ca, cert: config.cert, key: config.key }),
+      keepAlive: true,
+    });
   }
 
   /** Reads a kubeconfig's current context (certificate files or inline *-data). */

@@ -34,6 +34,7 @@ import {
   type KubeletClientTls,
 } from "./node-proxy.ts";
 import { Registry, type DeleteOptions, type KObject, type Selectors, type WatchEvent } from "./registry.ts";
+import { EtcdReadiness } from "./etcd-readiness.ts";
 import { ServiceIpAllocator } from "./service-ips.ts";
 import type { EtcdStore } from "./storage/etcd-store.ts";
 
@@ -182,9 +183,11 @@ export class ApiServer {
   private healthServer: HttpServer | undefined;
   private readonly watches = new Set<() => void>();
   private compactionTimer: NodeJS.Timeout | undefined;
+  private readonly readiness: EtcdReadiness;
 
   constructor(private readonly opts: ApiServerOptions) {
     this.registry = new Registry(opts.store, new ServiceIpAllocator(opts.store, opts.serviceClusterIpRange));
+    this.readiness = new EtcdReadiness(opts.store);
   }
 
   async start(host: string, port: number): Promise<number> {
@@ -216,6 +219,7 @@ export class ApiServer {
       server.listen(port, host, () => resolve());
     });
     this.startCompaction();
+    await this.readiness.start();
     const addr = server.address();
     return typeof addr === "object" && addr ? addr.port : port;
   }
@@ -247,14 +251,9 @@ export class ApiServer {
 
   private async health(path: string, res: ServerResponse): Promise<void> {
     if (path === "/readyz") {
-      // Ready means etcd answers; a hung etcd must not hang the load balancer's probe.
-      const timeout = new Promise<never>((_, reject) => {
-        setTimeout(
-          () => reject(new ApiError(503, "ServiceUnavailable", "etcd did not answer within 3 s")),
-          3000,
-        ).unref();
-      });
-      await Promise.race([this.opts.store.revision(), timeout]);
+      // From the probe loop's verdict: a check must not wait for (or add) an etcd round trip.
+      const why = this.readiness.notReady();
+      if (why) throw new ApiError(503, "ServiceUnavailable", why);
     }
     res.writeHead(200, { "Content-Type": "text/plain" });
     res.end("ok");
@@ -277,6 +276,7 @@ export class ApiServer {
 
   async stop(): Promise<void> {
     clearInterval(this.compactionTimer);
+    this.readiness.stop();
     const health = this.healthServer;
     if (health) {
       health.closeAllConnections();

@@ -44,8 +44,9 @@ global_defs {
 vrrp_script apiserver_ready {
   script "${c.checkScript ?? READYZ_CHECK}"
   interval 2
-  # The check gives up after 5 s itself; a stopped apiserver fails at once (connection refused),
-  # so detection stays fall x interval.
+  # The check gives up after 8 s itself (lab-server answers from memory, but a busy TCG master
+  # may take seconds to read the request); a stopped apiserver fails at once (connection
+  # refused), so detection stays fall x interval.
   timeout 10
   fall 2
   rise 1
@@ -88,7 +89,7 @@ export function renderReadyzCheck(healthPort: number): string {
 # Written by lab: exits 0 when the local lab-server answers /readyz with 200.
 exec 3<>/dev/tcp/127.0.0.1/${healthPort} || exit 1
 printf 'GET /readyz HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3
-read -r -t 5 status <&3 || exit 1
+read -r -t 8 status <&3 || exit 1
 [[ $status == *" 200 "* ]]
 `;
 }

@@ -30,7 +30,7 @@ export class FailoverClient {
 
   constructor(servers: string[], creds: Omit<ClientConfig, "server">) {
     if (servers.length === 0) throw new Error("no API server addresses");
-    this.clients = servers.map((server) => new LabClient({ timeoutMs: 10_000, ...creds, server }));
+    this.clients = servers.map((server) => new LabClient({ timeoutMs: 30_000, ...creds, server }));
     this.servers = servers;
   }
 
