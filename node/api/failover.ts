@@ -18,6 +18,14 @@ import {
   type WatchOptions,
 } from "../../api/client.ts";
 
+/** Every apiserver address failed; the message names each one and why. */
+export class NoServerAnswered extends Error {
+  constructor(readonly failures: string[]) {
+    super(`no API server answered (${failures.join("; ")})`);
+    this.name = "NoServerAnswered";
+  }
+}
+
 /** Errors worth trying another server for: the server is unreachable or unwell, not "no". */
 export function isServerFailure(err: unknown): boolean {
   if (err instanceof ApiStatusError) return err.code >= 500 || err.code === 429;
@@ -46,6 +54,7 @@ export class FailoverClient {
   }
 
   private async call<T>(fn: (c: LabClient) => Promise<T>): Promise<T> {
+    const failures: string[] = [];
     let last: unknown;
     for (let i = 0; i < this.clients.length; i++) {
       const idx = (this.preferred + i) % this.clients.length;
@@ -59,9 +68,12 @@ export class FailoverClient {
           throw err;
         }
         last = err;
+        failures.push(`${this.servers[idx]}: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
-    throw last;
+    // Every server failed: say what each one did, not only the last (that the VIP is unreachable
+    // says little when the masters behind it time out).
+    throw this.clients.length === 1 ? last : new NoServerAnswered(failures);
   }
 
   get<P extends Plural>(plural: P, name: string, namespace?: string): Promise<ResourceTypes[P]> {
