@@ -19,6 +19,7 @@ import {
   type StepOutcome,
 } from "./context.ts";
 import { nodeIdentityFiles } from "./files.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
 
 /** keepalived on every master: the VIP follows a master whose apiserver answers /readyz. */
 export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
@@ -77,5 +78,74 @@ export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
       return (await ensureUnitRunning(s, "lab-keepalived.service", n > 0)) || n > 0;
     },
   });
-  return { changed: changed > 0, message: `VIP ${p.network.vip} among ${masters.length} masters` };
+  // Freshly (re)configured: wait until a master holds the VIP, so a check that never passes stops
+  // the bootstrap here with each master's verdict, not minutes later as an unreachable API.
+  const holder = changed > 0 ? await waitVipHeld(ctx, masters) : undefined;
+  return {
+    changed: changed > 0,
+    message: `VIP ${p.network.vip} among ${masters.length} masters${holder ? `, held by ${holder}` : ""}`,
+  };
+}
+
+export const VIP_HELD_TIMEOUT_MS = 240_000;
+
+/** The masters whose `ip -4 -o addr show` lists the VIP. Pure. */
+export function vipHolders(outputs: Map<string, string>, vip: string): string[] {
+  return [...outputs]
+    .filter(([, out]) => out.split(/\s+/).some((t) => t.startsWith(`${vip}/`)))
+    .map(([name]) => name);
+}
+
+/** The named readiness check `vip.held`: one master holds the VIP. */
+async function waitVipHeld(
+  ctx: StepContext,
+  masters: Machine[],
+  timeoutMs = VIP_HELD_TIMEOUT_MS,
+): Promise<string> {
+  const vip = ctx.plan.network.vip;
+  const started = Date.now();
+  ctx.reporter.event({ step: "vip.held", state: "start", message: `waiting for a master to hold ${vip}` });
+  for (;;) {
+    const outputs = new Map<string, string>();
+    await Promise.all(
+      masters.map(async (m) => {
+        const s = await ctx.sessions.get(m);
+        outputs.set(m.name, await s.run("ip -4 -o addr show", { signal: ctx.signal }).catch(() => ""));
+      }),
+    );
+    const holders = vipHolders(outputs, vip);
+    if (holders.length > 0) {
+      ctx.reporter.event({
+        step: "vip.held",
+        state: "done",
+        message: `held by ${holders.join(", ")}`,
+        elapsedMs: Date.now() - started,
+      });
+      return holders.join(", ");
+    }
+    if (Date.now() - started > timeoutMs) break;
+    await new Promise((r) => setTimeout(r, 3_000));
+  }
+  // Why not: each master's own health check, as keepalived runs it.
+  const verdicts = await Promise.all(
+    masters.map(async (m) => {
+      const s = await ctx.sessions.get(m);
+      const out = await s
+        .run(`${READYZ_CHECK} >/dev/null 2>&1 && echo passes || echo "fails (exit $?)"`, {
+          root: true,
+          signal: ctx.signal,
+        })
+        .catch((err: unknown) => `unknown (${(err as Error).message})`);
+      return `${m.name}: /readyz check ${out.trim()}`;
+    }),
+  );
+  const what = `no master holds the VIP ${vip} after ${Math.round(timeoutMs / 1000)} s; ${verdicts.join("; ")}`;
+  ctx.reporter.event({ step: "vip.held", state: "failed", message: what, elapsedMs: Date.now() - started });
+  throw new LabError({
+    code: "VIP_NOT_HELD",
+    what,
+    where: masters.map((m) => m.name).join(", "),
+    fix: "look at `journalctl -u lab-keepalived` and `journalctl -u lab-server` on the masters (`lab ssh master-1`); keepalived takes the VIP only where the check passes",
+    source: "host",
+  });
 }

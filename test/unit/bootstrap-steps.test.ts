@@ -6,6 +6,7 @@ import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
 import { renderKubeconfig, apiEndpoint } from "../../bootstrap/kubeconfig.ts";
 import { agentApiServers, agentConfig, CONTROL_PLANE_TAINT } from "../../bootstrap/steps/join-nodes.ts";
 import { nodesReadiness } from "../../bootstrap/steps/wait-ready.ts";
+import { vipHolders } from "../../bootstrap/steps/vip.ts";
 import { etcdMemberConfig } from "../../bootstrap/etcd.ts";
 import { etcdArgs } from "../../templates/etcd.ts";
 import { plan } from "../../topology/plan.ts";
@@ -100,5 +101,24 @@ describe("bootstrap steps", () => {
     expect(Buffer.from(k.clusters[0].cluster["certificate-authority-data"], "base64").toString()).toBe("CA");
     expect(k.users[0].user["client-key"]).toBe("/k");
     expect(k["current-context"]).toBe("lab-admin@steps");
+  });
+});
+
+describe("vip.held: which master holds the VIP", () => {
+  it("finds the VIP among a master's addresses, not a neighbour address that starts alike", () => {
+    const out = new Map([
+      [
+        "master-1",
+        "2: eth0    inet 10.202.174.11/24 brd 10.202.174.255 scope global eth0\\       valid_lft forever",
+      ],
+      [
+        "master-2",
+        "2: eth0    inet 10.202.174.12/24 brd 10.202.174.255 scope global eth0\\       valid_lft forever\n" +
+          "2: eth0    inet 10.202.174.10/24 scope global secondary eth0\\       valid_lft forever",
+      ],
+      ["master-3", "2: eth0    inet 10.202.174.100/24 scope global eth0"],
+    ]);
+    expect(vipHolders(out, "10.202.174.10")).toEqual(["master-2"]);
+    expect(vipHolders(new Map([["master-1", ""]]), "10.202.174.10")).toEqual([]);
   });
 });
