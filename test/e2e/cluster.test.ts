@@ -395,6 +395,31 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
   );
 
   it.skipIf(masterCount < 3)(
+    "6a. the VIP follows lab-server: stopped on the VIP holder, the API answers through the VIP again within 10 s",
+    async () => {
+      const vip = /server: https:\/\/([\d.]+)/.exec(await readFile(l.kubeconfig, "utf8"))![1]!;
+      const holder = await vipNode(vip);
+      await onNode(holder, "systemctl stop lab-server.service");
+      const t0 = Date.now();
+      await until(
+        "the API answers through the VIP",
+        120_000,
+        async () => {
+          const r = await l.kubectl(["get", "--raw", "/readyz"], { reject: false, timeoutMs: 5_000 });
+          return r.exitCode === 0 ? true : undefined;
+        },
+        500,
+      );
+      const took = Date.now() - t0;
+      timings.add(`6a. lab-server stopped on ${holder} → API answers through the VIP`, took);
+      const next = await vipNode(vip);
+      await onNode(holder, "systemctl start lab-server.service");
+      expect(next, "another master took the VIP").not.toBe(holder);
+      expect(took).toBeLessThan(10_000);
+    },
+  );
+
+  it.skipIf(masterCount < 3)(
     "6. leader election and HA: the master with the VIP and the controller lease powered off; the API answers through the VIP, a new leader, a scale-up completes",
     async () => {
       const leaseArgs = ["get", "lease", "-n", "kube-system", "kube-controller-manager"];
