@@ -46,7 +46,10 @@ export function registerTunnel(program: Command): void {
       "forward 127.0.0.1:PORT to the lab's API (VIP, else a master) through the hypervisor's SSH jump; runs until Ctrl-C",
     )
     .option("-f, --file <FILE>", "topology file naming the lab when NAME is not given")
-    .option("--port <PORT>", "local port (default: the lab's own, 16443-17442; recorded for `lab kubeconfig`)")
+    .option(
+      "--port <PORT>",
+      "local port (default: the lab's own, 16443-17442; 0: any free one); recorded for `lab kubeconfig`",
+    )
     .addHelpText(
       "after",
       `
@@ -67,11 +70,11 @@ line per failed connection.`,
       let port = await tunnelPort(state);
       if (opts.port !== undefined) {
         port = Number(opts.port);
-        if (!Number.isInteger(port) || port < 1 || port > 65535)
+        if (!/^\d+$/.test(opts.port) || port > 65535)
           throw new LabError({
             code: "INVALID_FLAG",
             what: `--port ${opts.port} is not a TCP port`,
-            fix: "give a number from 1 to 65535",
+            fix: "give a number from 1 to 65535 (0: any free port)",
           });
       }
       const dialer = labDialer(machines);

@@ -7,7 +7,7 @@
  * does not answer gives an error that names it and the hypervisor.
  */
 import { execa, type ResultPromise } from "execa";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +16,7 @@ import { labDialer } from "../../bootstrap/dialer.ts";
 import { createCA, issueCertificate } from "../../bootstrap/pki.ts";
 import { adminGet } from "../../bootstrap/steps/wait-ready.ts";
 import type { Machine, SshJump } from "../../provisioners/provisioner.ts";
+import { LabState } from "../../topology/state.ts";
 import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
 
 let hosts: TestHosts | undefined;
@@ -206,5 +207,59 @@ describe("lab tunnel", () => {
       await tunnel.close();
       await dialer.close();
     }
+  });
+});
+
+describe("lab tunnel and lab kubeconfig (the CLI) with stock kubectl", () => {
+  it("kubectl reaches the API behind the jump through the tunnel the kubeconfig points at", async () => {
+    // A lab's state as `lab up` leaves it: plan, machines (behind the jump), admin credentials.
+    const home = join(hosts!.dir, "lab-home");
+    const state = new LabState("tnl", home);
+    await state.ensure();
+    await state.writeJson("plan.json", {
+      lab: "tnl",
+      provider: { type: "libvirt" },
+      network: { vip: deadVip },
+      cluster: { apiServerPort: apiPort },
+      masters: [{ name: "master-1", address: apiAddress }],
+      nodes: [{ name: "master-1", role: "master", address: apiAddress }],
+    });
+    await state.writeJson("machines.json", machines());
+    await mkdir(state.path("pki"), { recursive: true });
+    await writeFile(state.path("pki", "ca.crt"), tls.ca);
+    await writeFile(state.path("pki", "admin.crt"), tls.cert);
+    await writeFile(state.path("pki", "admin.key"), tls.key, { mode: 0o600 });
+    const env = { ...process.env, LAB_HOME: home };
+    const lab = (args: string[]) => execa(process.execPath, ["bin/lab.js", ...args], { env, reject: false });
+    const tunnel = execa(process.execPath, ["bin/lab.js", "--json", "tunnel", "tnl", "--port", "0"], {
+      env,
+      reject: false,
+    });
+    try {
+      const first = await new Promise<string>((resolve, reject) => {
+        let buf = "";
+        tunnel.stdout!.on("data", (d: Buffer) => {
+          buf += d.toString();
+          if (buf.includes("\n")) resolve(buf.slice(0, buf.indexOf("\n")));
+        });
+        void tunnel.then((r) => reject(new Error(`lab tunnel exited ${r.exitCode}: ${r.stderr}`)));
+      });
+      const t = JSON.parse(first) as { port: number; server: string; targets: string[]; via: string };
+      expect(t).toMatchObject({
+        server: `https://127.0.0.1:${t.port}`,
+        targets: [`${deadVip}:${apiPort}`, `${apiAddress}:${apiPort}`],
+        via: `root@${jump().host}:22`,
+      });
+      const file = join(home, "kubeconfig");
+      const kc = await lab(["--json", "kubeconfig", "tnl", "-o", file]);
+      expect(kc.exitCode).toBe(0);
+      expect(JSON.parse(kc.stdout)).toMatchObject({ server: t.server, tunnel: { port: t.port } });
+      const k = await execa("kubectl", ["--kubeconfig", file, "get", "--raw", "/readyz"], { reject: false });
+      expect(k.stderr).toBe("");
+      expect(k.stdout).toBe("ok");
+    } finally {
+      tunnel.kill("SIGINT");
+    }
+    expect((await tunnel).exitCode).toBe(0);
   });
 });
