@@ -181,11 +181,17 @@ describe("a lab on a remote hypervisor (qemu+ssh through a loopback sshd, TCG), 
     tunnel = undefined;
   });
 
-  it("lab status shows both running; a second up adopts them", async () => {
+  it("lab status shows both running and Ready (API through the jump); a second up adopts them", async () => {
     const t0 = Date.now();
     const status = JSON.parse((await lab(["--json", "status", name])).stdout) as {
       machines: { name: string; state: string }[];
+      api?: { via?: string; nodes?: { ready: string[] } };
     };
+    // Node readiness from the API, asked through the hypervisor's jump.
+    expect(status.api).toMatchObject({
+      via: `root@127.0.0.1:${hv!.port}`,
+      nodes: { ready: ["master-1", "worker-1"] },
+    });
     expect(status.machines.map((m) => [m.name, m.state])).toEqual([
       ["master-1", "running"],
       ["worker-1", "running"],
