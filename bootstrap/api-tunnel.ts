@@ -32,8 +32,7 @@ export function defaultTunnelPort(lab: string): number {
 }
 
 export type TunnelEvent =
-  | { type: "connected"; target: string; ms: number }
-  | { type: "failed"; error: string };
+  { type: "connected"; target: string; ms: number } | { type: "failed"; error: string };
 
 export interface ApiTunnel {
   /** The local port it listens on (the one asked for, or the one the OS chose for 0). */

@@ -92,7 +92,8 @@ export function registerKubeconfig(program: Command): void {
         tunnel !== undefined
           ? `the API is behind the hypervisor: keep \`lab tunnel ${labName}\` running for ${server}\n`
           : "";
-      const tunnelJson = tunnel !== undefined ? { tunnel: { port: tunnel, command: `lab tunnel ${labName}` } } : {};
+      const tunnelJson =
+        tunnel !== undefined ? { tunnel: { port: tunnel, command: `lab tunnel ${labName}` } } : {};
       if (opts.merge) {
         const target =
           typeof opts.merge === "string"
