@@ -11,6 +11,7 @@ import type { Plan } from "../topology/plan.ts";
 import type { Reporter } from "../topology/progress.ts";
 import type { LabState } from "../topology/state.ts";
 import { bootstrapCodeVersion, parseProbe, probeScript, type NodeFacts } from "./applied.ts";
+import { labDialer } from "./dialer.ts";
 import { Sessions, type StepContext, type StepOutcome } from "./steps/context.ts";
 import { clockStep } from "./steps/clock.ts";
 import { controlPlaneStep, executable } from "./steps/control-plane.ts";
@@ -98,11 +99,14 @@ export async function bootstrapCluster(
       source: "internal",
     });
   }
-  const sessions = new Sessions(ctx.signal);
+  // One login per hypervisor for the whole run: the sessions and the API checks share it.
+  const dialer = labDialer(ctx.machines);
+  const sessions = new Sessions(ctx.signal, dialer.jumps);
   const probes = new Map<string, Promise<NodeFacts>>();
   const sctx: StepContext = {
     ...ctx,
     sessions,
+    dialer,
     machine: (name) => byName.get(name)!,
     planned: (name) => ctx.plan.nodes.find((n) => n.name === name)!,
     facts(m) {
@@ -158,6 +162,7 @@ export async function bootstrapCluster(
     }
   } finally {
     await sessions.closeAll();
+    await dialer.close();
   }
   if (!anyChange) ctx.reporter.notice("the cluster already matched the topology: nothing changed");
   return { changed: anyChange };

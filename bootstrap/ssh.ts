@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import type { Machine } from "../provisioners/provisioner.ts";
-import { connectJump, forwardOut, type JumpConnection } from "../provisioners/ssh-jump.ts";
+import { connectJump, forwardOut, type JumpConnection, type JumpPool } from "../provisioners/ssh-jump.ts";
 import { LabError } from "../topology/errors.ts";
 
 export interface ExecResult {
@@ -31,6 +31,8 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Accept a host key when none is pinned (topology acceptNewHostKey); never overrides a pin. */
   acceptNewHostKey?: boolean;
+  /** Share the jump host's connection with other sessions (it outlives this session). */
+  jumps?: JumpPool;
 }
 
 /** `SHA256:...` of a raw SSH public key blob, as `ssh-keygen -l` prints it. */
@@ -109,11 +111,14 @@ export class SshSession {
     let jump: JumpConnection | undefined;
     let sock: ConnectConfig["sock"];
     if (m.jump) {
-      jump = await connectJump(m.jump, { timeoutMs: opts.timeoutMs, signal: opts.signal });
+      const shared = opts.jumps ? await opts.jumps.get(m.jump, opts.signal) : undefined;
+      const j = shared ?? (await connectJump(m.jump, { timeoutMs: opts.timeoutMs, signal: opts.signal }));
+      // A shared connection belongs to the pool: this session closes only its own.
+      jump = shared ? undefined : j;
       try {
-        sock = await forwardOut(jump, m.host, m.port);
+        sock = await forwardOut(j, m.host, m.port);
       } catch (err) {
-        jump.close();
+        jump?.close();
         throw new LabError({
           code: "SSH_UNREACHABLE",
           what: `cannot reach ${where} through ${m.jump.host}: ${(err as Error).message}`,

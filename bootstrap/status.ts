@@ -1,7 +1,13 @@
 /**
  * Cluster status for `lab status`: etcd members with health and leader, asked over SSH on the
- * masters (etcdctl with the master's own etcd certificate), so it needs no route from the lab host.
+ * masters (etcdctl with the master's own etcd certificate), so it needs no route from the lab host;
+ * and node readiness from the API, reached through the lab dialer (the hypervisor's jump, if any).
  */
+import type { V1NodeList } from "@kubernetes/client-node";
+import { LabError } from "../topology/errors.ts";
+import { labDialer } from "./dialer.ts";
+import { apiEndpoint } from "./kubeconfig.ts";
+import { adminGet, nodesReadiness } from "./steps/wait-ready.ts";
 import type { Machine } from "../provisioners/provisioner.ts";
 import { clientURL, type EtcdMember } from "../templates/etcd.ts";
 import { HOST_PATHS } from "../templates/paths.ts";
@@ -75,4 +81,34 @@ export async function etcdClusterStatus(
     }
   }
   return etcdMemberRows(members, [], []);
+}
+
+export interface ApiStatus {
+  endpoint: string;
+  /** The jump host the lab host reached the API through (`user@host:port`), when behind one. */
+  via?: string;
+  /** Nodes the API reports Ready, of the planned ones; absent when the API did not answer. */
+  nodes?: { ready: string[]; notReady: { name: string; why: string }[] };
+  error?: string;
+}
+
+/** Asks the API (the VIP, through the lab dialer) which nodes are Ready; never throws. */
+export async function apiStatus(
+  plan: Plan,
+  machines: Machine[],
+  tls: { ca: string; cert: string; key: string },
+): Promise<ApiStatus> {
+  const endpoint = apiEndpoint(plan);
+  const dialer = labDialer(machines);
+  const via = dialer.via(plan.network.vip);
+  const out: ApiStatus = { endpoint, ...(via ? { via: `${via.user}@${via.host}:${via.port}` } : {}) };
+  try {
+    const r = await adminGet(tls, `${endpoint}/api/v1/nodes`, 10_000, dialer);
+    if (r.status !== 200) return { ...out, error: `answered ${r.status}` };
+    return { ...out, nodes: nodesReadiness(plan, JSON.parse(r.body) as V1NodeList) };
+  } catch (err) {
+    return { ...out, error: err instanceof LabError ? err.what : (err as Error).message };
+  } finally {
+    await dialer.close();
+  }
 }

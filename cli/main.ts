@@ -13,6 +13,7 @@ import { registerLogs } from "./commands/logs.ts";
 import { registerImage } from "./commands/image.ts";
 import { registerKubeconfig } from "./commands/kubeconfig.ts";
 import { registerExport } from "./commands/export.ts";
+import { registerTunnel } from "./commands/tunnel.ts";
 
 export function buildProgram(): Command {
   const program = new Command("lab")
@@ -41,6 +42,7 @@ State: $LAB_HOME (default ~/.local/state/lab).`,
     registerDoctor,
     registerKubeconfig,
     registerExport,
+    registerTunnel,
   ])
     register(program);
   return program;

@@ -149,3 +149,55 @@ export function execOnJump(
     });
   });
 }
+
+/** The identity of a jump host: one connection per user, host, port and pinned key. */
+export const jumpKey = (j: SshJump) => `${j.user}@${j.host}:${j.port}#${jumpFingerprint(j.hostKey)}`;
+
+/**
+ * One SSH connection per jump host, opened on first use and shared by every session and stream
+ * through it (ssh2 multiplexes channels), so a bootstrap logs into the hypervisor once instead
+ * of once per node and per API check. A connection that drops is forgotten and reopened on the
+ * next use; a failed connect is not cached.
+ */
+export class JumpPool {
+  private readonly open = new Map<string, Promise<JumpConnection>>();
+  private closed = false;
+
+  constructor(private readonly opts: { timeoutMs?: number } = {}) {}
+
+  get(jump: SshJump, signal?: AbortSignal): Promise<JumpConnection> {
+    if (this.closed)
+      return Promise.reject(
+        new LabError({ code: "ABORTED", what: `connection to ${where(jump)} requested after close` }),
+      );
+    const key = jumpKey(jump);
+    let c = this.open.get(key);
+    if (!c) {
+      c = connectJump(jump, { timeoutMs: this.opts.timeoutMs, signal });
+      const p = c;
+      p.then(
+        (conn) => {
+          const forget = () => {
+            if (this.open.get(key) === p) this.open.delete(key);
+          };
+          conn.client.once("close", forget);
+          conn.client.once("end", forget);
+          if (this.closed) conn.close();
+        },
+        () => {
+          if (this.open.get(key) === p) this.open.delete(key);
+        },
+      );
+      this.open.set(key, c);
+    }
+    return c;
+  }
+
+  /** Ends every connection (and with it every stream through them). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.open.values()];
+    this.open.clear();
+    for (const c of all) (await c.catch(() => undefined))?.close();
+  }
+}

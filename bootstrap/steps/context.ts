@@ -4,6 +4,8 @@
  * only when their bytes differ. A node whose result still stands is skipped without a round trip.
  */
 import type { Machine } from "../../provisioners/provisioner.ts";
+import type { JumpPool } from "../../provisioners/ssh-jump.ts";
+import type { LabDialer } from "../dialer.ts";
 import type { PlannedNode } from "../../topology/plan.ts";
 import type { BootstrapContext } from "../index.ts";
 import {
@@ -24,12 +26,16 @@ export interface StepOutcome {
 
 export class Sessions {
   private readonly open = new Map<string, Promise<SshSession>>();
-  constructor(private readonly signal?: AbortSignal) {}
+  constructor(
+    private readonly signal?: AbortSignal,
+    /** Jump connections shared by every session (and the dialer) of this run. */
+    private readonly jumps?: JumpPool,
+  ) {}
 
   get(machine: Machine): Promise<SshSession> {
     let s = this.open.get(machine.name);
     if (!s) {
-      s = SshSession.connect(machine, { signal: this.signal });
+      s = SshSession.connect(machine, { signal: this.signal, ...(this.jumps ? { jumps: this.jumps } : {}) });
       // A failed connect is not cached: the next step may try again.
       s.catch(() => this.open.delete(machine.name));
       this.open.set(machine.name, s);
@@ -45,6 +51,8 @@ export class Sessions {
 
 export interface StepContext extends BootstrapContext {
   sessions: Sessions;
+  /** TCP from the lab host to the lab network (API checks): direct, or through the machines' jump. */
+  dialer: LabDialer;
   machine(name: string): Machine;
   planned(name: string): PlannedNode;
   /** What the node's probe found at the start of the run (one SSH exec per node, cached). */

@@ -82,7 +82,12 @@ export async function serverNotReady(ctx: StepContext, address: string): Promise
     key: await readFile(ctx.state.path("pki", "admin.key"), "utf8"),
   };
   try {
-    const r = await adminGet(tls, `https://${address}:${ctx.plan.cluster.apiServerPort}/readyz`, 10_000);
+    const r = await adminGet(
+      tls,
+      `https://${address}:${ctx.plan.cluster.apiServerPort}/readyz`,
+      10_000,
+      ctx.dialer,
+    );
     return r.status === 200 ? undefined : `/readyz answered ${r.status}: ${r.body.slice(0, 200)}`;
   } catch (err) {
     return `/readyz: ${(err as Error).message}`;

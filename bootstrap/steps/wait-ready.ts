@@ -1,8 +1,10 @@
 import { request } from "node:https";
+import type { Duplex } from "node:stream";
 import { readFile } from "node:fs/promises";
 import type { V1NodeList } from "@kubernetes/client-node";
 import { LabError } from "../../topology/errors.ts";
 import type { Plan } from "../../topology/plan.ts";
+import { dialTls, type LabDialer } from "../dialer.ts";
 import { apiEndpoint } from "../kubeconfig.ts";
 import type { StepContext, StepOutcome } from "./context.ts";
 
@@ -31,14 +33,32 @@ export function nodesReadiness(plan: Plan, list: V1NodeList | undefined): NodeRe
   return out;
 }
 
-/** GET with the admin client certificate; resolves with the status code and body, never throws on HTTP errors. */
+/**
+ * GET with the admin client certificate; resolves with the status code and body, never throws on
+ * HTTP errors. With a dialer, the connection goes through it (a jump host to the lab network).
+ */
 export function adminGet(
   ctx: { ca: string; cert: string; key: string },
   url: string,
   timeoutMs = 5_000,
+  dialer?: LabDialer,
 ): Promise<{ status: number; body: string }> {
+  const u = new URL(url);
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(u.port || 443);
+  // Without an agent, http calls createConnection and waits for its callback (Node ≥ 16).
+  const createConnection = dialer
+    ? (_o: unknown, done: (err: Error | null, s: Duplex) => void) => {
+        dialTls(dialer, host, port, ctx, { timeoutMs }).then(
+          (s) => done(null, s),
+          (err: Error) => done(err, undefined as unknown as Duplex),
+        );
+        return undefined;
+      }
+    : undefined;
   return new Promise((resolve, reject) => {
-    const req = request(url, { ca: ctx.ca, cert: ctx.cert, key: ctx.key, timeout: timeoutMs }, (res) => {
+    const options = { ca: ctx.ca, cert: ctx.cert, key: ctx.key, timeout: timeoutMs };
+    const req = request(url, createConnection ? { ...options, createConnection } : options, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () =>
@@ -70,7 +90,7 @@ export async function waitReadyStep(
   for (;;) {
     if (ctx.signal?.aborted) throw new LabError({ code: "ABORTED", what: "waiting for nodes was cancelled" });
     try {
-      const r = await adminGet(tls, url);
+      const r = await adminGet(tls, url, 5_000, ctx.dialer);
       if (r.status === 200) {
         apiError = "";
         last = nodesReadiness(ctx.plan, JSON.parse(r.body) as V1NodeList);

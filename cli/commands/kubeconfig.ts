@@ -14,6 +14,7 @@ import { loadTopology } from "../../topology/load.ts";
 import { plan } from "../../topology/plan.ts";
 import { LabState, writeFileAtomic } from "../../topology/state.ts";
 import { printJson, type GlobalOptions } from "../output.ts";
+import { needsTunnel, tunnelPort } from "./tunnel.ts";
 
 interface KubeconfigOptions {
   file?: string;
@@ -25,6 +26,8 @@ interface KubeconfigOptions {
 export async function adminKubeconfig(
   state: LabState,
   fallbackServer?: () => Promise<string>,
+  /** Instead of the recorded endpoint (a local tunnel's address). */
+  serverOverride?: string,
 ): Promise<{ text: string; server: string }> {
   const need = ["pki/ca.crt", "pki/admin.crt", "pki/admin.key"];
   const missing = need.filter((f) => !existsSync(state.path(f)));
@@ -37,7 +40,7 @@ export async function adminKubeconfig(
     });
   }
   const recorded = await state.readJson<LabEndpoint>("endpoint.json");
-  const server = recorded?.server ?? (fallbackServer ? await fallbackServer() : undefined);
+  const server = serverOverride ?? recorded?.server ?? (fallbackServer ? await fallbackServer() : undefined);
   if (!server) {
     throw new LabError({
       code: "LAB_NOT_BOOTSTRAPPED",
@@ -62,7 +65,7 @@ export function registerKubeconfig(program: Command): void {
     .command("kubeconfig")
     .argument("[NAME]", "lab name (default: the topology's metadata.name)")
     .description(
-      "print the admin kubeconfig of a lab (API on the VIP), or write it / merge it into ~/.kube/config",
+      "print the admin kubeconfig of a lab (API on the VIP; on a remote hypervisor 127.0.0.1 via `lab tunnel`), or write it / merge it into ~/.kube/config",
     )
     .option("-f, --file <FILE>", "topology file (default: ./lab.yaml, else the built-in default)")
     .option("-o, --output <PATH>", "write the kubeconfig to PATH (mode 0600) instead of printing it")
@@ -78,9 +81,19 @@ export function registerKubeconfig(program: Command): void {
       };
       const labName = name ?? (await fromTopology()).metadata.name;
       const state = new LabState(labName);
-      const { text, server } = await adminKubeconfig(state, async () =>
-        apiEndpoint(plan(await fromTopology())),
+      // Behind a hypervisor's jump, kubectl reaches the API through `lab tunnel` on 127.0.0.1.
+      const tunnel = (await needsTunnel(state)) ? await tunnelPort(state) : undefined;
+      const { text, server } = await adminKubeconfig(
+        state,
+        async () => apiEndpoint(plan(await fromTopology())),
+        tunnel !== undefined ? `https://127.0.0.1:${tunnel}` : undefined,
       );
+      const hint =
+        tunnel !== undefined
+          ? `the API is behind the hypervisor: keep \`lab tunnel ${labName}\` running for ${server}\n`
+          : "";
+      const tunnelJson =
+        tunnel !== undefined ? { tunnel: { port: tunnel, command: `lab tunnel ${labName}` } } : {};
       if (opts.merge) {
         const target =
           typeof opts.merge === "string"
@@ -88,22 +101,30 @@ export function registerKubeconfig(program: Command): void {
             : (process.env.KUBECONFIG?.split(":")[0] ?? join(homedir(), ".kube", "config"));
         const existing = existsSync(target) ? await readFile(target, "utf8") : "";
         await writeFileAtomic(target, mergeKubeconfig(existing, text), 0o600);
-        if (g.json) printJson({ lab: labName, server, merged: target, context: `lab-admin@lab-${labName}` });
+        if (g.json)
+          printJson({
+            lab: labName,
+            server,
+            merged: target,
+            context: `lab-admin@lab-${labName}`,
+            ...tunnelJson,
+          });
         else
           process.stdout.write(
-            `merged lab "${labName}" (${server}) into ${target}; current context lab-admin@lab-${labName}\n`,
+            `merged lab "${labName}" (${server}) into ${target}; current context lab-admin@lab-${labName}\n${hint}`,
           );
       } else if (opts.output) {
         await writeFileAtomic(opts.output, text, 0o600);
-        if (g.json) printJson({ lab: labName, server, written: opts.output });
+        if (g.json) printJson({ lab: labName, server, written: opts.output, ...tunnelJson });
         else
           process.stdout.write(
-            `wrote ${opts.output} (lab "${labName}", ${server}); use: kubectl --kubeconfig ${opts.output} get nodes\n`,
+            `wrote ${opts.output} (lab "${labName}", ${server}); use: kubectl --kubeconfig ${opts.output} get nodes\n${hint}`,
           );
       } else if (g.json) {
-        printJson({ lab: labName, server, kubeconfig: text });
+        printJson({ lab: labName, server, kubeconfig: text, ...tunnelJson });
       } else {
         process.stdout.write(text);
+        process.stderr.write(hint);
       }
     });
 }

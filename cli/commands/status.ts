@@ -1,5 +1,11 @@
 import type { Command } from "commander";
-import { etcdClusterStatus, type EtcdMemberStatus } from "../../bootstrap/status.ts";
+import { readFile } from "node:fs/promises";
+import {
+  apiStatus,
+  etcdClusterStatus,
+  type ApiStatus,
+  type EtcdMemberStatus,
+} from "../../bootstrap/status.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import { silentReporter } from "../../topology/progress.ts";
 import { LabState } from "../../topology/state.ts";
@@ -27,6 +33,16 @@ export function registerStatus(program: Command): void {
       const bootstrap = await state.readJson<{ steps: Record<string, unknown> }>("bootstrap.json");
       if (plan && bootstrap?.steps.etcd && machines.some((m) => m.state === "running"))
         etcd = await etcdClusterStatus(plan, reachable);
+      // Node readiness from the API (through the hypervisor's jump when the lab is behind one).
+      let api: ApiStatus | undefined;
+      if (plan && bootstrap?.steps["control-plane"] && machines.some((m) => m.state === "running")) {
+        const pem = (f: string) => readFile(state.path("pki", f), "utf8");
+        api = await apiStatus(plan, reachable, {
+          ca: await pem("ca.crt"),
+          cert: await pem("admin.crt"),
+          key: await pem("admin.key"),
+        });
+      }
       if (g.json) {
         printJson({
           lab: labName,
@@ -34,6 +50,7 @@ export function registerStatus(program: Command): void {
           provider: plan?.provider.type,
           machines: rows,
           ...(etcd ? { etcd } : {}),
+          ...(api ? { api } : {}),
         });
         return;
       }
@@ -61,6 +78,14 @@ export function registerStatus(program: Command): void {
             `${e.name}  ${e.endpoint}  ${e.healthy ? "healthy" : `unhealthy${e.error ? ` (${e.error})` : ""}`}  ${e.leader ? "leader" : ""}`.trimEnd() +
               "\n",
           );
+      }
+      if (api) {
+        const via = api.via ? ` (through ${api.via})` : "";
+        process.stdout.write(
+          api.nodes
+            ? `\nAPI ${api.endpoint}${via}: ${api.nodes.ready.length}/${plan.nodes.length} nodes Ready${api.nodes.notReady.length ? `; not Ready: ${api.nodes.notReady.map((n) => `${n.name} (${n.why})`).join(", ")}` : ""}\n`
+            : `\nAPI ${api.endpoint}${via}: not answering (${api.error})\n`,
+        );
       }
     });
 }

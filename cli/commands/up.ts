@@ -6,6 +6,7 @@ import { planForUp, labUp } from "../lab-run.ts";
 import type { GlobalOptions } from "../output.ts";
 import { createReporter, printResultLine } from "../progress.ts";
 import { LabState } from "../../topology/state.ts";
+import { apiBehindJump } from "../../bootstrap/dialer.ts";
 
 export function registerUp(program: Command): void {
   program
@@ -60,7 +61,10 @@ export function registerUp(program: Command): void {
       } else {
         process.stdout.write(
           `lab ${plan.lab} is up: ${machines.map((m) => `${m.name} ${m.address}`).join(", ")}\n` +
-            `  lab ssh ${machines[0]?.name ?? "NODE"}${opts.file ? ` -f ${opts.file}` : ""}    lab status    lab down ${plan.lab}\n`,
+            `  lab ssh ${machines[0]?.name ?? "NODE"}${opts.file ? ` -f ${opts.file}` : ""}    lab status    lab down ${plan.lab}\n` +
+            (!opts.machinesOnly && apiBehindJump(machines, plan.network.vip)
+              ? `  the API is on the hypervisor's lab network: \`lab tunnel ${plan.lab}\` (keep it running), then \`lab kubeconfig ${plan.lab} --merge\`\n`
+              : ""),
         );
       }
     });

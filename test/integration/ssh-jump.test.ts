@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SshSession } from "../../bootstrap/ssh.ts";
 import { generateEd25519 } from "../../provisioners/keys.ts";
 import type { Machine, SshJump } from "../../provisioners/provisioner.ts";
+import { JumpPool } from "../../provisioners/ssh-jump.ts";
 import { waitSshReady } from "../../provisioners/ssh-ready.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
 import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
@@ -63,6 +64,25 @@ describe("SSH through a jump host", () => {
       s.close();
     }
     expect(await hv!.log()).toContain(`target ${hosts!.hosts[0]!.address} port 22`);
+  });
+
+  it("sessions sharing a JumpPool log into the jump host once, and it outlives each session", async () => {
+    const logins = async () => ((await hv!.log()).match(/Accepted publickey for root/g) ?? []).length;
+    const before = await logins();
+    const jumps = new JumpPool();
+    try {
+      const a = await SshSession.connect(machine(jump()), { jumps });
+      const b = await SshSession.connect(machine(jump()), { jumps });
+      a.close();
+      expect((await b.exec("echo still")).stdout).toBe("still\n");
+      b.close();
+      const c = await SshSession.connect(machine(jump()), { jumps });
+      expect((await c.exec("true")).code).toBe(0);
+      c.close();
+    } finally {
+      await jumps.close();
+    }
+    expect((await logins()) - before).toBe(1);
   });
 
   it("ssh-ready succeeds through the jump", async () => {
