@@ -44,10 +44,10 @@ global_defs {
 vrrp_script apiserver_ready {
   script "${c.checkScript ?? READYZ_CHECK}"
   interval 2
-  # The check gives up after 8 s itself (lab-server answers from memory, but a busy TCG master
-  # may take seconds to read the request); a stopped apiserver fails at once (connection
-  # refused), so detection stays fall x interval.
-  timeout 10
+  # A stopped apiserver fails at once (connection refused), so detection stays fall x interval.
+  # A slow answer still counts: lab-server answers from memory, but a TCG master busy importing
+  # images took over 8 s to read the request, and the VIP flapped between masters.
+  timeout 20
   fall 2
   rise 1
 }
@@ -82,14 +82,14 @@ ${c.peers.map((p) => `    ${p}`).join("\n")}
  * The health check: GET /readyz on lab-server's plain-HTTP health port, which listens on 127.0.0.1
  * only. keepalived runs it every 2 s; an openssl TLS handshake per check cost a loaded TCG master a
  * quarter of its vCPU, bash's /dev/tcp costs next to nothing. A hung lab-server fails on the read
- * timeout, a stopped one at once (connection refused).
+ * timeout (15 s), a stopped one at once (connection refused).
  */
 export function renderReadyzCheck(healthPort: number): string {
   return `#!/bin/bash
 # Written by lab: exits 0 when the local lab-server answers /readyz with 200.
 exec 3<>/dev/tcp/127.0.0.1/${healthPort} || exit 1
 printf 'GET /readyz HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3
-read -r -t 8 status <&3 || exit 1
+read -r -t 15 status <&3 || exit 1
 [[ $status == *" 200 "* ]]
 `;
 }
