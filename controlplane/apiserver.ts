@@ -609,13 +609,24 @@ export class ApiServer {
         );
         if (r.subresource === "finalize")
           return send(res, 200, await this.registry.get(info, undefined, r.name!));
-        const current = await this.registry.get(info, r.namespace, r.name!);
-        checkOwned(current);
-        if (r.subresource === "scale")
-          return send(res, 200, await this.writeScale(info, current, body, dryRun));
-        if (r.subresource === "status")
-          return send(res, 200, await this.registry.update(info, current, body, "status", dryRun));
-        return send(res, 200, await this.registry.update(info, current, body, "main", dryRun));
+        // An update without a resourceVersion is unconditional: a write that lands between our
+        // read and our compare-and-swap is retried on the newer object (Kubernetes'
+        // GuaranteedUpdate does the same), not returned to the client as a conflict.
+        const unconditional = !body.metadata?.resourceVersion;
+        for (let attempt = 0; ; attempt++) {
+          const current = await this.registry.get(info, r.namespace, r.name!);
+          checkOwned(current);
+          try {
+            if (r.subresource === "scale")
+              return send(res, 200, await this.writeScale(info, current, body, dryRun));
+            const mode = r.subresource === "status" ? "status" : "main";
+            return send(res, 200, await this.registry.update(info, current, body, mode, dryRun));
+          } catch (err) {
+            const retry =
+              err instanceof ApiError && err.reason === "Conflict" && unconditional && attempt < 5;
+            if (!retry) throw err;
+          }
+        }
       }
       case "patch":
         return send(res, 200, await this.patch(req, info, r, dryRun, checkOwned));

@@ -554,6 +554,41 @@ describe("lab-server authentication and authorization", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it("retries an update without resourceVersion over a concurrent write; a stale resourceVersion is 409", async () => {
+    const created = await client.create(
+      "configmaps",
+      { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "race" }, data: { a: "first" } },
+      "default",
+    );
+    // Another writer lands between lab-server's read and its compare-and-swap, once.
+    const store = s.store as unknown as { update: (k: string, v: unknown, rev: number) => Promise<number> };
+    const original = store.update.bind(store);
+    let raced = false;
+    store.update = async (k, v, rev) => {
+      if (!raced && k.endsWith("/configmaps/default/race")) {
+        raced = true;
+        await original(k, { ...(v as object), data: { a: "theirs" } }, rev);
+      }
+      return original(k, v, rev);
+    };
+    try {
+      const put = (body: object) =>
+        fetchWithCert("PUT", "/api/v1/namespaces/default/configmaps/race", JSON.stringify(body));
+      const mine = await put({ metadata: { name: "race" }, data: { a: "mine" } });
+      expect(raced).toBe(true);
+      expect(mine.code).toBe(200);
+      expect((await client.get("configmaps", "race", "default")).data).toEqual({ a: "mine" });
+      const stale = await put({
+        metadata: { name: "race", resourceVersion: created.metadata!.resourceVersion },
+        data: { a: "stale" },
+      });
+      expect(stale.code).toBe(409);
+      expect((await client.get("configmaps", "race", "default")).data).toEqual({ a: "mine" });
+    } finally {
+      store.update = original;
+    }
+  });
+
   it("answers 413 for bodies over 3 MiB and 400 for malformed JSON, storing nothing", async () => {
     const post = (body: string): Promise<{ code: number; body: string }> =>
       fetchWithCert("POST", "/api/v1/namespaces/default/configmaps", body);
