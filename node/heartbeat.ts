@@ -194,8 +194,13 @@ export class Heartbeat {
         ? await client.update("leases", renewedLease(reg.nodeName, now, this.lease))
         : await client.create("leases", renewedLease(reg.nodeName, now));
     } catch (err) {
-      this.lease = undefined; // 409 or gone: read it again next time
-      throw err;
+      this.lease = undefined; // gone or changed: read it again
+      // A conflict usually means our previous renewal landed after the client gave up on it:
+      // read the lease and renew once more now, not a whole period later (on a slow API a
+      // skipped renewal brings the node close to the controller's grace period).
+      if (!isCode(err, 409)) throw err;
+      const fresh = await client.get("leases", reg.nodeName, LEASE_NAMESPACE);
+      this.lease = await client.update("leases", renewedLease(reg.nodeName, new Date(), fresh));
     }
   }
 }
