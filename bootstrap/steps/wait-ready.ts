@@ -90,7 +90,9 @@ export async function waitReadyStep(
   for (;;) {
     if (ctx.signal?.aborted) throw new LabError({ code: "ABORTED", what: "waiting for nodes was cancelled" });
     try {
-      const r = await adminGet(tls, url, 5_000, ctx.dialer);
+      // 30 s, not 5: on the loaded 3-master TCG lab every node was Ready while the API through the
+      // VIP took over 10 s per request, and a 5 s limit never saw it.
+      const r = await adminGet(tls, url, 30_000, ctx.dialer);
       if (r.status === 200) {
         apiError = "";
         last = nodesReadiness(ctx.plan, JSON.parse(r.body) as V1NodeList);
