@@ -26,6 +26,7 @@ import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import type { Machine, MachineStatus, ProvisionContext, Provisioner, SshJump } from "../provisioner.ts";
 import { connectJump, execOnJump } from "../ssh-jump.ts";
 import { chooseDomainType, localKvmFacts, type KvmFacts } from "./accel.ts";
+import { TCG_TB_CACHE_MIB } from "../qemu/accel.ts";
 import { hypervisorJump, knownHostsName, parseRemoteUri } from "./remote.ts";
 import { openLibvirt, type DomainRecord, type LibvirtConnection } from "./connection.ts";
 import {
@@ -116,9 +117,6 @@ async function writeSiteRecord(state: ProvisionContext["state"], rec: SiteRecord
   else all.push(rec);
   await state.writeJson(STATE_FILE, { sites: all } satisfies LibvirtStateFile);
 }
-
-/** TCG translation cache per VM: ~350 MB RSS instead of ~1.3 GB with QEMU's default. */
-const TB_CACHE_MIB = 64;
 
 /**
  * Domains of one lab on a connection, by node name, recognised by their metadata marker; with
@@ -501,7 +499,7 @@ export class LibvirtProvisioner implements Provisioner {
               seed,
               kernel: paths.kernel,
               consoleLog,
-              tbCacheMiB: TB_CACHE_MIB,
+              tbCacheMiB: TCG_TB_CACHE_MIB,
             };
             // `lab logs NODE --console` reads the console where the qemu provider keeps it (on a
             // remote hypervisor the file is there; `lab export logs` downloads it).

@@ -9,6 +9,14 @@ import { LabError } from "../../topology/errors.ts";
 
 export type Accel = "kvm" | "tcg";
 
+/**
+ * TCG's translation cache per VM, in MiB. QEMU's default (1 GiB) costs ~1.3 GB RSS per VM; 64 MiB
+ * (~350 MB) was too small for a master: etcd, lab-server and lab-agent outgrow it, QEMU flushed the
+ * whole cache every ~2 s (`info jit`: 1,355 flushes in 40 min), and the default lab's API took
+ * 10-30 s per request. At 256 MiB: about one flush a minute, requests 0.05-1 s, ~950 MB RSS per master.
+ */
+export const TCG_TB_CACHE_MIB = 256;
+
 export interface AccelProbe {
   /** /dev/kvm could be opened read-write. */
   kvmOpens: boolean;

@@ -2,7 +2,7 @@
  * The QEMU command line of one VM (pure). `-name lab:LAB/NODE` is how `lab down` finds the
  * process without state; everything else a VM owns lives in its run directory.
  */
-import type { Accel } from "./accel.ts";
+import { TCG_TB_CACHE_MIB, type Accel } from "./accel.ts";
 
 export interface VmSpec {
   lab: string;
@@ -34,8 +34,7 @@ export function qemuArgv(vm: VmSpec): string[] {
   const accel =
     vm.accel === "kvm"
       ? ["-accel", "kvm", "-cpu", "host"]
-      : // tb-size=64: the default translation cache makes each QEMU ~1.3 GB RSS; 64 MiB gives ~350 MB.
-        ["-accel", "tcg,thread=multi,tb-size=64", "-cpu", vm.cpuModel ?? "max"];
+      : ["-accel", `tcg,thread=multi,tb-size=${TCG_TB_CACHE_MIB}`, "-cpu", vm.cpuModel ?? "max"];
   const boot = vm.kernel
     ? ["-kernel", vm.kernel.path, "-initrd", vm.kernel.initrd, "-append", vm.kernel.cmdline]
     : [];

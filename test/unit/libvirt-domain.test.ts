@@ -69,7 +69,7 @@ describe("libvirt domain XML", () => {
     expect(xml).toMatch(/<serial type="file">\s*<source path="[^"]*master-1\.console\.log" append="on"\/>/);
   });
 
-  it("uses TCG with a small translation cache for type qemu, host CPU for kvm", () => {
+  it("uses TCG with a bounded translation cache for type qemu, host CPU for kvm", () => {
     expect(xml).toContain('<domain type="qemu">');
     expect(xml).toContain('<tb-cache unit="MiB">64</tb-cache>');
     expect(xml).not.toContain("host-passthrough");

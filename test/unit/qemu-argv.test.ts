@@ -33,7 +33,7 @@ describe("qemuArgv", () => {
 
   it("uses TCG with a 64 MiB translation cache (RSS ~350 MB instead of ~1.3 GB)", () => {
     const argv = qemuArgv(vm);
-    expect(after(argv, "-accel")).toBe("tcg,thread=multi,tb-size=64");
+    expect(after(argv, "-accel")).toBe("tcg,thread=multi,tb-size=256");
     expect(qemuArgv({ ...vm, accel: "kvm" })).toEqual(
       expect.arrayContaining(["-accel", "kvm", "-cpu", "host"]),
     );
