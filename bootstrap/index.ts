@@ -147,10 +147,11 @@ export async function bootstrapCluster(
       anyChange ||= outcome.changed;
       ctx.reporter.event({
         step: id,
-        state: outcome.changed ? "done" : "skipped",
-        message: outcome.changed
-          ? outcome.message
-          : `unchanged${outcome.message ? `: ${outcome.message}` : ""}`,
+        state: outcome.changed || outcome.checkOnly ? "done" : "skipped",
+        message:
+          outcome.changed || outcome.checkOnly
+            ? outcome.message
+            : `unchanged${outcome.message ? `: ${outcome.message}` : ""}`,
         elapsedMs: Date.now() - started,
       });
       record.steps[s.id] = {

@@ -22,6 +22,11 @@ export interface StepOutcome {
   /** True when the step changed something on a machine or in the state. */
   changed: boolean;
   message?: string;
+  /**
+   * The step only verifies (wait-ready, the VIP of one master): reported done with its message, not
+   * "unchanged", though it changes nothing (a second `lab up` still says nothing changed).
+   */
+  checkOnly?: boolean;
 }
 
 export class Sessions {

@@ -27,7 +27,7 @@ export async function vipStep(ctx: StepContext): Promise<StepOutcome> {
   // One master without its own VIP: the endpoint is the master's address, nothing to hold. An
   // explicit VIP is held by keepalived even then, so the kubeconfig's endpoint answers.
   if (p.masters.length === 1 && p.network.vip === p.masters[0]!.address)
-    return { changed: false, message: `one master: the API endpoint is ${p.network.vip}` };
+    return { changed: false, checkOnly: true, message: `one master: the API endpoint is ${p.network.vip}` };
   const masters = p.masters.map((m) => ctx.machine(m.name));
   const { changed } = await applyOnNodes(ctx, "vip.install", masters, {
     async work(m, facts) {

@@ -102,7 +102,7 @@ export async function waitReadyStep(
           message: `${last.ready.length}/${ctx.plan.nodes.length} Ready`,
         });
         if (last.notReady.length === 0)
-          return { changed: false, message: `${last.ready.length} nodes Ready` };
+          return { changed: false, checkOnly: true, message: `${last.ready.length} nodes Ready` };
       } else apiError = `API answered ${r.status}`;
     } catch (err) {
       apiError = `API at ${apiEndpoint(ctx.plan)} not answering: ${(err as Error).message}`;

@@ -58,6 +58,27 @@ describe("bootstrapCluster", () => {
     expect(rec?.steps.pki?.changed).toBe(false);
   });
 
+  it("shows a step that only verifies as done with its finding, not as unchanged", async () => {
+    const state = new LabState("run3", home);
+    await state.ensure();
+    const pki = BOOTSTRAP_STEPS.filter((s) => s.id === "pki");
+    await bootstrapCluster({ plan: p, state, machines, reporter: new RecordingReporter() }, pki);
+    const check = {
+      id: "wait-ready",
+      title: "every node Ready",
+      run: () => Promise.resolve({ changed: false, checkOnly: true, message: "5 nodes Ready" }),
+    };
+    const rerun = new RecordingReporter();
+    const out = await bootstrapCluster({ plan: p, state, machines, reporter: rerun }, [...pki, check]);
+    expect(out).toEqual({ changed: false });
+    expect(rerun.events.at(-1)).toMatchObject({
+      step: "bootstrap.wait-ready",
+      state: "done",
+      message: "5 nodes Ready",
+    });
+    expect(rerun.notices).toEqual(["the cluster already matched the topology: nothing changed"]);
+  });
+
   it("refuses to start without a machine for every planned node", async () => {
     const state = new LabState("run2", home);
     await expect(
