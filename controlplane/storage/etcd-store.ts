@@ -34,6 +34,12 @@ function isCompactedError(err: unknown): boolean {
 }
 
 /**
+ * A unary etcd call without an answer this long fails and is retried on another member (etcd3's
+ * default policy: 3 attempts over the shuffled members, a member's circuit opens after 3 failures).
+ */
+export const ETCD_CALL_TIMEOUT_MS = 8_000;
+
+/**
  * JSON objects in etcd. Every write is one transaction comparing the key's mod revision, so a
  * writer holding a stale revision gets a Conflict instead of overwriting someone else's change.
  */
@@ -41,7 +47,20 @@ export class EtcdStore {
   readonly client: Etcd3;
 
   constructor(options: IOptions) {
-    this.client = new Etcd3(options);
+    this.client = new Etcd3({
+      // A member that vanished without closing its connections (a powered-off master) held every
+      // call sent to it until TCP gave up, minutes later: with 3 members, a third of lab-server's
+      // requests hung and a new controller leader took 105 s. A deadline on every unary call moves
+      // it to another member; keepalive pings close a silent connection within 15 s (etcd accepts
+      // pings every 5 s or slower, and only on connections with calls: the default here too).
+      defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS }),
+      ...options,
+      grpcOptions: {
+        "grpc.keepalive_time_ms": 10_000,
+        "grpc.keepalive_timeout_ms": 5_000,
+        ...options.grpcOptions,
+      },
+    });
   }
 
   async close(): Promise<void> {
