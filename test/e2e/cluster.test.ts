@@ -1,7 +1,7 @@
 /**
- * The cluster's promises on a real lab, with stock kubectl: ONE lab (examples/one-master-two-workers.yaml
- * unless LAB_E2E_TOPOLOGY names another, e.g. the default 3 masters + 2 workers + VIP) comes up in
- * beforeAll under TCG; the scenarios run in order against it,
+ * The cluster's promises on a real lab, with stock kubectl: ONE lab (the default topology,
+ * examples/default.yaml: 3 masters + 2 workers + VIP, unless LAB_E2E_TOPOLOGY names another, e.g.
+ * examples/one-master-two-workers.yaml) comes up in beforeAll under TCG; the scenarios run in order against it,
  * the destructive ones (worker power-off, master power-off) last; afterAll runs `lab down` even when
  * a scenario failed. Timings go to test-results/e2e-timings.{txt,json}.
  *
@@ -11,8 +11,8 @@
  *
  * Development against a lab kept up by hand: LAB_E2E_ATTACH=DIR (a dir holding lab.yaml and the
  * lab's LAB_HOME in DIR/home) reuses that lab and leaves it up; LAB_E2E_TOPOLOGY=FILE picks another
- * topology. Scenarios that need more machines than the topology has (6, HA, needs 3 masters) are
- * skipped: on the CI topology, scenario 6 is reported skipped.
+ * topology. Scenarios that need more machines than the topology has (6 and 6a need 3 masters, 5 two
+ * workers) are reported skipped.
  */
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -24,9 +24,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
 
 const attach = process.env.LAB_E2E_ATTACH;
-// CI runs the scenarios on 1 master + 2 workers: on a 2-core TCG runner the 5-VM default lab did not
-// come up in time (issue 4). LAB_E2E_TOPOLOGY=examples/default.yaml runs them all, HA included.
-const topologyFile = process.env.LAB_E2E_TOPOLOGY || join(repo, "examples/one-master-two-workers.yaml");
+const topologyFile = process.env.LAB_E2E_TOPOLOGY || join(repo, "examples/default.yaml");
 const topologyText = attach
   ? readFileSync(join(attach, "lab.yaml"), "utf8")
   : readFileSync(topologyFile, "utf8");
