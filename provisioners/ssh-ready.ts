@@ -128,11 +128,23 @@ export async function waitSshReady(
             .join("\n")}`
         : ""),
     where: opts.hints?.consoleLog ? `console log ${opts.hints.consoleLog}` : t.node,
-    fix: opts.hints?.consoleLog
-      ? `look at the console log (lab logs ${t.node} --console); under TCG a loaded host needs longer (LAB_SSH_TIMEOUT=seconds)`
-      : "check that the host is up and sshd is running",
+    fix:
+      (opts.hints?.consoleLog
+        ? `look at the console log (lab logs ${t.node} --console); under TCG a loaded host needs longer (LAB_SSH_TIMEOUT=seconds)`
+        : "check that the host is up and sshd is running") + (unreachableHint(reason) ?? ""),
     source: "host",
   });
+}
+
+/**
+ * What a connect error says about where to look. EHOSTUNREACH on a lab network means no ARP answer:
+ * the machine is off, or up without its address (seen once under TCG: a booted guest at its login
+ * prompt that never answered for 7 minutes).
+ */
+export function unreachableHint(error: string): string | undefined {
+  if (/EHOSTUNREACH/.test(error))
+    return "; nothing answered ARP for that address: if the console shows a login prompt, the guest's network did not come up (look for systemd-networkd or cloud-init errors there)";
+  return undefined;
 }
 
 /** How long a machine may take to accept SSH: $LAB_SSH_TIMEOUT seconds, default 600 (TCG is slow). */

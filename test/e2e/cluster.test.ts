@@ -71,8 +71,9 @@ beforeAll(async () => {
     else if (step === "vm.ssh-ready") timings.add(`  ${step} ${String(e.node)}${failed}`, e.elapsedMs);
   }
   if (up.exitCode !== 0) {
-    const failed = events.filter((e) => e.state === "failed" || e.type === "error");
-    throw new Error(`lab up failed (exit ${up.exitCode}): ${JSON.stringify(failed)}\n${up.stderr}`);
+    failed = true; // afterAll exports the lab's logs (consoles, journals) before lab down
+    const failures = events.filter((e) => e.state === "failed" || e.type === "error");
+    throw new Error(`lab up failed (exit ${up.exitCode}): ${JSON.stringify(failures)}\n${up.stderr}`);
   }
   await l.lab(["kubeconfig", l.name, "-o", l.kubeconfig]);
 });
