@@ -20,6 +20,12 @@ const input = {
 describe("renderSeed", () => {
   const seed = renderSeed(input);
 
+  it("quotes an all-digit MAC, which cloud-init's YAML 1.1 would read as a base-60 number", () => {
+    const digits = renderSeed({ ...input, mac: "52:54:00:26:56:11" });
+    const net = parse(digits["network-config"], { version: "1.1" });
+    expect(net.ethernets.eth0.match.macaddress).toBe("52:54:00:26:56:11");
+  });
+
   it("user-data is cloud-config with the hostname and a sudo user holding the lab's key", () => {
     expect(seed["user-data"].startsWith("#cloud-config\n")).toBe(true);
     const ud = parse(seed["user-data"]);
