@@ -138,8 +138,8 @@ export async function waitSshReady(
 
 /**
  * What a connect error says about where to look. EHOSTUNREACH on a lab network means no ARP answer:
- * the machine is off, or up without its address (seen once under TCG: a booted guest at its login
- * prompt that never answered for 7 minutes).
+ * the machine is off, or up without its address (seen when cloud-init could not match the NIC: the
+ * guest booted to its login prompt and never answered).
  */
 export function unreachableHint(error: string): string | undefined {
   if (/EHOSTUNREACH/.test(error))

@@ -25,9 +25,9 @@ import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
 
 const attach = process.env.LAB_E2E_ATTACH;
 // CI still runs 1 master + 2 workers. The default lab now comes up on a 2-core TCG runner (~8 min)
-// and passed every scenario up to the end of 6 (fixed since in the etcd client), but one of its five
-// runs on 2026-11-27 lost a worker's network (EHOSTUNREACH for 7 min after the guest booted; not yet
-// explained). LAB_E2E_TOPOLOGY=examples/default.yaml runs everything, HA included.
+// and passed every scenario up to the end of 6 (fixed since in the etcd client); two of its runs lost a
+// node to an all-digit MAC that cloud-init read as a number (fixed since in the seed). Switch once a
+// run of the whole suite on it is green. LAB_E2E_TOPOLOGY=examples/default.yaml runs everything.
 const topologyFile = process.env.LAB_E2E_TOPOLOGY || join(repo, "examples/one-master-two-workers.yaml");
 const topologyText = attach
   ? readFileSync(join(attach, "lab.yaml"), "utf8")
