@@ -145,13 +145,11 @@ export async function bootstrapCluster(
         throw err;
       }
       anyChange ||= outcome.changed;
+      const done = outcome.changed || outcome.checkOnly;
       ctx.reporter.event({
         step: id,
-        state: outcome.changed || outcome.checkOnly ? "done" : "skipped",
-        message:
-          outcome.changed || outcome.checkOnly
-            ? outcome.message
-            : `unchanged${outcome.message ? `: ${outcome.message}` : ""}`,
+        state: done ? "done" : "skipped",
+        message: done ? outcome.message : `unchanged${outcome.message ? `: ${outcome.message}` : ""}`,
         elapsedMs: Date.now() - started,
       });
       record.steps[s.id] = {

@@ -24,14 +24,16 @@ export interface SeedFiles {
   "network-config": string;
 }
 
+/**
+ * cloud-init reads YAML 1.1 (PyYAML), where an all-digit MAC such as 52:54:00:26:56:11 is a base-60
+ * integer: written for 1.1, such strings are quoted. Unquoted, the guest never configured its NIC
+ * ("Not all expected physical devices present: {41135136971}") and never answered on the network.
+ */
+const yaml11 = (value: unknown, options: { lineWidth?: number } = {}): string =>
+  stringify(value, { ...options, version: "1.1" });
+
 export function renderSeed(s: SeedInput): SeedFiles {
-  // cloud-init reads YAML 1.1 (PyYAML), where an all-digit MAC such as 52:54:00:26:56:11 is a base-60
-  // integer: written for 1.1, such strings are quoted. Unquoted, the guest never configured its NIC
-  // ("Not all expected physical devices present: {41135136971}") and never answered on the network.
-  const metaData = stringify(
-    { "instance-id": `${s.lab}-${s.hostname}`, "local-hostname": s.hostname },
-    { version: "1.1" },
-  );
+  const metaData = yaml11({ "instance-id": `${s.lab}-${s.hostname}`, "local-hostname": s.hostname });
   const userData = {
     hostname: s.hostname,
     fqdn: `${s.hostname}.${s.lab}.lab`,
@@ -68,7 +70,7 @@ export function renderSeed(s: SeedInput): SeedFiles {
   };
   return {
     "meta-data": metaData,
-    "user-data": "#cloud-config\n" + stringify(userData, { lineWidth: 0, version: "1.1" }),
-    "network-config": stringify(network, { version: "1.1" }),
+    "user-data": "#cloud-config\n" + yaml11(userData, { lineWidth: 0 }),
+    "network-config": yaml11(network),
   };
 }
