@@ -48,7 +48,7 @@ export function decideAccel(requested: "auto" | "kvm" | "tcg", probe: AccelProbe
   if (usable) return { accel: "kvm" };
   return {
     accel: "tcg",
-    notice: `KVM unusable (${kvmWhy(probe)}): using TCG software emulation, roughly 5-10x slower (about 30 s to SSH per VM on 1 core, ~350 MB RSS each)`,
+    notice: `KVM unusable (${kvmWhy(probe)}): using TCG software emulation, roughly 5-10x slower (about 30 s to SSH per VM on 1 core, ~0.8-1 GB RSS each with a ${TCG_TB_CACHE_MIB} MiB translation cache)`,
   };
 }
 
