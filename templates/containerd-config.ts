@@ -22,6 +22,12 @@ export interface ContainerdConfigInput {
   systemdCgroup?: boolean;
   /** Where registry hosts.toml files live, for an in-lab plain-HTTP registry. */
   registryConfigPath?: string;
+  /**
+   * Pod network namespaces under `state`/io.containerd.grpc.v1.cri/netns instead of /run/netns. For
+   * a containerd that shares a host with others (tests): its pods' namespaces go with its state dir.
+   * Nodes keep /run/netns, where `ip netns` shows them.
+   */
+  netnsUnderState?: boolean;
 }
 
 const q = (s: string): string => JSON.stringify(s);
@@ -47,7 +53,7 @@ state = ${q(c.state)}
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
     enable_selinux = false
-    tolerate_missing_hugetlb_controller = true
+    tolerate_missing_hugetlb_controller = true${c.netnsUnderState ? "\n    netns_mounts_under_state_dir = true" : ""}
 
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = ${q(c.cniBinDir ?? "/usr/lib/cni")}

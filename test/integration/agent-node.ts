@@ -25,6 +25,8 @@ export interface TestNode {
   podCidr: string;
   cgroupRoot: string;
   logRoot: string;
+  /** Where this containerd mounts its pods' network namespaces (one file per sandbox). */
+  podNetnsDir: string;
   cri: CriClient;
   /** Runs a command inside the node's network namespace. */
   inNetns(cmd: string[]): Promise<string>;
@@ -128,6 +130,8 @@ export async function startTestNode(): Promise<TestNode> {
         socket,
         cniConfDir: cniDir,
         sandboxImage: PAUSE_IMAGE,
+        // so a sandbox destroy() could not remove still goes with `dir` (umount below), not /run/netns
+        netnsUnderState: true,
       }),
     );
     const log = join(dir, "containerd.log");
@@ -162,6 +166,7 @@ export async function startTestNode(): Promise<TestNode> {
     podCidr,
     cgroupRoot,
     logRoot: join(dir, "pods"),
+    podNetnsDir: join(dir, "state", "io.containerd.grpc.v1.cri", "netns"),
     cri,
     async inNetns(cmd) {
       const { stdout } = await run("nsenter", [`--net=/run/netns/${netns}`, ...cmd], { timeout: 10_000 });

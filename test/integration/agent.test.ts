@@ -299,9 +299,11 @@ describe("lab-agent on containerd", () => {
     expect(existsSync(orphan)).toBe(false);
   });
 
-  it("deleting a pod removes its sandbox, containers and pod cgroup", async () => {
+  it("deleting a pod removes its sandbox, network namespace, containers and pod cgroup", async () => {
     const uid = web.metadata!.uid!;
     expect(existsSync(`/sys/fs/cgroup/memory${node.cgroupRoot}/pod${uid}`)).toBe(true);
+    const netnsBefore = readdirSync(node.podNetnsDir);
+    expect(netnsBefore.length).toBeGreaterThan(0);
     apply({
       ...web,
       metadata: { ...web.metadata, deletionTimestamp: new Date(), deletionGracePeriodSeconds: 2 },
@@ -309,6 +311,7 @@ describe("lab-agent on containerd", () => {
     await until("web-1 terminated", () => sink.terminated.has("web-1"), 30_000);
     expect(await node.cri.listContainers({ labelSelector: { [POD_UID]: uid } })).toEqual([]);
     expect(await node.cri.listPodSandbox({ [POD_UID]: uid })).toEqual([]);
+    expect(readdirSync(node.podNetnsDir).length).toBe(netnsBefore.length - 1);
     for (const h of ["memory", "cpu", "pids", "systemd"]) {
       expect(existsSync(`/sys/fs/cgroup/${h}${node.cgroupRoot}/pod${uid}`)).toBe(false);
     }
@@ -346,6 +349,7 @@ describe("lab-agent on containerd", () => {
     agent.setPods([]);
     await until("no sandboxes left", async () => (await node.cri.listPodSandbox()).length === 0, 30_000);
     expect(await node.cri.listContainers()).toEqual([]);
+    expect(readdirSync(node.podNetnsDir)).toEqual([]);
     await until(
       "no pod cgroups left",
       () => !readdirSync(`/sys/fs/cgroup/memory${node.cgroupRoot}`).some((d) => d.startsWith("pod")),
