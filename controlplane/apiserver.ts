@@ -182,6 +182,8 @@ export class ApiServer {
   private server: Server | undefined;
   private healthServer: HttpServer | undefined;
   private readonly watches = new Set<() => void>();
+  /** Every TCP connection of the API port, also those mid-handshake or upgraded (exec, logs -f). */
+  private readonly sockets = new Set<Duplex>();
   private compactionTimer: NodeJS.Timeout | undefined;
   private readonly readiness: EtcdReadiness;
 
@@ -212,6 +214,10 @@ export class ApiServer {
             : new ApiError(500, "InternalError", `Internal error occurred: ${(err as Error).message}`),
         ),
       );
+    });
+    server.on("connection", (socket: Duplex) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -286,8 +292,12 @@ export class ApiServer {
     await this.registry.close();
     const server = this.server;
     if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // closeAllConnections() knows only connections that got through TLS and are not upgraded;
+    // server.close() would wait for the others (a client stuck in the handshake, an exec stream).
     server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
   }
 
   private authenticate(req: IncomingMessage): UserInfo | undefined {

@@ -38,6 +38,8 @@ function isCompactedError(err: unknown): boolean {
  * default policy: 3 attempts over the shuffled members, a member's circuit opens after 3 failures).
  */
 export const ETCD_CALL_TIMEOUT_MS = 8_000;
+/** How long stopping a watch waits for etcd to confirm the cancel. */
+const WATCH_CANCEL_WAIT_MS = 2_000;
 
 /**
  * JSON objects in etcd. Every write is one transaction comparing the key's mod revision, so a
@@ -218,7 +220,14 @@ export class EtcdStore {
     return async () => {
       watcher.removeAllListeners();
       watcher.on("error", () => undefined);
-      await watcher.cancel().catch(() => undefined);
+      // etcd3's cancel waits for etcd's answer on the watch stream (or for a watch id still being
+      // assigned); on a slow or half-dead stream that can be forever, and shutdown must not wait.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        watcher.cancel().catch(() => undefined),
+        new Promise<void>((r) => (timer = setTimeout(r, WATCH_CANCEL_WAIT_MS).unref())),
+      ]);
+      clearTimeout(timer);
     };
   }
 }

@@ -98,6 +98,9 @@ export class WatchCache<T> {
     this.unlisten();
     this.subs.clear();
     this.starting = undefined;
-    await this.stopWatch?.();
+    // once: etcd3 would send a second cancel for the same watch id, which etcd never answers
+    const stop = this.stopWatch;
+    this.stopWatch = undefined;
+    await stop?.();
   }
 }
