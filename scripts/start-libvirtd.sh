@@ -18,6 +18,12 @@ if [ -d /run/systemd/system ]; then
 else
   mkdir -p /var/log/libvirt
   PATH="$PATH:/usr/sbin"
+  # The daemons outlive this script: close every inherited descriptor above stderr first, or a
+  # caller's lock (e.g. `flock FILE bash .ci/run`) or pipe stays held by them for good.
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
   pgrep -x virtlogd >/dev/null || virtlogd -d
   pgrep -x libvirtd >/dev/null || libvirtd -d
 fi
