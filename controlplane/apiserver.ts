@@ -293,9 +293,8 @@ export class ApiServer {
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    // closeAllConnections() knows only connections that got through TLS and are not upgraded;
-    // server.close() would wait for the others (a client stuck in the handshake, an exec stream).
-    server.closeAllConnections();
+    // Every TCP connection, not closeAllConnections(): that one knows only connections past the TLS
+    // handshake and not upgraded, and server.close() would wait for the others (an exec stream).
     for (const s of this.sockets) s.destroy();
     await closed;
   }
