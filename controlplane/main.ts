@@ -1,8 +1,20 @@
 import { readFile } from "node:fs/promises";
-import { Command } from "commander";
+import { join } from "node:path";
+import { Command, CommanderError } from "commander";
 import { ApiServer } from "./apiserver.ts";
 import { EtcdStore } from "./storage/etcd-store.ts";
 import { addLoopOptions, runLoopsFromFlags, type LoopFlags } from "./loops-main.ts";
+import {
+  adminKubeconfig,
+  ensureStandalonePki,
+  fingerprint,
+  issueNodeKubeconfig,
+  loopsKubeconfig,
+  parseListen,
+  serverUrl,
+  writeKubeconfigFile,
+} from "./standalone.ts";
+import { writeFileAtomic } from "../topology/state.ts";
 
 /** `lab-server`: the API server process. Flags follow kube-apiserver's names. */
 export interface ServerFlags {
@@ -10,9 +22,9 @@ export interface ServerFlags {
   etcdCafile?: string;
   etcdCertfile?: string;
   etcdKeyfile?: string;
-  tlsCertFile: string;
-  tlsPrivateKeyFile: string;
-  clientCaFile: string;
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+  clientCaFile?: string;
   bindAddress: string;
   securePort: string;
   serviceClusterIpRange: string;
@@ -21,6 +33,14 @@ export interface ServerFlags {
   kubeletClientKey?: string;
   kubeletCertificateAuthority?: string;
   healthPort?: string;
+}
+
+/** The standalone flags: certificates made and kept in one directory, a kubeconfig written. */
+export interface StandaloneFlags {
+  listen?: string;
+  certDir?: string;
+  writeKubeconfig?: string;
+  json?: boolean;
 }
 
 export async function startServer(
@@ -50,16 +70,18 @@ export async function startServer(
     advertiseAddress,
     securePort: port,
     tls: {
-      cert: await readFile(flags.tlsCertFile),
-      key: await readFile(flags.tlsPrivateKeyFile),
-      clientCa: await readFile(flags.clientCaFile),
+      cert: await readFile(required(flags.tlsCertFile, "--tls-cert-file")),
+      key: await readFile(required(flags.tlsPrivateKeyFile, "--tls-private-key-file")),
+      clientCa: await readFile(required(flags.clientCaFile, "--client-ca-file")),
     },
     ...(flags.kubeletClientCertificate && flags.kubeletClientKey
       ? {
           kubeletClient: {
             cert: await readFile(flags.kubeletClientCertificate),
             key: await readFile(flags.kubeletClientKey),
-            ca: await readFile(flags.kubeletCertificateAuthority ?? flags.clientCaFile),
+            ca: await readFile(
+              flags.kubeletCertificateAuthority ?? required(flags.clientCaFile, "--client-ca-file"),
+            ),
           },
         }
       : {}),
@@ -68,6 +90,12 @@ export async function startServer(
   const healthPort = Number(flags.healthPort ?? "0");
   if (healthPort > 0) await server.startHealth("127.0.0.1", healthPort);
   return { server, store, port: bound };
+}
+
+function required(v: string | undefined, flag: string): string {
+  if (!v)
+    throw new Error(`${flag} is required (or give --cert-dir DIR to make and keep the certificates there)`);
+  return v;
 }
 
 export function serverCommand(): Command {
@@ -81,9 +109,22 @@ function serverCommand0(): Command {
     .option("--etcd-cafile <file>", "CA that signed the etcd server certificates")
     .option("--etcd-certfile <file>", "client certificate for etcd")
     .option("--etcd-keyfile <file>", "client key for etcd")
-    .requiredOption("--tls-cert-file <file>", "serving certificate")
-    .requiredOption("--tls-private-key-file <file>", "serving key")
-    .requiredOption("--client-ca-file <file>", "CA that client certificates must chain to")
+    .option("--tls-cert-file <file>", "serving certificate (required without --cert-dir)")
+    .option("--tls-private-key-file <file>", "serving key (required without --cert-dir)")
+    .option(
+      "--client-ca-file <file>",
+      "CA that client certificates must chain to (required without --cert-dir)",
+    )
+    .option(
+      "--cert-dir <dir>",
+      "standalone: make the CA, serving, admin and kubelet-client certificates here (reused when present)",
+    )
+    .option(
+      "--listen <host:port>",
+      "standalone: address and port to listen on (instead of --bind-address/--secure-port)",
+    )
+    .option("--write-kubeconfig <file>", "standalone: write the admin kubeconfig here (needs --cert-dir)")
+    .option("--json", "progress as JSON lines on stdout")
     .option("--bind-address <ip>", "address to listen on", "0.0.0.0")
     .option("--secure-port <port>", "HTTPS port", "6443")
     .option("--health-port <port>", "plain-HTTP /readyz, /livez, /healthz on 127.0.0.1 (0: off)", "0")
@@ -97,21 +138,147 @@ function serverCommand0(): Command {
     .option(
       "--kubelet-certificate-authority <file>",
       "CA of the node agents' serving certificates (default: --client-ca-file)",
+    )
+    .addHelpText(
+      "after",
+      `
+Standalone (a laptop, a test, a scale bench):
+  lab-server --etcd-servers http://127.0.0.1:2379 --listen 127.0.0.1:6443 \\
+    --cert-dir ./pki --write-kubeconfig ./kubeconfig
+  The scheduler and controllers run with the certificates in --cert-dir (no --kubeconfig needed),
+  node IPAM carves ${STANDALONE_CLUSTER_CIDR} unless --cluster-cidr says otherwise.
+
+  lab-server issue-node-cert NAME --cert-dir DIR [--out FILE] [--server URL]
+  writes a kubeconfig for a node agent (system:node:NAME in system:nodes).`,
     );
 }
 
-async function main(): Promise<void> {
-  const cmd = serverCommand();
-  cmd.parse(process.argv);
-  const flags = cmd.opts<ServerFlags>();
+/** The pod network node IPAM carves in standalone mode: /24s for 32,768 nodes, clear of 10.96.0.0/12. */
+export const STANDALONE_CLUSTER_CIDR = "10.128.0.0/9";
+
+type Progress = (event: string, text: string, data?: Record<string, unknown>) => void;
+
+function progress(json: boolean | undefined): Progress {
+  return (event, text, data = {}) => {
+    if (json) process.stdout.write(`${JSON.stringify({ event, message: text, ...data })}\n`);
+    else process.stderr.write(`lab-server: ${text}\n`);
+  };
+}
+
+/**
+ * Checks flag combinations of the standalone mode and fills in what it implies (certificate
+ * paths, bind address and port). Throws with the flag to fix.
+ */
+async function applyStandalone(
+  cmd: Command,
+  flags: ServerFlags & StandaloneFlags & LoopFlags,
+  say: Progress,
+): Promise<{ certDir?: string }> {
+  const fromCli = (k: string): boolean => cmd.getOptionValueSource(k) === "cli";
+  if (flags.listen !== undefined) {
+    for (const [k, flag] of [
+      ["bindAddress", "--bind-address"],
+      ["securePort", "--secure-port"],
+    ] as const)
+      if (fromCli(k)) throw new Error(`--listen and ${flag} both say where to listen: give one of them`);
+    const { host, port } = parseListen(flags.listen);
+    flags.bindAddress = host;
+    flags.securePort = String(port);
+  }
+  if (flags.writeKubeconfig !== undefined && flags.certDir === undefined)
+    throw new Error("--write-kubeconfig needs --cert-dir DIR (the admin certificate is made and kept there)");
+  if (flags.certDir === undefined) return {}; // startServer names a missing --tls-* flag
+  for (const [k, flag] of [
+    ["tlsCertFile", "--tls-cert-file"],
+    ["tlsPrivateKeyFile", "--tls-private-key-file"],
+    ["clientCaFile", "--client-ca-file"],
+    ["kubeletClientCertificate", "--kubelet-client-certificate"],
+    ["kubeletClientKey", "--kubelet-client-key"],
+  ] as const)
+    if (flags[k] !== undefined)
+      throw new Error(`--cert-dir makes its own certificates; ${flag} cannot be combined with it`);
+  const dir = flags.certDir;
+  const pki = await ensureStandalonePki(dir, flags.bindAddress);
+  const verb = pki.issued.length === 0 ? "reused" : pki.issued.includes("ca") ? "created" : "updated";
+  say("certificates", `certificates in ${dir} ${verb} (CA ${fingerprint(pki.ca.cert)})`, {
+    dir,
+    issued: pki.issued,
+    reused: pki.reused,
+    caFingerprint: fingerprint(pki.ca.cert),
+  });
+  const p = pki.paths;
+  flags.tlsCertFile = p.servingCert;
+  flags.tlsPrivateKeyFile = p.servingKey;
+  flags.clientCaFile = p.caCert;
+  flags.kubeletClientCertificate = p.kubeletClientCert;
+  flags.kubeletClientKey = p.kubeletClientKey;
+  flags.clusterCidr ??= STANDALONE_CLUSTER_CIDR;
+  return { certDir: dir };
+}
+
+function issueNodeCertCommand(): Command {
+  return new Command("issue-node-cert")
+    .description("issue a node client certificate (system:node:NAME) and write its kubeconfig")
+    .argument("<name>", "the node's name")
+    .requiredOption("--cert-dir <dir>", "the directory lab-server --cert-dir keeps its CA in")
+    .option("--out <file>", "write the kubeconfig here (0600) instead of stdout")
+    .option("--server <url>", "API server URL (default: where lab-server last listened)");
+}
+
+async function issueNodeCert(argv: string[]): Promise<void> {
+  const cmd = issueNodeCertCommand().exitOverride();
   try {
+    cmd.parse(argv, { from: "user" });
+  } catch (err) {
+    process.exit(err instanceof CommanderError ? err.exitCode : 1);
+  }
+  const name = cmd.args[0]!;
+  const o = cmd.opts<{ certDir: string; out?: string; server?: string }>();
+  try {
+    const r = await issueNodeKubeconfig(o.certDir, name, o.server);
+    if (o.out) {
+      await writeKubeconfigFile(o.out, r.kubeconfig);
+      process.stderr.write(
+        `lab-server: ${r.issued ? "issued" : "reused"} system:node:${name}; kubeconfig for ${r.server} written to ${o.out}\n`,
+      );
+    } else process.stdout.write(r.kubeconfig);
+  } catch (err) {
+    process.stderr.write(`lab-server issue-node-cert: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+/** The lab-server command: `argv` as process.argv (node, script, args...). */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  if (argv[2] === "issue-node-cert") return issueNodeCert(argv.slice(3));
+  const cmd = serverCommand();
+  cmd.parse(argv);
+  const flags = cmd.opts<ServerFlags & StandaloneFlags & LoopFlags>();
+  const say = progress(flags.json);
+  try {
+    const { certDir } = await applyStandalone(cmd, flags, say);
     const { server, store, port } = await startServer(flags);
-    process.stderr.write(`lab-server listening on https://${flags.bindAddress}:${port}\n`);
+    const url = serverUrl(flags.bindAddress, port);
+    say("listening", `listening on https://${flags.bindAddress}:${port}`, { url, port });
+    if (certDir) {
+      await writeFileAtomic(join(certDir, "endpoint"), `${url}\n`, 0o644);
+      if (!flags.kubeconfig) {
+        // The scheduler and controllers reach this server with their own certificate from DIR.
+        flags.kubeconfig = join(certDir, "controller-manager.kubeconfig");
+        await writeKubeconfigFile(flags.kubeconfig, await loopsKubeconfig(certDir, url));
+      }
+      if (flags.writeKubeconfig) {
+        await writeKubeconfigFile(flags.writeKubeconfig, await adminKubeconfig(certDir, url));
+        say("kubeconfig", `admin kubeconfig written to ${flags.writeKubeconfig}`, {
+          path: flags.writeKubeconfig,
+        });
+      }
+    }
     // Scheduler and controllers (leader-elected) talk to the API like any client, through --kubeconfig.
     const loopsStop = new AbortController();
-    const loops = runLoopsFromFlags(cmd.opts<LoopFlags>(), loopsStop.signal, (line) =>
-      process.stderr.write(`lab-server: ${line}\n`),
-    ).catch((err: unknown) => process.stderr.write(`lab-server: control loops: ${(err as Error).message}\n`));
+    const loops = runLoopsFromFlags(flags, loopsStop.signal, (line) => say("loops", line)).catch(
+      (err: unknown) => say("error", `control loops: ${(err as Error).message}`),
+    );
     const shutdown = (): void => {
       loopsStop.abort(); // releases the leader leases so another master takes over at once
       void loops
@@ -122,7 +289,7 @@ async function main(): Promise<void> {
     process.on("SIGTERM", shutdown);
     process.on("SIGINT", shutdown);
   } catch (err) {
-    process.stderr.write(`lab-server: ${(err as Error).message}\n`);
+    say("error", (err as Error).message);
     process.exit(1);
   }
 }
