@@ -94,6 +94,7 @@ export function agentCommand(): Command {
     .option("--max-pods <n>", "pods capacity to report", "110")
     .option("--port <port>", "HTTPS port for logs and exec (0: any free port)", String(DEFAULT_AGENT_PORT))
     .option("--address <ip>", "address the HTTPS port listens on", "0.0.0.0")
+    .option("--hollow", "run hollow nodes (no containers; see lab-agent --hollow --help)")
     .option("--tls-cert-file <file>", "the agent's serving certificate (without it: no logs/exec endpoint)")
     .option("--tls-private-key-file <file>", "the serving certificate's key")
     .option("--client-ca-file <file>", "CA of lab-server's kubelet-client certificate")
@@ -328,6 +329,8 @@ async function startDns(
 }
 
 export async function main(argv = process.argv): Promise<void> {
+  // Hollow nodes (node/hollow/) share the command but none of the real agent's machinery.
+  if (argv.includes("--hollow")) return (await import("./hollow/cli.ts")).hollowMain(argv);
   const cmd = agentCommand();
   cmd.parse(argv);
   const flags = cmd.opts<AgentFlags>();
