@@ -1,4 +1,5 @@
 /**
+ * SCHEDULER ALONE (compare bench/scale.ts, end to end over HTTPS, etcd and hollow nodes).
  * Scheduler throughput: pods bound per second for N pending pods on M nodes, through the real
  * scheduler loop (informers, queue, decisions, bindings) over an in-memory store, so it measures
  * the scheduler itself, not HTTP. Usage: npx tsx bench/scheduler-throughput.ts [pods] [nodes...]
