@@ -10,7 +10,7 @@
  *   npx tsx bench/scale.ts [--nodes 1000] [--pods 10000] [--deployments 10] [--timeout 900]
  *                          [--side-workers 2] [--profile DIR]
  *
- * --profile DIR writes a V8 CPU profile of lab-server there (NODE_OPTIONS=--cpu-prof) on its exit.
+ * --profile DIR writes a V8 CPU profile of lab-server there (node --cpu-prof) on its exit.
  *
  * Targets (issue 18): >= 300 pods/s end to end, mutating p99 < 1 s, lab-server RSS < 1 GiB.
  */
@@ -69,8 +69,8 @@ async function until(what: string, f: () => Promise<boolean>, ms: number): Promi
 }
 
 const procs: ChildProcess[] = [];
-function start(bin: string, args: string[], name: string, env?: Record<string, string>): ChildProcess {
-  const p = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
+function start(bin: string, args: string[], name: string, nodeFlags: string[] = []): ChildProcess {
+  const p = spawn(process.execPath, [...nodeFlags, bin, ...args], { stdio: ["ignore", "ignore", "pipe"] });
   const tail: string[] = [];
   p.stderr?.on("data", (d: Buffer) => {
     tail.push(...d.toString().trim().split("\n"));
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
         ...["--cert-dir", join(dir, "pki"), "--write-kubeconfig", kubeconfig],
       ],
       "lab-server",
-      PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` } : undefined,
+      PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [],
     );
     await until("the admin kubeconfig", () => stat(kubeconfig).then(() => true), 120_000);
     const client = await LabClient.fromKubeconfig(kubeconfig);

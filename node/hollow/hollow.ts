@@ -202,10 +202,11 @@ export class HollowNodes {
       if (this.inFlight >= max) return;
       if (n.busy) continue;
       let task: (() => Promise<void>) | undefined;
+      let kind: keyof HollowNode["nextAt"] = "register";
       if (!n.registered) {
         if (n.nextAt.register <= now) task = () => this.register(n);
-      } else if (n.nextAt.lease <= now) task = () => this.renewLease(n);
-      else if (n.nextAt.status <= now) task = () => this.writeStatus(n);
+      } else if (n.nextAt.lease <= now) [kind, task] = ["lease", () => this.renewLease(n)];
+      else if (n.nextAt.status <= now) [kind, task] = ["status", () => this.writeStatus(n)];
       if (!task) continue;
       n.busy = true;
       this.inFlight++;
@@ -215,8 +216,7 @@ export class HollowNodes {
           n.failures++;
           // retry soon, backing off per node up to one renewal period
           const delay = Math.min(500 * 2 ** Math.min(n.failures, 5), this.o.leaseRenewMs ?? LEASE_RENEW_MS);
-          if (!n.registered) n.nextAt.register = Date.now() + delay;
-          else n.nextAt.lease = Math.min(n.nextAt.lease, Date.now() + delay);
+          n.nextAt[n.registered ? kind : "register"] = Date.now() + delay;
           if (!signal.aborted) this.warn(`node ${n.reg.nodeName}: ${errText(err)}`);
         })
         .finally(() => {
