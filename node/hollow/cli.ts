@@ -4,7 +4,9 @@
  * the API side of a node (see hollow.ts).
  */
 import { Command, CommanderError } from "commander";
+import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
+import { parse as parseYaml } from "yaml";
 import { LabClient } from "../../api/client.ts";
 import { parseQuantity } from "../../api/quantity.ts";
 import { parseLabels } from "../node-status.ts";
@@ -93,6 +95,23 @@ export function hollowNodeNames(
   return Array.from({ length: count }, (_, i) => `${f.nodeNamePrefix}${i + 1}`);
 }
 
+/** The client of a kubeconfig, or an error that names --kubeconfig and what is wrong with it. */
+async function loadClient(path: string): Promise<LabClient> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(await readFile(path, "utf8"));
+  } catch (err) {
+    throw new Error(`--kubeconfig ${path}: ${(err as Error).message}`);
+  }
+  if (!doc || typeof doc !== "object" || !("clusters" in doc))
+    throw new Error(`--kubeconfig ${path} is not a kubeconfig (no clusters)`);
+  try {
+    return await LabClient.fromKubeconfig(path);
+  } catch (err) {
+    throw new Error(`--kubeconfig ${path}: ${(err as Error).message}`);
+  }
+}
+
 export async function hollowMain(argv: string[]): Promise<void> {
   const log = (msg: string): void => void process.stderr.write(`lab-agent (hollow): ${msg}\n`);
   const cmd = hollowCommand().exitOverride();
@@ -106,9 +125,7 @@ export async function hollowMain(argv: string[]): Promise<void> {
   let client: LabClient;
   try {
     const names = hollowNodeNames(f);
-    client = await LabClient.fromKubeconfig(f.kubeconfig);
-    nodes = new HollowNodes({
-      client,
+    const settings = {
       nodeNames: names,
       capacity: parseCapacity(f.capacity),
       labels: parseLabels(f.nodeLabels ?? ""),
@@ -117,7 +134,9 @@ export async function hollowMain(argv: string[]): Promise<void> {
       statusReportMs: positive("--node-status-report-seconds", f.nodeStatusReportSeconds) * 1000,
       concurrency: positive("--concurrency", f.concurrency, true),
       log,
-    });
+    };
+    client = await loadClient(f.kubeconfig);
+    nodes = new HollowNodes({ client, ...settings });
     log(
       names.length === 1
         ? `node ${names[0]}: registering`
