@@ -170,6 +170,8 @@ export class ApiLoad {
   watchGone = 0;
   watchRestarts = 0;
   readonly segments: Segment[] = [];
+  /** The namespace's creation resourceVersion: older than anything the watch cache covers. */
+  namespaceRv = 0;
   private running = true;
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 16 });
   private loops: Promise<void>[] = [];
@@ -189,6 +191,7 @@ export class ApiLoad {
   async start(): Promise<void> {
     const ns = await this.call("POST", "/api/v1/namespaces", { metadata: { name: this.namespace } });
     if (ns.status !== 201) throw new Error(`creating namespace ${this.namespace}: ${ns.status}`);
+    this.namespaceRv = Number((ns.json["metadata"] as { resourceVersion: string }).resourceVersion);
     const list = await this.call("GET", `/api/v1/namespaces/${this.namespace}/configmaps`);
     const rv = Number((list.json["metadata"] as { resourceVersion: string }).resourceVersion);
     this.segments.push({ from: rv, rvs: [] });
