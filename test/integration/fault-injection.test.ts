@@ -39,7 +39,7 @@ let server: LabServerProc;
 let tls: ApiClientTls;
 let load: ApiLoad;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
   pki = await makeTestPki();
