@@ -471,9 +471,11 @@ export class EtcdWatchClient {
     const base = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempts);
     const delay = Math.round(base / 2 + (Math.random() * base) / 2);
     this.attempts = Math.min(this.attempts + 1, 30);
-    this.log(
-      `${why}; resuming ${this.watches.size} watch(es) on ${this.addresses[this.member]} in ${delay} ms`,
-    );
+    // every break is told, a long outage once in a while (at most every 5 s anyway)
+    if (this.attempts <= 3 || this.attempts % 10 === 0)
+      this.log(
+        `${why}; resuming ${this.watches.size} watch(es) on ${this.addresses[this.member]} in ${delay} ms (attempt ${this.attempts})`,
+      );
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       guard(this.log, "reopening the watch stream", () => this.ensureStream());

@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EtcdStore, StoreError, type StoreEvent } from "../../controlplane/storage/etcd-store.ts";
 import { ETCD_WATCH_PROTO } from "../../controlplane/storage/etcd-watch-proto.ts";
 import { EtcdWatchCompactedError, prefixEnd } from "../../controlplane/storage/etcd-watch.ts";
+import { RESOURCES } from "../../api/resources.ts";
+import { Registry } from "../../controlplane/registry.ts";
+import { ServiceIpAllocator } from "../../controlplane/service-ips.ts";
 import { EtcdCluster } from "../helpers/etcd-cluster.ts";
 import { startEtcd, type TestEtcd } from "../helpers/etcd.ts";
 import { makeTestPki, type TestPki } from "../helpers/test-pki.ts";
@@ -222,6 +225,26 @@ describe("on a real three-member etcd with client TLS", () => {
       10_000,
     );
     await stop();
+  }, 20_000);
+
+  it("an API watch's BOOKMARK resourceVersion follows etcd's progress while its resource is idle", async () => {
+    const registry = new Registry(store, new ServiceIpAllocator(store, "10.96.0.0/12"));
+    const info = RESOURCES.find((r) => r.kind === "ConfigMap")!;
+    const from = await store.revision();
+    const handle = await registry.watch(
+      info,
+      "idle-ns",
+      { labels: [], fields: [] },
+      String(from),
+      () => undefined,
+      () => undefined,
+    );
+    expect(handle.lastRevision()).toBe(from);
+    // writes elsewhere move etcd's revision; the watched configmaps stay as they are
+    const other = await store.create(`/elsewhere/${Date.now()}`, { x: 1 });
+    await until("the bookmark revision past the other write", () => handle.lastRevision() >= other, 10_000);
+    await handle.stop();
+    await registry.close();
   }, 20_000);
 
   it("1,000 watches created and cancelled while the member under the stream restarts", async () => {
