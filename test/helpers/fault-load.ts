@@ -170,6 +170,8 @@ export class ApiLoad {
   watchGone = 0;
   watchRestarts = 0;
   readonly segments: Segment[] = [];
+  /** When the watch delivered each resourceVersion (ms since epoch). */
+  readonly seenAt = new Map<number, number>();
   /** The namespace's creation resourceVersion: older than anything the watch cache covers. */
   namespaceRv = 0;
   private running = true;
@@ -295,7 +297,9 @@ export class ApiLoad {
               }
               if (ev.type !== "ADDED" && ev.type !== "MODIFIED" && ev.type !== "DELETED") continue;
               const seg = this.segments[this.segments.length - 1]!;
-              seg.rvs.push(Number(ev.object.metadata?.resourceVersion));
+              const seenRv = Number(ev.object.metadata?.resourceVersion);
+              seg.rvs.push(seenRv);
+              if (!this.seenAt.has(seenRv)) this.seenAt.set(seenRv, Date.now());
             }
           });
           res.on("end", () => resolve(gone ? "gone" : "ended"));
@@ -322,6 +326,14 @@ export class ApiLoad {
     let gap = 0;
     for (let i = 1; i < at.length; i++) gap = Math.max(gap, at[i]! - at[i - 1]!);
     return gap;
+  }
+
+  /** Longest time from a create's acknowledgement (within [from, to]) to the watch delivering it (ms). */
+  watchLagMs(from: number, to: number): number {
+    let lag = 0;
+    for (const a of this.acks)
+      if (a.at >= from && a.at <= to) lag = Math.max(lag, (this.seenAt.get(a.rv) ?? Infinity) - a.at);
+    return lag;
   }
 
   /**
