@@ -631,7 +631,9 @@ export class Registry {
       else onEnd(new ApiError(500, "InternalError", `watch failed: ${err.message}`));
     };
     try {
-      const stop = await this.watchCache(info).subscribe(prefix, from, onEvent, onError);
+      // etcd's progress notifications move the BOOKMARK resourceVersion on while nothing changes
+      const onProgress = (rev: number): void => void (last = Math.max(last, rev));
+      const stop = await this.watchCache(info).subscribe(prefix, from, onEvent, onError, onProgress);
       return { stop, lastRevision: () => last };
     } catch (err) {
       if (err instanceof StoreError && err.reason === "Compacted") {

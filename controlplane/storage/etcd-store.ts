@@ -1,5 +1,7 @@
+import * as grpc from "@grpc/grpc-js";
 import { Etcd3, Range } from "etcd3";
 import type { IOptions } from "etcd3";
+import { EtcdWatchClient, EtcdWatchCompactedError, prefixEnd, type EtcdKeyValue } from "./etcd-watch.ts";
 
 /** A stored value with the etcd mod revision it was read or written at. */
 export interface Versioned<T> {
@@ -13,6 +15,14 @@ export interface ListPage<T> {
   revision: number;
   /** Opaque key to resume from; absent on the last page. */
   continueKey?: string;
+}
+
+/** Options of the store beyond etcd3's. */
+export interface EtcdStoreExtras {
+  /** Where the watch client reports stream breaks and ignored answers (default: stderr). */
+  log?: (line: string) => void;
+  /** Reconnect delays of the watch stream. */
+  watchBackoff?: { initialMs: number; maxMs: number };
 }
 
 export type StoreEvent<T> =
@@ -38,24 +48,70 @@ function isCompactedError(err: unknown): boolean {
  * default policy: 3 attempts over the shuffled members, a member's circuit opens after 3 failures).
  */
 export const ETCD_CALL_TIMEOUT_MS = 8_000;
-/** How long stopping a watch waits for etcd to confirm the cancel. */
-const WATCH_CANCEL_WAIT_MS = 2_000;
+
+/**
+ * Failures of one request rather than of the member that answered it: gRPC's own
+ * `RESOURCE_EXHAUSTED: received message larger than max` (a body over etcd's --max-request-bytes
+ * plus gRPC's 512 KiB overhead, 2 MiB by default). etcd3 counts RESOURCE_EXHAUSTED as a member
+ * fault: it retried the body on every member and its circuit breaker then failed every request of
+ * every client for 5 s. As INVALID_ARGUMENT (what etcd itself answers to a body between 1.5 and
+ * 2 MiB, "etcdserver: request is too large") it fails that caller only.
+ */
+const perRequestErrors: grpc.Interceptor = (options, nextCall) =>
+  new grpc.InterceptingCall(
+    nextCall(options),
+    new grpc.RequesterBuilder()
+      .withStart((metadata, listener, next) => {
+        next(
+          metadata,
+          new grpc.ListenerBuilder()
+            .withOnReceiveStatus((status, nextStatus) => {
+              if (status.code === grpc.status.RESOURCE_EXHAUSTED && /larger than max/i.test(status.details)) {
+                nextStatus({
+                  ...status,
+                  code: grpc.status.INVALID_ARGUMENT,
+                  details: `etcdserver: request is too large (${status.details})`,
+                });
+              } else nextStatus(status);
+            })
+            .build(),
+        );
+      })
+      .build(),
+  );
+
+function toValue<T>(kv: EtcdKeyValue | undefined): T | undefined {
+  return kv && kv.value.length > 0 ? (JSON.parse(kv.value.toString()) as T) : undefined;
+}
 
 /**
  * JSON objects in etcd. Every write is one transaction comparing the key's mod revision, so a
  * writer holding a stale revision gets a Conflict instead of overwriting someone else's change.
  */
 export class EtcdStore {
+  /** Unary KV calls (etcd3: deadline, retry on another member, circuit breaker per member). */
   readonly client: Etcd3;
+  /** Every watch, over lab's own client (etcd-watch.ts). */
+  readonly watcher: EtcdWatchClient;
+  private readonly log: (line: string) => void;
 
-  constructor(options: IOptions) {
+  constructor(options: IOptions, extras: EtcdStoreExtras = {}) {
+    const hosts = typeof options.hosts === "string" ? options.hosts.split(",") : options.hosts;
+    this.log = extras.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.watcher = new EtcdWatchClient({
+      hosts,
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      log: this.log,
+      ...(extras.watchBackoff ? { backoff: extras.watchBackoff } : {}),
+    });
     this.client = new Etcd3({
       // A member that vanished without closing its connections (a powered-off master) held every
       // call sent to it until TCP gave up, minutes later: with 3 members, a third of lab-server's
       // requests hung and a new controller leader took 105 s. A deadline on every unary call moves
       // it to another member; keepalive pings close a silent connection within 15 s (etcd accepts
       // pings every 5 s or slower, and only on connections with calls: the default here too).
-      defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS }),
+      defaultCallOptions: (c) =>
+        c.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS, interceptors: [perRequestErrors] },
       ...options,
       grpcOptions: {
         "grpc.keepalive_time_ms": 10_000,
@@ -66,6 +122,7 @@ export class EtcdStore {
   }
 
   async close(): Promise<void> {
+    this.watcher.close();
     this.client.close();
   }
 
@@ -171,15 +228,20 @@ export class EtcdStore {
 
   /**
    * Streams changes under prefix after revision `afterRevision` (exclusive). Calls onError with a
-   * Compacted StoreError when that history is gone. Returns a function that stops the watch.
+   * Compacted StoreError when that history is gone (also later: a watch resuming after a broken
+   * stream finds its revision compacted). onProgress hears the revision every event up to which
+   * has been delivered (etcd's progress notifications). Returns a function that stops the watch;
+   * it never waits on etcd.
    */
   async watch<T>(
     prefix: string,
     afterRevision: number,
     onEvent: (ev: StoreEvent<T>) => void,
     onError: (err: Error) => void,
+    onProgress?: (revision: number) => void,
   ): Promise<() => Promise<void>> {
     if (afterRevision > 0) {
+      // A watch from a compacted revision answers 410 at once rather than after its stream opened.
       try {
         await this.client.get("\0").revision(afterRevision).exec();
       } catch (err) {
@@ -188,46 +250,45 @@ export class EtcdStore {
         throw err;
       }
     }
-    const watcher = await this.client
-      .watch()
-      .prefix(prefix)
-      .startRevision(String(afterRevision + 1))
-      .withPreviousKV()
-      .create();
-    watcher.on("put", (kv, prev) => {
-      onEvent({
-        type: "put",
-        key: kv.key.toString(),
-        value: JSON.parse(kv.value.toString()) as T,
-        prev: prev ? (JSON.parse(prev.value.toString()) as T) : undefined,
-        modRevision: Number(kv.mod_revision),
-      });
-    });
-    watcher.on("delete", (kv, prev) => {
-      onEvent({
-        type: "delete",
-        key: kv.key.toString(),
-        prev: prev ? (JSON.parse(prev.value.toString()) as T) : undefined,
-        modRevision: Number(kv.mod_revision),
-      });
-    });
-    // etcd cancels a watch server-side only when its start revision is compacted (the reason text
-    // is often empty), so a cancel is reported as Compacted.
-    watcher.on("error", (err: Error) => {
-      const compacted = isCompactedError(err) || /Watcher canceled/.test(err.message);
-      onError(compacted ? new StoreError("Compacted", err.message) : err);
-    });
-    return async () => {
-      watcher.removeAllListeners();
-      watcher.on("error", () => undefined);
-      // etcd3's cancel waits for etcd's answer on the watch stream (or for a watch id still being
-      // assigned); on a slow or half-dead stream that can be forever, and shutdown must not wait.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        watcher.cancel().catch(() => undefined),
-        new Promise<void>((r) => (timer = setTimeout(r, WATCH_CANCEL_WAIT_MS).unref())),
-      ]);
-      clearTimeout(timer);
-    };
+    const cancel = this.watcher.watch(
+      { key: prefix, rangeEnd: prefixEnd(prefix), startRevision: afterRevision + 1, prevKv: true },
+      {
+        onEvents: (events) => {
+          for (const e of events) {
+            const key = e.kv.key.toString();
+            let ev: StoreEvent<T>;
+            try {
+              const prev = toValue<T>(e.prevKv);
+              ev =
+                e.type === "put"
+                  ? {
+                      type: "put",
+                      key,
+                      value: JSON.parse(e.kv.value.toString()) as T,
+                      prev,
+                      modRevision: e.kv.modRevision,
+                    }
+                  : { type: "delete", key, prev, modRevision: e.kv.modRevision };
+            } catch (err) {
+              this.log(
+                `etcd watch: ${key} at revision ${e.kv.modRevision} is not JSON, skipped: ${(err as Error).message}`,
+              );
+              continue;
+            }
+            onEvent(ev);
+          }
+        },
+        ...(onProgress ? { onProgress } : {}),
+        // etcd cancels a watch itself only when its history is gone (or it may not be served at
+        // all): either way the client must list again, which is what 410 tells it.
+        onError: (err) =>
+          onError(
+            err instanceof EtcdWatchCompactedError
+              ? new StoreError("Compacted", err.message)
+              : new StoreError("Compacted", `${err.message}; list again`),
+          ),
+      },
+    );
+    return async () => cancel();
   }
 }

@@ -5,6 +5,7 @@ interface Subscriber<T> {
   after: number;
   onEvent: (ev: StoreEvent<T>) => void;
   onError: (err: Error) => void;
+  onProgress: ((revision: number) => void) | undefined;
 }
 
 /**
@@ -46,6 +47,7 @@ export class WatchCache<T> {
         rev,
         (ev) => this.ingest(ev),
         (err) => this.fail(err),
+        (progress) => this.progress(progress),
       );
     })().catch((err: unknown) => {
       this.starting = undefined;
@@ -58,7 +60,30 @@ export class WatchCache<T> {
     this.ring.push(ev);
     if (this.ring.length > this.capacity) this.coveredAfter = this.ring.shift()!.modRevision;
     for (const sub of this.subs) {
-      if (ev.modRevision > sub.after && ev.key.startsWith(sub.prefix)) sub.onEvent(ev);
+      if (ev.modRevision > sub.after && ev.key.startsWith(sub.prefix))
+        this.deliver(sub, () => sub.onEvent(ev));
+    }
+  }
+
+  /** etcd delivered every event up to revision: so did the cache, to every subscriber. */
+  private progress(revision: number): void {
+    for (const sub of this.subs) {
+      const onProgress = sub.onProgress;
+      if (onProgress && revision > sub.after) this.deliver(sub, () => onProgress(revision));
+    }
+  }
+
+  /** One subscriber that throws loses its subscription, not the others their events. */
+  private deliver(sub: Subscriber<T>, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.subs.delete(sub);
+      try {
+        sub.onError(err instanceof Error ? err : new Error(String(err)));
+      } catch {
+        // already gone
+      }
     }
   }
 
@@ -70,7 +95,13 @@ export class WatchCache<T> {
     this.starting = undefined;
     void this.stopWatch?.();
     this.stopWatch = undefined;
-    for (const sub of subs) sub.onError(err);
+    for (const sub of subs) {
+      try {
+        sub.onError(err);
+      } catch {
+        // one subscriber's failure must not keep the others from hearing
+      }
+    }
   }
 
   /** Events under prefix after revision `after`; returns a function that unsubscribes. */
@@ -79,10 +110,11 @@ export class WatchCache<T> {
     after: number,
     onEvent: (ev: StoreEvent<T>) => void,
     onError: (err: Error) => void,
+    onProgress?: (revision: number) => void,
   ): Promise<() => Promise<void>> {
     await this.ensureStarted();
-    if (after < this.coveredAfter) return this.store.watch<T>(prefix, after, onEvent, onError);
-    const sub: Subscriber<T> = { prefix, after, onEvent, onError };
+    if (after < this.coveredAfter) return this.store.watch<T>(prefix, after, onEvent, onError, onProgress);
+    const sub: Subscriber<T> = { prefix, after, onEvent, onError, onProgress };
     for (const ev of this.ring) if (ev.modRevision > after && ev.key.startsWith(prefix)) onEvent(ev);
     this.subs.add(sub);
     return async () => {
@@ -98,7 +130,7 @@ export class WatchCache<T> {
     this.unlisten();
     this.subs.clear();
     this.starting = undefined;
-    // once: etcd3 would send a second cancel for the same watch id, which etcd never answers
+    // once; stopping never waits on etcd (etcd-watch.ts)
     const stop = this.stopWatch;
     this.stopWatch = undefined;
     await stop?.();
