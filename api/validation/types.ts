@@ -30,12 +30,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function typeName(v: unknown): string {
-  if (Array.isArray(v)) return "array";
-  if (v === null) return "null";
-  return typeof v;
-}
-
 function isQuantity(v: unknown): boolean {
   return typeof v === "string" || (typeof v === "number" && Number.isFinite(v));
 }
