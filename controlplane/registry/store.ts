@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { groupVersion, RESOURCES, type ResourceInfo } from "../../api/resources.ts";
 import { matchesFields, matchesLabels } from "../../api/selectors.ts";
-import { badRequest, conflict, invalid, notFound, type ApiError } from "../../api/status.ts";
+import { ApiError, badRequest, conflict, invalid, notFound } from "../../api/status.ts";
 import { stableJson } from "../../api/validation/field.ts";
 import { NodePortAllocator, type ServiceIpAllocator } from "../service-ips.ts";
 import type { EtcdStore } from "../storage/etcd-store.ts";
@@ -264,6 +264,42 @@ export class Registry {
     }
   }
 
+  /**
+   * The binding subresource: sets a pending pod's spec.nodeName once, with its PodScheduled
+   * condition, validated like every write (a node name must be a DNS subdomain).
+   */
+  bind(namespace: string, name: string, nodeName: string): Promise<KObject> {
+    const info = RESOURCES.find((r) => r.kind === "Pod")!;
+    return this.guaranteedUpdate(
+      info,
+      namespace,
+      name,
+      (pod) => {
+        const spec = (pod.spec ??= {}) as Record<string, unknown>;
+        if (spec.nodeName) {
+          throw new ApiError(
+            409,
+            "Conflict",
+            `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is already assigned to node "${String(spec.nodeName)}"`,
+          );
+        }
+        if (pod.metadata.deletionTimestamp)
+          throw new ApiError(409, "Conflict", `pod ${name} is being deleted, cannot be assigned to a host`);
+        spec.nodeName = nodeName;
+        const status = (pod.status ??= {}) as Record<string, unknown>;
+        const conditions = Array.isArray(status.conditions)
+          ? (status.conditions as Record<string, unknown>[])
+          : [];
+        status.conditions = [
+          ...conditions.filter((c) => c.type !== "PodScheduled"),
+          { type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: timestamp() },
+        ];
+        return pod;
+      },
+      { mode: "binding" },
+    );
+  }
+
   /** Deletes (or starts deleting) an object; returns the object as it stands afterwards. */
   delete(
     info: ResourceInfo,
@@ -367,7 +403,7 @@ function mergeForUpdate(info: ResourceInfo, current: KObject, next: KObject, mod
   } else {
     obj = structuredClone(next);
     obj.metadata = { ...(next.metadata ?? {}) };
-    if (info.status) obj.status = current.status;
+    if (info.status && mode === "main") obj.status = current.status;
   }
   obj.apiVersion = groupVersion(info);
   obj.kind = info.kind;

@@ -41,8 +41,11 @@ export interface DeleteOptions {
   dryRun?: boolean;
 }
 
-/** Which part of an object an update writes: everything but status, or only status. */
-export type UpdateMode = "main" | "status";
+/**
+ * Which part of an object an update writes: everything but status ("main"), only status, or, for
+ * a pod's binding, the whole object where spec.nodeName may be set once.
+ */
+export type UpdateMode = "main" | "status" | "binding";
 
 export const SYSTEM_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"];
 

@@ -27,11 +27,13 @@ export class PodStrategy extends Strategy {
   }
 
   override prepareForUpdate(obj: KObject, old: KObject, mode: UpdateMode): void {
-    if (mode !== "main") return;
+    if (mode === "status") return;
     // nodeName is set once, through the binding subresource, never by a plain update.
     const next = structuredClone((obj.spec ?? {}) as Obj);
     applyDefaults("Pod", { spec: next });
-    if (stableJson(fixedPart(old.spec)) !== stableJson(fixedPart(next))) {
+    const before = fixedPart(old.spec);
+    if (mode === "binding" && !before.nodeName) before.nodeName = next.nodeName;
+    if (stableJson(before) !== stableJson(fixedPart(next))) {
       throw invalid("Pod", old.metadata.name!, [
         { field: "spec", reason: "FieldValueForbidden", message: IMMUTABLE_MESSAGE },
       ]);
