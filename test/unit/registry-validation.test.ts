@@ -333,3 +333,18 @@ describe("what lab and real manifests write is accepted", () => {
     expect(check("Deployment", d)).toEqual([]);
   });
 });
+
+describe("the Invalid Status", () => {
+  it("lists one cause bare and several in brackets, as apimachinery's aggregate does", () => {
+    const causes = check("Deployment", { metadata: { name: "Web" }, spec: { replicas: -1 } });
+    expect(invalid("Deployment", "Web", causes, "apps").message).toBe(
+      `Deployment.apps "Web" is invalid: [${causes.map((c) => `${c.field}: ${c.message}`).join(", ")}]`,
+    );
+    expect(causes.map((c) => c.field)).toEqual([
+      "metadata.name",
+      "spec.replicas",
+      "spec.selector",
+      "spec.template.spec",
+    ]);
+  });
+});
