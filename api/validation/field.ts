@@ -7,25 +7,37 @@ import type { V1StatusCause } from "@kubernetes/client-node";
  */
 
 export class FieldPath {
-  private constructor(private readonly text: string) {}
+  // Built on every field the checks walk, read only when a cause names it: the text waits.
+  private text: string | undefined;
+
+  private constructor(
+    private readonly parent: FieldPath | undefined,
+    private readonly segment: string,
+  ) {
+    if (!parent) this.text = segment;
+  }
 
   static root(name = ""): FieldPath {
-    return new FieldPath(name);
+    return new FieldPath(undefined, name);
   }
 
   child(name: string): FieldPath {
-    return new FieldPath(this.text ? `${this.text}.${name}` : name);
+    return new FieldPath(this, `.${name}`);
   }
 
   index(i: number): FieldPath {
-    return new FieldPath(`${this.text}[${i}]`);
+    return new FieldPath(this, `[${i}]`);
   }
 
   key(k: string): FieldPath {
-    return new FieldPath(`${this.text}[${k}]`);
+    return new FieldPath(this, `[${k}]`);
   }
 
   toString(): string {
+    if (this.text === undefined) {
+      const before = this.parent!.toString();
+      this.text = before ? before + this.segment : this.segment.replace(/^\./, "");
+    }
     return this.text;
   }
 }

@@ -34,62 +34,92 @@ function isQuantity(v: unknown): boolean {
   return typeof v === "string" || (typeof v === "number" && Number.isFinite(v));
 }
 
-function check(type: string, v: unknown, path: FieldPath, causes: V1StatusCause[], secret: boolean): void {
+/** A field's type, parsed once from the generator's text ("Array<V1Container>", "{ [key: string]: string; }"). */
+type Parsed =
+  | { list: Parsed }
+  | { map: Parsed }
+  | { primitive: string }
+  | { model: Map<string, Parsed> | undefined; name: string };
+
+const parsedTypes = new Map<string, Parsed>();
+const models = new Map<string, Map<string, Parsed>>();
+
+function parse(type: string): Parsed {
+  let p = parsedTypes.get(type);
+  if (p) return p;
+  const array = /^Array<(.*)>$/.exec(type);
+  const map = /^\{ \[key: string\]: (.*); \}$/.exec(type);
+  if (array) p = { list: parse(array[1]!) };
+  else if (map) p = { map: parse(map[1]!) };
+  else if (TYPES[type]) p = { model: undefined, name: type };
+  else p = { primitive: type };
+  parsedTypes.set(type, p);
+  return p;
+}
+
+function modelFields(name: string): Map<string, Parsed> {
+  let fields = models.get(name);
+  if (!fields) {
+    fields = new Map();
+    models.set(name, fields);
+    for (const [field, t] of Object.entries(TYPES[name] ?? {})) {
+      const quantity = QUANTITY_FIELDS.has(`${name}.${field}`);
+      fields.set(
+        field,
+        parse(quantity ? (t.startsWith("{") ? "{ [key: string]: Quantity; }" : "Quantity") : t),
+      );
+    }
+  }
+  return fields;
+}
+
+function primitiveProblem(type: string, v: unknown): string | undefined {
+  switch (type) {
+    case "string":
+    case "Date":
+    case "V1MicroTime":
+      return typeof v === "string" ? undefined : "string";
+    case "Quantity":
+      return isQuantity(v) ? undefined : "string";
+    case "boolean":
+      return typeof v === "boolean" ? undefined : "boolean";
+    case "IntOrString":
+      return typeof v === "string" || (typeof v === "number" && Number.isInteger(v))
+        ? undefined
+        : "int-or-string";
+    case "number":
+      return typeof v === "number" && Number.isFinite(v) ? undefined : "number";
+    case "number:int32":
+    case "number:int64":
+      if (typeof v !== "number" || !Number.isInteger(v)) return "integer";
+      return type === "number:int32" && (v > 2147483647 || v < -2147483648) ? "int32" : undefined;
+    default:
+      return undefined; // any, object
+  }
+}
+
+function check(type: Parsed, v: unknown, path: FieldPath, causes: V1StatusCause[], secret: boolean): void {
   if (v === null || v === undefined) return;
   const bad = (expected: string): void => {
     causes.push(typeInvalid(path, v, `must be of type ${expected}`, secret));
   };
-  const array = /^Array<(.*)>$/.exec(type);
-  if (array) {
+  if ("list" in type) {
     if (!Array.isArray(v)) return bad("array");
-    v.forEach((item, i) => check(array[1]!, item, path.index(i), causes, secret));
-    return;
-  }
-  const map = /^\{ \[key: string\]: (.*); \}$/.exec(type);
-  if (map) {
+    v.forEach((item, i) => check(type.list, item, path.index(i), causes, secret));
+  } else if ("map" in type) {
     if (!isObject(v)) return bad("object");
-    for (const [k, item] of Object.entries(v)) check(map[1]!, item, path.key(k), causes, secret);
-    return;
-  }
-  switch (type) {
-    case "any":
-    case "object":
-      return;
-    case "string":
-    case "Date":
-    case "V1MicroTime":
-      if (typeof v !== "string") bad("string");
-      return;
-    case "Quantity":
-      if (!isQuantity(v)) bad("string");
-      return;
-    case "boolean":
-      if (typeof v !== "boolean") bad("boolean");
-      return;
-    case "IntOrString":
-      if (typeof v !== "string" && !(typeof v === "number" && Number.isInteger(v))) bad("int-or-string");
-      return;
-    case "number":
-      if (typeof v !== "number" || !Number.isFinite(v)) bad("number");
-      return;
-    case "number:int32":
-    case "number:int64":
-      if (typeof v !== "number" || !Number.isInteger(v)) bad("integer");
-      else if (type === "number:int32" && (v > 2147483647 || v < -2147483648)) bad("int32");
-      return;
-  }
-  const fields = TYPES[type];
-  if (!fields) return;
-  if (!isObject(v)) return bad("object");
-  for (const [name, t] of Object.entries(fields)) {
-    const at = `${type}.${name}`;
-    if (!(name in v)) continue;
-    const ft = QUANTITY_FIELDS.has(at)
-      ? t.startsWith("{")
-        ? "{ [key: string]: Quantity; }"
-        : "Quantity"
-      : t;
-    check(ft, v[name], path.child(name), causes, secret);
+    for (const k of Object.keys(v)) check(type.map, v[k], path.key(k), causes, secret);
+  } else if ("primitive" in type) {
+    const problem = primitiveProblem(type.primitive, v);
+    if (problem) bad(problem);
+  } else {
+    if (!isObject(v)) return bad("object");
+    type.model ??= modelFields(type.name);
+    // Only the fields present: unknown ones pass, as Kubernetes' decoder drops them.
+    for (const k of Object.keys(v)) {
+      const ft = type.model.get(k);
+      if (ft) check(ft, v[k], path.child(k), causes, secret);
+    }
   }
 }
 
@@ -98,16 +128,11 @@ export function validateTypes(kind: string, o: Record<string, unknown>, root: Fi
   const model = KIND_MODELS[kind];
   const causes: V1StatusCause[] = [];
   if (!model) return causes;
-  const fields = TYPES[model]!;
-  for (const [name, t] of Object.entries(fields)) {
-    if (name === "metadata" || !(name in o)) continue;
-    check(
-      t,
-      o[name],
-      root.child(name),
-      causes,
-      kind === "Secret" && (name === "data" || name === "stringData"),
-    );
+  const fields = modelFields(model);
+  for (const k of Object.keys(o)) {
+    const t = fields.get(k);
+    if (k === "metadata" || !t) continue;
+    check(t, o[k], root.child(k), causes, kind === "Secret" && (k === "data" || k === "stringData"));
   }
   return causes;
 }

@@ -121,9 +121,9 @@ describe("field types, from upstream's OpenAPI models", () => {
     };
     expect(fields("Node", node)).toEqual([
       "spec.unschedulable",
-      "status.capacity[pods]",
       "status.conditions[0].status",
       "status.conditions[1]",
+      "status.capacity[pods]",
       "status.daemonEndpoints.kubeletEndpoint.Port",
     ]);
     const pod = {
