@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import type { V1StatusCause } from "@kubernetes/client-node";
 import { base64DecodedLength, base64ErrorAt } from "./base64.ts";
 import {
@@ -150,6 +151,45 @@ function validateSecret(o: Obj, causes: V1StatusCause[]): void {
     if (data[k] === undefined) causes.push(required(ROOT.child("data").key(k)));
 }
 
+const PROTOCOLS = ["SCTP", "TCP", "UDP"];
+
+/** Endpoints: every address an IP (proxies program them), ports in range, named when several. */
+function validateEndpoints(o: Obj, causes: V1StatusCause[]): void {
+  const subsets = Array.isArray(o.subsets) ? o.subsets : [];
+  subsets.forEach((raw, i) => {
+    const subset = obj(raw) ?? {};
+    const p = ROOT.child("subsets").index(i);
+    for (const list of ["addresses", "notReadyAddresses"]) {
+      (Array.isArray(subset[list]) ? (subset[list] as unknown[]) : []).forEach((a, j) => {
+        const address = obj(a) ?? {};
+        const ap = p.child(list).index(j);
+        if (typeof address.ip !== "string" || address.ip === "") causes.push(required(ap.child("ip")));
+        else if (!isIP(address.ip))
+          causes.push(
+            invalidValue(
+              ap.child("ip"),
+              address.ip,
+              "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ),
+          );
+        if (typeof address.nodeName === "string")
+          for (const m of isDns1123Subdomain(address.nodeName))
+            causes.push(invalidValue(ap.child("nodeName"), address.nodeName, m));
+      });
+    }
+    const ports = Array.isArray(subset.ports) ? subset.ports : [];
+    ports.forEach((raw, j) => {
+      const port = obj(raw) ?? {};
+      const pp = p.child("ports").index(j);
+      if (ports.length > 1 && !port.name) causes.push(required(pp.child("name")));
+      if (typeof port.port !== "number" || port.port < 1 || port.port > 65535)
+        causes.push(invalidValue(pp.child("port"), port.port, "must be between 1 and 65535, inclusive"));
+      if (port.protocol !== undefined && !PROTOCOLS.includes(String(port.protocol)))
+        causes.push(notSupported(pp.child("protocol"), port.protocol, PROTOCOLS));
+    });
+  });
+}
+
 /** Rules for a new object of a core kind (also run on every update). */
 export function validateCore(kind: string, o: Obj, causes: V1StatusCause[]): void {
   switch (kind) {
@@ -164,6 +204,9 @@ export function validateCore(kind: string, o: Obj, causes: V1StatusCause[]): voi
       break;
     case "Secret":
       validateSecret(o, causes);
+      break;
+    case "Endpoints":
+      validateEndpoints(o, causes);
       break;
   }
 }

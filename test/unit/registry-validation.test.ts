@@ -348,3 +348,27 @@ describe("the Invalid Status", () => {
     ]);
   });
 });
+
+describe("Endpoints", () => {
+  it("needs IP addresses, ports in range and names when there are several", () => {
+    const ep = (subset: Obj): Obj => ({ metadata: { name: "web" }, subsets: [subset] });
+    expect(
+      check("Endpoints", ep({ addresses: [{ ip: "10.0.0.1" }], ports: [{ port: 80, protocol: "TCP" }] })),
+    ).toEqual([]);
+    expect(
+      messages(
+        "Endpoints",
+        ep({
+          addresses: [{ ip: "web-1" }, {}],
+          ports: [{ port: 0 }, { name: "b", port: 1, protocol: "ICMP" }],
+        }),
+      ),
+    ).toEqual([
+      'subsets[0].addresses[0].ip: Invalid value: "web-1": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)',
+      "subsets[0].addresses[1].ip: Required value",
+      "subsets[0].ports[0].name: Required value",
+      "subsets[0].ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+      'subsets[0].ports[1].protocol: Unsupported value: "ICMP": supported values: "SCTP", "TCP", "UDP"',
+    ]);
+  });
+});
