@@ -52,7 +52,9 @@ export function badRequest(message: string): ApiError {
 
 export function invalid(kind: string, name: string, causes: V1StatusCause[], group = ""): ApiError {
   const what = group ? `${kind}.${group}` : kind;
-  const list = causes.map((c) => `${c.field}: ${c.message}`).join(", ");
+  // As apimachinery's aggregate error: one cause bare, several in brackets.
+  const all = causes.map((c) => `${c.field}: ${c.message}`);
+  const list = all.length === 1 ? all[0]! : `[${all.join(", ")}]`;
   return new ApiError(422, "Invalid", `${what} "${name}" is invalid: ${list}`, { name, group, kind, causes });
 }
 
