@@ -56,7 +56,10 @@ function firstLine(s: string): string {
  */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof PatchError) return new ApiError(422, "Invalid", err.message);
+  if (err instanceof PatchError)
+    return err.code === 413
+      ? new ApiError(413, "RequestEntityTooLarge", err.message)
+      : new ApiError(422, "Invalid", err.message);
   if (err instanceof StoreError) {
     if (err.reason === "Compacted") return new ApiError(410, "Expired", err.message);
     if (err.reason === "NotFound") return new ApiError(404, "NotFound", err.message);

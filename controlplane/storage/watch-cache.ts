@@ -58,7 +58,13 @@ export class WatchCache<T> {
     this.ring.push(ev);
     if (this.ring.length > this.capacity) this.coveredAfter = this.ring.shift()!.modRevision;
     for (const sub of this.subs) {
-      if (ev.modRevision > sub.after && ev.key.startsWith(sub.prefix)) sub.onEvent(ev);
+      if (ev.modRevision <= sub.after || !ev.key.startsWith(sub.prefix)) continue;
+      try {
+        sub.onEvent(ev);
+      } catch {
+        // A subscriber that cannot take this event (a malformed stored object) skips it; it must
+        // not throw into the etcd stream's handler and take the process down.
+      }
     }
   }
 
