@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { request } from "node:https";
+import { request, type Agent } from "node:https";
 import type { TestApiServer } from "./test-apiserver.ts";
 
 export interface RawResponse {
@@ -35,7 +35,7 @@ export function rawRequest(
   who: Identity,
   method: string,
   path: string,
-  opts: { body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number } = {},
+  opts: { body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number; agent?: Agent } = {},
 ): Promise<RawResponse> {
   const timeoutMs = opts.timeoutMs ?? 20_000;
   return new Promise((resolve, reject) => {
@@ -48,7 +48,7 @@ export function rawRequest(
         ca: who.ca,
         cert: who.cert,
         key: who.key,
-        agent: false,
+        agent: opts.agent ?? false,
         headers: {
           Accept: "application/json",
           // Explicit: Node sends a DELETE's body with neither Content-Length nor chunking otherwise.
