@@ -3,7 +3,27 @@
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
 
-export class PatchError extends Error {}
+/** A patch that cannot apply: 422, or 413 when it is too big (too many operations, too large a result). */
+export class PatchError extends Error {
+  constructor(
+    message: string,
+    readonly code: 413 | 422 = 422,
+  ) {
+    super(message);
+  }
+}
+
+/** kube-apiserver's limit (maxJSONPatchOperations). */
+export const MAX_JSON_PATCH_OPERATIONS = 10_000;
+
+/** Keys a patch may never walk into or create: they reach an object's prototype, not its data. */
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+function jsonSize(v: unknown): number {
+  return v === undefined ? 0 : Buffer.byteLength(JSON.stringify(v) ?? "");
+}
 
 function isObject(v: unknown): v is JsonObject {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -18,8 +38,9 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return clone(patch);
   const out: JsonObject = isObject(target) ? clone(target) : {};
   for (const [k, v] of Object.entries(patch)) {
+    if (k === "__proto__") continue;
     if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v) as Json;
+    else out[k] = mergePatch(hasOwn(out, k) ? out[k] : undefined, v) as Json;
   }
   return out;
 }
@@ -31,7 +52,11 @@ function unescapePointer(seg: string): string {
 function parsePointer(path: string): string[] {
   if (path === "") return [];
   if (!path.startsWith("/")) throw new PatchError(`invalid JSON pointer "${path}"`);
-  return path.slice(1).split("/").map(unescapePointer);
+  const segs = path.slice(1).split("/").map(unescapePointer);
+  const bad = segs.find((s) => FORBIDDEN_KEYS.has(s));
+  if (bad !== undefined)
+    throw new PatchError(`the JSON pointer "${path}" may not contain the segment "${bad}"`);
+  return segs;
 }
 
 function getAt(doc: Json, segs: string[], path: string): Json {
@@ -41,7 +66,7 @@ function getAt(doc: Json, segs: string[], path: string): Json {
       const i = Number(s);
       if (!Number.isInteger(i) || i < 0 || i >= cur.length) throw new PatchError(`path "${path}" not found`);
       cur = cur[i]!;
-    } else if (isObject(cur) && s in cur) cur = cur[s]!;
+    } else if (isObject(cur) && hasOwn(cur, s)) cur = cur[s]!;
     else throw new PatchError(`path "${path}" not found`);
   }
   return cur;
@@ -54,12 +79,31 @@ interface JsonPatchOp {
   value?: Json;
 }
 
-/** RFC 6902 JSON patch (add, remove, replace, move, copy, test). */
-export function jsonPatch(target: unknown, ops: unknown): unknown {
+/**
+ * RFC 6902 JSON patch (add, remove, replace, move, copy, test). At most MAX_JSON_PATCH_OPERATIONS
+ * operations, and the result may not grow past maxBytes (`copy` doubles a value with every operation).
+ */
+export function jsonPatch(target: unknown, ops: unknown, maxBytes = Infinity): unknown {
   if (!Array.isArray(ops)) throw new PatchError("a JSON patch must be an array of operations");
+  if (ops.length > MAX_JSON_PATCH_OPERATIONS) {
+    throw new PatchError(
+      `The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${ops.length}`,
+      413,
+    );
+  }
   let doc = clone(target) as Json;
+  // An estimate of the result's JSON size, kept as values come and go (keys and separators aside).
+  let size = maxBytes === Infinity ? 0 : jsonSize(doc);
+  const grow = (delta: number): void => {
+    if (maxBytes === Infinity) return;
+    size += delta;
+    if (size > maxBytes)
+      throw new PatchError(`the patched object would be larger than ${maxBytes} bytes`, 413);
+  };
+  const measure = (v: Json): number => (maxBytes === Infinity ? 0 : jsonSize(v));
   const setAt = (segs: string[], value: Json, mode: "add" | "replace", path: string): void => {
     if (segs.length === 0) {
+      grow(measure(value) - measure(doc));
       doc = value;
       return;
     }
@@ -69,13 +113,18 @@ export function jsonPatch(target: unknown, ops: unknown): unknown {
       const i = last === "-" ? parent.length : Number(last);
       if (!Number.isInteger(i) || i < 0 || i > parent.length)
         throw new PatchError(`path "${path}" out of range`);
-      if (mode === "add") parent.splice(i, 0, value);
-      else {
+      if (mode === "add") {
+        grow(measure(value));
+        parent.splice(i, 0, value);
+      } else {
         if (i >= parent.length) throw new PatchError(`path "${path}" not found`);
+        grow(measure(value) - measure(parent[i]!));
         parent[i] = value;
       }
     } else if (isObject(parent)) {
-      if (mode === "replace" && !(last in parent)) throw new PatchError(`path "${path}" not found`);
+      const had = hasOwn(parent, last);
+      if (mode === "replace" && !had) throw new PatchError(`path "${path}" not found`);
+      grow(measure(value) - (had ? measure(parent[last]!) : -last.length));
       parent[last] = value;
     } else throw new PatchError(`path "${path}" has no parent object`);
   };
@@ -86,11 +135,14 @@ export function jsonPatch(target: unknown, ops: unknown): unknown {
       const i = Number(last);
       if (!Number.isInteger(i) || i < 0 || i >= parent.length)
         throw new PatchError(`path "${path}" not found`);
-      return parent.splice(i, 1)[0]!;
+      const v = parent.splice(i, 1)[0]!;
+      grow(-measure(v));
+      return v;
     }
-    if (isObject(parent) && last in parent) {
+    if (isObject(parent) && hasOwn(parent, last)) {
       const v = parent[last]!;
       delete parent[last];
+      grow(-measure(v));
       return v;
     }
     throw new PatchError(`path "${path}" not found`);
@@ -99,6 +151,8 @@ export function jsonPatch(target: unknown, ops: unknown): unknown {
     if (!isObject(raw) || typeof raw.op !== "string" || typeof raw.path !== "string") {
       throw new PatchError("each JSON patch operation needs op and path");
     }
+    if ((raw.op === "move" || raw.op === "copy") && typeof raw.from !== "string")
+      throw new PatchError(`the ${raw.op} operation at "${raw.path}" needs a "from" string`);
     const segs = parsePointer(raw.path);
     switch (raw.op) {
       case "add":
@@ -160,7 +214,7 @@ function mergeKeyFor(field: string, items: Json[]): string | undefined {
     // Container ports merge on containerPort, Service ports on port.
     return items.some((i) => isObject(i) && "containerPort" in i) ? "containerPort" : "port";
   }
-  return MERGE_KEYS[field];
+  return hasOwn(MERGE_KEYS, field) ? MERGE_KEYS[field] : undefined;
 }
 
 function sameKey(a: Json, b: Json, key: string): boolean {
@@ -217,15 +271,16 @@ export function strategicMerge(original: unknown, patch: unknown): unknown {
   let out: JsonObject = isObject(original) ? clone(original) : {};
   const retain = patch.$retainKeys;
   if (Array.isArray(retain)) {
-    const keep = new Set(retain.map(String));
+    const keep = new Set(retain.filter((x): x is string => typeof x === "string"));
     out = Object.fromEntries(Object.entries(out).filter(([k]) => keep.has(k)));
   }
   for (const [k, v] of Object.entries(patch)) {
-    if (k === "$patch" || k === "$retainKeys" || k.startsWith("$setElementOrder/")) continue;
+    if (k === "__proto__" || k === "$patch" || k === "$retainKeys" || k.startsWith("$setElementOrder/"))
+      continue;
     if (k.startsWith("$deleteFromPrimitiveList/")) {
       const field = k.slice("$deleteFromPrimitiveList/".length);
-      const cur = out[field];
-      if (Array.isArray(cur) && Array.isArray(v)) {
+      const cur = hasOwn(out, field) ? out[field] : undefined;
+      if (field !== "__proto__" && Array.isArray(cur) && Array.isArray(v)) {
         out[field] = cur.filter((x) => !v.some((d) => JSON.stringify(d) === JSON.stringify(x)));
       }
       continue;
@@ -234,7 +289,7 @@ export function strategicMerge(original: unknown, patch: unknown): unknown {
       delete out[k];
       continue;
     }
-    const cur = out[k];
+    const cur = hasOwn(out, k) ? out[k] : undefined;
     if (Array.isArray(v)) {
       const hint = patch[`$setElementOrder/${k}`];
       out[k] = mergeList(k, Array.isArray(cur) ? cur : [], v, Array.isArray(hint) ? hint : undefined);
@@ -248,8 +303,8 @@ export function strategicMerge(original: unknown, patch: unknown): unknown {
   for (const [k, v] of Object.entries(patch)) {
     if (!k.startsWith("$setElementOrder/")) continue;
     const field = k.slice("$setElementOrder/".length);
-    const cur = out[field];
-    if (!(field in patch) && Array.isArray(cur) && Array.isArray(v))
+    const cur = hasOwn(out, field) ? out[field] : undefined;
+    if (field !== "__proto__" && !hasOwn(patch, field) && Array.isArray(cur) && Array.isArray(v))
       out[field] = mergeList(field, cur, [], v);
   }
   return out;

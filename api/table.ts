@@ -30,8 +30,15 @@ function col(name: string, type: TableColumn["type"] = "string", priority = 0, f
 
 const o = (v: unknown): Obj => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {});
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+/** A scalar as text. A stored object is not trusted to be well typed: anything else prints as dflt. */
 const str = (v: unknown, dflt = "<none>"): string =>
-  v === undefined || v === null || v === "" ? dflt : String(v);
+  typeof v === "string"
+    ? v === ""
+      ? dflt
+      : v
+    : typeof v === "number" || typeof v === "boolean"
+      ? `${v}`
+      : dflt;
 const num = (v: unknown): number => (typeof v === "number" ? v : 0);
 
 /** kubectl's short age format (apimachinery's duration.HumanDuration). */
@@ -76,10 +83,10 @@ function podCells(pod: Obj, now: number): Cell[] {
     initializing = true;
     if (o(c.state).terminated)
       reason = terminated.reason
-        ? `Init:${String(terminated.reason)}`
+        ? `Init:${str(terminated.reason, "")}`
         : `Init:ExitCode:${num(terminated.exitCode)}`;
     else if (waiting.reason && waiting.reason !== "PodInitializing")
-      reason = `Init:${String(waiting.reason)}`;
+      reason = `Init:${str(waiting.reason, "")}`;
     else reason = `Init:${i}/${arr(spec.initContainers).length}`;
     break;
   }
@@ -87,8 +94,8 @@ function podCells(pod: Obj, now: number): Cell[] {
     const state = o(c.state);
     const waiting = o(state.waiting);
     const terminated = o(state.terminated);
-    if (waiting.reason) reason = String(waiting.reason);
-    else if (terminated.reason) reason = String(terminated.reason);
+    if (waiting.reason) reason = str(waiting.reason, "");
+    else if (terminated.reason) reason = str(terminated.reason, "");
   }
   if (o(pod.metadata).deletionTimestamp) reason = "Terminating";
   return [
@@ -112,7 +119,7 @@ function containersAndImages(template: Obj): [string, string] {
 function selectorString(sel: unknown): string {
   const labels = o(o(sel).matchLabels);
   const s = Object.entries(labels)
-    .map(([k, v]) => `${k}=${String(v)}`)
+    .map(([k, v]) => `${k}=${str(v, "")}`)
     .join(",");
   return s || "<none>";
 }
@@ -121,7 +128,7 @@ function servicePorts(svc: Obj): string {
   const ports = arr(o(svc.spec).ports).map(o);
   if (ports.length === 0) return "<none>";
   return ports
-    .map((p) => `${String(p.port)}${p.nodePort ? `:${String(p.nodePort)}` : ""}/${str(p.protocol, "TCP")}`)
+    .map((p) => `${str(p.port, "")}${p.nodePort ? `:${str(p.nodePort, "")}` : ""}/${str(p.protocol, "TCP")}`)
     .join(",");
 }
 
@@ -147,7 +154,7 @@ function endpointsList(ep: Obj): string {
     for (const a of arr(subset.addresses).map(o)) {
       const ports = arr(subset.ports).map(o);
       if (ports.length === 0) out.push(str(a.ip, ""));
-      for (const p of ports) out.push(`${str(a.ip, "")}:${String(p.port)}`);
+      for (const p of ports) out.push(`${str(a.ip, "")}:${str(p.port, "")}`);
     }
   }
   if (out.length === 0) return "<none>";
@@ -282,7 +289,7 @@ const PRINTERS: Record<string, Printer> = {
       const ext = arr(spec.externalIPs).join(",") || (spec.type === "LoadBalancer" ? "<pending>" : "<none>");
       const sel =
         Object.entries(o(spec.selector))
-          .map(([k, v]) => `${k}=${String(v)}`)
+          .map(([k, v]) => `${k}=${str(v, "")}`)
           .join(",") || "<none>";
       return [
         str(o(s.metadata).name),
@@ -345,6 +352,17 @@ const PRINTERS: Record<string, Printer> = {
   },
 };
 
+/** A printer that trips over an unexpected value prints the name and blanks, never throws out of a list or watch. */
+function safeCells(printer: Printer, item: Obj, now: number): Cell[] {
+  try {
+    return printer.cells(item, now);
+  } catch {
+    return printer.columns.map((c, i) =>
+      i === 0 ? str(o(item.metadata).name) : c.type === "integer" ? 0 : "<unknown>",
+    );
+  }
+}
+
 function partialMetadata(obj: Obj): Obj {
   return { kind: "PartialObjectMetadata", apiVersion: "meta.k8s.io/v1", metadata: o(obj.metadata) };
 }
@@ -369,7 +387,7 @@ export function toTable(
     metadata: meta,
     columnDefinitions: printer.columns,
     rows: items.map((item) => ({
-      cells: printer.cells(item, now),
+      cells: safeCells(printer, item, now),
       object:
         opts.includeObject === "Object" ? item : opts.includeObject === "None" ? {} : partialMetadata(item),
     })),

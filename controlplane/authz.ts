@@ -1,4 +1,5 @@
 import type { ResourceInfo } from "../api/resources.ts";
+import { ApiError } from "../api/status.ts";
 
 /** Who is calling: from the verified client certificate (CN = user, O = groups). */
 export interface UserInfo {
@@ -14,6 +15,14 @@ export interface Attributes {
   name?: string;
 }
 
+type Obj = Record<string, unknown>;
+
+/** What the Node authorizer needs to know about the cluster, read fresh on every check (no cache to go stale). */
+export interface NodeGraph {
+  /** The pods in `namespace` whose spec.nodeName is `node`. */
+  podsOnNode(node: string, namespace: string): Promise<Obj[]>;
+}
+
 /** Control-plane identities that may do anything besides system:masters. */
 const PRIVILEGED_USERS = new Set([
   "system:kube-scheduler",
@@ -22,48 +31,197 @@ const PRIVILEGED_USERS = new Set([
 ]);
 const READ = new Set(["get", "list", "watch"]);
 
-export type Decision = { allowed: true; node?: string } | { allowed: false; reason: string };
-
 /**
- * The fixed authorization policy: system:masters and control-plane users may do anything; a node
- * (system:node:NAME in system:nodes) may read what its pods need and write only its own Node, its
- * own Lease and (checked again against the stored object) pods bound to it. Everyone else: 403.
+ * `node` is set when the caller is a node whose request is allowed only for some objects: the
+ * handler hands each object it is about to touch to admitNode (Kubernetes' NodeRestriction).
  */
-export function authorize(user: UserInfo, a: Attributes): Decision {
-  if (user.groups.includes("system:masters") || PRIVILEGED_USERS.has(user.name)) return { allowed: true };
-  const deny = (): Decision => ({
-    allowed: false,
-    reason:
-      `User "${user.name}" cannot ${a.verb} resource "${a.info.plural}${a.subresource ? "/" + a.subresource : ""}" in API group "${a.info.group}"` +
-      (a.namespace ? ` in the namespace "${a.namespace}"` : a.info.namespaced ? "" : " at the cluster scope"),
+export type Decision = { allowed: true; node: string | undefined } | { allowed: false; reason: string };
+
+const ALLOW: Decision = Object.freeze({ allowed: true, node: undefined });
+
+/** The node's name when the user is a node identity (system:node:NAME in group system:nodes). */
+export function nodeName(user: UserInfo): string | undefined {
+  if (!user.groups.includes("system:nodes") || !user.name.startsWith("system:node:")) return undefined;
+  const name = user.name.slice("system:node:".length);
+  return name === "" ? undefined : name;
+}
+
+export function rbacReason(user: UserInfo, a: Attributes): string {
+  const resource = a.info.plural + (a.subresource ? "/" + a.subresource : "");
+  const where = a.namespace
+    ? ` in the namespace "${a.namespace}"`
+    : a.info.namespaced
+      ? ""
+      : " at the cluster scope";
+  return `User "${user.name}" cannot ${a.verb} resource "${resource}" in API group "${a.info.group}"${where}`;
+}
+
+/** kube-apiserver's 403: `pods "x" is forbidden: User "..." cannot delete resource "pods" ...`. */
+export function forbidden(a: Attributes, reason: string): ApiError {
+  const qualified = a.info.group ? `${a.info.plural}.${a.info.group}` : a.info.plural;
+  const what = a.name ? `${qualified} "${a.name}"` : qualified;
+  return new ApiError(403, "Forbidden", `${what} is forbidden: ${reason}`, {
+    ...(a.name ? { name: a.name } : {}),
+    group: a.info.group,
+    kind: a.info.plural,
   });
-  if (!user.groups.includes("system:nodes") || !user.name.startsWith("system:node:")) return deny();
-  const node = user.name.slice("system:node:".length);
+}
+
+function asObj(v: unknown): Obj {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {};
+}
+function asArr(v: unknown): Obj[] {
+  return Array.isArray(v) ? v.map(asObj) : [];
+}
+function named(v: unknown): string | undefined {
+  return typeof v === "string" && v !== "" ? v : undefined;
+}
+
+/** Names of the Secrets, ConfigMaps, PVCs and ServiceAccount a pod refers to (the Node authorizer's graph edges). */
+export function podReferences(
+  pod: Obj,
+): Record<"Secret" | "ConfigMap" | "PersistentVolumeClaim" | "ServiceAccount", Set<string>> {
+  const refs = {
+    Secret: new Set<string>(),
+    ConfigMap: new Set<string>(),
+    PersistentVolumeClaim: new Set<string>(),
+    ServiceAccount: new Set<string>(),
+  };
+  const add = (set: Set<string>, v: unknown): void => {
+    const n = named(v);
+    if (n) set.add(n);
+  };
+  const spec = asObj(pod.spec);
+  const podName = named(asObj(pod.metadata).name);
+  refs.ServiceAccount.add(named(spec.serviceAccountName) ?? "default");
+  for (const s of asArr(spec.imagePullSecrets)) add(refs.Secret, s.name);
+  for (const v of asArr(spec.volumes)) {
+    add(refs.Secret, asObj(v.secret).secretName);
+    add(refs.ConfigMap, asObj(v.configMap).name);
+    add(refs.PersistentVolumeClaim, asObj(v.persistentVolumeClaim).claimName);
+    if (v.ephemeral !== undefined && podName && named(v.name))
+      refs.PersistentVolumeClaim.add(`${podName}-${String(v.name)}`);
+    for (const src of asArr(asObj(v.projected).sources)) {
+      add(refs.Secret, asObj(src.secret).name);
+      add(refs.ConfigMap, asObj(src.configMap).name);
+    }
+    for (const k of [
+      "cephfs",
+      "cinder",
+      "flexVolume",
+      "iscsi",
+      "rbd",
+      "scaleIO",
+      "storageos",
+      "azureFile",
+      "csi",
+    ]) {
+      const secretRef = asObj(asObj(v[k]).secretRef ?? asObj(v[k]).nodePublishSecretRef);
+      add(refs.Secret, secretRef.name);
+    }
+  }
+  for (const list of ["containers", "initContainers", "ephemeralContainers"]) {
+    for (const c of asArr(spec[list])) {
+      for (const e of asArr(c.env)) {
+        const from = asObj(e.valueFrom);
+        add(refs.Secret, asObj(from.secretKeyRef).name);
+        add(refs.ConfigMap, asObj(from.configMapKeyRef).name);
+      }
+      for (const e of asArr(c.envFrom)) {
+        add(refs.Secret, asObj(e.secretRef).name);
+        add(refs.ConfigMap, asObj(e.configMapRef).name);
+      }
+    }
+  }
+  return refs;
+}
+
+/** Kubernetes' Node authorizer: what a node may do at all; per-object checks follow in admitNode. */
+async function authorizeNode(
+  node: string,
+  user: UserInfo,
+  a: Attributes,
+  graph: NodeGraph,
+): Promise<Decision> {
+  const deny = (why?: string): Decision => ({
+    allowed: false,
+    reason: rbacReason(user, a) + (why ? `: ${why}` : ""),
+  });
   switch (a.info.kind) {
     case "Node":
-      if (READ.has(a.verb)) return { allowed: true };
-      // A create is allowed here; the handler checks the body's name against `node`.
-      if (a.verb === "create") return { allowed: true, node };
-      if (a.name === node) return a.verb === "deletecollection" ? deny() : { allowed: true };
+      if (READ.has(a.verb) && a.subresource === undefined) return ALLOW;
+      if (a.verb === "create" && !a.subresource) return { allowed: true, node };
+      if (["update", "patch", "delete"].includes(a.verb) && (!a.subresource || a.subresource === "status")) {
+        if (a.name === node) return ALLOW;
+        return deny(`node '${node}' is not allowed to modify node '${a.name ?? ""}'`);
+      }
       return deny();
     case "Lease":
-      if (a.namespace === "kube-node-lease" && a.verb === "create") return { allowed: true, node };
-      if (a.namespace === "kube-node-lease" && a.name === node) return { allowed: true };
-      return READ.has(a.verb) && a.namespace === "kube-node-lease" ? { allowed: true } : deny();
+      if (a.namespace !== "kube-node-lease" || a.subresource) return deny();
+      if (a.verb === "create") return { allowed: true, node };
+      if (["get", "update", "patch", "delete"].includes(a.verb) && a.name === node) return ALLOW;
+      return deny("can only access node lease with the same name as the requesting node");
     case "Pod":
-      if (READ.has(a.verb) && !a.subresource) return { allowed: true };
-      if (["update", "patch", "delete"].includes(a.verb) && a.name) return { allowed: true, node };
+      if (READ.has(a.verb) && !a.subresource) return ALLOW;
+      if ((a.verb === "update" || a.verb === "patch") && a.subresource === "status" && a.name)
+        return { allowed: true, node };
+      if (a.verb === "delete" && !a.subresource && a.name) return { allowed: true, node };
       return deny();
     case "Event":
-      return ["create", "update", "patch"].includes(a.verb) || READ.has(a.verb) ? { allowed: true } : deny();
+      return ["create", "update", "patch"].includes(a.verb) ? ALLOW : deny();
     case "Service":
     case "Endpoints":
-    case "ConfigMap":
-    case "Secret":
     case "Namespace":
-    case "ServiceAccount":
-      return READ.has(a.verb) ? { allowed: true } : deny();
+      return READ.has(a.verb) && !a.subresource ? ALLOW : deny();
+    case "Secret":
+    case "ConfigMap":
+    case "PersistentVolumeClaim":
+    case "ServiceAccount": {
+      // Only a get of a named object some pod on this node refers to (never list, watch or write).
+      if (a.verb !== "get" || !a.name || !a.namespace || a.subresource) return deny();
+      const kind = a.info.kind as keyof ReturnType<typeof podReferences>;
+      const pods = await graph.podsOnNode(node, a.namespace);
+      if (pods.some((p) => podReferences(p)[kind].has(a.name!))) return ALLOW;
+      return deny(`no relationship found between node '${node}' and this object`);
+    }
     default:
       return deny();
+  }
+}
+
+/**
+ * The authorization policy: system:masters and control-plane users may do anything; a node
+ * (system:node:NAME in system:nodes) is held to Kubernetes' Node authorizer. Everyone else: 403.
+ */
+export async function authorize(user: UserInfo, a: Attributes, graph: NodeGraph): Promise<Decision> {
+  if (user.groups.includes("system:masters") || PRIVILEGED_USERS.has(user.name)) return ALLOW;
+  const node = nodeName(user);
+  if (node === undefined) return { allowed: false, reason: rbacReason(user, a) };
+  return authorizeNode(node, user, a, graph);
+}
+
+/**
+ * NodeRestriction on one object (the stored one for update/patch/delete, the body for create):
+ * undefined when the node may go on, else why not.
+ */
+export function admitNode(node: string, a: Attributes, obj: Obj): string | undefined {
+  const meta = asObj(obj.metadata);
+  const spec = asObj(obj.spec);
+  switch (a.info.kind) {
+    case "Pod":
+      if (spec.nodeName === node) return undefined;
+      return a.verb === "delete"
+        ? `node '${node}' can only delete pods with spec.nodeName set to itself`
+        : `node '${node}' can only update pod status for pods with spec.nodeName set to itself`;
+    case "Node":
+      return meta.name === node
+        ? undefined
+        : `node '${node}' is not allowed to modify node '${named(meta.name) ?? ""}'`;
+    case "Lease":
+      return meta.name === node
+        ? undefined
+        : "can only access node lease with the same name as the requesting node";
+    default:
+      return `node '${node}' may not ${a.verb} ${a.info.plural}`;
   }
 }

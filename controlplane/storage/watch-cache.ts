@@ -60,8 +60,7 @@ export class WatchCache<T> {
     this.ring.push(ev);
     if (this.ring.length > this.capacity) this.coveredAfter = this.ring.shift()!.modRevision;
     for (const sub of this.subs) {
-      if (ev.modRevision > sub.after && ev.key.startsWith(sub.prefix))
-        this.deliver(sub, () => sub.onEvent(ev));
+      if (ev.modRevision > sub.after && ev.key.startsWith(sub.prefix)) this.deliver(() => sub.onEvent(ev));
     }
   }
 
@@ -69,21 +68,19 @@ export class WatchCache<T> {
   private progress(revision: number): void {
     for (const sub of this.subs) {
       const onProgress = sub.onProgress;
-      if (onProgress && revision > sub.after) this.deliver(sub, () => onProgress(revision));
+      if (onProgress && revision > sub.after) this.deliver(() => onProgress(revision));
     }
   }
 
-  /** One subscriber that throws loses its subscription, not the others their events. */
-  private deliver(sub: Subscriber<T>, fn: () => void): void {
+  /**
+   * A subscriber that cannot take this event (a malformed stored object) skips it; it must not
+   * throw into the etcd stream's handler and take the process down, nor cost others their events.
+   */
+  private deliver(fn: () => void): void {
     try {
       fn();
-    } catch (err) {
-      this.subs.delete(sub);
-      try {
-        sub.onError(err instanceof Error ? err : new Error(String(err)));
-      } catch {
-        // already gone
-      }
+    } catch {
+      // skipped: see above
     }
   }
 

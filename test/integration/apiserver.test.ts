@@ -589,7 +589,7 @@ describe("lab-server authentication and authorization", () => {
     }
   });
 
-  it("answers 413 for bodies over 3 MiB and 400 for malformed JSON, storing nothing", async () => {
+  it("answers 413 for bodies over the body limit and 400 for malformed JSON, storing nothing", async () => {
     const post = (body: string): Promise<{ code: number; body: string }> =>
       fetchWithCert("POST", "/api/v1/namespaces/default/configmaps", body);
     const big = await post(

@@ -1,0 +1,155 @@
+import type { IncomingMessage } from "node:http";
+import { parse as parseYaml } from "yaml";
+import { decodeKubernetesProtobuf } from "../../api/protobuf.ts";
+import { groupVersion, type ResourceInfo } from "../../api/resources.ts";
+import { ApiError, badRequest } from "../../api/status.ts";
+import type { KObject } from "../registry.ts";
+
+/**
+ * etcd refuses requests over --max-request-bytes (1.5 MiB by default, as lab's etcd runs), and
+ * such a refusal counts against the shared etcd client's member health. So a body, and any object
+ * lab-server is about to store, stays below it with room for the key and the transaction.
+ */
+export const ETCD_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+export const MAX_BODY_BYTES = ETCD_MAX_REQUEST_BYTES - 64 * 1024;
+/** Bodies past the limit are drained (so the client reads the 413) up to this much, then cut. */
+const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
+/**
+ * Nesting depth of a request body. Go's JSON decoder stops at 10,000; lab-server's own recursive
+ * code (patches, defaults, validation) is JavaScript, and no served kind nests past about 20.
+ */
+export const MAX_DEPTH = 100;
+
+export function tooLarge(what = "request body"): ApiError {
+  return new ApiError(
+    413,
+    "RequestEntityTooLarge",
+    `Request entity too large: limit is ${MAX_BODY_BYTES} bytes (the ${what} must fit etcd's 1.5 MiB request limit)`,
+  );
+}
+
+/** Reads the body; past the limit it keeps draining (so the client gets the 413, not a reset). */
+export function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const declared = Number(req.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > MAX_DRAIN_BYTES) {
+      // Nothing to gain from reading that much: answer now, close the connection after.
+      req.resume();
+      reject(tooLarge());
+      return;
+    }
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+      else if (size > MAX_DRAIN_BYTES) {
+        reject(tooLarge());
+        req.destroy();
+      }
+    });
+    req.on("error", reject);
+    req.on("aborted", () =>
+      reject(badRequest("the client closed the connection before the body was complete")),
+    );
+    req.on("end", () => {
+      if (size > MAX_BODY_BYTES) reject(tooLarge());
+      else resolve(Buffer.concat(chunks));
+    });
+  });
+}
+
+/**
+ * Makes parsed input safe to work on: no `__proto__` keys (JSON.parse keeps them as own keys, and a
+ * later `obj[key] = ...` would set a prototype) and no nesting past MAX_DEPTH. Walks iteratively.
+ */
+export function sanitize(value: unknown): unknown {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth > MAX_DEPTH) throw badRequest(`the request body is nested deeper than ${MAX_DEPTH} levels`);
+    if (Array.isArray(v)) {
+      for (const item of v) stack.push([item, depth + 1]);
+      continue;
+    }
+    if (Object.prototype.hasOwnProperty.call(v, "__proto__"))
+      delete (v as Record<string, unknown>)["__proto__"];
+    const proto = Object.getPrototypeOf(v) as unknown;
+    if (proto !== Object.prototype && proto !== null) Object.setPrototypeOf(v, Object.prototype);
+    for (const item of Object.values(v)) stack.push([item, depth + 1]);
+  }
+  return value;
+}
+
+/** JSON (or YAML, or Kubernetes protobuf) to plain, sanitized values; 400/415 when it is none of them. */
+export function parseBody(raw: Buffer, contentType: string): unknown {
+  if (/protobuf/.test(contentType)) {
+    let decoded: unknown;
+    try {
+      decoded = decodeKubernetesProtobuf(raw);
+    } catch (err) {
+      throw new ApiError(415, "UnsupportedMediaType", (err as Error).message);
+    }
+    return sanitize(decoded);
+  }
+  if (/cbor/.test(contentType)) {
+    throw new ApiError(
+      415,
+      "UnsupportedMediaType",
+      `the body's content type "${contentType}" is not supported: lab-server accepts JSON and YAML`,
+    );
+  }
+  const text = raw.toString("utf8");
+  if (text.trim() === "") return undefined;
+  const yaml = /yaml/.test(contentType);
+  let parsed: unknown;
+  try {
+    parsed = yaml ? parseYaml(text) : JSON.parse(text);
+  } catch (err) {
+    throw badRequest(`the request body is not valid ${yaml ? "YAML" : "JSON"}: ${(err as Error).message}`);
+  }
+  return sanitize(parsed);
+}
+
+/** A client's value in a message: quoted, and never able to throw (an object's toString may be anything). */
+export function show(v: unknown): string {
+  try {
+    return JSON.stringify(v)?.slice(0, 200) ?? "undefined";
+  } catch {
+    return "(unprintable)";
+  }
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** 413 when an object about to be stored would not fit etcd's request limit. */
+export function assertStorable(obj: unknown, what = "object"): void {
+  const size = Buffer.byteLength(JSON.stringify(obj) ?? "");
+  if (size > MAX_BODY_BYTES) throw tooLarge(what);
+}
+
+/** Reads an object body; checks kind/apiVersion when given. */
+export async function objectBody(
+  req: IncomingMessage,
+  info: ResourceInfo,
+  kind: string,
+  lenient = false,
+): Promise<KObject> {
+  const body = parseBody(await readBody(req), req.headers["content-type"] ?? "");
+  if (!isObject(body)) throw badRequest("the request body must be a JSON or YAML object");
+  if (body.kind !== undefined && body.kind !== kind && !lenient) {
+    throw badRequest(`the body's kind ${show(body.kind)} does not match the resource (expected ${kind})`);
+  }
+  if (!lenient && body.apiVersion !== undefined && body.apiVersion !== groupVersion(info)) {
+    throw badRequest(
+      `the body's apiVersion ${show(body.apiVersion)} does not match the resource (expected ${groupVersion(info)})`,
+    );
+  }
+  if (body.metadata === undefined) body.metadata = {};
+  if (!isObject(body.metadata)) throw badRequest("metadata must be an object");
+  assertStorable(body);
+  return body as KObject;
+}

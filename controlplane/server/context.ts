@@ -1,0 +1,34 @@
+import type { IncomingMessage } from "node:http";
+import type { Attributes, UserInfo } from "../authz.ts";
+import type { KubeletClientTls } from "../node-proxy.ts";
+import type { KObject, Registry } from "../registry.ts";
+import type { Reply } from "./reply.ts";
+import type { Route, Verb } from "./request-info.ts";
+
+/** Everything one resource request's handler works with. */
+export interface RequestContext {
+  req: IncomingMessage;
+  reply: Reply;
+  url: URL;
+  q: URLSearchParams;
+  user: UserInfo;
+  route: Route;
+  verb: Verb;
+  attrs: Attributes;
+  dryRun: boolean;
+  registry: Registry;
+  /** The node whose request is allowed only for some objects (Decision.node), else undefined. */
+  node: string | undefined;
+  /** NodeRestriction: throws 403 when a node may not touch this object (no-op for other users). */
+  admit(obj: KObject): void;
+  server: {
+    kubeletClient: KubeletClientTls | undefined;
+    bookmarkIntervalMs: number;
+    /** Ends of the running watches, so stop() can end them. */
+    watches: Set<() => void>;
+  };
+}
+
+export function wantsTable(req: IncomingMessage): boolean {
+  return /as=Table/.test(req.headers.accept ?? "");
+}

@@ -1,0 +1,296 @@
+import { createServer as createHttpsServer, type Server } from "node:https";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from "node:http";
+import type { Duplex } from "node:stream";
+import { findResource } from "../../api/resources.ts";
+import { ApiError } from "../../api/status.ts";
+import {
+  admitNode,
+  authorize,
+  forbidden,
+  rbacReason,
+  type Attributes,
+  type NodeGraph,
+  type UserInfo,
+} from "../authz.ts";
+import { discovery, SERVER_VERSION } from "../discovery.ts";
+import { EtcdReadiness } from "../etcd-readiness.ts";
+import { openApiV2, openApiV3Group, openApiV3Index } from "../openapi.ts";
+import { rejectUpgrade, type KubeletClientTls } from "../node-proxy.ts";
+import { Registry, type KObject } from "../registry.ts";
+import { ServiceIpAllocator } from "../service-ips.ts";
+import type { EtcdStore } from "../storage/etcd-store.ts";
+import { ANONYMOUS, CertAuthenticator, unauthorized } from "./auth.ts";
+import type { RequestContext } from "./context.ts";
+import { HANDLERS } from "./handlers/index.ts";
+import { Reply, toApiError } from "./reply.ts";
+import { cleanPath, parseResourcePath, requestUrl, verbOf, type Route } from "./request-info.ts";
+import { checkSubresource, servePodStream, serveUpgrade } from "./subresources/index.ts";
+
+const HEALTH_PATHS = new Set(["/healthz", "/livez", "/readyz"]);
+const PUBLIC_PATHS = new Set([...HEALTH_PATHS, "/version"]);
+const ignore = (): void => undefined;
+
+export interface ApiServerOptions {
+  store: EtcdStore;
+  /** Service CIDR for ClusterIPs; its first address is the `kubernetes` service's. */
+  serviceClusterIpRange: string;
+  advertiseAddress: string;
+  securePort: number;
+  tls: { cert: Buffer; key: Buffer; clientCa: Buffer };
+  /** Interval of watch bookmarks when a client allows them (Kubernetes: about a minute). */
+  bookmarkIntervalMs?: number;
+  /** etcd history is compacted to the revision of one interval ago (Kubernetes: 5 minutes); 0 = never. */
+  compactionIntervalMs?: number;
+  /** lab-server's identity towards the node agents (pods/log, pods/exec); without it those answer 503. */
+  kubeletClient?: KubeletClientTls;
+}
+
+/** The Kubernetes-compatible REST API over etcd (HTTPS with client-certificate authentication). */
+export class ApiServer {
+  readonly registry: Registry;
+  private server: Server | undefined;
+  private healthServer: HttpServer | undefined;
+  private readonly watches = new Set<() => void>();
+  /** Every TCP connection of the API port, also those mid-handshake or upgraded (exec, logs -f). */
+  private readonly sockets = new Set<Duplex>();
+  private compactionTimer: NodeJS.Timeout | undefined;
+  private readonly readiness: EtcdReadiness;
+  private readonly authenticator = new CertAuthenticator();
+  /** The Node authorizer's view of the cluster: read from the registry on each check, no cache. */
+  private readonly graph: NodeGraph;
+
+  constructor(private readonly opts: ApiServerOptions) {
+    this.registry = new Registry(opts.store, new ServiceIpAllocator(opts.store, opts.serviceClusterIpRange));
+    this.readiness = new EtcdReadiness(opts.store);
+    const pods = findResource("", "v1", "pods")!;
+    this.graph = {
+      podsOnNode: async (node, namespace) =>
+        (
+          await this.registry.list(pods, namespace, {
+            labels: [],
+            fields: [{ field: "spec.nodeName", op: "=", value: node }],
+          })
+        ).items,
+    };
+  }
+
+  async start(host: string, port: number): Promise<number> {
+    await this.registry.ensureDefaults(this.opts.advertiseAddress, this.opts.securePort);
+    const server = createHttpsServer(
+      {
+        cert: this.opts.tls.cert,
+        key: this.opts.tls.key,
+        ca: this.opts.tls.clientCa,
+        requestCert: true,
+        rejectUnauthorized: false,
+      },
+      (req, res) => void this.handle(req, res),
+    );
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on("error", ignore);
+      const user = this.authenticator.authenticate(req);
+      serveUpgrade(user, this.registry, this.graph, this.opts.kubeletClient, req, socket, head).catch(
+        (err: unknown) => {
+          try {
+            rejectUpgrade(socket, toApiError(err));
+          } catch {
+            socket.destroy();
+          }
+        },
+      );
+    });
+    // A client gone mid-handshake, mid-body or mid-watch is that connection's end, never the process's.
+    server.on("tlsClientError", (_err: Error, socket: Duplex) => socket.destroy());
+    server.on("connection", (socket: Duplex) => {
+      socket.on("error", ignore);
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+    });
+    server.on("secureConnection", (socket: Duplex) => socket.on("error", ignore));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    server.on("error", ignore);
+    this.startCompaction();
+    await this.readiness.start();
+    const addr = server.address();
+    return typeof addr === "object" && addr ? addr.port : port;
+  }
+
+  /**
+   * Plain HTTP on a local address, health paths only: for checks that run every few seconds (keepalived),
+   * where a TLS handshake per check costs a slow master more than the check is worth.
+   */
+  async startHealth(host: string, port: number): Promise<number> {
+    const server = createHttpServer((req, res) => {
+      const reply = new Reply(res);
+      req.on("error", ignore);
+      try {
+        const path = cleanPath(requestUrl(req.url).pathname);
+        if (req.method !== "GET" || !HEALTH_PATHS.has(path)) {
+          return reply.text(404, "only /healthz, /livez and /readyz are served here");
+        }
+        this.health(path, reply);
+      } catch (err) {
+        reply.fail(err);
+      }
+    });
+    server.on("connection", (socket: Duplex) => socket.on("error", ignore));
+    this.healthServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    server.on("error", ignore);
+    const addr = server.address();
+    return typeof addr === "object" && addr ? addr.port : port;
+  }
+
+  private health(path: string, reply: Reply): void {
+    if (path === "/readyz") {
+      // From the probe loop's verdict: a check must not wait for (or add) an etcd round trip.
+      const why = this.readiness.notReady();
+      if (why) throw new ApiError(503, "ServiceUnavailable", why);
+    }
+    reply.text(200, "ok");
+  }
+
+  /** Compacts etcd to the revision seen one interval earlier, so watchers get a full interval to resume. */
+  private startCompaction(): void {
+    const interval = this.opts.compactionIntervalMs ?? 5 * 60_000;
+    if (interval <= 0) return;
+    let previous = 0;
+    this.compactionTimer = setInterval(() => {
+      void (async () => {
+        const current = await this.opts.store.revision();
+        if (previous > 0) await this.opts.store.compact(previous);
+        previous = current;
+      })().catch(ignore);
+    }, interval);
+    this.compactionTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.compactionTimer);
+    this.readiness.stop();
+    const health = this.healthServer;
+    if (health) {
+      health.closeAllConnections();
+      await new Promise<void>((resolve) => health.close(() => resolve()));
+    }
+    for (const end of [...this.watches]) end();
+    await this.registry.close();
+    const server = this.server;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Every TCP connection, not closeAllConnections(): that one knows only connections past the TLS
+    // handshake and not upgraded, and server.close() would wait for the others (an exec stream).
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  /** The error boundary: every request runs inside it, and nothing escapes it. */
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const reply = new Reply(res);
+    req.on("error", ignore);
+    try {
+      const url = requestUrl(req.url);
+      const path = cleanPath(url.pathname);
+      const user = this.authenticator.authenticate(req);
+      // Health and version are public, as with Kubernetes' system:public-info-viewer, so load
+      // balancers and keepalived can check an apiserver without a client certificate.
+      if (!user && !PUBLIC_PATHS.has(path)) throw unauthorized();
+      await this.route(req, reply, url, path, user ?? ANONYMOUS);
+    } catch (err) {
+      reply.fail(err);
+    }
+  }
+
+  private async route(
+    req: IncomingMessage,
+    reply: Reply,
+    url: URL,
+    path: string,
+    user: UserInfo,
+  ): Promise<void> {
+    const method = req.method ?? "GET";
+    if (HEALTH_PATHS.has(path)) return this.health(path, reply);
+    if (path === "/version") return reply.json(200, SERVER_VERSION);
+    if (path === "/openapi/v2") return reply.json(200, openApiV2());
+    if (path === "/openapi/v3") return reply.json(200, openApiV3Index());
+    if (path.startsWith("/openapi/v3/")) {
+      const doc = openApiV3Group(path.slice("/openapi/v3/".length));
+      if (!doc) throw new ApiError(404, "NotFound", `no OpenAPI document for ${path}`);
+      return reply.json(200, doc);
+    }
+    const disc = discovery(path, `${this.opts.advertiseAddress}:${this.opts.securePort}`);
+    if (disc) {
+      if (method !== "GET")
+        throw new ApiError(405, "MethodNotAllowed", `${method} is not allowed on ${path}`);
+      return reply.json(200, disc);
+    }
+    const route = parseResourcePath(path);
+    if (!route)
+      throw new ApiError(
+        404,
+        "NotFound",
+        `the server could not find the requested resource (${method} ${path})`,
+      );
+    await this.serveResource(req, reply, url, user, route, method);
+  }
+
+  private async serveResource(
+    req: IncomingMessage,
+    reply: Reply,
+    url: URL,
+    user: UserInfo,
+    route: Route,
+    method: string,
+  ): Promise<void> {
+    const q = url.searchParams;
+    const verb = verbOf(method, route, q);
+    const attrs: Attributes = {
+      verb,
+      info: route.info,
+      subresource: route.subresource,
+      namespace: route.namespace,
+      name: route.name,
+    };
+    const decision = await authorize(user, attrs, this.graph);
+    if (!decision.allowed) throw forbidden(attrs, decision.reason);
+    const node = decision.node;
+    const ctx: RequestContext = {
+      req,
+      reply,
+      url,
+      q,
+      user,
+      route,
+      verb,
+      attrs,
+      dryRun: q.getAll("dryRun").includes("All"),
+      registry: this.registry,
+      node,
+      admit: (obj: KObject) => {
+        if (node === undefined) return;
+        const why = admitNode(node, attrs, obj);
+        if (why) throw forbidden(attrs, `${rbacReason(user, attrs)}: ${why}`);
+      },
+      server: {
+        kubeletClient: this.opts.kubeletClient,
+        bookmarkIntervalMs: this.opts.bookmarkIntervalMs ?? 60_000,
+        watches: this.watches,
+      },
+    };
+    checkSubresource(route);
+    if (await servePodStream(ctx)) return;
+    await HANDLERS[verb](ctx);
+  }
+}
