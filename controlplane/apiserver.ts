@@ -22,7 +22,7 @@ import { ApiError, badRequest, conflict, notFound } from "../api/status.ts";
 import { toTable } from "../api/table.ts";
 import { authorize, type UserInfo } from "./authz.ts";
 import { discovery, SERVER_VERSION } from "./discovery.ts";
-import { openApiV2, openApiV3Index, openApiV3Group } from "./openapi.ts";
+import { openApiV3Group, openApiV3Index, serveOpenApiV2 } from "./openapi.ts";
 import {
   agentPath,
   assertLogsAvailable,
@@ -356,7 +356,7 @@ export class ApiServer {
     const method = req.method ?? "GET";
     if (HEALTH_PATHS.has(path)) return this.health(path, res);
     if (path === "/version") return send(res, 200, SERVER_VERSION);
-    if (path === "/openapi/v2") return send(res, 200, openApiV2());
+    if (path === "/openapi/v2") return serveOpenApiV2(req, res);
     if (path === "/openapi/v3") return send(res, 200, openApiV3Index());
     if (path.startsWith("/openapi/v3/")) {
       const doc = openApiV3Group(path.slice("/openapi/v3/".length));
