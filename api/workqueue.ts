@@ -2,7 +2,9 @@
  * A rate-limited work queue of object keys (`namespace/name`), as client-go's workqueue:
  * a key queued twice is processed once (dedup while queued); a key being processed is never handed
  * to a second worker (it is re-queued when `done` is called if it was added meanwhile); failures
- * re-queue with per-key exponential backoff until `forget`.
+ * re-queue with per-key exponential backoff until `forget`. A key waiting to be added later waits
+ * once: a second `addAfter` keeps whichever time comes first (client-go's delaying queue), so a
+ * loop that asks for a retry on every pass never piles up timers.
  */
 
 export interface BackoffOptions {
@@ -26,7 +28,8 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Keys to be added later: one timer each, due at `at`. */
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; at: number }>();
   private waiters: ((key: string | undefined) => void)[] = [];
   private shuttingDown = false;
 
@@ -47,12 +50,18 @@ export class WorkQueue {
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
     if (delayMs <= 0) return this.add(key);
-    const t = setTimeout(() => {
-      this.timers.delete(t);
+    const at = Date.now() + delayMs;
+    const waiting = this.timers.get(key);
+    if (waiting) {
+      if (waiting.at <= at) return;
+      clearTimeout(waiting.timer);
+    }
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
       this.add(key);
     }, delayMs);
-    t.unref?.();
-    this.timers.add(t);
+    timer.unref?.();
+    this.timers.set(key, { timer, at });
   }
 
   /** Re-queue after the key's backoff and count one more failure. */
@@ -97,7 +106,7 @@ export class WorkQueue {
 
   shutDown(): void {
     this.shuttingDown = true;
-    for (const t of this.timers) clearTimeout(t);
+    for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     for (const w of this.waiters) w(undefined);
     this.waiters = [];
@@ -107,14 +116,25 @@ export class WorkQueue {
 /** What a reconcile may ask for besides success: to be looked at again after a delay. */
 export type ReconcileResult = void | { requeueAfterMs: number };
 
+const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * A failed reconcile as one Error whose message is `key: message`, the original as `cause`: one
+ * argument, so no callback can log the key and lose the error (or the other way round).
+ */
+export function reconcileError(key: string, err: unknown): Error {
+  return new Error(`${key}: ${messageOf(err)}`, { cause: err });
+}
+
 /**
  * Runs `workers` loops taking keys from the queue and reconciling them: success forgets the key's
- * backoff, an error re-queues it rate-limited. Resolves when the queue is shut down.
+ * backoff, an error is reported to `onError` (see reconcileError) and re-queues the key
+ * rate-limited. Resolves when the queue is shut down.
  */
 export async function runWorkers(
   queue: WorkQueue,
   reconcile: (key: string) => Promise<ReconcileResult>,
-  opts: { workers?: number; onError?: (key: string, err: unknown) => void } = {},
+  opts: { workers?: number; onError?: ((err: Error) => void) | undefined } = {},
 ): Promise<void> {
   const worker = async (): Promise<void> => {
     for (;;) {
@@ -125,7 +145,7 @@ export async function runWorkers(
         queue.forget(key);
         if (res && res.requeueAfterMs >= 0) queue.addAfter(key, res.requeueAfterMs);
       } catch (err) {
-        opts.onError?.(key, err);
+        opts.onError?.(reconcileError(key, err));
         queue.addRateLimited(key);
       } finally {
         queue.done(key);

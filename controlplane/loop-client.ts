@@ -15,7 +15,8 @@ export type Resource =
   | "endpoints"
   | "events"
   | "namespaces"
-  | "leases";
+  | "leases"
+  | "persistentvolumeclaims";
 
 export type PropagationPolicy = "Background" | "Foreground" | "Orphan";
 

@@ -51,6 +51,16 @@ function seconds(name: string, v: string): number {
   return n;
 }
 
+export type LoopEvent = Parameters<NonNullable<LoopsConfig["onEvent"]>>[0];
+
+/** The log line of a loop event; an error reads `component: namespace/name: message`. */
+export function loopEventLine(e: LoopEvent, identity: string): string {
+  if (e.kind === "leading") return `${e.component}: leading as ${identity}`;
+  if (e.kind === "stopped") return `${e.component}: stopped leading`;
+  if (e.kind === "leader") return `${e.component}: leader is ${e.detail}`;
+  return `${e.component}: ${e.detail}`;
+}
+
 /**
  * Starts both leader-elected loops; resolves once they have stopped and released their leases
  * after `signal` aborts. `log` gets one line per leadership change or error.
@@ -79,12 +89,7 @@ export async function runLoopsFromFlags(
     },
     clusterCidr: flags.clusterCidr,
     nodeCidrMaskSize: Number(flags.nodeCidrMaskSize),
-    onEvent: (e) => {
-      if (e.kind === "leading") log(`${e.component}: leading as ${cfg.identity}`);
-      else if (e.kind === "stopped") log(`${e.component}: stopped leading`);
-      else if (e.kind === "leader") log(`${e.component}: leader is ${e.detail}`);
-      else log(`${e.component}: ${e.detail}`);
-    },
+    onEvent: (e) => log(loopEventLine(e, cfg.identity)),
   };
   try {
     await Promise.all([runControllerManager(cfg, signal), runScheduler(cfg, signal)]);

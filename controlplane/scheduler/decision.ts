@@ -1,12 +1,15 @@
 /**
  * The scheduler's decision, pure: which node a pod goes to, or why none fits. Filters as
- * kube-scheduler's default plugins (NodeUnschedulable, TaintToleration, NodeResourcesFit,
- * NodeAffinity incl. nodeSelector, NodePorts) and scores (LeastAllocated, BalancedAllocation,
- * spreading of pods with the same owner).
+ * kube-scheduler's default plugins (VolumeBinding's claim checks, NodeUnschedulable,
+ * TaintToleration, NodeResourcesFit, NodeAffinity incl. nodeSelector, NodePorts) and scores
+ * (LeastAllocated, BalancedAllocation, preferred node affinity, spreading of pods with the same
+ * owner).
  */
 import type {
   V1Node,
   V1NodeSelectorRequirement,
+  V1NodeSelectorTerm,
+  V1PersistentVolumeClaim,
   V1Pod,
   V1Taint,
   V1Toleration,
@@ -90,26 +93,66 @@ export function untoleratedTaint(pod: V1Pod, node: V1Node): V1Taint | undefined 
   );
 }
 
-function matchesRequirement(req: V1NodeSelectorRequirement, labels: Record<string, string>): boolean {
+const isInteger = (v: string | undefined): boolean => v !== undefined && /^[+-]?\d+$/.test(v);
+
+/**
+ * One matchExpressions requirement against the node's labels (a label selector requirement, as
+ * upstream's nodeSelectorRequirementsAsSelector). A malformed one (In without values, Exists with
+ * values, Gt with a non-integer) is undefined: upstream fails the whole term then.
+ */
+function matchesRequirement(
+  req: V1NodeSelectorRequirement,
+  labels: Record<string, string>,
+): boolean | undefined {
   const has = Object.prototype.hasOwnProperty.call(labels, req.key);
   const v = labels[req.key];
   const values = req.values ?? [];
   switch (req.operator) {
     case "In":
-      return has && values.includes(v!);
+      return values.length === 0 ? undefined : has && values.includes(v!);
     case "NotIn":
-      return !has || !values.includes(v!);
+      return values.length === 0 ? undefined : !has || !values.includes(v!);
     case "Exists":
-      return has;
+      return values.length > 0 ? undefined : has;
     case "DoesNotExist":
-      return !has;
+      return values.length > 0 ? undefined : !has;
     case "Gt":
-      return has && Number(v) > Number(values[0]);
-    case "Lt":
-      return has && Number(v) < Number(values[0]);
+    case "Lt": {
+      if (values.length !== 1 || !isInteger(values[0])) return undefined;
+      if (!has || !isInteger(v)) return false;
+      return req.operator === "Gt" ? Number(v) > Number(values[0]) : Number(v) < Number(values[0]);
+    }
     default:
-      return false;
+      return undefined;
   }
+}
+
+/**
+ * One matchFields requirement (a field selector, as upstream's
+ * nodeSelectorRequirementsAsFieldSelector): In or NotIn with exactly one value. `metadata.name` is
+ * the only node field there is; any other key reads as "". Malformed: undefined.
+ */
+function matchesFieldRequirement(req: V1NodeSelectorRequirement, node: V1Node): boolean | undefined {
+  const values = req.values ?? [];
+  if (values.length !== 1) return undefined;
+  const v = req.key === "metadata.name" ? (node.metadata?.name ?? "") : "";
+  if (req.operator === "In") return v === values[0];
+  if (req.operator === "NotIn") return v !== values[0];
+  return undefined;
+}
+
+/**
+ * A nodeSelectorTerm: its matchExpressions (labels) and matchFields (the node's name) all hold.
+ * A term with neither selects nothing; a malformed requirement makes the term match nothing.
+ */
+export function matchesNodeSelectorTerm(term: V1NodeSelectorTerm, node: V1Node): boolean {
+  const exprs = term.matchExpressions ?? [];
+  const fields = term.matchFields ?? [];
+  if (exprs.length === 0 && fields.length === 0) return false;
+  const labels = node.metadata?.labels ?? {};
+  for (const r of exprs) if (matchesRequirement(r, labels) !== true) return false;
+  for (const r of fields) if (matchesFieldRequirement(r, node) !== true) return false;
+  return true;
 }
 
 export function matchesNodeSelectorAndAffinity(pod: V1Pod, node: V1Node): boolean {
@@ -117,12 +160,51 @@ export function matchesNodeSelectorAndAffinity(pod: V1Pod, node: V1Node): boolea
   for (const [k, v] of Object.entries(pod.spec?.nodeSelector ?? {})) if (labels[k] !== v) return false;
   const required = pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution;
   if (!required) return true;
-  // Terms are ORed; expressions within a term ANDed; an empty term matches nothing.
-  return required.nodeSelectorTerms.some(
-    (term) =>
-      (term.matchExpressions?.length ?? 0) > 0 &&
-      term.matchExpressions!.every((r) => matchesRequirement(r, labels)),
-  );
+  // Terms are ORed, the requirements within one term ANDed.
+  return (required.nodeSelectorTerms ?? []).some((term) => matchesNodeSelectorTerm(term, node));
+}
+
+/** Sum of the weights of the pod's preferred node affinity terms the node matches (NodeAffinity's Score). */
+export function preferredAffinityWeight(pod: V1Pod, node: V1Node): number {
+  let sum = 0;
+  for (const t of pod.spec?.affinity?.nodeAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [])
+    if (t.weight && t.preference && matchesNodeSelectorTerm(t.preference, node)) sum += t.weight;
+  return sum;
+}
+
+/** What the scheduler knows of a claim; undefined while it does not exist. */
+export type ClaimLookup = (namespace: string, name: string) => V1PersistentVolumeClaim | undefined;
+
+/** The PersistentVolumeClaims the pod uses (a generic ephemeral volume's claim is `<pod>-<volume>`). */
+export function podClaims(pod: V1Pod): { name: string; ephemeral: boolean }[] {
+  const out: { name: string; ephemeral: boolean }[] = [];
+  for (const v of pod.spec?.volumes ?? []) {
+    if (v.persistentVolumeClaim?.claimName)
+      out.push({ name: v.persistentVolumeClaim.claimName, ephemeral: false });
+    else if (v.ephemeral) out.push({ name: `${pod.metadata?.name ?? ""}-${v.name}`, ephemeral: true });
+  }
+  return out;
+}
+
+/**
+ * Why the pod's claims keep it off every node, in VolumeBinding's PreFilter words, or undefined:
+ * a claim must exist, not be lost or being deleted, and be Bound.
+ */
+export function claimsBlocker(pod: V1Pod, claims: ClaimLookup): string | undefined {
+  const ns = pod.metadata?.namespace ?? "default";
+  let unbound = false;
+  for (const { name, ephemeral } of podClaims(pod)) {
+    const pvc = claims(ns, name);
+    if (!pvc)
+      return ephemeral
+        ? `waiting for ephemeral volume controller to create the persistentvolumeclaim "${name}"`
+        : `persistentvolumeclaim "${name}" not found`;
+    if (pvc.status?.phase === "Lost")
+      return `persistentvolumeclaim "${name}" bound to non-existent persistentvolume "${pvc.spec?.volumeName ?? ""}"`;
+    if (pvc.metadata?.deletionTimestamp) return `persistentvolumeclaim "${name}" is being deleted`;
+    if (pvc.status?.phase !== "Bound") unbound = true;
+  }
+  return unbound ? "pod has unbound immediate PersistentVolumeClaims" : undefined;
 }
 
 function hostPorts(pod: V1Pod): string[] {
@@ -222,17 +304,28 @@ export function scoreNode(pod: V1Pod, node: V1Node, usage: NodeUsage | undefined
 export type ScheduleDecision =
   { node: string; score: number } | { reasons: Record<string, string[]>; message: string };
 
+/** Weight of the NodeAffinity score plugin in kube-scheduler's default profile. */
+const NODE_AFFINITY_WEIGHT = 2;
+
 /**
  * Picks the best feasible node for the pod; ties go to the lexically first name so that the result
  * is deterministic. Without a fit, says per node why not, with kube-scheduler's summary message.
+ * With `claims`, a pod whose PersistentVolumeClaims are not usable fits nowhere.
  */
 export function scheduleDecision(
   pod: V1Pod,
   nodes: V1Node[],
   usage: Map<string, NodeUsage>,
+  opts: { claims?: ClaimLookup } = {},
 ): ScheduleDecision {
   const reasons: Record<string, string[]> = {};
-  let best: { node: string; score: number } | undefined;
+  const blocker = opts.claims && claimsBlocker(pod, opts.claims);
+  if (blocker) {
+    for (const node of nodes) reasons[node.metadata?.name ?? ""] = [blocker];
+    // A PreFilter rejection is named once, not counted per node.
+    return { reasons, message: `0/${nodes.length} nodes are available: ${blocker}.` };
+  }
+  const feasible: { name: string; score: number; affinity: number }[] = [];
   for (const node of nodes) {
     const name = node.metadata?.name ?? "";
     if (node.metadata?.deletionTimestamp) {
@@ -245,9 +338,15 @@ export function scheduleDecision(
       reasons[name] = r;
       continue;
     }
-    const score = scoreNode(pod, node, u);
-    if (!best || score > best.score || (score === best.score && name < best.node))
-      best = { node: name, score };
+    feasible.push({ name, score: scoreNode(pod, node, u), affinity: preferredAffinityWeight(pod, node) });
+  }
+  // NodeAffinity's score is normalized to 0–100 over the feasible nodes.
+  const maxAffinity = Math.max(0, ...feasible.map((f) => f.affinity));
+  let best: { node: string; score: number } | undefined;
+  for (const f of feasible) {
+    const score = f.score + (maxAffinity > 0 ? (NODE_AFFINITY_WEIGHT * 100 * f.affinity) / maxAffinity : 0);
+    if (!best || score > best.score || (score === best.score && f.name < best.node))
+      best = { node: f.name, score };
   }
   if (best) return best;
   return { reasons, message: failureMessage(nodes.length, reasons) };

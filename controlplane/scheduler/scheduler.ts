@@ -2,15 +2,50 @@
  * The scheduler loop: informers on pods and nodes, a queue of pending pod keys, and a reconcile
  * that decides (pure `scheduleDecision`) and binds through pods/binding. Bindings it made are
  * "assumed" into its own accounting until the watch shows them, so a burst of pods does not
- * overcommit a node between bind and watch event.
+ * overcommit a node between bind and watch event. A pod that fits nowhere gets a FailedScheduling
+ * event and the condition PodScheduled=False (reason Unschedulable, the same message) through
+ * pods/status, each written only when the message changes.
  */
-import type { V1Node, V1Pod } from "@kubernetes/client-node";
+import type { V1Node, V1PersistentVolumeClaim, V1Pod, V1PodCondition } from "@kubernetes/client-node";
 import { Informer, objectKey, splitKey } from "../../api/informer.ts";
+import { RESOURCES } from "../../api/resources.ts";
 import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
 import type { ListWatchFactory, ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
-import type { NodeUsage } from "./decision.ts";
-import { addPodToUsage, needsScheduling, scheduleDecision, usageByNode } from "./decision.ts";
+import type { ClaimLookup, NodeUsage } from "./decision.ts";
+import { addPodToUsage, needsScheduling, podClaims, scheduleDecision, usageByNode } from "./decision.ts";
+
+/**
+ * The claim as the API has it, or undefined when it does not exist. While lab-server serves no
+ * PersistentVolumeClaims, no claim exists: a pod that needs one stays unschedulable, as upstream
+ * keeps a pod whose claim is missing.
+ */
+export async function fetchClaim(
+  writer: ObjectWriter,
+  namespace: string,
+  name: string,
+): Promise<V1PersistentVolumeClaim | undefined> {
+  if (!RESOURCES.some((r) => r.plural === "persistentvolumeclaims")) return undefined;
+  return writer.get<V1PersistentVolumeClaim>("persistentvolumeclaims", namespace, name);
+}
+
+/** The pod's PodScheduled=False condition for `message`, or undefined when the pod has it already. */
+export function unschedulableCondition(pod: V1Pod, message: string, now: Date): V1PodCondition | undefined {
+  const cur = pod.status?.conditions?.find((c) => c.type === "PodScheduled");
+  if (cur?.status === "False" && cur.reason === "Unschedulable" && cur.message === message) return undefined;
+  return {
+    type: "PodScheduled",
+    status: "False",
+    reason: "Unschedulable",
+    message,
+    lastProbeTime: null as unknown as Date,
+    // The transition is when the status last changed, not when the message did.
+    lastTransitionTime:
+      cur?.status === "False" && cur.lastTransitionTime
+        ? cur.lastTransitionTime
+        : (now.toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date),
+  };
+}
 
 export interface SchedulerOptions {
   schedulerName?: string;
@@ -18,6 +53,7 @@ export interface SchedulerOptions {
   unschedulableRetryMs?: number;
   /** Bindings in flight at once (default 4); decisions stay sequential. */
   workers?: number;
+  /** Informer errors, and failed reconciles as one Error `namespace/name: message`. */
   onError?: (err: unknown) => void;
 }
 
@@ -95,14 +131,48 @@ export class Scheduler {
     return this.usage;
   }
 
+  /** The pod's claims, fetched now (undefined when it uses none). */
+  private async claimsOf(pod: V1Pod): Promise<ClaimLookup | undefined> {
+    const names = podClaims(pod).map((c) => c.name);
+    if (names.length === 0) return undefined;
+    const ns = pod.metadata?.namespace ?? "default";
+    const found = new Map<string, V1PersistentVolumeClaim>();
+    for (const n of names) {
+      const c = await fetchClaim(this.writer, ns, n);
+      if (c) found.set(n, c);
+    }
+    return (_ns, n) => found.get(n);
+  }
+
+  /** PodScheduled=False through pods/status, unless the pod (as cached) says so already. */
+  private async markUnschedulable(pod: V1Pod, message: string): Promise<void> {
+    const condition = unschedulableCondition(pod, message, new Date());
+    if (!condition) return;
+    const others = (pod.status?.conditions ?? []).filter((c) => c.type !== "PodScheduled");
+    try {
+      await this.writer.updateStatus("pods", pod.metadata?.namespace, {
+        ...pod,
+        status: { ...pod.status, conditions: [...others, condition] },
+      });
+    } catch (err) {
+      // Changed meanwhile (the watch brings it and re-queues the pod) or gone.
+      if (isConflict(err) || isNotFound(err)) return;
+      throw err;
+    }
+  }
+
   async reconcile(key: string): Promise<void> {
     const pod = this.pods.get(key);
     if (!pod || this.assumed.has(key) || !needsScheduling(pod, this.opts.schedulerName)) return;
-    const decision = scheduleDecision(pod, [...this.nodes.cache.values()], this.currentUsage());
+    const claims = await this.claimsOf(pod);
+    const decision = scheduleDecision(pod, [...this.nodes.cache.values()], this.currentUsage(), {
+      ...(claims ? { claims } : {}),
+    });
     const { namespace, name } = splitKey(key);
     if ("reasons" in decision) {
       this.unschedulable.add(key);
       this.queue.addAfter(key, this.opts.unschedulableRetryMs ?? 10_000);
+      await this.markUnschedulable(pod, decision.message);
       // One event per distinct reason, not one per retry.
       if (this.lastFailure.get(key) === decision.message) return;
       this.lastFailure.set(key, decision.message);

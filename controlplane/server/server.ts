@@ -19,7 +19,7 @@ import {
 } from "../authz.ts";
 import { discovery, SERVER_VERSION } from "../discovery.ts";
 import { EtcdReadiness } from "../etcd-readiness.ts";
-import { openApiV2, openApiV3Group, openApiV3Index } from "../openapi.ts";
+import { openApiV3Group, openApiV3Index, serveOpenApiV2 } from "../openapi.ts";
 import { rejectUpgrade, type KubeletClientTls } from "../node-proxy.ts";
 import { Registry, type KObject } from "../registry.ts";
 import { ServiceIpAllocator } from "../service-ips.ts";
@@ -223,7 +223,7 @@ export class ApiServer {
     const method = req.method ?? "GET";
     if (HEALTH_PATHS.has(path)) return this.health(path, reply);
     if (path === "/version") return reply.json(200, SERVER_VERSION);
-    if (path === "/openapi/v2") return reply.json(200, openApiV2());
+    if (path === "/openapi/v2") return serveOpenApiV2(req, reply.res);
     if (path === "/openapi/v3") return reply.json(200, openApiV3Index());
     if (path.startsWith("/openapi/v3/")) {
       const doc = openApiV3Group(path.slice("/openapi/v3/".length));

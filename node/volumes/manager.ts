@@ -3,7 +3,7 @@
  * <name>`), a tmpfs for `emptyDir.medium: Memory`, ConfigMap/Secret/downward API files rewritten
  * on every container start, host paths checked by their type. `tearDown` leaves nothing behind.
  */
-import type { V1ConfigMap, V1Pod, V1Secret } from "@kubernetes/client-node";
+import type { CoreV1Event, V1ConfigMap, V1Pod, V1Secret } from "@kubernetes/client-node";
 import { execFile } from "node:child_process";
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
@@ -20,6 +20,11 @@ const run = promisify(execFile);
 export interface ObjectSource {
   configMap(namespace: string, name: string): Promise<V1ConfigMap | undefined>;
   secret(namespace: string, name: string): Promise<V1Secret | undefined>;
+  /**
+   * A volume of the pod cannot be set up (the message is the kubelet's `MountVolume.SetUp failed
+   * for volume ...`): tell the API, as the kubelet's Warning FailedMount event does.
+   */
+  mountFailed?(pod: V1Pod, message: string): Promise<void>;
 }
 
 /** Fetches every ConfigMap and Secret the pod refers to (missing ones are simply absent). */
@@ -220,15 +225,64 @@ export class VolumeManager {
   }
 }
 
-/** ConfigMaps and Secrets by GET at each container start (the node identity may read both). */
-export function apiObjectSource(client: Pick<FailoverClient, "get">): ObjectSource {
+/** Pods whose last FailedMount message is remembered, at most (oldest forgotten first). */
+const MOUNT_EVENTS_REMEMBERED = 1000;
+
+/**
+ * ConfigMaps and Secrets by GET at each container start (the node identity may read both), and
+ * FailedMount events: one per pod and distinct message, not one per retry.
+ */
+export function apiObjectSource(client: Pick<FailoverClient, "get" | "create">): ObjectSource {
   const orMissing = <T>(p: Promise<T>): Promise<T | undefined> =>
     p.catch((err: unknown) => {
       if (err instanceof ApiStatusError && err.code === 404) return undefined;
       throw err;
     });
+  const reported = new Map<string, string>();
   return {
     configMap: (ns, name) => orMissing(client.get("configmaps", name, ns)),
     secret: (ns, name) => orMissing(client.get("secrets", name, ns)),
+    async mountFailed(pod, message) {
+      const uid = pod.metadata?.uid ?? "";
+      if (reported.get(uid) === message) return;
+      reported.delete(uid);
+      reported.set(uid, message);
+      if (reported.size > MOUNT_EVENTS_REMEMBERED) reported.delete(reported.keys().next().value!);
+      await client.create("events", failedMountEvent(pod, message, new Date())).catch(() => {
+        // Events are best effort, as the kubelet's; a failed one is tried again on the next retry.
+        if (reported.get(uid) === message) reported.delete(uid);
+      });
+    },
+  };
+}
+
+/** The kubelet's event for a volume it cannot set up. */
+export function failedMountEvent(pod: V1Pod, message: string, now: Date): CoreV1Event {
+  const ns = pod.metadata?.namespace ?? "default";
+  const node = pod.spec?.nodeName;
+  const t = now.toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date;
+  return {
+    apiVersion: "v1",
+    kind: "Event",
+    metadata: {
+      namespace: ns,
+      name: `${pod.metadata?.name}.${now.getTime().toString(16)}${Math.random().toString(16).slice(2, 6)}`,
+    },
+    involvedObject: {
+      apiVersion: "v1",
+      kind: "Pod",
+      name: pod.metadata?.name,
+      namespace: ns,
+      uid: pod.metadata?.uid,
+    },
+    reason: "FailedMount",
+    message,
+    type: "Warning",
+    source: { component: "kubelet", ...(node ? { host: node } : {}) },
+    reportingComponent: "kubelet",
+    ...(node ? { reportingInstance: node } : {}),
+    firstTimestamp: t,
+    lastTimestamp: t,
+    count: 1,
   };
 }

@@ -1,7 +1,8 @@
 /**
  * Everything a container needs from outside its spec before CRI can create it: the pod's
  * ConfigMaps and Secrets, its volumes on disk, the env and mounts. A user error (missing
- * ConfigMap, failed hostPath check) comes back as the reason the container waits.
+ * ConfigMap, failed hostPath check) comes back as the reason the container waits; one in a volume
+ * also goes to the API as a FailedMount event.
  */
 import type { V1Container, V1Pod, V1Service } from "@kubernetes/client-node";
 import type { PodRuntimeFacts } from "../container-config.ts";
@@ -32,11 +33,19 @@ export async function prepareContainer(
     await deps.volumes.ensureMountSources(pod.metadata?.uid ?? "", config.mounts ?? []);
     return { config, warnings: volumes.warnings };
   } catch (err) {
-    if (err instanceof PodConfigError)
-      return { waiting: { reason: err.reason, message: err.message }, warnings: [] };
-    throw err;
+    if (!(err instanceof PodConfigError)) throw err;
+    if (err.reason === MOUNT_WAIT) {
+      // The kubelet's way: the container shows only ContainerCreating, the why is a FailedMount
+      // event; the next sync tries again and starts it once the volume can be set up.
+      await deps.objects?.mountFailed?.(pod, err.message);
+      return { waiting: { reason: MOUNT_WAIT, message: "" }, warnings: [] };
+    }
+    return { waiting: { reason: err.reason, message: err.message }, warnings: [] };
   }
 }
+
+/** The waiting reason of a container whose pod volumes cannot be set up yet. */
+const MOUNT_WAIT = "ContainerCreating";
 
 /** True when the pod has volumes whose files come from API objects (worth refreshing). */
 export function hasObjectVolumes(pod: V1Pod): boolean {

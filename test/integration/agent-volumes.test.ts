@@ -251,6 +251,71 @@ data: {LATE: "1"}
     );
   }, 60_000);
 
+  it("a missing ConfigMap volume keeps the pod ContainerCreating with one FailedMount event, until it exists", async () => {
+    await apply(`
+apiVersion: v1
+kind: Pod
+metadata: {name: needs-volume, namespace: default}
+spec:
+  nodeName: ${NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: ${IMAGE}
+    imagePullPolicy: Never
+    command: [sh, -c, 'echo "late=$(cat /etc/late/greeting)"; exec sleep 3600']
+    volumeMounts: [{name: late, mountPath: /etc/late}]
+  volumes:
+  - {name: late, configMap: {name: late-volume}}
+`);
+    const message = 'MountVolume.SetUp failed for volume "late" : configmap "late-volume" not found';
+    const failedMounts = async () => {
+      const out = await kubectl(
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=needs-volume",
+        "-o",
+        "json",
+      );
+      const items = (
+        JSON.parse(out) as {
+          items: { reason: string; type: string; message: string; source?: { component?: string } }[];
+        }
+      ).items;
+      return items.filter((e) => e.reason === "FailedMount");
+    };
+    const events = await until("a FailedMount event", async () => {
+      const e = await failedMounts();
+      return e.length > 0 && e;
+    });
+    expect(events[0]).toMatchObject({ type: "Warning", message, source: { component: "kubelet" } });
+    const waiting = (await getPod("needs-volume")).status?.containerStatuses?.[0]?.state?.waiting;
+    expect(waiting?.reason).toBe("ContainerCreating");
+    expect(await kubectl("get", "pod", "needs-volume")).toMatch(/needs-volume\s+0\/1\s+ContainerCreating/);
+    // the agent keeps retrying (every sync) without repeating the event
+    await new Promise((r) => setTimeout(r, 6_000));
+    expect(await failedMounts()).toHaveLength(1);
+    expect((await getPod("needs-volume")).status?.phase).toBe("Pending");
+    await apply(`
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: late-volume, namespace: default}
+data: {greeting: hello-late}
+`);
+    const pod = await until("pod Running once the ConfigMap exists", async () => {
+      const p = await getPod("needs-volume");
+      return p.status?.phase === "Running" && p;
+    });
+    let out = "";
+    await until("the volume's file in the container", async () => {
+      out = await containerOutput(pod, "app").catch((err: Error) => err.message);
+      return out.includes("late=hello-late");
+    }).catch((err: Error) => {
+      throw new Error(`container output: ${out}\n${err.message}`);
+    });
+  }, 90_000);
+
   it("refreshes a running pod's ConfigMap volume when the ConfigMap changes", async () => {
     const pod = await getPod("vols");
     const file = join(dir, "state", "pods", pod.metadata!.uid!, "volumes", "cfg", "key");

@@ -1,5 +1,7 @@
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import type { V1PersistentVolumeClaim, V1PreferredSchedulingTerm } from "@kubernetes/client-node";
+import type { ClaimLookup } from "../../controlplane/scheduler/decision.ts";
 import { needsScheduling, scheduleDecision, usageByNode } from "../../controlplane/scheduler/decision.ts";
 import { milliCpu, parseQuantity } from "../../controlplane/scheduler/quantity.ts";
 
@@ -111,6 +113,91 @@ describe("scheduleDecision filters", () => {
     expect("reasons" in none && none.message).toBe(
       "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.",
     );
+  });
+
+  it("honours matchFields on metadata.name, ANDed with matchExpressions in a term, terms ORed", () => {
+    const nodes = [node("a", {}, { zone: "1" }), node("b", {}, { zone: "1" }), node("c", {}, { zone: "2" })];
+    const terms = (...t: object[]) =>
+      pod("p", {
+        spec: {
+          affinity: {
+            nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: t } },
+          },
+        },
+      });
+    const notA = { matchFields: [{ key: "metadata.name", operator: "NotIn", values: ["a"] }] };
+    expect(decide(terms(notA), nodes)).toMatchObject({ node: "b" });
+    const onlyC = { matchFields: [{ key: "metadata.name", operator: "In", values: ["c"] }] };
+    expect(decide(terms(onlyC), nodes)).toMatchObject({ node: "c" });
+    // zone 1 AND not a → b; ORed with a term that matches nothing else
+    const zone1NotA = { ...notA, matchExpressions: [{ key: "zone", operator: "In", values: ["1"] }] };
+    const d = decide(terms(zone1NotA), [nodes[0]!, nodes[2]!]);
+    expect("reasons" in d && d.message).toBe(
+      "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.",
+    );
+    expect(decide(terms(zone1NotA, onlyC), [nodes[0]!, nodes[2]!])).toMatchObject({ node: "c" });
+    // upstream needs exactly one value, and only In/NotIn: otherwise the term matches nothing
+    const twoValues = { matchFields: [{ key: "metadata.name", operator: "In", values: ["a", "b"] }] };
+    expect("reasons" in decide(terms(twoValues), nodes)).toBe(true);
+    const exists = { matchFields: [{ key: "metadata.name", operator: "Exists" }] };
+    expect("reasons" in decide(terms(exists), nodes)).toBe(true);
+    // an empty term selects nothing
+    expect("reasons" in decide(terms({}), nodes)).toBe(true);
+  });
+
+  it("prefers nodes matching preferred terms by weight, matchFields included", () => {
+    const nodes = [node("a"), node("b"), node("c")];
+    const preferred = (t: V1PreferredSchedulingTerm[]) =>
+      pod("p", {
+        spec: { affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: t } } },
+      });
+    const onName = (name: string) => ({
+      matchFields: [{ key: "metadata.name", operator: "In", values: [name] }],
+    });
+    expect(decide(preferred([{ weight: 10, preference: onName("c") }]), nodes)).toMatchObject({ node: "c" });
+    expect(
+      decide(
+        preferred([
+          { weight: 10, preference: onName("b") },
+          { weight: 50, preference: onName("c") },
+        ]),
+        nodes,
+      ),
+    ).toMatchObject({ node: "c" });
+    // preference never overrides a filter
+    const full = decide(preferred([{ weight: 100, preference: onName("a") }]), [
+      node("a", { unschedulable: true }),
+      node("b"),
+    ]);
+    expect(full).toMatchObject({ node: "b" });
+  });
+
+  it("keeps a pod whose claim is missing, lost, being deleted or unbound off every node", () => {
+    const nodes = [node("a"), node("b"), node("c")];
+    const withClaim = pod("p", {
+      spec: { volumes: [{ name: "d", persistentVolumeClaim: { claimName: "data" } }] },
+    });
+    const claims =
+      (pvc?: V1PersistentVolumeClaim): ClaimLookup =>
+      (ns, name) =>
+        ns === "default" && name === "data" ? pvc : undefined;
+    const missing = decide(withClaim, nodes, []);
+    expect(missing).toMatchObject({ node: "a" }); // without a claim lookup nothing is checked
+    const msg = (pvc?: V1PersistentVolumeClaim) => {
+      const d = scheduleDecision(withClaim, nodes, new Map(), { claims: claims(pvc) });
+      return "reasons" in d ? d.message : d.node;
+    };
+    expect(msg()).toBe('0/3 nodes are available: persistentvolumeclaim "data" not found.');
+    expect(msg({ metadata: { name: "data" }, status: { phase: "Pending" } })).toBe(
+      "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+    );
+    expect(msg({ metadata: { name: "data" }, spec: { volumeName: "pv1" }, status: { phase: "Lost" } })).toBe(
+      '0/3 nodes are available: persistentvolumeclaim "data" bound to non-existent persistentvolume "pv1".',
+    );
+    expect(
+      msg({ metadata: { name: "data", deletionTimestamp: new Date() }, status: { phase: "Bound" } }),
+    ).toBe('0/3 nodes are available: persistentvolumeclaim "data" is being deleted.');
+    expect(msg({ metadata: { name: "data" }, status: { phase: "Bound" } })).toBe("a");
   });
 
   it("refuses a host port already taken on the node", () => {

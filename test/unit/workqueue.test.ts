@@ -85,4 +85,41 @@ describe("WorkQueue", () => {
     q.add("late");
     expect(q.length).toBe(0);
   });
+
+  it("keeps one pending timer per key: a later addAfter waits for the earlier one", async () => {
+    const q = new WorkQueue();
+    for (let i = 0; i < 100; i++) q.addAfter("k", 30 + i);
+    q.addAfter("k", 10); // earlier wins
+    await new Promise((r) => setTimeout(r, 20));
+    expect(q.length).toBe(1);
+    expect(await q.get()).toBe("k");
+    q.done("k");
+    await new Promise((r) => setTimeout(r, 150));
+    expect(q.length).toBe(0); // the 100 later requests were one, and it was superseded
+    q.shutDown();
+  });
+});
+
+describe("runWorkers errors", () => {
+  it("hands onError one Error naming the key and the message, with the original as cause", async () => {
+    const q = new WorkQueue({ baseDelayMs: 1000 });
+    const seen: Error[] = [];
+    const original = new Error('pods "web-1" is forbidden: no');
+    const run = runWorkers(
+      q,
+      async () => {
+        throw original;
+      },
+      {
+        onError: (err) => {
+          seen.push(err);
+          q.shutDown();
+        },
+      },
+    );
+    q.add("default/web");
+    await run;
+    expect(seen.map((e) => e.message)).toEqual(['default/web: pods "web-1" is forbidden: no']);
+    expect(seen[0]!.cause).toBe(original);
+  });
 });

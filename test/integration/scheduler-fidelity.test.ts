@@ -1,0 +1,248 @@
+/**
+ * Scheduler and controller fidelity on a real etcd + lab-server, three Nodes registered through the
+ * API (the test plays their kubelets) and kubectl 1.32: matchFields node affinity, the
+ * PodScheduled=False condition of a pod that fits nowhere (and `kubectl wait` on it), a pod whose
+ * claim is missing, a controller error logged with its message, and a file mixing served and
+ * unserved kinds under kubectl's client-side validation.
+ */
+import { execFile } from "node:child_process";
+import { setMaxListeners } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { CoreV1Event, V1Pod } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LabClient } from "../../api/client.ts";
+import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
+import { runControllers, runScheduler } from "../../controlplane/controller-manager.ts";
+import { clientLeaseStore, clientListWatch, clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { loopEventLine } from "../../controlplane/loops-main.ts";
+import { FakeKubelet } from "../helpers/fake-kubelet.ts";
+import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+
+const run = promisify(execFile);
+const NODES = ["node-1", "node-2", "node-3"];
+
+let api: TestApiServer;
+let client: LabClient;
+let nodeClient: LabClient;
+let kubelet: FakeKubelet;
+let dir: string;
+const stops: AbortController[] = [];
+const loopsDone: Promise<void>[] = [];
+const logLines: string[] = [];
+
+async function kubectl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run("kubectl", ["--kubeconfig", api.kubeconfig, ...args], {
+      timeout: 60_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === "number" ? e.code : -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
+  }
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const getPod = (name: string): Promise<V1Pod> => client.get("pods", name, "default");
+const scheduledCondition = (p: V1Pod) => p.status?.conditions?.find((c) => c.type === "PodScheduled");
+
+async function createPod(name: string, spec: Partial<V1Pod["spec"]>): Promise<void> {
+  await client.create("pods", {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace: "default" },
+    spec: { containers: [{ name: "c", image: "lab/sample:latest" }], ...spec },
+  });
+}
+
+async function eventsFor(name: string): Promise<CoreV1Event[]> {
+  return (await client.list("events", { namespace: "default", fieldSelector: `involvedObject.name=${name}` }))
+    .items;
+}
+
+function loopsConfig(identity: string, writer: LabClient): LoopsConfig {
+  return {
+    lw: clientListWatch(client),
+    writer: clientWriter(writer),
+    leases: clientLeaseStore(client),
+    identity,
+    leaderElection: { leaseDurationSeconds: 4, renewDeadlineMs: 3000, retryPeriodMs: 500 },
+    nodeLifecycle: { gracePeriodMs: 60_000, podEvictionTimeoutMs: 60_000, monitorPeriodMs: 1000 },
+    onEvent: (e) => logLines.push(loopEventLine(e, identity)),
+  };
+}
+
+function start(f: (signal: AbortSignal) => Promise<void>): void {
+  const ac = new AbortController();
+  setMaxListeners(0, ac.signal);
+  stops.push(ac);
+  loopsDone.push(f(ac.signal));
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lab-scheduler-fidelity-"));
+  api = await startTestApiServer();
+  client = await LabClient.fromKubeconfig(api.kubeconfig);
+  // A writer the API refuses most writes to: a node's identity may create events, not pods.
+  const cert = await api.pki.client("node-1", "system:node:node-1", ["system:nodes"]);
+  const nodeKubeconfig = join(dir, "node.kubeconfig");
+  await writeFile(nodeKubeconfig, kubeconfigYaml(api.url, api.pki.caCert, cert.cert, cert.key, "node-1"));
+  nodeClient = await LabClient.fromKubeconfig(nodeKubeconfig);
+  kubelet = new FakeKubelet(client, NODES);
+  await kubelet.register();
+  kubelet.start();
+  start((s) => runScheduler(loopsConfig("sched-1", client), s));
+  // The controllers, not leader-elected, writing with the node's identity: every pod they create
+  // is refused, and that error must reach the log with its message.
+  start((s) => runControllers(loopsConfig("cm-refused", nodeClient), s));
+}, 60_000);
+
+afterAll(async () => {
+  kubelet?.stop();
+  for (const s of stops) s.abort();
+  await Promise.allSettled(loopsDone);
+  client?.close();
+  nodeClient?.close();
+  await api?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("scheduler fidelity", () => {
+  it("honours matchFields: NotIn node-1 places the pod elsewhere, In node-3 on node-3", async () => {
+    const affinity = (operator: string, node: string) => ({
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator, values: [node] }] }],
+        },
+      },
+    });
+    // node-3's fake kubelet leaves its pods alone: their status stays as the binding wrote it
+    kubelet.dead.add("node-3");
+    await createPod("not-on-1", { affinity: affinity("NotIn", "node-1") });
+    await createPod("on-3", { affinity: affinity("In", "node-3") });
+    const notOn1 = await until("not-on-1 bound", async () => (await getPod("not-on-1")).spec?.nodeName);
+    expect(["node-2", "node-3"]).toContain(notOn1);
+    expect(await until("on-3 bound", async () => (await getPod("on-3")).spec?.nodeName)).toBe("node-3");
+    const bound = await getPod("on-3");
+    expect(scheduledCondition(bound)).toMatchObject({ status: "True" });
+    kubelet.dead.delete("node-3");
+  });
+
+  it("gives a pod that fits nowhere PodScheduled=False/Unschedulable; kubectl wait sees it", async () => {
+    await createPod("nowhere", { nodeSelector: { nonexistent: "true" } });
+    const message = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.";
+    const waited = await kubectl(
+      "wait",
+      "--for=condition=PodScheduled=false",
+      "pod/nowhere",
+      "--timeout=30s",
+    );
+    expect(waited).toMatchObject({ code: 0, stdout: "pod/nowhere condition met\n" });
+    const pod = await getPod("nowhere");
+    expect(scheduledCondition(pod)).toMatchObject({
+      type: "PodScheduled",
+      status: "False",
+      reason: "Unschedulable",
+      message,
+    });
+    expect(pod.spec?.nodeName).toBeUndefined();
+    const events = await eventsFor("nowhere");
+    expect(events.filter((e) => e.reason === "FailedScheduling").map((e) => e.message)).toEqual([message]);
+    // Retries (every node change and every 10 s) do not rewrite an unchanged condition.
+    const rv = pod.metadata?.resourceVersion;
+    await new Promise((r) => setTimeout(r, 3000)); // the fake kubelets renew leases meanwhile
+    expect((await getPod("nowhere")).metadata?.resourceVersion).toBe(rv);
+    const described = await kubectl("describe", "pod", "nowhere");
+    expect(described.stdout).toMatch(/PodScheduled\s+False/);
+  });
+
+  it("keeps a pod whose PersistentVolumeClaim is missing Pending, saying which claim", async () => {
+    await createPod("needs-pvc", {
+      containers: [{ name: "c", image: "lab/sample:latest", volumeMounts: [{ name: "d", mountPath: "/d" }] }],
+      volumes: [{ name: "d", persistentVolumeClaim: { claimName: "missing" } }],
+    });
+    const message = '0/3 nodes are available: persistentvolumeclaim "missing" not found.';
+    const cond = await until("needs-pvc unschedulable", async () => {
+      const c = scheduledCondition(await getPod("needs-pvc"));
+      return c?.status === "False" && c;
+    });
+    expect(cond).toMatchObject({ reason: "Unschedulable", message });
+    const pod = await getPod("needs-pvc");
+    expect(pod.spec?.nodeName).toBeUndefined();
+    expect(pod.status?.phase).toBe("Pending");
+    const events = await eventsFor("needs-pvc");
+    expect(events.find((e) => e.reason === "FailedScheduling")?.message).toBe(message);
+  });
+});
+
+describe("controller errors", () => {
+  it("logs a failed reconcile with its key and the API's message", async () => {
+    await client.create("replicasets", {
+      apiVersion: "apps/v1",
+      kind: "ReplicaSet",
+      metadata: { name: "refused", namespace: "default" },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: "refused" } },
+        template: {
+          metadata: { labels: { app: "refused" } },
+          spec: { containers: [{ name: "c", image: "lab/sample:latest" }] },
+        },
+      },
+    });
+    const line = await until("the controller's error line", async () =>
+      logLines.find((l) => l.startsWith("controller-manager: default/refused: ")),
+    );
+    expect(line).toMatch(
+      /^controller-manager: default\/refused: .*User "system:node:node-1" cannot create resource "pods" in API group "" in the namespace "default"/,
+    );
+  });
+});
+
+describe("kubectl apply of a file mixing served and unserved kinds", () => {
+  it("creates the served objects and names each unserved kind as upstream does", async () => {
+    const file = join(dir, "mixed.yaml");
+    await writeFile(
+      file,
+      [
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mixed-a}\ndata: {k: v}",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  rules: [{host: x.example}]",
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: lab/sample:latest}]",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mixed-b}\ndata: {k: v}",
+      ].join("\n---\n"),
+    );
+    const r = await kubectl("apply", "-f", file);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("configmap/mixed-a created\nconfigmap/mixed-b created\n");
+    expect(r.stderr).toContain(
+      `resource mapping not found for name: "web" namespace: "" from "${file}": no matches for kind "Ingress" in version "networking.k8s.io/v1"\nensure CRDs are installed first`,
+    );
+    expect(r.stderr).toContain(
+      `resource mapping not found for name: "once" namespace: "" from "${file}": no matches for kind "Job" in version "batch/v1"`,
+    );
+    expect(r.stderr).not.toMatch(/proto:|failed to download openapi|error validating/);
+    for (const n of ["mixed-a", "mixed-b"])
+      expect((await client.get("configmaps", n, "default")).data).toEqual({ k: "v" });
+    // Served group-versions only: the OpenAPI v3 document of an unserved one is a 404.
+    const v3 = await kubectl("get", "--raw", "/openapi/v3/apis/networking.k8s.io/v1");
+    expect(v3.code).toBe(1);
+    expect(v3.stderr).toMatch(/NotFound/);
+  });
+});
