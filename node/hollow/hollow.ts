@@ -184,7 +184,7 @@ export class HollowNodes {
     try {
       await runWorkers(this.queue, (k) => this.reconcile(k), {
         workers: this.o.workers ?? 16,
-        onError: (key, err) => this.warn(`pod ${key}: ${errText(err)}`),
+        onError: (err) => this.warn(`pod ${errText(err)}`),
       });
     } finally {
       clearInterval(tick);
