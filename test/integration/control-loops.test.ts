@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
 import { runControllerManager, runScheduler } from "../../controlplane/controller-manager.ts";
-import { clientLeaseStore, clientListWatch, clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { clientListWatch } from "../../api/list-watch.ts";
+import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
 import { FakeKubelet } from "../helpers/fake-kubelet.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
