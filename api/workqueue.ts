@@ -27,6 +27,7 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private waiters: ((key: string | undefined) => void)[] = [];
   private shuttingDown = false;
 
@@ -44,15 +45,25 @@ export class WorkQueue {
     } else this.queue.push(key);
   }
 
+  /** Adds the key after a delay; a key already waiting keeps the earlier time (client-go's delaying queue). */
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
     if (delayMs <= 0) return this.add(key);
+    const at = Date.now() + delayMs;
+    const waiting = this.delayed.get(key);
+    if (waiting && waiting.at <= at) return;
+    if (waiting) {
+      clearTimeout(waiting.timer);
+      this.timers.delete(waiting.timer);
+    }
     const t = setTimeout(() => {
       this.timers.delete(t);
+      this.delayed.delete(key);
       this.add(key);
     }, delayMs);
     t.unref?.();
     this.timers.add(t);
+    this.delayed.set(key, { at, timer: t });
   }
 
   /** Re-queue after the key's backoff and count one more failure. */
@@ -99,6 +110,7 @@ export class WorkQueue {
     this.shuttingDown = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    this.delayed.clear();
     for (const w of this.waiters) w(undefined);
     this.waiters = [];
   }
