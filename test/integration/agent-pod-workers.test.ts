@@ -10,8 +10,8 @@ import { SAMPLE_IMAGE } from "../../images/oci/build.ts";
 import { PodAgent } from "../../node/agent.ts";
 import { POD_UID } from "../../node/labels.ts";
 import { MemoryStore } from "../helpers/memory-store.ts";
-import type { TestNode } from "../integration/agent-node.ts";
-import { startTestNode } from "../integration/agent-node.ts";
+import type { TestNode } from "./agent-node.ts";
+import { startTestNode } from "./agent-node.ts";
 
 async function until<T>(
   what: string,
