@@ -16,7 +16,7 @@ import { desiredRoutes, syncRoutes } from "./routes.ts";
 
 type Log = (msg: string) => void;
 
-/** Unchanged routes are re-checked (repaired) at least this often. */
+/** Unchanged routes are re-checked (repaired) this often. */
 const ROUTES_RECHECK_MS = 60_000;
 
 export interface NetworkLoopsOptions {
@@ -70,20 +70,21 @@ export function runNetworkLoops(signal: AbortSignal, o: NetworkLoopsOptions): Pr
     );
 
   // Every node's status write (each node, every 40 s) is a nodes event here; the routes change only
-  // when a node or its pod CIDR does, so unchanged routes are applied again only now and then.
-  let synced = { routes: "", at: 0 };
+  // when a node or its pod CIDR does. Unchanged routes are applied again (repaired) once a minute.
+  let synced = "";
+  const RECHECK = "pod routes (recheck)";
   loops.push(
     runController(signal, {
       queue: queueOn("pod routes", o.nodes),
-      resync: { everyMs: ROUTES_RECHECK_MS / 2, keys: () => ["pod routes"] },
-      reconcile: async () => {
+      resync: { everyMs: ROUTES_RECHECK_MS, keys: () => [RECHECK] },
+      reconcile: async (key) => {
         if (!o.nodes.hasSynced()) return;
         const want = desiredRoutes(o.nodes.list(), o.nodeName);
-        const key = JSON.stringify(want);
-        if (key === synced.routes && Date.now() - synced.at < ROUTES_RECHECK_MS / 2) return;
-        synced = { routes: "", at: 0 }; // until it worked
+        const text = JSON.stringify(want);
+        if (text === synced && key !== RECHECK) return;
+        synced = ""; // until it worked
         await syncRoutes(want, o.prefix);
-        synced = { routes: key, at: Date.now() };
+        synced = text;
       },
       onError,
     }),
