@@ -10,22 +10,9 @@ import { SAMPLE_IMAGE } from "../../images/oci/build.ts";
 import { PodAgent } from "../../node/agent.ts";
 import { POD_UID } from "../../node/labels.ts";
 import { MemoryStore } from "../helpers/memory-store.ts";
+import { until } from "../helpers/until.ts";
 import type { TestNode } from "./agent-node.ts";
 import { startTestNode } from "./agent-node.ts";
-
-async function until<T>(
-  what: string,
-  fn: () => T | undefined | false | Promise<T | undefined | false>,
-  ms = 30_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const pod = (name: string, uid: string, image = SAMPLE_IMAGE): V1Pod => ({
   metadata: { name, namespace: "default", uid },

@@ -11,6 +11,7 @@ import type { AgentEvent, PodStatusSink } from "../../node/agent.ts";
 import { PodAgent } from "../../node/agent.ts";
 import { POD_UID } from "../../node/labels.ts";
 import { StaticPods } from "../helpers/pod-source.ts";
+import { until } from "../helpers/until.ts";
 import type { TestNode } from "./agent-node.ts";
 import { startTestNode } from "./agent-node.ts";
 
@@ -29,20 +30,6 @@ class RecordingSink implements PodStatusSink {
   }
   latest(name: string): V1PodStatus | undefined {
     return this.statuses.get(name)?.at(-1);
-  }
-}
-
-async function until<T>(
-  what: string,
-  fn: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

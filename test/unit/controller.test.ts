@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { runController } from "../../api/controller.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
-
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { until } from "../helpers/until.ts";
 
 describe("runController", () => {
   it("reconciles the initial keys and queued ones on several workers, one key never twice at once", async () => {
