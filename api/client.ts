@@ -23,6 +23,7 @@ import type {
   V1Lease,
   V1Namespace,
   V1Node,
+  V1PersistentVolumeClaim,
   V1Pod,
   V1ReplicaSet,
   V1Secret,
@@ -45,6 +46,8 @@ export interface ResourceTypes {
   deployments: V1Deployment;
   replicasets: V1ReplicaSet;
   leases: V1Lease;
+  /** Not served yet: the client answers `unknown resource` until a RESOURCES entry exists. */
+  persistentvolumeclaims: V1PersistentVolumeClaim;
 }
 export type Plural = keyof ResourceTypes;
 

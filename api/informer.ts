@@ -105,8 +105,9 @@ export interface InformerHandlers<T> {
 }
 
 export interface InformerOptions {
-  /** Delay before re-watching after an error (doubles up to 30 s). */
+  /** Delay before re-watching after an error (doubles up to maxRetryDelayMs, default 30 s). */
   retryDelayMs?: number;
+  maxRetryDelayMs?: number;
   onError?: (err: unknown) => void;
 }
 
@@ -116,6 +117,8 @@ export class Informer<T extends KubeObject> {
   private resourceVersion = "";
   private synced = false;
   private syncWaiters: (() => void)[] = [];
+  /** Something was listed or received since the last error: the next retry starts from the initial delay. */
+  private progressed = false;
 
   constructor(
     private readonly lw: ListWatcher<T>,
@@ -166,8 +169,10 @@ export class Informer<T extends KubeObject> {
           continue;
         }
         this.opts.onError?.(err);
+        if (this.progressed) delay = initialDelay;
+        this.progressed = false;
         await sleep(delay, signal);
-        delay = Math.min(delay * 2, 30_000);
+        delay = Math.min(delay * 2, this.opts.maxRetryDelayMs ?? 30_000);
       }
     }
   }
@@ -176,6 +181,7 @@ export class Informer<T extends KubeObject> {
     const res = await this.lw.list(signal);
     const delta = replaceAll(this.cache, res.items);
     this.resourceVersion = res.resourceVersion;
+    this.progressed = true;
     for (const o of delta.added) this.emit("add", o);
     for (const u of delta.updated) this.emit("update", u.obj, u.old);
     for (const o of delta.deleted) this.emit("delete", o);
@@ -193,6 +199,7 @@ export class Informer<T extends KubeObject> {
         if (isGone(ev.object)) return true;
         throw Object.assign(new Error("watch error"), { status: ev.object });
       }
+      this.progressed = true;
       const rv = ev.object.metadata?.resourceVersion;
       if (rv) this.resourceVersion = rv;
       if (ev.type === "BOOKMARK") continue;

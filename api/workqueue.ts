@@ -47,6 +47,7 @@ export class WorkQueue {
     } else this.queue.push(key);
   }
 
+  /** Adds the key after a delay; a key already waiting keeps the earlier time (client-go's delaying queue). */
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
     if (delayMs <= 0) return this.add(key);

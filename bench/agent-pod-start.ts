@@ -6,6 +6,7 @@
 import type { V1Pod, V1PodStatus } from "@kubernetes/client-node";
 import { SAMPLE_IMAGE } from "../images/oci/build.ts";
 import { PodAgent } from "../node/agent.ts";
+import { StaticPods } from "../test/helpers/pod-source.ts";
 import { startTestNode } from "../test/integration/agent-node.ts";
 
 const COUNT = Number(process.env["PODS"] ?? 30);
@@ -16,8 +17,10 @@ const node = await startTestNode();
 try {
   const created = new Map<string, number>();
   const running = new Map<string, number>();
+  const source = new StaticPods();
   const agent = new PodAgent({
     cri: node.cri,
+    pods: source,
     nodeName: "bench",
     cgroupRoot: node.cgroupRoot,
     logRoot: node.logRoot,
@@ -38,12 +41,12 @@ try {
   if (STAGGER_MS > 0) {
     for (let i = 1; i <= COUNT; i++) {
       created.set(pods[i - 1]!.metadata!.name!, Date.now());
-      agent.setPods(pods.slice(0, i));
+      source.set(pods.slice(0, i));
       await new Promise((r) => setTimeout(r, STAGGER_MS));
     }
   } else {
     for (const p of pods) created.set(p.metadata!.name!, t0);
-    agent.setPods(pods);
+    source.set(pods);
   }
   while (running.size < COUNT && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20));
   const lat = [...running].map(([n, t]) => t - created.get(n)!).sort((a, b) => a - b);
@@ -60,7 +63,7 @@ try {
       rssMiB: Math.round(rss),
     }),
   );
-  agent.setPods([]);
+  source.set([]);
   while ((await node.cri.listPodSandbox()).length > 0) await new Promise((r) => setTimeout(r, 200));
   await agent.stop();
 } finally {

@@ -7,7 +7,8 @@
 import { setMaxListeners } from "node:events";
 import { LabClient } from "../api/client.ts";
 import { runControllerManager, runScheduler } from "../controlplane/controller-manager.ts";
-import { clientLeaseStore, clientListWatch, clientWriter } from "../controlplane/lab-client-loops.ts";
+import { clientListWatch } from "../api/list-watch.ts";
+import { clientLeaseStore, clientWriter } from "../controlplane/lab-client-loops.ts";
 import { FakeKubelet } from "../test/helpers/fake-kubelet.ts";
 import { startTestApiServer } from "../test/helpers/test-apiserver.ts";
 

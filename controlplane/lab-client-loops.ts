@@ -1,34 +1,15 @@
 /**
  * Adapters from the typed REST client (api/client.ts) to what the control loops ask for:
- * list+watch per resource, writes, and the Lease store of leader election.
+ * writes and the Lease store of leader election (list+watch: api/list-watch.ts).
  */
 import type { V1Lease } from "@kubernetes/client-node";
 import type { LabClient, Plural, ResourceTypes } from "../api/client.ts";
-import type { KubeObject, ListWatcher, WatchEvent } from "../api/informer.ts";
+import type { KubeObject } from "../api/informer.ts";
 import type { LeaseStore } from "../api/leader-election.ts";
-import type { ListWatchFactory, ObjectWriter, Resource } from "./loop-client.ts";
+import type { ObjectWriter, Resource } from "./loop-client.ts";
 import { isNotFound } from "./loop-client.ts";
 
 type Obj = ResourceTypes[Plural];
-
-export function clientListWatch(c: LabClient): ListWatchFactory {
-  return <T extends KubeObject>(resource: Resource, namespace?: string): ListWatcher<T> => ({
-    async list() {
-      const l = await c.list(resource as Plural, namespace ? { namespace } : {});
-      return { items: l.items as unknown as T[], resourceVersion: l.metadata?.resourceVersion ?? "" };
-    },
-    watch(resourceVersion, signal) {
-      return c.watch(resource as Plural, {
-        namespace,
-        resourceVersion,
-        allowWatchBookmarks: true,
-        // Servers end watches after a while; spread the reconnects.
-        timeoutSeconds: 300 + Math.floor(Math.random() * 300),
-        signal,
-      }) as unknown as AsyncIterable<WatchEvent<T>>;
-    },
-  });
-}
 
 export function clientWriter(c: LabClient): ObjectWriter {
   return {

@@ -8,7 +8,8 @@ import type { Command } from "commander";
 import { LabClient } from "../api/client.ts";
 import type { LoopsConfig } from "./controller-manager.ts";
 import { runControllerManager, runScheduler } from "./controller-manager.ts";
-import { clientLeaseStore, clientListWatch, clientWriter } from "./lab-client-loops.ts";
+import { clientListWatch } from "../api/list-watch.ts";
+import { clientLeaseStore, clientWriter } from "./lab-client-loops.ts";
 
 export interface LoopFlags {
   kubeconfig?: string;

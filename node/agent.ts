@@ -1,29 +1,30 @@
 /**
- * lab-agent's pod sync: desired pods in, CRI actions out, pod statuses reported through a sink.
- * One sync at a time; every decision comes from the pure planner over what CRI reports now, so a
+ * lab-agent's pods: a per-UID reconcile over a work queue, fed by the pods informer (desired) and a
+ * periodic CRI relist (actual), as kubelet's pod workers and PLEG. A reconcile reads the pod from
+ * the informer cache and what CRI has of it, asks the pure planner for the next actions, runs them
+ * and reports the pod's status through a sink; it is safe to run again at any time, so a
  * restarted agent adopts what is running and never starts anything twice.
  */
 import type { V1Pod, V1PodStatus, V1Service } from "@kubernetes/client-node";
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
-import { removePodCgroup, podCgroupUids } from "./cgroups.ts";
-import { applyOomKills, KernelOomLog } from "./oom.ts";
+import { runController } from "../api/controller.ts";
+import type { InformerHandlers } from "../api/informer.ts";
+import type { ReconcileResult } from "../api/workqueue.ts";
+import { WorkQueue } from "../api/workqueue.ts";
+import { podCgroupUids, removePodCgroup } from "./cgroups.ts";
 import type { SandboxOptions } from "./container-config.ts";
-import { gracePeriodSeconds, sandboxConfig } from "./container-config.ts";
+import { gracePeriodSeconds } from "./container-config.ts";
 import type { CriClient } from "./cri/client.ts";
-import type { ContainerStatus } from "./cri/types.ts";
-import { isNotFound } from "./cri/client.ts";
-import { GRACE_PERIOD, MANAGED_BY, MANAGED_BY_AGENT, POD_UID } from "./labels.ts";
-import type { ObservedContainer, ObservedPod, ObservedSandbox } from "./observed.ts";
-import { currentSandbox, nsToMs, statusStillValid } from "./observed.ts";
-import type { ProbeResult } from "./pod-status.ts";
+import type { ObservedContainer, ObservedPod } from "./observed.ts";
+import { currentSandbox } from "./observed.ts";
+import { PodActions } from "./pod-actions.ts";
+import { noPod, PodObserver } from "./pod-observer.ts";
+import { PodProbers } from "./pod-probers.ts";
 import { computePodStatus } from "./pod-status.ts";
-import { ContainerProber } from "./probes.ts";
 import type { BackoffPolicy, PodAction, PodPlan } from "./reconcile.ts";
 import { KUBELET_BACKOFF, planPod } from "./reconcile.ts";
 import type { ObjectSource } from "./volumes/manager.ts";
 import { VolumeManager } from "./volumes/manager.ts";
-import { prepareContainer, VolumeRefresher } from "./volumes/prepare.ts";
+import { VolumeRefresher } from "./volumes/prepare.ts";
 
 /** Where the agent reports what it sees. The API glue implements it with pods/status calls. */
 export interface PodStatusSink {
@@ -31,6 +32,16 @@ export interface PodStatusSink {
   podStatus(pod: V1Pod, status: V1PodStatus): Promise<void>;
   /** A pod marked for deletion has nothing left on this node: the API object may now be removed. */
   podTerminated(pod: V1Pod): Promise<void>;
+}
+
+/**
+ * The pods bound to this node (those being deleted included, with deletionTimestamp): the pods
+ * informer. A pod missing here once it has synced is torn down; nothing is touched before.
+ */
+export interface PodSource {
+  list(): V1Pod[];
+  hasSynced(): boolean;
+  on(handlers: InformerHandlers<V1Pod>): void;
 }
 
 /** Things worth a log line; the agent itself never prints. */
@@ -42,6 +53,9 @@ export type AgentEvent =
 export interface AgentOptions {
   cri: CriClient;
   sink: PodStatusSink;
+  pods: PodSource;
+  /** Services, for the *_SERVICE_HOST/_PORT variables of containers started from now on. */
+  services?: { list(): V1Service[] };
   nodeName: string;
   hostIP?: string;
   /** cgroupfs parent of all pod cgroups. */
@@ -56,41 +70,40 @@ export interface AgentOptions {
   /** How often ConfigMap/Secret volume files of running pods are refreshed (default 10 s). */
   volumeRefreshMs?: number;
   backoff?: BackoffPolicy;
-  /** Periodic resync even without changes (default 2 s): catches container exits. */
+  /** Periodic CRI relist, every pod reconciled again (default 2 s): catches container exits. */
   resyncMs?: number;
   /** Milliseconds per probe second (tests shrink it). */
   probeSecondMs?: number;
-  /** Pods synced at once (default 4). */
+  /** Pods reconciled at once (default 4). */
   podConcurrency?: number;
   onEvent?: (e: AgentEvent) => void;
 }
 
-const MANAGED = { [MANAGED_BY]: MANAGED_BY_AGENT };
+const uidOf = (p: V1Pod): string => p.metadata?.uid ?? "";
 
 export class PodAgent {
-  private pods = new Map<string, V1Pod>();
-  private services: V1Service[] = [];
+  /** Pod UIDs to reconcile. */
+  readonly queue = new WorkQueue({ baseDelayMs: 200, maxDelayMs: 30_000 });
+  private readonly observer: PodObserver;
+  private readonly actions: PodActions;
+  private readonly probers: PodProbers;
+  private readonly volumes: VolumeManager;
+  private readonly refresher: VolumeRefresher;
   private lastStatus = new Map<string, string>();
   private sent = new Map<string, V1PodStatus>();
-  private podsKnown = false;
-  private swept = false;
-  private waiting = new Map<string, Record<string, { reason: string; message: string }>>();
-  private probers = new Map<string, ContainerProber>();
   private terminating = new Map<string, Promise<void>>();
   private reportedTerminated = new Set<string>();
-  private unhealthy = new Set<string>();
-  private sandboxIPs = new Map<string, string>();
-  /** Last CRI ContainerStatus per container, reused while the listed state says it cannot differ. */
-  private containerStatuses = new Map<string, ContainerStatus>();
-  private syncing: Promise<void> | undefined;
-  private again = false;
-  private timer: NodeJS.Timeout | undefined;
+  /** The last full CRI listing and when it began. */
+  private snapshot: { at: number; pods: Map<string, ObservedPod> } | undefined;
+  /** When this agent last changed a pod in the runtime: a listing from before is stale for that pod. */
+  private touched = new Map<string, number>();
+  private swept = false;
+  /** The last relist found nothing and nothing is wanted: no relisting until a pod event. */
+  private idle = false;
   private running = false;
-  private nextSyncAt: number | undefined;
-  private volumes: VolumeManager;
-  private volumeWarnings = new Map<string, string[]>();
-  private refresher: VolumeRefresher;
-  private oom = new KernelOomLog();
+  private timer: NodeJS.Timeout | undefined;
+  private relisting: Promise<void> | undefined;
+  private controller: { abort: AbortController; done: Promise<void> } | undefined;
   private readonly o: Required<
     Pick<AgentOptions, "cgroupRoot" | "backoff" | "resyncMs" | "probeSecondMs" | "podConcurrency">
   > &
@@ -105,45 +118,126 @@ export class PodAgent {
       podConcurrency: 4,
       ...options,
     };
+    const error = (uid: string, message: string): void => this.emit({ kind: "error", pod: uid, message });
+    this.observer = new PodObserver(options.cri);
     this.volumes = new VolumeManager(options.volumeRoot ?? "/var/lib/lab-agent/pods");
     this.refresher = new VolumeRefresher(
       { volumes: this.volumes, ...(options.objects ? { objects: options.objects } : {}) },
       options.volumeRefreshMs ?? 10_000,
-      (uid, err) => this.emit({ kind: "error", pod: uid, message: `refreshing volumes: ${err.message}` }),
+      (uid, err) => error(uid, `refreshing volumes: ${err.message}`),
     );
+    this.probers = new PodProbers(
+      options.cri,
+      {
+        changed: (uid) => this.enqueue(uid),
+        unhealthy: (pod, c, which) => this.restartUnhealthy(pod, c, which),
+      },
+      this.o.probeSecondMs,
+    );
+    this.actions = new PodActions({
+      cri: options.cri,
+      volumes: this.volumes,
+      ...(options.objects ? { objects: options.objects } : {}),
+      sandbox: {
+        cgroupRoot: this.o.cgroupRoot,
+        logRoot: options.logRoot,
+        ...(options.dns ? { dns: options.dns } : {}),
+      },
+      nodeName: options.nodeName,
+      ...(options.hostIP ? { hostIP: options.hostIP } : {}),
+      services: () => options.services?.list() ?? [],
+      removed: (what) => {
+        if ("containerId" in what) this.probers.stopContainer(what.containerId);
+        else if ("sandboxId" in what) this.observer.forgetSandbox(what.sandboxId);
+        else this.refresher.forget(what.volumesOf);
+      },
+      error,
+    });
+    const enqueue = (p: V1Pod): void => this.enqueue(uidOf(p));
+    options.pods.on({ add: enqueue, update: (_old, p) => enqueue(p), delete: enqueue });
   }
 
-  /**
-   * The full set of pods bound to this node (pods being deleted included, with deletionTimestamp),
-   * from a synced informer: a pod missing here is torn down. Nothing is touched before the first call.
-   */
-  setPods(pods: V1Pod[]): void {
-    this.podsKnown = true;
-    this.pods = new Map(pods.filter((p) => p.metadata?.uid).map((p) => [p.metadata!.uid!, p]));
-    this.requestSync();
-  }
-
-  /** Services, for the *_SERVICE_HOST/_PORT variables of containers started from now on. */
-  setServices(services: V1Service[]): void {
-    this.services = services;
-  }
-
-  /** Adopts what the runtime has (removing leftovers of pods no longer wanted) and starts syncing. */
+  /** Starts the pod workers and the relist; the first relist adopts what the runtime has. */
   async start(): Promise<void> {
     this.running = true;
-    if (!this.oom.readable) {
+    if (!this.observer.oom.readable) {
       this.emit({
         kind: "error",
         message: "cannot read /dev/kmsg: an OOM kill that containerd misses is reported as Error",
       });
     }
-    await this.sync();
-    this.schedule();
+    const abort = new AbortController();
+    const done = runController(abort.signal, {
+      queue: this.queue,
+      reconcile: (uid) => this.reconcile(uid),
+      workers: this.o.podConcurrency,
+      onError: (err) => this.emit({ kind: "error", message: err.message }),
+    });
+    this.controller = { abort, done };
+    await this.relist();
   }
 
-  /** Removes cgroups of pods the runtime no longer knows (an agent that died mid-teardown). */
-  private async sweepCgroups(observed: Map<string, ObservedPod>): Promise<void> {
-    const known = new Set([...this.pods.keys(), ...observed.keys(), ...this.terminating.keys()]);
+  /** Stops reconciling and probing; containers keep running (a new agent adopts them). */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    this.controller?.abort.abort();
+    await this.controller?.done;
+    await this.relisting;
+    this.probers.stopAll();
+    await Promise.allSettled(this.terminating.values());
+    this.observer.close();
+  }
+
+  /** Relists the runtime now and queues every pod (or waits for the relist in flight). */
+  sync(): Promise<void> {
+    return this.relist();
+  }
+
+  private emit(e: AgentEvent): void {
+    this.o.onEvent?.(e);
+  }
+
+  private enqueue(uid: string): void {
+    if (!uid) return;
+    this.queue.add(uid);
+    if (this.idle) {
+      this.idle = false;
+      this.schedule();
+    }
+  }
+
+  private schedule(): void {
+    clearTimeout(this.timer);
+    if (this.running && !this.idle) this.timer = setTimeout(() => void this.relist(), this.o.resyncMs);
+  }
+
+  /** The PLEG part: one full CRI listing, then every pod wanted or present is reconciled. */
+  private relist(): Promise<void> {
+    this.relisting ??= (async () => {
+      // Until the pods are known, every running pod would look unwanted: touch nothing.
+      if (!this.running || !this.o.pods.hasSynced()) return;
+      const at = Date.now();
+      const observed = await this.observer.all();
+      this.snapshot = { at, pods: observed };
+      const uids = new Set([...this.o.pods.list().map(uidOf).filter(Boolean), ...observed.keys()]);
+      if (!this.swept) {
+        this.swept = true;
+        await this.sweep(new Set([...uids, ...this.terminating.keys()]));
+      }
+      for (const uid of uids) this.queue.add(uid);
+      this.idle = uids.size === 0 && this.terminating.size === 0;
+    })()
+      .catch((err: Error) => this.emit({ kind: "error", message: `relisting pods: ${err.message}` }))
+      .finally(() => {
+        this.relisting = undefined;
+        this.schedule();
+      });
+    return this.relisting;
+  }
+
+  /** Removes cgroups and volumes of pods the runtime no longer knows (an agent that died mid-teardown). */
+  private async sweep(known: Set<string>): Promise<void> {
     for (const uid of await podCgroupUids(this.o.cgroupRoot)) {
       if (!known.has(uid)) await removePodCgroup(this.o.cgroupRoot, uid);
     }
@@ -152,223 +246,85 @@ export class PodAgent {
     }
   }
 
-  /** Stops syncing and probing; containers keep running (a new agent adopts them). */
-  async stop(): Promise<void> {
-    this.running = false;
-    if (this.timer) clearTimeout(this.timer);
-    for (const p of this.probers.values()) p.stop();
-    this.probers.clear();
-    await this.syncing;
-    await Promise.allSettled(this.terminating.values());
-    this.oom.close();
-  }
-
-  /** Runs one sync now (or waits for the one in flight and runs another). */
-  async sync(): Promise<void> {
-    if (this.syncing) {
-      this.again = true;
-      return this.syncing;
-    }
-    this.syncing = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.syncOnce();
-        } catch (err) {
-          this.emit({ kind: "error", message: `sync failed: ${(err as Error).message}` });
-        }
-      } while (this.again);
-    })();
-    try {
-      await this.syncing;
-    } finally {
-      this.syncing = undefined;
-      // re-arm after every sync, so a back-off that ends before the periodic tick is not late
-      this.schedule();
-    }
-  }
-
-  private requestSync(): void {
-    if (this.running) void this.sync();
-  }
-
-  private schedule(): void {
-    if (!this.running) return;
-    if (this.timer) clearTimeout(this.timer);
-    const now = Date.now();
-    const wait = Math.max(50, Math.min(this.o.resyncMs, (this.nextSyncAt ?? Infinity) - now));
-    this.timer = setTimeout(() => void this.sync(), wait);
-  }
-
-  private emit(e: AgentEvent): void {
-    this.o.onEvent?.(e);
-  }
-
-  /** Everything the runtime has that this agent made, grouped by pod UID. */
-  private async observe(selector: Record<string, string> = MANAGED): Promise<Map<string, ObservedPod>> {
-    const cri = this.o.cri;
-    const [sandboxes, containers] = await Promise.all([
-      cri.listPodSandbox(selector),
-      cri.listContainers({ labelSelector: selector }),
-    ]);
-    const pods = new Map<string, ObservedPod>();
-    const get = (uid: string): ObservedPod => {
-      let p = pods.get(uid);
-      if (!p) pods.set(uid, (p = { uid, sandboxes: [], containers: [] }));
-      return p;
-    };
-    for (const s of sandboxes) {
-      const uid = s.labels[POD_UID] ?? s.metadata.uid;
-      let ip = this.sandboxIPs.get(s.id);
-      if (ip === undefined && s.state === "SANDBOX_READY") {
-        const st = await cri.podSandboxStatus(s.id).catch(() => undefined);
-        ip = st?.network?.ip ?? "";
-        this.sandboxIPs.set(s.id, ip);
-      }
-      const grace = Number(s.annotations[GRACE_PERIOD]);
-      const o: ObservedSandbox = {
-        id: s.id,
-        attempt: s.metadata.attempt,
-        state: s.state,
-        createdAt: nsToMs(s.createdAt),
-        name: s.metadata.name,
-        namespace: s.metadata.namespace,
-        ...(ip ? { ip } : {}),
-        ...(Number.isFinite(grace) ? { graceSeconds: grace } : {}),
-      };
-      get(uid).sandboxes.push(o);
-    }
-    const statuses = await Promise.all(
-      containers.map((c) => {
-        const known = this.containerStatuses.get(c.id);
-        if (known && statusStillValid(known, c.state, Date.now())) return known;
-        return cri.containerStatus(c.id).then(
-          (st) => (this.containerStatuses.set(c.id, st), st),
-          () => undefined,
-        );
-      }),
-    );
-    if (selector === MANAGED) {
-      // a full listing: forget containers that are gone
-      const listed = new Set(containers.map((c) => c.id));
-      for (const id of this.containerStatuses.keys()) if (!listed.has(id)) this.containerStatuses.delete(id);
-    }
-    containers.forEach((c, i) => {
-      const st = statuses[i];
-      if (!st) return;
-      const uid = c.labels[POD_UID] ?? "";
-      const grace = Number(c.annotations[GRACE_PERIOD]);
-      const o: ObservedContainer = {
-        id: c.id,
-        sandboxId: c.podSandboxId,
-        name: c.metadata.name,
-        attempt: c.metadata.attempt,
-        state: st.state,
-        createdAt: nsToMs(st.createdAt),
-        startedAt: nsToMs(st.startedAt),
-        finishedAt: nsToMs(st.finishedAt),
-        exitCode: st.exitCode,
-        reason: st.reason,
-        message: st.message,
-        image: st.image?.image ?? "",
-        imageRef: st.imageRef,
-        ...(Number.isFinite(grace) ? { graceSeconds: grace } : {}),
-      };
-      get(uid).containers.push(o);
-    });
-    applyOomKills(pods, this.oom);
-    return pods;
-  }
-
-  private async syncOnce(): Promise<void> {
-    // Until the first setPods, every running pod would look unwanted: touch nothing.
-    if (!this.podsKnown) return;
-    const observed = await this.observe();
-    if (!this.swept) {
-      this.swept = true;
-      await this.sweepCgroups(observed);
-    }
-    this.nextSyncAt = undefined;
-    const uids = new Set([...this.pods.keys(), ...observed.keys()]);
-    const plans = new Map<string, PodPlan>();
-    // a few pods at a time: on a small node, 30 pods started all at once all finish last
-    const queue = [...uids];
-    const worker = async (): Promise<void> => {
-      for (let uid = queue.shift(); uid !== undefined; uid = queue.shift())
-        await this.syncPod(uid, observed, plans);
-    };
-    await Promise.all(Array.from({ length: this.o.podConcurrency }, worker));
-    this.syncProbers(observed);
-    // statuses of pods not reported by syncPod (probe changes, nothing to do)
-    await this.reportStatuses(observed, plans);
+  /** What the runtime has of the pod: the last listing unless this agent changed the pod since. */
+  private async observe(uid: string): Promise<ObservedPod> {
+    const s = this.snapshot;
+    const fresh = s && s.at >= (this.touched.get(uid) ?? 0) && Date.now() - s.at < 2 * this.o.resyncMs;
+    return fresh ? (s.pods.get(uid) ?? noPod(uid)) : this.observer.pod(uid);
   }
 
   /**
-   * Brings one pod as far as it can go now: plan, act, look again (this pod only), until nothing is
-   * left to do or nothing progresses; then reports its status right away, so one slow pod never
-   * holds back the others' status.
+   * One pod, as far as it can go now: plan, act, look again (this pod only), until nothing is left
+   * to do or nothing progresses; then its status. Requeued when a back-off ends.
    */
-  private async syncPod(
-    uid: string,
-    observed: Map<string, ObservedPod>,
-    plans: Map<string, PodPlan>,
-  ): Promise<void> {
-    if (this.terminating.has(uid)) return;
-    const pod = this.pods.get(uid);
-    let obs = observed.get(uid) ?? { uid, sandboxes: [], containers: [] };
+  private async reconcile(uid: string): Promise<ReconcileResult> {
+    if (!this.running || !this.o.pods.hasSynced() || this.terminating.has(uid)) return;
+    const pod = this.o.pods.list().find((p) => uidOf(p) === uid);
+    let obs = await this.observe(uid);
+    if (!pod || pod.metadata?.deletionTimestamp)
+      return this.finish(uid, pod, obs, planPod(pod, obs, Date.now(), this.o.backoff).actions);
+    let plan: PodPlan | undefined;
     // sandbox, then containers: a new pod needs two rounds; a bound on rounds guards against loops
     for (let round = 0; round < 3; round++) {
-      const plan = planPod(pod, obs, Date.now(), this.o.backoff);
-      plans.set(uid, plan);
-      if (!pod || pod.metadata?.deletionTimestamp) {
-        if (plan.actions.length) {
-          this.teardownInBackground(uid, pod, plan.actions);
-        } else if (pod && !this.reportedTerminated.has(uid)) {
-          this.reportedTerminated.add(uid);
-          await this.o.sink.podTerminated(pod).catch((err: Error) => {
-            this.reportedTerminated.delete(uid);
-            this.emit({ kind: "error", pod: uid, message: `reporting termination: ${err.message}` });
-          });
-        }
-        return;
-      }
+      plan = planPod(pod, obs, Date.now(), this.o.backoff);
       if (plan.actions.length === 0) break;
       let progressed = false;
       for (const action of plan.actions) {
         try {
-          if ((await this.execute(pod, obs, action)) !== false) progressed = true;
+          if ((await this.execute(uid, pod, obs, action)) !== false) progressed = true;
         } catch (err) {
           this.emit({ kind: "error", pod: uid, message: `${action.kind}: ${(err as Error).message}` });
           break;
         }
       }
-      // failures wait for the periodic resync rather than spinning
+      // failures wait for the periodic relist rather than spinning
       if (!progressed) break;
-      obs = (await this.observe({ ...MANAGED, [POD_UID]: uid })).get(uid) ?? {
-        uid,
-        sandboxes: [],
-        containers: [],
-      };
-      observed.set(uid, obs);
+      obs = await this.observer.pod(uid);
     }
-    if (pod && currentSandbox(obs)?.state === "SANDBOX_READY") this.refresher.maybeRefresh(pod);
-    const plan = plans.get(uid);
-    if (plan?.nextSyncAt) this.nextSyncAt = Math.min(this.nextSyncAt ?? Infinity, plan.nextSyncAt);
+    this.probers.sync(uid, pod, obs);
+    if (currentSandbox(obs)?.state === "SANDBOX_READY") this.refresher.maybeRefresh(pod);
     await this.reportStatus(uid, pod, obs, plan);
+    if (plan?.nextSyncAt) return { requeueAfterMs: Math.max(50, plan.nextSyncAt - Date.now()) };
   }
 
+  /** A pod gone or going: tear down what is left, then say so once; forget it when nothing is left. */
+  private async finish(
+    uid: string,
+    pod: V1Pod | undefined,
+    obs: ObservedPod,
+    teardown: PodAction[],
+  ): Promise<void> {
+    this.probers.sync(uid, undefined, obs);
+    if (teardown.length) return this.teardownInBackground(uid, pod, teardown);
+    if (pod && !this.reportedTerminated.has(uid)) {
+      this.reportedTerminated.add(uid);
+      await this.o.sink.podTerminated(pod).catch((err: Error) => {
+        this.reportedTerminated.delete(uid);
+        this.emit({ kind: "error", pod: uid, message: `reporting termination: ${err.message}` });
+      });
+    }
+    if (!pod) {
+      this.lastStatus.delete(uid);
+      this.sent.delete(uid);
+      this.reportedTerminated.delete(uid);
+      this.actions.forget(uid);
+      this.touched.delete(uid);
+    }
+  }
+
+  /** Stops take up to the grace period: they run beside the workers, which go on with other pods. */
   private teardownInBackground(uid: string, pod: V1Pod | undefined, actions: PodAction[]): void {
     const work = (async () => {
       for (const action of actions) {
         try {
-          await this.execute(pod, undefined, action);
+          await this.execute(uid, pod, undefined, action);
         } catch (err) {
           this.emit({ kind: "error", pod: uid, message: `${action.kind}: ${(err as Error).message}` });
         }
       }
     })().finally(() => {
       this.terminating.delete(uid);
-      this.requestSync();
+      this.enqueue(uid);
     });
     this.terminating.set(uid, work);
   }
@@ -377,234 +333,48 @@ export class PodAgent {
     return pod ? `${pod.metadata?.namespace}/${pod.metadata?.name}` : fallback;
   }
 
-  /** Runs one action; false when it could not make progress (e.g. the image cannot be pulled). */
   private async execute(
+    uid: string,
     pod: V1Pod | undefined,
     obs: ObservedPod | undefined,
     action: PodAction,
   ): Promise<boolean | void> {
-    const cri = this.o.cri;
     this.emit({ kind: "action", pod: this.label(pod), action });
-    const ignoreGone = (err: unknown): void => {
-      if (!isNotFound(err)) throw err;
-    };
-    switch (action.kind) {
-      case "runSandbox": {
-        const cfg = sandboxConfig(pod!, action.attempt, this.sandboxOptions());
-        await mkdir(cfg.logDirectory, { recursive: true });
-        await cri.runPodSandbox(cfg);
-        return;
-      }
-      case "createContainer":
-        return this.createContainer(pod!, obs!, action);
-      case "startCreated":
-        await cri.startContainer(action.id);
-        return;
-      case "stopContainer":
-        await cri.stopContainer(action.id, action.graceSeconds).catch(ignoreGone);
-        return;
-      case "removeContainer":
-        this.probers.get(action.id)?.stop();
-        this.probers.delete(action.id);
-        await cri.removeContainer(action.id).catch(ignoreGone);
-        return;
-      case "stopSandbox":
-        await cri.stopPodSandbox(action.id).catch(ignoreGone);
-        return;
-      case "removeSandbox":
-        await cri.removePodSandbox(action.id).catch(ignoreGone);
-        this.sandboxIPs.delete(action.id);
-        return;
-      case "removePodCgroup": {
-        const left = await removePodCgroup(this.o.cgroupRoot, action.uid);
-        if (left.length)
-          this.emit({ kind: "error", pod: action.uid, message: `cgroups left: ${left.join(", ")}` });
-        return;
-      }
-      case "removePodVolumes":
-        await this.volumes.tearDown(action.uid);
-        this.volumeWarnings.delete(action.uid);
-        this.refresher.forget(action.uid);
-        return;
-    }
-  }
-
-  private sandboxOptions(): SandboxOptions {
-    return {
-      cgroupRoot: this.o.cgroupRoot,
-      logRoot: this.o.logRoot,
-      ...(this.o.dns ? { dns: this.o.dns } : {}),
-    };
-  }
-
-  private setWaiting(uid: string, name: string, w: { reason: string; message: string } | undefined): void {
-    const m = this.waiting.get(uid) ?? {};
-    if (w) m[name] = w;
-    else delete m[name];
-    this.waiting.set(uid, m);
-  }
-
-  private async createContainer(
-    pod: V1Pod,
-    obs: ObservedPod,
-    action: Extract<PodAction, { kind: "createContainer" }>,
-  ): Promise<boolean> {
-    const cri = this.o.cri;
-    const uid = pod.metadata!.uid!;
-    const spec = [...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].find(
-      (c) => c.name === action.name,
-    )!;
-    const image = spec.image ?? "";
-    const sandbox = obs.sandboxes.find((s) => s.id === action.sandboxId)!;
-    // image present? pull unless the policy forbids it
-    if (!(await cri.imageStatus(image))) {
-      if (spec.imagePullPolicy === "Never") {
-        this.setWaiting(uid, spec.name, {
-          reason: "ErrImageNeverPull",
-          message: `image "${image}" is not present with pull policy of Never`,
-        });
-        return false;
-      }
-      try {
-        await cri.pullImage(image);
-      } catch (err) {
-        this.setWaiting(uid, spec.name, { reason: "ErrImagePull", message: (err as Error).message });
-        return false;
-      }
-    }
-    const sbCfg = sandboxConfig(pod, sandbox.attempt, this.sandboxOptions());
-    const facts = {
-      podIP: sandbox.ip ?? "",
-      nodeName: this.o.nodeName,
-      ...(this.o.hostIP ? { hostIP: this.o.hostIP } : {}),
-    };
-    // volumes, ConfigMaps/Secrets and env: a user error leaves the container waiting, like kubelet
-    const prepared = await prepareContainer(pod, spec, action.attempt, this.services, facts, {
-      volumes: this.volumes,
-      ...(this.o.objects ? { objects: this.o.objects } : {}),
-    });
-    if (prepared.waiting) {
-      this.setWaiting(uid, spec.name, prepared.waiting);
-      return false;
-    }
-    if (prepared.warnings.length) this.volumeWarnings.set(uid, prepared.warnings);
-    const cfg = prepared.config!;
-    await mkdir(join(sbCfg.logDirectory, spec.name), { recursive: true });
-    let id: string;
     try {
-      id = await cri.createContainer(action.sandboxId, cfg, sbCfg);
-    } catch (err) {
-      this.setWaiting(uid, spec.name, { reason: "CreateContainerError", message: (err as Error).message });
-      throw err;
-    }
-    this.setWaiting(uid, spec.name, undefined);
-    // a start failure leaves the container exited (StartError): the restart policy takes it from there
-    await cri
-      .startContainer(id)
-      .catch((err: Error) =>
-        this.emit({ kind: "error", pod: uid, message: `start ${spec.name}: ${err.message}` }),
-      );
-    return true;
-  }
-
-  /** One prober per running container that has probes; probers of gone containers stop. */
-  private syncProbers(observed: Map<string, ObservedPod>): void {
-    const wanted = new Set<string>();
-    for (const [uid, obs] of observed) {
-      const pod = this.pods.get(uid);
-      if (!pod || pod.metadata?.deletionTimestamp) continue;
-      const sandbox = currentSandbox(obs);
-      for (const c of obs.containers) {
-        if (c.state !== "CONTAINER_RUNNING" || c.sandboxId !== sandbox?.id) continue;
-        const spec = pod.spec?.containers.find((s) => s.name === c.name);
-        if (!spec || !(spec.livenessProbe || spec.readinessProbe || spec.startupProbe)) continue;
-        wanted.add(c.id);
-        if (this.probers.has(c.id) || this.unhealthy.has(c.id)) continue;
-        const prober = new ContainerProber(
-          { containerId: c.id, podIP: sandbox.ip ?? "", container: spec },
-          this.o.cri,
-          {
-            changed: () => this.requestSync(),
-            unhealthy: (id, which) => this.restartUnhealthy(pod, c, id, which),
-          },
-          this.o.probeSecondMs,
-        );
-        this.probers.set(c.id, prober);
-        prober.start();
-      }
-    }
-    for (const id of this.unhealthy) if (!wanted.has(id)) this.unhealthy.delete(id);
-    for (const [id, p] of this.probers) {
-      if (!wanted.has(id)) {
-        p.stop();
-        this.probers.delete(id);
-      }
+      return await this.actions.execute(pod, obs, action);
+    } finally {
+      this.touched.set(uid, Date.now());
     }
   }
 
-  private restartUnhealthy(
-    pod: V1Pod,
-    c: ObservedContainer,
-    id: string,
-    which: "liveness" | "startup",
-  ): void {
-    this.unhealthy.add(id);
+  private restartUnhealthy(pod: V1Pod, c: ObservedContainer, which: "liveness" | "startup"): void {
+    const uid = uidOf(pod);
     this.emit({ kind: "unhealthy", pod: this.label(pod), container: c.name, probe: which });
     // kill it; the restart policy decides what comes next
     void this.o.cri
-      .stopContainer(id, gracePeriodSeconds(pod))
+      .stopContainer(c.id, gracePeriodSeconds(pod))
       .catch((err: Error) =>
         this.emit({ kind: "error", pod: this.label(pod), message: `stop unhealthy: ${err.message}` }),
       )
-      .finally(() => this.requestSync());
-  }
-
-  private probeResults(): Record<string, ProbeResult> {
-    const out: Record<string, ProbeResult> = {};
-    for (const [id, p] of this.probers) out[id] = { ...p.result };
-    return out;
-  }
-
-  private async reportStatuses(
-    observed: Map<string, ObservedPod>,
-    plans: Map<string, PodPlan>,
-  ): Promise<void> {
-    for (const [uid, pod] of this.pods) {
-      await this.reportStatus(
-        uid,
-        pod,
-        observed.get(uid) ?? { uid, sandboxes: [], containers: [] },
-        plans.get(uid),
-      );
-    }
-    for (const uid of this.lastStatus.keys()) {
-      if (!this.pods.has(uid)) {
-        this.lastStatus.delete(uid);
-        this.sent.delete(uid);
-        this.waiting.delete(uid);
-      }
-    }
-    for (const uid of this.reportedTerminated) {
-      if (!this.pods.has(uid)) {
-        this.reportedTerminated.delete(uid);
-      }
-    }
+      .finally(() => {
+        this.touched.set(uid, Date.now());
+        this.enqueue(uid);
+      });
   }
 
   /** Computes the pod's status and sends it if it changed since the last one sent. */
   private async reportStatus(
     uid: string,
-    pod: V1Pod | undefined,
+    pod: V1Pod,
     obs: ObservedPod,
     plan: PodPlan | undefined,
   ): Promise<void> {
-    if (!pod || pod.metadata?.deletionTimestamp) return;
     const status = computePodStatus(pod, {
       observed: obs,
-      probes: this.probeResults(),
+      probes: this.probers.results(uid),
       backingOff: plan?.backingOff ?? {},
-      waiting: this.waiting.get(uid) ?? {},
-      warnings: this.volumeWarnings.get(uid) ?? [],
+      waiting: this.actions.waitingOf(uid),
+      warnings: this.actions.warningsOf(uid),
       ...(this.o.hostIP ? { hostIP: this.o.hostIP } : {}),
       ...previousOf(this.sent.get(uid) ?? pod.status),
       now: new Date(),

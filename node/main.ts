@@ -11,18 +11,15 @@ import { mkdir, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ApiStatusError, readKubeconfig } from "../api/client.ts";
+import { ApiStatusError, readKubeconfig, type Plural } from "../api/client.ts";
+import { Informer, type KubeObject } from "../api/informer.ts";
+import { clientListWatch } from "../api/list-watch.ts";
 import { PodAgent, type AgentEvent, type PodStatusSink } from "./agent.ts";
 import { FailoverClient } from "./api/failover.ts";
-import { listWatch } from "./api/list-watch.ts";
 import { CriClient } from "./cri/client.ts";
 import { Heartbeat, hostFacts } from "./heartbeat.ts";
 import { parseLabels, parseTaints, type NodeRegistration } from "./node-status.ts";
-import { DnsServer, upstreamsFrom } from "./dns/server.ts";
-import { buildZone } from "./dns/zone.ts";
-import { ServiceProxy } from "./proxy/proxy.ts";
-import type { LocalDns } from "./proxy/ruleset.ts";
-import { desiredRoutes, syncRoutes } from "./routes.ts";
+import { runNetworkLoops, startDns } from "./network-loops.ts";
 import { AgentServer, DEFAULT_AGENT_PORT } from "./server/server.ts";
 import { apiObjectSource } from "./volumes/manager.ts";
 
@@ -107,8 +104,6 @@ export function agentCommand(): Command {
 }
 
 type Log = (msg: string) => void;
-
-const ROUTES_RECHECK_MS = 60_000;
 
 function describeEvent(e: AgentEvent): string {
   switch (e.kind) {
@@ -205,9 +200,23 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
         .catch(ignoreNotFound);
     },
   };
+  const lw = clientListWatch(client);
+  const informer = <T extends KubeObject>(what: Plural, fieldSelector?: string): Informer<T> =>
+    new Informer<T>(lw<T>(what, undefined, fieldSelector ? { fieldSelector } : {}), {
+      retryDelayMs: 250,
+      maxRetryDelayMs: 5000,
+      onError: (err) => log(`watching ${what}: ${errText(err)}`),
+    });
+  const pods = informer<V1Pod>("pods", `spec.nodeName=${f.nodeName}`);
+  const services = informer<V1Service>("services");
+  const endpoints = informer<V1Endpoints>("endpoints");
+  const nodes = informer<V1Node>("nodes");
+
   const agent = new PodAgent({
     cri,
     sink,
+    pods,
+    services,
     nodeName: f.nodeName,
     hostIP: f.nodeIp,
     logRoot: f.podLogDir,
@@ -222,69 +231,31 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
   const watches = new AbortController();
   const stopWatches = (): void => watches.abort();
   signal.addEventListener("abort", stopWatches, { once: true });
-  const onError = (what: string) => (err: unknown) => log(`watching ${what}: ${errText(err)}`);
-
-  const loops: Promise<void>[] = [];
-  loops.push(
-    listWatch(client, "pods", {
-      fieldSelector: `spec.nodeName=${f.nodeName}`,
-      signal: watches.signal,
-      onChange: (pods: V1Pod[]) => agent.setPods(pods),
-      onError: onError("pods"),
+  const clusterIPs = list(f.clusterDns);
+  const dns = clusterIPs.length
+    ? await startDns(
+        {
+          clusterIPs,
+          listen: f.dnsListen ?? `${f.nodeIp}:10053`,
+          resolvConf: f.resolvConf,
+          clusterDomain: f.clusterDomain,
+        },
+        log,
+      )
+    : undefined;
+  const loops = [
+    ...runNetworkLoops(watches.signal, {
+      services,
+      endpoints,
+      nodes,
+      nodeName: f.nodeName,
+      clusterDomain: f.clusterDomain,
+      prefix,
+      dns,
+      log,
     }),
-  );
-
-  const dns = await startDns(f, log);
-  const proxy = new ServiceProxy(prefix, dns?.localDns);
-  let services: V1Service[] | undefined;
-  let endpoints: V1Endpoints[] | undefined;
-  const updateProxy = (): void => {
-    if (!services || !endpoints) return; // both known first: never an empty ruleset by accident
-    dns?.server.setZone(buildZone(f.clusterDomain, services, endpoints));
-    proxy.update(services, endpoints).catch((err: unknown) => log(`service proxy: ${errText(err)}`));
-  };
-  loops.push(
-    listWatch(client, "services", {
-      signal: watches.signal,
-      onChange: (s: V1Service[]) => {
-        services = s;
-        agent.setServices(s);
-        updateProxy();
-      },
-      onError: onError("services"),
-    }),
-    listWatch(client, "endpoints", {
-      signal: watches.signal,
-      onChange: (e: V1Endpoints[]) => {
-        endpoints = e;
-        updateProxy();
-      },
-      onError: onError("endpoints"),
-    }),
-  );
-
-  let routing: Promise<void> = Promise.resolve();
-  // Every node's status write (each node, every 40 s) is a nodes event here; the routes change only
-  // when a node or its pod CIDR does. Unchanged routes are re-checked (repaired) once a minute.
-  let synced = { routes: "", at: 0 };
-  loops.push(
-    listWatch(client, "nodes", {
-      signal: watches.signal,
-      onChange: (nodes: V1Node[]) => {
-        const want = desiredRoutes(nodes, f.nodeName);
-        const key = JSON.stringify(want);
-        if (key === synced.routes && Date.now() - synced.at < ROUTES_RECHECK_MS) return;
-        synced = { routes: key, at: Date.now() };
-        routing = routing
-          .then(() => syncRoutes(want, prefix))
-          .catch((err: unknown) => {
-            synced = { routes: "", at: 0 }; // failed: try again on the next event
-            log(`pod routes: ${errText(err)}`);
-          });
-      },
-      onError: onError("nodes"),
-    }),
-  );
+    ...[pods, services, endpoints, nodes].map((i) => i.run(watches.signal)),
+  ];
 
   return async () => {
     watches.abort();
@@ -292,40 +263,10 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
     await heartbeat.stop();
     await agent.stop();
     await server?.stop();
-    await routing;
     await dns?.server.stop();
     client.close();
     cri.close();
   };
-}
-
-/** The node-local cluster DNS, when --cluster-dns is set; a failure to listen leaves pods running without it. */
-async function startDns(
-  f: AgentFlags,
-  log: Log,
-): Promise<{ server: DnsServer; localDns: LocalDns } | undefined> {
-  const clusterIPs = list(f.clusterDns);
-  if (clusterIPs.length === 0) return undefined;
-  const m = /^(.+):(\d+)$/.exec(f.dnsListen ?? `${f.nodeIp}:10053`);
-  if (!m) throw new Error(`--dns-listen must be IP:PORT (got "${f.dnsListen}")`);
-  const [address, port] = [m[1]!, Number(m[2])];
-  const upstreams = await upstreamsFrom(f.resolvConf, clusterIPs);
-  const server = new DnsServer({
-    domain: f.clusterDomain,
-    address,
-    port,
-    upstreams,
-    onError: (err) => log(`cluster DNS: ${errText(err)}`),
-  });
-  try {
-    await server.start();
-  } catch (err) {
-    log(`cluster DNS: cannot listen on ${address}:${port}: ${errText(err)}; pods get no cluster DNS`);
-    return undefined;
-  }
-  const forward = upstreams.map((u) => u.address).join(",") || "none (REFUSED)";
-  log(`cluster DNS ${clusterIPs.join(",")}:53 answered on ${address}:${port}; other names to ${forward}`);
-  return { server, localDns: { clusterIPs, address, port } };
 }
 
 export async function main(argv = process.argv): Promise<void> {

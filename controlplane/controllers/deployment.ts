@@ -3,7 +3,8 @@ import type { V1Deployment, V1ReplicaSet } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
-import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
+import { WorkQueue } from "../../api/workqueue.ts";
+import { runController } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isAlreadyExists, isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import {
@@ -38,9 +39,13 @@ export class DeploymentController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
-    for (const d of this.deployments.cache.values()) this.queue.add(objectKey(d));
-    return runWorkers(this.queue, (k) => this.reconcile(k), { workers, onError: this.onError });
+    return runController(signal, {
+      queue: this.queue,
+      reconcile: (k) => this.reconcile(k),
+      workers,
+      initialKeys: [...this.deployments.cache.values()].map(objectKey),
+      onError: this.onError,
+    });
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {

@@ -2,7 +2,8 @@
 import type { V1Endpoints, V1Pod, V1Service } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey, splitKey } from "../../api/informer.ts";
-import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
+import { WorkQueue } from "../../api/workqueue.ts";
+import { runController } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isAlreadyExists, isConflict, isNotFound } from "../loop-client.ts";
 import { endpointsEqual, endpointsFor } from "./endpoints-for.ts";
@@ -39,9 +40,13 @@ export class EndpointsController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
-    for (const s of this.services.cache.values()) this.queue.add(objectKey(s));
-    return runWorkers(this.queue, (k) => this.reconcile(k), { workers, onError: this.onError });
+    return runController(signal, {
+      queue: this.queue,
+      reconcile: (k) => this.reconcile(k),
+      workers,
+      initialKeys: [...this.services.cache.values()].map(objectKey),
+      onError: this.onError,
+    });
   }
 
   async reconcile(key: string): Promise<void> {

@@ -7,7 +7,8 @@
 import type { KubeObject } from "../../api/informer.ts";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
+import { WorkQueue } from "../../api/workqueue.ts";
+import { runController } from "../../api/controller.ts";
 import type { ObjectWriter, Resource } from "../loop-client.ts";
 import { isConflict, isNotFound } from "../loop-client.ts";
 import type { GcObject, OwnerState } from "./gc-decision.ts";
@@ -65,11 +66,15 @@ export class GarbageCollector {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
     // The informers listed before this collector subscribed: index what they hold.
     for (const [kind, src] of Object.entries(this.sources))
       for (const o of src?.informer.cache.values() ?? []) this.seen(kind, o);
-    return runWorkers(this.queue, (k) => this.reconcile(k), { workers, onError: this.onError });
+    return runController(signal, {
+      queue: this.queue,
+      reconcile: (k) => this.reconcile(k),
+      workers,
+      onError: this.onError,
+    });
   }
 
   private lookup(kind: string, key: string): GcObject | undefined {

@@ -1,7 +1,8 @@
 /** The node IPAM loop: gives every node without one a pod CIDR from the cluster CIDR (allocatePodCidrs). */
 import type { V1Node } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
-import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
+import { WorkQueue } from "../../api/workqueue.ts";
+import { runController } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import type { CidrPool } from "./ipam.ts";
@@ -28,9 +29,12 @@ export class NodeIpamController {
   }
 
   run(signal: AbortSignal): Promise<void> {
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
-    this.queue.add(ALL);
-    return runWorkers(this.queue, () => this.reconcile(), { onError: this.onError });
+    return runController(signal, {
+      queue: this.queue,
+      reconcile: () => this.reconcile(),
+      initialKeys: [ALL],
+      onError: this.onError,
+    });
   }
 
   /** One pass over all nodes: decisions need the whole set of used subnets. */

@@ -8,7 +8,8 @@ import type { V1Lease, V1Node, V1Pod } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
-import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
+import { WorkQueue } from "../../api/workqueue.ts";
+import { runController } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import type { NodeLifecycleOptions } from "./node-lifecycle-decision.ts";
@@ -52,18 +53,16 @@ export class NodeLifecycleController {
     });
   }
 
-  async run(signal: AbortSignal, workers = 2): Promise<void> {
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
-    const tick = (): void => {
-      for (const n of this.nodes.cache.values()) this.queue.add(objectKey(n));
-    };
-    tick();
-    const timer = setInterval(tick, this.monitorPeriodMs);
-    try {
-      await runWorkers(this.queue, (k) => this.reconcile(k), { workers, onError: this.onError });
-    } finally {
-      clearInterval(timer);
-    }
+  run(signal: AbortSignal, workers = 2): Promise<void> {
+    const keys = (): string[] => [...this.nodes.cache.values()].map(objectKey);
+    return runController(signal, {
+      queue: this.queue,
+      reconcile: (k) => this.reconcile(k),
+      workers,
+      initialKeys: keys(),
+      resync: { everyMs: this.monitorPeriodMs, keys },
+      onError: this.onError,
+    });
   }
 
   private lastHeartbeat(node: V1Node, now: number): number {

@@ -2,7 +2,8 @@
 import type { V1Pod, V1ReplicaSet } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
+import { WorkQueue } from "../../api/workqueue.ts";
+import { runController } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import { stableStringify } from "./deployment-rollout.ts";
@@ -71,9 +72,13 @@ export class ReplicaSetController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
-    for (const rs of this.replicaSets.cache.values()) this.queue.add(objectKey(rs));
-    return runWorkers(this.queue, (k) => this.reconcile(k), { workers, onError: this.onError });
+    return runController(signal, {
+      queue: this.queue,
+      reconcile: (k) => this.reconcile(k),
+      workers,
+      initialKeys: [...this.replicaSets.cache.values()].map(objectKey),
+      onError: this.onError,
+    });
   }
 
   async reconcile(key: string): Promise<void> {

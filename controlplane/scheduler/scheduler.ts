@@ -9,7 +9,8 @@
 import type { V1Node, V1PersistentVolumeClaim, V1Pod, V1PodCondition } from "@kubernetes/client-node";
 import { Informer, objectKey, splitKey } from "../../api/informer.ts";
 import { RESOURCES } from "../../api/resources.ts";
-import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
+import { runController } from "../../api/controller.ts";
+import { WorkQueue } from "../../api/workqueue.ts";
 import type { ListWatchFactory, ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import type { ClaimLookup, NodeUsage } from "./decision.ts";
@@ -113,9 +114,10 @@ export class Scheduler {
   async run(signal: AbortSignal): Promise<void> {
     const informers = [this.pods.run(signal), this.nodes.run(signal)];
     await Promise.all([this.pods.waitForSync(), this.nodes.waitForSync()]);
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
     await Promise.all([
-      runWorkers(this.queue, (k) => this.reconcile(k), {
+      runController(signal, {
+        queue: this.queue,
+        reconcile: (k) => this.reconcile(k),
         workers: this.opts.workers ?? 4,
         onError: this.opts.onError,
       }),

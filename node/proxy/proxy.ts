@@ -1,4 +1,4 @@
-/** The service proxy: re-renders the nftables ruleset on every change and applies it when it differs. */
+/** The service proxy: renders the nftables ruleset from Services and Endpoints and applies it when it differs. */
 import type { V1Endpoints, V1Service } from "@kubernetes/client-node";
 import { execFile, spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
@@ -30,29 +30,28 @@ async function bridgedTrafficThroughNetfilter(): Promise<void> {
   await writeFile("/proc/sys/net/bridge/bridge-nf-call-iptables", "1").catch(() => undefined);
 }
 
+/**
+ * The nftables side of the proxy's one-key reconcile (node/network-loops.ts): callers run one
+ * update at a time, so an older ruleset never lands after a newer one.
+ */
 export class ServiceProxy {
   private applied: string | undefined;
-  private pending: Promise<void> = Promise.resolve();
+  private readonly ready: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly prefix: string[] = [],
     private readonly localDns?: LocalDns,
   ) {
     // Only on a real node: tests with a prefix run in a netns of a host they must not reconfigure.
-    if (!prefix.length) this.pending = bridgedTrafficThroughNetfilter();
+    if (!prefix.length) this.ready = bridgedTrafficThroughNetfilter();
   }
 
   /** Renders from the full current sets of Services and Endpoints; applies only if the text changed. */
-  update(services: V1Service[], endpoints: V1Endpoints[]): Promise<void> {
+  async update(services: V1Service[], endpoints: V1Endpoints[]): Promise<void> {
+    await this.ready;
     const text = renderRuleset(serviceRules(services, endpoints), this.localDns);
-    // serialize applies so an older ruleset never lands after a newer one
-    this.pending = this.pending
-      .catch(() => {})
-      .then(async () => {
-        if (text === this.applied) return;
-        await applyRuleset(text, this.prefix);
-        this.applied = text;
-      });
-    return this.pending;
+    if (text === this.applied) return;
+    await applyRuleset(text, this.prefix);
+    this.applied = text;
   }
 }

@@ -18,7 +18,9 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLASS_IN, decodeMessage, encodeMessage, RCODE, RR, type Message } from "../../node/dns/wire.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-import { startTestNode, type TestNode, untilWithLog } from "./agent-node.ts";
+import { kubectlFor } from "../helpers/kubectl.ts";
+import { until as waitFor } from "../helpers/until.ts";
+import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
 
 const run = promisify(execFile);
 const NODE = "dns-node";
@@ -32,13 +34,7 @@ let dir: string;
 /** Where the agent's DNS listens (the host end of the node's veth: the agent runs in the host netns). */
 let listen: { address: string; port: number };
 
-async function kubectl(...args: string[]): Promise<string> {
-  const { stdout } = await run("/usr/bin/kubectl", args, {
-    env: { ...process.env, KUBECONFIG: api.kubeconfig },
-    timeout: 60_000,
-  });
-  return stdout;
-}
+const kubectl = kubectlFor(() => api.kubeconfig);
 
 async function apply(yaml: string): Promise<void> {
   const file = join(dir, `apply-${randomInt(1e9)}.yaml`);
@@ -47,7 +43,7 @@ async function apply(yaml: string): Promise<void> {
 }
 
 const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
-  untilWithLog(what, fn, () => agentLog, timeoutMs, 100);
+  waitFor(what, fn, timeoutMs, { everyMs: 100, context: () => agentLogTail(agentLog) });
 
 const getPod = async (name: string): Promise<V1Pod> =>
   JSON.parse(await kubectl("get", "pod", name, "-o", "json")) as V1Pod;

@@ -15,7 +15,8 @@ import { EtcdStore } from "../../controlplane/storage/etcd-store.ts";
 import { KUBELET_CLIENT_CN, KUBELET_CLIENT_GROUP } from "../../node/server/server.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 import { makeTestPki, type TestPki } from "../helpers/test-pki.ts";
-import { startTestNode, type TestNode, untilWithLog } from "./agent-node.ts";
+import { until as waitFor } from "../helpers/until.ts";
+import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
 
 const NODE = "worker-logs";
 
@@ -53,7 +54,7 @@ async function ok(...args: string[]): Promise<string> {
 }
 
 const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
-  untilWithLog(what, fn, () => agentLog, timeoutMs);
+  waitFor(what, fn, timeoutMs, { context: () => agentLogTail(agentLog) });
 
 const pod = async (name: string): Promise<V1Pod> =>
   JSON.parse(await ok("get", "pod", name, "-o", "json")) as V1Pod;

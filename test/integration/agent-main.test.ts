@@ -18,7 +18,9 @@ import { buildExecutable } from "../../bootstrap/artifacts.ts";
 import { renderNodeContainerdConfig } from "../../templates/lab-agent.ts";
 import { POD_UID } from "../../node/labels.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-import { startTestNode, type TestNode, untilWithLog } from "./agent-node.ts";
+import { kubectlFor } from "../helpers/kubectl.ts";
+import { until as waitFor } from "../helpers/until.ts";
+import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
 
 const run = promisify(execFile);
 const NODE = "worker-a";
@@ -41,13 +43,7 @@ function startAgent(cmd: string, args: string[]): void {
 }
 let dir: string;
 
-async function kubectl(...args: string[]): Promise<string> {
-  const { stdout } = await run("/usr/bin/kubectl", args, {
-    env: { ...process.env, KUBECONFIG: kubeconfigInUse },
-    timeout: 60_000,
-  });
-  return stdout;
-}
+const kubectl = kubectlFor(() => kubeconfigInUse);
 
 async function kubectlApply(yaml: string): Promise<void> {
   const file = join(dir, "apply.yaml");
@@ -56,7 +52,7 @@ async function kubectlApply(yaml: string): Promise<void> {
 }
 
 const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
-  untilWithLog(what, fn, () => agentLog, timeoutMs);
+  waitFor(what, fn, timeoutMs, { context: () => agentLogTail(agentLog) });
 
 const getJson = async <T>(...args: string[]): Promise<T> =>
   JSON.parse(await kubectl("get", ...args, "-o", "json")) as T;

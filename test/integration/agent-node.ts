@@ -183,22 +183,5 @@ async function removeCgroupTree(path: string): Promise<void> {
   await rmdir(path).catch(() => {});
 }
 
-/**
- * Polls `fn` until it returns something truthy (errors count as "not yet"); on timeout the error
- * carries the tail of the agent's log, which is where the reason usually is.
- */
-export async function untilWithLog<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false>,
-  agentLog: () => string,
-  timeoutMs = 30_000,
-  everyMs = 200,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}\nagent log:\n${agentLog().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+/** The end of an agent's log, where the reason a wait timed out usually is. */
+export const agentLogTail = (log: string): string => `agent log:\n${log.slice(-3000)}`;

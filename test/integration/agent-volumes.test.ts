@@ -13,7 +13,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-import { startTestNode, type TestNode, untilWithLog } from "./agent-node.ts";
+import { kubectlFor } from "../helpers/kubectl.ts";
+import { until as waitFor } from "../helpers/until.ts";
+import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
 
 const run = promisify(execFile);
 const NODE = "worker-v";
@@ -25,13 +27,7 @@ let agent: ChildProcess | undefined;
 let agentLog = "";
 let dir: string;
 
-async function kubectl(...args: string[]): Promise<string> {
-  const { stdout } = await run("/usr/bin/kubectl", args, {
-    env: { ...process.env, KUBECONFIG: api.kubeconfig },
-    timeout: 60_000,
-  });
-  return stdout;
-}
+const kubectl = kubectlFor(() => api.kubeconfig);
 
 async function apply(yaml: string): Promise<void> {
   const file = join(dir, "apply.yaml");
@@ -40,7 +36,7 @@ async function apply(yaml: string): Promise<void> {
 }
 
 const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
-  untilWithLog(what, fn, () => agentLog, timeoutMs);
+  waitFor(what, fn, timeoutMs, { context: () => agentLogTail(agentLog) });
 
 const getPod = async (name: string): Promise<V1Pod> =>
   JSON.parse(await kubectl("get", "pod", name, "-o", "json")) as V1Pod;

@@ -10,6 +10,8 @@ import { SAMPLE_IMAGE } from "../../images/oci/build.ts";
 import type { AgentEvent, PodStatusSink } from "../../node/agent.ts";
 import { PodAgent } from "../../node/agent.ts";
 import { POD_UID } from "../../node/labels.ts";
+import { StaticPods } from "../helpers/pod-source.ts";
+import { until } from "../helpers/until.ts";
 import type { TestNode } from "./agent-node.ts";
 import { startTestNode } from "./agent-node.ts";
 
@@ -28,20 +30,6 @@ class RecordingSink implements PodStatusSink {
   }
   latest(name: string): V1PodStatus | undefined {
     return this.statuses.get(name)?.at(-1);
-  }
-}
-
-async function until<T>(
-  what: string,
-  fn: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -81,10 +69,19 @@ describe("lab-agent on containerd", () => {
         };
       },
     });
+  let source = new StaticPods();
+  const services = [
+    {
+      metadata: { name: "my-db", namespace: "default" },
+      spec: { clusterIP: "10.96.0.10", ports: [{ port: 5432, name: "pg" }] },
+    },
+  ];
   const newAgent = (): PodAgent =>
     new PodAgent({
       cri: losingOomEvents(node.cri),
       sink,
+      pods: (source = new StaticPods()),
+      services: { list: () => services },
       nodeName: "node-1",
       cgroupRoot: node.cgroupRoot,
       logRoot: node.logRoot,
@@ -96,18 +93,12 @@ describe("lab-agent on containerd", () => {
     });
   const apply = (...p: V1Pod[]): void => {
     pods = [...pods.filter((x) => !p.some((y) => y.metadata!.uid === x.metadata!.uid)), ...p];
-    agent.setPods(pods);
+    source.set(pods);
   };
 
   beforeAll(async () => {
     node = await startTestNode();
     agent = newAgent();
-    agent.setServices([
-      {
-        metadata: { name: "my-db", namespace: "default" },
-        spec: { clusterIP: "10.96.0.10", ports: [{ port: 5432, name: "pg" }] },
-      },
-    ]);
     await agent.start();
   });
 
@@ -283,7 +274,7 @@ describe("lab-agent on containerd", () => {
     agent = newAgent();
     await agent.start(); // before it knows the pods, it must not touch anything
     expect((await node.cri.listPodSandbox()).length).toBe(sandboxesBefore);
-    agent.setPods(pods);
+    source.set(pods);
     await agent.sync();
     await new Promise((r) => setTimeout(r, 1000));
     const after = (await node.cri.listContainers({ labelSelector: { [POD_UID]: web.metadata!.uid! } })).map(
@@ -346,7 +337,7 @@ describe("lab-agent on containerd", () => {
 
   it("tears down pods dropped from the desired set, leaving nothing behind", async () => {
     pods = [];
-    agent.setPods([]);
+    source.set([]);
     await until("no sandboxes left", async () => (await node.cri.listPodSandbox()).length === 0, 30_000);
     expect(await node.cri.listContainers()).toEqual([]);
     expect(readdirSync(node.podNetnsDir)).toEqual([]);

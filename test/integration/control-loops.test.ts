@@ -4,19 +4,19 @@
  * the test plays the kubelet — it renews the nodes' Leases, reports bound pods Running and Ready,
  * and finishes graceful pod deletions — and stops doing so for a node to make it fail.
  */
-import { execFile } from "node:child_process";
 import { setMaxListeners } from "node:events";
-import { promisify } from "node:util";
 import type { V1Deployment, V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
 import { runControllerManager, runScheduler } from "../../controlplane/controller-manager.ts";
-import { clientLeaseStore, clientListWatch, clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { clientListWatch } from "../../api/list-watch.ts";
+import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
 import { FakeKubelet } from "../helpers/fake-kubelet.ts";
+import { kubectlFor } from "../helpers/kubectl.ts";
+import { until } from "../helpers/until.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
-const run = promisify(execFile);
 const NODES = ["node-a", "node-b"];
 
 let api: TestApiServer;
@@ -26,25 +26,7 @@ const stops: AbortController[] = [];
 const loopsDone: Promise<void>[] = [];
 const errors: string[] = [];
 
-async function kubectl(...args: string[]): Promise<string> {
-  const { stdout } = await run("kubectl", ["--kubeconfig", api.kubeconfig, ...args], { timeout: 90_000 });
-  return stdout;
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const kubectl = kubectlFor(() => api.kubeconfig, 90_000);
 
 const ready = (p: V1Pod): boolean =>
   !!p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");

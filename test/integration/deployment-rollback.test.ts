@@ -4,20 +4,19 @@
  * user sees after `kubectl rollout undo` is that the old ReplicaSet (same name) is scaled back up,
  * as in Kubernetes, and `kubectl rollout history` renumbers it.
  */
-import { execFile } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import type { V1Pod, V1ReplicaSet } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import { runControllerManager, runScheduler } from "../../controlplane/controller-manager.ts";
-import { clientLeaseStore, clientListWatch, clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { clientListWatch } from "../../api/list-watch.ts";
+import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
 import { FakeKubelet } from "../helpers/fake-kubelet.ts";
+import { kubectlFor } from "../helpers/kubectl.ts";
+import { until } from "../helpers/until.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-
-const run = promisify(execFile);
 
 let api: TestApiServer;
 let client: LabClient;
@@ -28,30 +27,7 @@ let loops: Promise<void>[] = [];
 const errors: string[] = [];
 
 /** kubectl's output; a failing kubectl throws with its stderr. */
-async function kubectl(...args: string[]): Promise<string> {
-  const { stdout } = await run("kubectl", ["--kubeconfig", api.kubeconfig, ...args], { timeout: 90_000 });
-  return stdout;
-}
-
-/** kubectl's exit code and stderr, for commands expected to fail. */
-async function kubectlFails(...args: string[]): Promise<string> {
-  try {
-    await kubectl(...args);
-  } catch (err) {
-    return String((err as { stderr?: string }).stderr);
-  }
-  throw new Error(`kubectl ${args.join(" ")} succeeded`);
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const kubectl = kubectlFor(() => api.kubeconfig, 90_000);
 
 const live = (pods: V1Pod[]): V1Pod[] => pods.filter((p) => !p.metadata?.deletionTimestamp);
 const owner = (o: V1Pod | V1ReplicaSet): string | undefined =>
@@ -63,10 +39,14 @@ async function replicaSets(): Promise<V1ReplicaSet[]> {
 
 /** Waits until the Deployment's 2 live pods all belong to ReplicaSet `rs`, and no others remain. */
 async function podsOf(rs: string): Promise<V1Pod[]> {
-  return until(`2 pods of ${rs} and no others`, async () => {
-    const pods = (await client.list("pods", { namespace: "default", labelSelector: "app=web" })).items;
-    return pods.length === 2 && live(pods).every((p) => owner(p) === rs) ? pods : undefined;
-  });
+  return until(
+    `2 pods of ${rs} and no others`,
+    async () => {
+      const pods = (await client.list("pods", { namespace: "default", labelSelector: "app=web" })).items;
+      return pods.length === 2 && live(pods).every((p) => owner(p) === rs) ? pods : undefined;
+    },
+    60_000,
+  );
 }
 
 /** Revision numbers listed by `kubectl rollout history`. */
@@ -170,7 +150,7 @@ describe("kubectl rollout against lab-server", () => {
     expect(pods[0]?.spec?.containers[0]?.env).toEqual([{ name: "GREETING", value: "hello" }]);
     expect(await history()).toEqual([3, 4]);
     expect(await replicaSets()).toHaveLength(2);
-    expect(await kubectlFails("rollout", "undo", "deployment/web", "--to-revision=9")).toContain(
+    expect(await kubectl.fails("rollout", "undo", "deployment/web", "--to-revision=9")).toContain(
       "unable to find specified revision 9",
     );
     // Undoing to the current template changes nothing (kubectl compares client-side).
@@ -181,15 +161,19 @@ describe("kubectl rollout against lab-server", () => {
 
   it("a paused Deployment keeps its pods through a template change; resume rolls it out; restart too", async () => {
     await kubectl("rollout", "pause", "deployment/web");
-    expect(await kubectlFails("rollout", "undo", "deployment/web")).toContain(
+    expect(await kubectl.fails("rollout", "undo", "deployment/web")).toContain(
       "cannot rollback a paused deployment",
     );
     await kubectl("set", "env", "deployment/web", "GREETING=paused");
     // Once the controller has seen that change, still no ReplicaSet for it.
-    await until("the paused change observed", async () => {
-      const d = await client.get("deployments", "web", "default");
-      return (d.status?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 1);
-    });
+    await until(
+      "the paused change observed",
+      async () => {
+        const d = await client.get("deployments", "web", "default");
+        return (d.status?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 1);
+      },
+      60_000,
+    );
     expect(await replicaSets()).toHaveLength(2);
     await podsOf(withEnv);
     await kubectl("rollout", "resume", "deployment/web");
@@ -214,10 +198,14 @@ describe("kubectl rollout against lab-server", () => {
 
   it("revisionHistoryLimit removes the oldest empty ReplicaSets", async () => {
     await kubectl("patch", "deployment/web", "-p", '{"spec":{"revisionHistoryLimit":1}}');
-    const rss = await until("one old ReplicaSet left", async () => {
-      const items = await replicaSets();
-      return items.length === 2 ? items : undefined;
-    });
+    const rss = await until(
+      "one old ReplicaSet left",
+      async () => {
+        const items = await replicaSets();
+        return items.length === 2 ? items : undefined;
+      },
+      60_000,
+    );
     // Revisions 3 (the original) and 4 (env) were the oldest; 5 stays as the one to undo to.
     expect(rss.map((rs) => rs.metadata?.name)).not.toContain(original);
     expect(rss.map((rs) => rs.metadata?.name)).not.toContain(withEnv);

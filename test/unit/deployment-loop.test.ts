@@ -5,14 +5,7 @@ import { Informer } from "../../api/informer.ts";
 import { DeploymentController } from "../../controlplane/controllers/deployment.ts";
 import { HASH_LABEL, podTemplateHash } from "../../controlplane/controllers/pod-template.ts";
 import { MemoryStore, memoryWriter } from "../helpers/memory-store.ts";
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { until } from "../helpers/until.ts";
 
 const template = (image: string) => ({
   metadata: { labels: { app: "web" } },
@@ -56,7 +49,12 @@ describe("DeploymentController", () => {
     await Promise.all([dInf.waitForSync(), rsInf.waitForSync()]);
 
     await ctl.reconcile("default/web");
-    await until(() => dInf.get("default/web")?.status?.collisionCount === 1);
+    await until(
+      'dInf.get("default/web")?.status?.collisionCount === 1',
+      () => dInf.get("default/web")?.status?.collisionCount === 1,
+      2000,
+      { everyMs: 5 },
+    );
     await ctl.reconcile("default/web");
     const bumped = podTemplateHash(t, 1);
     expect(bumped).not.toBe(hash);
@@ -65,7 +63,9 @@ describe("DeploymentController", () => {
     expect(created?.spec?.template?.metadata?.labels?.[HASH_LABEL]).toBe(bumped);
     // The other ReplicaSet is untouched, and the count stays (the name must not flip back).
     expect(rss.objects.get(`default/web-${hash}`)?.metadata?.uid).toBe("other");
-    await until(() => !!rsInf.get(`default/web-${bumped}`));
+    await until("!!rsInf.get(`default/web-${bumped}`)", () => !!rsInf.get(`default/web-${bumped}`), 2000, {
+      everyMs: 5,
+    });
     await ctl.reconcile("default/web");
     expect(deployments.objects.get("default/web")?.status?.collisionCount).toBe(1);
     expect(rss.objects.size).toBe(2);

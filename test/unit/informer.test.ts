@@ -9,19 +9,12 @@ import {
   splitKey,
 } from "../../api/informer.ts";
 import { MemoryStore } from "../helpers/memory-store.ts";
+import { until } from "../helpers/until.ts";
 
 const cm = (name: string, data = "1", ns = "default"): V1ConfigMap => ({
   metadata: { name, namespace: ns },
   data: { v: data },
 });
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe("cache functions", () => {
   it("keys namespaced and cluster objects", () => {
@@ -65,13 +58,13 @@ describe("Informer", () => {
     const ac = new AbortController();
     const run = inf.run(ac.signal);
     await inf.waitForSync();
-    await until(() => lw.watches.length > 0);
+    await until("lw.watches.length > 0", () => lw.watches.length > 0, 2000, { everyMs: 5 });
     expect(lw.watches[0]).toBe("1");
     const a = store.objects.get("default/a")!;
     store.update({ ...a, data: { v: "2" } });
     store.create(cm("b"));
     store.remove("default/a");
-    await until(() => seen.length === 4);
+    await until("seen.length === 4", () => seen.length === 4, 2000, { everyMs: 5 });
     expect(seen).toEqual(["add a", "update a 2", "add b", "delete a"]);
     expect([...inf.cache.keys()]).toEqual(["default/b"]);
     ac.abort();
@@ -87,7 +80,9 @@ describe("Informer", () => {
     await inf.waitForSync();
     store.create(cm("a"));
     store.bookmark();
-    await until(() => inf.lastResourceVersion === "2");
+    await until('inf.lastResourceVersion === "2"', () => inf.lastResourceVersion === "2", 2000, {
+      everyMs: 5,
+    });
     expect(inf.cache.size).toBe(1);
     ac.abort();
     await run;
@@ -108,8 +103,13 @@ describe("Informer", () => {
     store.remove("default/b");
     store.compact();
     store.create(cm("c"));
-    await until(() => lw.lists >= 2 && inf.cache.has("default/c"));
-    await until(() => deleted.includes("b"));
+    await until(
+      'lw.lists >= 2 && inf.cache.has("default/c")',
+      () => lw.lists >= 2 && inf.cache.has("default/c"),
+      2000,
+      { everyMs: 5 },
+    );
+    await until('deleted.includes("b")', () => deleted.includes("b"), 2000, { everyMs: 5 });
     expect([...inf.cache.keys()].sort()).toEqual(["default/a", "default/c"]);
     ac.abort();
     await run;

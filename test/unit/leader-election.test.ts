@@ -2,6 +2,7 @@ import type { V1Lease } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { LeaderElector, leaseDecision } from "../../api/leader-election.ts";
 import { memoryLeaseStore } from "../helpers/memory-store.ts";
+import { until } from "../helpers/until.ts";
 
 const base = { namespace: "kube-system", name: "ctl", leaseDurationSeconds: 15, nowMs: 1_000_000 };
 
@@ -44,14 +45,6 @@ describe("leaseDecision", () => {
   });
 });
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe("LeaderElector", () => {
   const fast = { leaseDurationSeconds: 1, renewDeadlineMs: 600, retryPeriodMs: 100 };
 
@@ -81,14 +74,14 @@ describe("LeaderElector", () => {
     const acB = new AbortController();
     const runA = a.run(acA.signal);
     const runB = b.run(acB.signal);
-    await until(() => leading.size === 1);
+    await until("leading.size === 1", () => leading.size === 1, 5000, { everyMs: 10 });
     await new Promise((r) => setTimeout(r, 400));
     expect(leading.size).toBe(1);
     const [first] = [...leading];
     const [firstAc, secondId] = first === "a" ? [acA, "b"] : [acB, "a"];
     const t0 = Date.now();
     firstAc.abort();
-    await until(() => leading.has(secondId));
+    await until("leading.has(secondId)", () => leading.has(secondId), 5000, { everyMs: 10 });
     // Released, so the takeover takes about one retry period, not a lease duration (3 s).
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(stopped).toEqual([first]);
@@ -115,7 +108,7 @@ describe("LeaderElector", () => {
     const ac = new AbortController();
     const t0 = Date.now();
     const run = e.run(ac.signal);
-    await until(() => led > 0);
+    await until("led > 0", () => led > 0, 5000, { everyMs: 10 });
     expect(led - t0).toBeGreaterThanOrEqual(1000);
     expect(store.store.objects.get("kube-system/ctl")?.spec?.leaseTransitions).toBe(1);
     ac.abort();
@@ -145,10 +138,10 @@ describe("LeaderElector", () => {
     });
     const ac = new AbortController();
     const run = e.run(ac.signal);
-    await until(() => e.isLeader());
+    await until("e.isLeader()", () => e.isLeader(), 5000, { everyMs: 10 });
     const t0 = Date.now();
     broken = true;
-    await until(() => stoppedAt > 0);
+    await until("stoppedAt > 0", () => stoppedAt > 0, 5000, { everyMs: 10 });
     expect(signalSeen?.aborted).toBe(true);
     expect(stoppedAt - t0).toBeGreaterThanOrEqual(400); // deadline counts from the last renew, ≤ one retry before t0
     expect(stoppedAt - t0).toBeLessThan(1500);
@@ -178,15 +171,17 @@ describe("LeaderElector", () => {
     });
     const ac = new AbortController();
     const run = e.run(ac.signal);
-    await until(() => e.isLeader());
+    await until("e.isLeader()", () => e.isLeader(), 5000, { everyMs: 10 });
     const before = { ...calls };
-    await until(() => calls.update >= before.update + 5);
+    await until("calls.update >= before.update + 5", () => calls.update >= before.update + 5, 5000, {
+      everyMs: 10,
+    });
     expect(calls.get).toBe(before.get);
     // someone else wrote the Lease (an operator, a split brain): the stale renew fails, the
     // leader reads, sees another holder and stops leading
     const cur = await store.get("kube-system", "ctl");
     await store.update({ ...cur!, spec: { ...cur!.spec, holderIdentity: "b", renewTime: new Date() } });
-    await until(() => stopped);
+    await until("stopped", () => stopped, 5000, { everyMs: 10 });
     expect(e.isLeader()).toBe(false);
     ac.abort();
     await run;

@@ -5,14 +5,7 @@ import { Informer, objectKey } from "../../api/informer.ts";
 import { Expectations } from "../../controlplane/controllers/expectations.ts";
 import { ReplicaSetController } from "../../controlplane/controllers/replicaset.ts";
 import { MemoryStore, memoryWriter } from "../helpers/memory-store.ts";
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { until } from "../helpers/until.ts";
 
 function setup() {
   const pods = new MemoryStore<V1Pod>();
@@ -44,7 +37,7 @@ describe("ReplicaSetController", () => {
     await Promise.all([podInf.waitForSync(), rsInf.waitForSync()]);
     // Both runs start from the same (empty) pod cache.
     await Promise.all([ctl.reconcile("default/web"), ctl.reconcile("default/web")]);
-    await until(() => podInf.cache.size === 3);
+    await until("podInf.cache.size === 3", () => podInf.cache.size === 3, 2000, { everyMs: 5 });
     await new Promise((r) => setTimeout(r, 30));
     expect(pods.objects.size).toBe(3);
     for (const p of pods.objects.values()) {
@@ -58,13 +51,23 @@ describe("ReplicaSetController", () => {
     // Once the cache caught up, another run changes nothing but status.
     await ctl.reconcile("default/web");
     expect(pods.objects.size).toBe(3);
-    await until(() => rsInf.get("default/web")?.status?.replicas === 3);
+    await until(
+      'rsInf.get("default/web")?.status?.replicas === 3',
+      () => rsInf.get("default/web")?.status?.replicas === 3,
+      2000,
+      { everyMs: 5 },
+    );
     // Scale down: exactly one pod goes, even when reconciled twice.
     const rs = rss.objects.get("default/web")!;
     rss.update({ ...rs, spec: { ...rs.spec!, replicas: 2 } });
-    await until(() => rsInf.get("default/web")?.spec?.replicas === 2);
+    await until(
+      'rsInf.get("default/web")?.spec?.replicas === 2',
+      () => rsInf.get("default/web")?.spec?.replicas === 2,
+      2000,
+      { everyMs: 5 },
+    );
     await Promise.all([ctl.reconcile("default/web"), ctl.reconcile("default/web")]);
-    await until(() => podInf.cache.size === 2);
+    await until("podInf.cache.size === 2", () => podInf.cache.size === 2, 2000, { everyMs: 5 });
     expect([...pods.objects.keys()].filter((k) => k.startsWith("default/web-"))).toHaveLength(2);
     expect(objectKey(rsInf.get("default/web")!)).toBe("default/web");
     ac.abort();

@@ -98,6 +98,20 @@ describe("WorkQueue", () => {
     expect(q.length).toBe(0); // the 100 later requests were one, and it was superseded
     q.shutDown();
   });
+
+  it("a key added after a delay twice waits once, for the earlier time", async () => {
+    const q = new WorkQueue();
+    q.addAfter("k", 200);
+    q.addAfter("k", 30); // earlier: replaces the 200 ms wait
+    q.addAfter("k", 100); // later than the one waiting: nothing
+    const t0 = Date.now();
+    expect(await q.get()).toBe("k");
+    expect(Date.now() - t0).toBeLessThan(150);
+    q.done("k");
+    await new Promise((r) => setTimeout(r, 250));
+    expect(q.length).toBe(0); // neither the 100 nor the 200 ms wait fired later
+    q.shutDown();
+  });
 });
 
 describe("runWorkers errors", () => {
