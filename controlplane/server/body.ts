@@ -82,6 +82,35 @@ export function sanitize(value: unknown): unknown {
   return value;
 }
 
+/**
+ * The yaml library recurses per level, and deep flow collections (`[[[[...`) exhaust the heap
+ * inside it (a fatal V8 error no try/catch sees): so YAML is checked for depth before it is parsed.
+ * The count errs on the high side (brackets in strings count too), never on the low one.
+ */
+function assertYamlShallow(text: string): void {
+  let flow = 0;
+  let lineStart = true;
+  let indent = 0;
+  const tooDeep = (): never => {
+    throw badRequest(`the request body is nested deeper than ${MAX_DEPTH} levels`);
+  };
+  for (const ch of text) {
+    if (ch === "\n") {
+      lineStart = true;
+      indent = 0;
+      continue;
+    }
+    if (lineStart && (ch === " " || ch === "-")) {
+      if (++indent > 2 * MAX_DEPTH) tooDeep();
+      continue;
+    }
+    lineStart = false;
+    if (ch === "[" || ch === "{") {
+      if (++flow > MAX_DEPTH) tooDeep();
+    } else if (ch === "]" || ch === "}") flow = Math.max(0, flow - 1);
+  }
+}
+
 /** JSON (or YAML, or Kubernetes protobuf) to plain, sanitized values; 400/415 when it is none of them. */
 export function parseBody(raw: Buffer, contentType: string): unknown {
   if (/protobuf/.test(contentType)) {
@@ -104,6 +133,7 @@ export function parseBody(raw: Buffer, contentType: string): unknown {
   if (text.trim() === "") return undefined;
   const yaml = /yaml/.test(contentType);
   let parsed: unknown;
+  if (yaml) assertYamlShallow(text);
   try {
     parsed = yaml ? parseYaml(text) : JSON.parse(text);
   } catch (err) {

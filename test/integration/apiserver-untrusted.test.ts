@@ -555,7 +555,7 @@ describe("the whole cluster stalls (issue 25) no more", () => {
 });
 
 describe("500 where Kubernetes answers 4xx (issue 25), now 4xx", () => {
-  it("answers 400 to JSON nested thousands of levels deep, in a body and in a patch", async () => {
+  it("answers 400 to JSON and YAML nested thousands of levels deep, in a body and in a patch", async () => {
     const deep = (n: number): string => '{"a":'.repeat(n) + "1" + "}".repeat(n);
     const create = await call(
       adm,
@@ -581,6 +581,18 @@ describe("500 where Kubernetes answers 4xx (issue 25), now 4xx", () => {
       JSON_PATCH,
     );
     expect(arrays.code).toBe(400);
+    // In YAML, 5,000 nested flow sequences once took the process down (heap exhausted inside the parser).
+    const yaml = await call(
+      adm,
+      "POST",
+      "/api/v1/namespaces/default/configmaps",
+      "[".repeat(5000) + "]".repeat(5000),
+      {
+        "Content-Type": "application/yaml",
+      },
+    );
+    expect(yaml.code).toBe(400);
+    expect(String(yaml.json?.message)).toContain("nested deeper than 100 levels");
     await expectAlive();
   });
 

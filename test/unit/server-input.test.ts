@@ -119,6 +119,20 @@ describe("request input", () => {
       unknown
     >;
     expect(Object.keys(yaml)).toEqual(["b"]);
+    // Deep YAML flow collections exhaust the heap inside the yaml library (a fatal error, not an
+    // exception): refused before parsing.
+    for (const n of [101, 5000, 500_000]) {
+      expect(() => parseBody(deep(n), "application/yaml")).toThrow(/nested deeper than 100 levels/);
+    }
+    expect(() => parseBody(Buffer.from(`${" ".repeat(201)}a: 1\n`), "application/yaml")).toThrow(
+      /nested deeper/,
+    );
+    expect(() => parseBody(Buffer.from(`${"- ".repeat(150)}x\n`), "application/yaml")).toThrow(
+      /nested deeper/,
+    );
+    expect(parseBody(Buffer.from("a:\n  - b: [1, {c: '[x'}]\n"), "application/yaml")).toEqual({
+      a: [{ b: [1, { c: "[x" }] }],
+    });
   });
 
   it("answers 400 for a path that is not percent-encoded UTF-8", () => {
