@@ -131,7 +131,22 @@ async function main(): Promise<void> {
     const nodesS = (Date.now() - tNodes) / 1000;
     console.log(`${NODES} hollow nodes Ready after ${nodesS.toFixed(1)} s (one agent process)`);
     const rssIdle = await rssMiB(server.pid);
-    await sleep(5000); // let the first heartbeat round settle
+    // Idle cost of the heartbeats alone (N leases every 10 s), before any pod exists.
+    await sleep(5000);
+    const idle0 = {
+      server: await cpuSeconds(server.pid),
+      agent: await cpuSeconds(agent.pid),
+      at: Date.now(),
+    };
+    await sleep(20_000);
+    const idleS = (Date.now() - idle0.at) / 1000;
+    const idleCpu = {
+      server: ((await cpuSeconds(server.pid)) - idle0.server) / idleS,
+      agent: ((await cpuSeconds(agent.pid)) - idle0.agent) / idleS,
+    };
+    console.log(
+      `idle with ${NODES} nodes: lab-server ${(idleCpu.server * 100).toFixed(0)}% of a core, hollow agent ${(idleCpu.agent * 100).toFixed(0)}%`,
+    );
 
     // Pod watch: when each pod is created, scheduled and Running+Ready.
     const created = new Map<string, number>();

@@ -26,7 +26,7 @@ export interface HollowFlags {
   hollowRunSeconds: string;
   nodeLeaseRenewSeconds: string;
   nodeStatusReportSeconds: string;
-  concurrency: string;
+  concurrency?: string;
 }
 
 export function hollowCommand(): Command {
@@ -56,7 +56,10 @@ export function hollowCommand(): Command {
       "how often each node re-posts its status besides the Lease",
       "60",
     )
-    .option("--concurrency <n>", "heartbeat and registration calls in flight at most", "32");
+    .option(
+      "--concurrency <n>",
+      "heartbeat and registration calls in flight at most (default: max(32, nodes / lease period in s))",
+    );
 }
 
 function positive(flag: string, v: string, integer = false): number {
@@ -132,7 +135,7 @@ export async function hollowMain(argv: string[]): Promise<void> {
       runMs: positive("--hollow-run-seconds", f.hollowRunSeconds) * 1000,
       leaseRenewMs: positive("--node-lease-renew-seconds", f.nodeLeaseRenewSeconds) * 1000,
       statusReportMs: positive("--node-status-report-seconds", f.nodeStatusReportSeconds) * 1000,
-      concurrency: positive("--concurrency", f.concurrency, true),
+      ...(f.concurrency !== undefined ? { concurrency: positive("--concurrency", f.concurrency, true) } : {}),
       log,
     };
     client = await loadClient(f.kubeconfig);

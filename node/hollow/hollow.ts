@@ -64,6 +64,33 @@ interface HollowNode {
   failures: number;
 }
 
+type HeartbeatKind = keyof HollowNode["nextAt"];
+
+/**
+ * The next `slots` heartbeat calls to make, pure: registrations and lease renewals that are due,
+ * most overdue first, then due status reports, most overdue first. Busy nodes are skipped.
+ */
+export function dueHeartbeats<N extends Pick<HollowNode, "registered" | "busy" | "nextAt">>(
+  nodes: Iterable<N>,
+  now: number,
+  slots: number,
+): { node: N; kind: HeartbeatKind }[] {
+  const urgent: { node: N; kind: HeartbeatKind; at: number }[] = [];
+  const later: { node: N; kind: HeartbeatKind; at: number }[] = [];
+  for (const node of nodes) {
+    if (node.busy) continue;
+    const a = node.nextAt;
+    if (!node.registered) {
+      if (a.register <= now) urgent.push({ node, kind: "register", at: a.register });
+    } else if (a.lease <= now) urgent.push({ node, kind: "lease", at: a.lease });
+    else if (a.status <= now) later.push({ node, kind: "status", at: a.status });
+  }
+  const byDue = (x: { at: number }, y: { at: number }): number => x.at - y.at;
+  return [...urgent.sort(byDue), ...later.sort(byDue)]
+    .slice(0, Math.max(0, slots))
+    .map(({ node, kind }) => ({ node, kind }));
+}
+
 const isCode = (err: unknown, code: number): boolean => err instanceof ApiStatusError && err.code === code;
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -193,21 +220,22 @@ export class HollowNodes {
     }
   }
 
-  /** Starts what is due (registration, lease renewal, status report), at most `concurrency` at once. */
+  /**
+   * Starts what is due, most overdue first, at most `concurrency` calls at once. Leases (and
+   * registrations) go before status reports: when the API is slow every node still gets its turn
+   * in order, rather than the first nodes renewing and the last ones starving into NotReady.
+   */
   private heartbeatTick(signal: AbortSignal): void {
     if (signal.aborted) return;
-    const max = this.o.concurrency ?? 32;
-    const now = Date.now();
-    for (const n of this.nodes.values()) {
-      if (this.inFlight >= max) return;
-      if (n.busy) continue;
-      let task: (() => Promise<void>) | undefined;
-      let kind: keyof HollowNode["nextAt"] = "register";
-      if (!n.registered) {
-        if (n.nextAt.register <= now) task = () => this.register(n);
-      } else if (n.nextAt.lease <= now) [kind, task] = ["lease", () => this.renewLease(n)];
-      else if (n.nextAt.status <= now) [kind, task] = ["status", () => this.writeStatus(n)];
-      if (!task) continue;
+    const slots = this.concurrency - this.inFlight;
+    if (slots <= 0) return;
+    for (const { node: n, kind } of dueHeartbeats(this.nodes.values(), Date.now(), slots)) {
+      const task =
+        kind === "register"
+          ? () => this.register(n)
+          : kind === "lease"
+            ? () => this.renewLease(n)
+            : () => this.writeStatus(n);
       n.busy = true;
       this.inFlight++;
       void task()
@@ -224,6 +252,12 @@ export class HollowNodes {
           this.inFlight--;
         });
     }
+  }
+
+  /** Calls in flight at most: given, or enough for every lease once a period at 1 s per call. */
+  private get concurrency(): number {
+    const periodS = (this.o.leaseRenewMs ?? LEASE_RENEW_MS) / 1000;
+    return this.o.concurrency ?? Math.max(32, Math.ceil(this.nodes.size / periodS));
   }
 
   private async register(n: HollowNode): Promise<void> {

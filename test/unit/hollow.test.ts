@@ -2,6 +2,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { PodIpPool, fallbackPodCidr, hollowNodeIP } from "../../node/hollow/addresses.ts";
 import { hollowNodeNames, parseCapacity } from "../../node/hollow/cli.ts";
+import { dueHeartbeats } from "../../node/hollow/hollow.ts";
 import { hollowDecision, hollowPodStatus } from "../../node/hollow/pod-status.ts";
 import { dialHost, parseListen, serverUrl, standaloneCertSpecs } from "../../controlplane/standalone.ts";
 
@@ -67,6 +68,43 @@ describe("hollow pod decisions", () => {
       conditions: running.conditions!.map((c) => (c.type === "Ready" ? { ...c, status: "False" } : c)),
     };
     expect(hollowDecision(pod({}, cleared), inputs(1000)).kind).toBe("status");
+  });
+});
+
+describe("hollow heartbeat order", () => {
+  const node = (name: string, registered: boolean, lease: number, status: number, busy = false) => ({
+    name,
+    registered,
+    busy,
+    nextAt: { register: 0, lease, status },
+  });
+
+  it("most overdue leases and registrations first, then status reports, never a busy node, at most `slots`", () => {
+    const nodes = [
+      node("a", true, 90, 10),
+      node("b", true, 50, 500),
+      node("c", false, 0, 0),
+      node("d", true, 10, 0, true),
+      node("e", true, 200, 20),
+      node("f", true, 300, 5),
+    ];
+    const due = dueHeartbeats(nodes, 100, 10).map((d) => `${d.node.name}:${d.kind}`);
+    expect(due).toEqual(["c:register", "b:lease", "a:lease", "f:status", "e:status"]);
+    expect(dueHeartbeats(nodes, 100, 2).map((d) => d.node.name)).toEqual(["c", "b"]);
+    expect(dueHeartbeats(nodes, 100, 0)).toEqual([]);
+  });
+
+  it("serves every node in turn when calls are scarce (no starvation of the last nodes)", () => {
+    // 100 nodes due every 10 ticks, room for only 5 calls per tick: each node must still be served
+    const nodes = Array.from({ length: 100 }, (_, i) => node(`n${i}`, true, 0, 10 ** 9));
+    const served = new Map<string, number>();
+    for (let t = 0; t < 400; t++)
+      for (const { node: n } of dueHeartbeats(nodes, t, 5)) {
+        served.set(n.name, t);
+        n.nextAt.lease = t + 10;
+      }
+    expect(served.size).toBe(100);
+    expect(Math.min(...served.values())).toBeGreaterThan(370); // everyone served recently
   });
 });
 
