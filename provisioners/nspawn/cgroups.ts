@@ -4,7 +4,6 @@
  * the topology's limits (cgroup v1: cpu.cfs_quota_us, memory.limit_in_bytes; v2: cpu.max,
  * memory.max) and starts nspawn inside. `lab down` finds the directories by that path alone.
  */
-import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { labCgroup, nodeCgroup } from "./names.ts";
@@ -25,7 +24,10 @@ export function parseHierarchies(mounts: string, fsRoot = CGROUP_FS): Hierarchy[
     const [, mp, type, opts] = line.split(" ");
     if (!mp || (type !== "cgroup" && type !== "cgroup2")) continue;
     if (mp !== fsRoot && !mp.startsWith(fsRoot + "/")) continue;
-    const controllers = type === "cgroup" ? (opts ?? "").split(",").filter((o) => KNOWN_V1.has(o) || o.startsWith("name=")) : [];
+    const controllers =
+      type === "cgroup"
+        ? (opts ?? "").split(",").filter((o) => KNOWN_V1.has(o) || o.startsWith("name="))
+        : [];
     out.push({ path: mp, v2: type === "cgroup2", controllers });
   }
   return out;
@@ -79,7 +81,8 @@ export async function ensureNodeCgroups(lab: string, node: string, limits: Limit
     let parent = h.path;
     for (const part of nodeCgroup(lab, node).split("/")) {
       const dir = join(parent, part);
-      if (!existsSync(dir)) await mkdir(dir);
+      // Nodes start in parallel and share the upper levels.
+      await mkdir(dir, { recursive: true });
       if (h.controllers.includes("cpuset")) {
         for (const f of ["cpuset.cpus", "cpuset.mems"]) {
           const cur = (await readFile(join(dir, f), "utf8")).trim();
@@ -103,7 +106,8 @@ export async function labCgroupPids(lab: string, only?: string): Promise<number[
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
     for (const e of entries) if (e.isDirectory()) await walk(join(dir, e.name));
   };
-  for (const h of await hierarchies()) await walk(join(h.path, only ? nodeCgroup(lab, only) : labCgroup(lab)));
+  for (const h of await hierarchies())
+    await walk(join(h.path, only ? nodeCgroup(lab, only) : labCgroup(lab)));
   return [...pids];
 }
 

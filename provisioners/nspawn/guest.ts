@@ -102,3 +102,104 @@ export function nspawnSeed(s: SeedInput): SeedFiles {
   };
   return { ...seed, "network-config": stringify(network, { version: "1.1" }) };
 }
+
+/** The base's account files, read by the provider to append the login user (pure input). */
+export interface AccountFiles {
+  passwd: string;
+  group: string;
+  shadow: string;
+  gshadow: string;
+}
+
+export interface DirectFile {
+  path: string;
+  content: string;
+  mode: number;
+  /** uid:gid when not root. */
+  owner?: [number, number];
+}
+
+/** The first uid (and gid) from 1000 that neither file uses (pure). */
+export function freeId(passwd: string, group: string): number {
+  const used = new Set<number>();
+  for (const l of passwd.split("\n")) if (l) used.add(Number(l.split(":")[2]));
+  for (const l of group.split("\n")) if (l) used.add(Number(l.split(":")[2]));
+  let id = 1000;
+  while (used.has(id)) id++;
+  return id;
+}
+
+const withLine = (text: string, name: string, line: string): string => {
+  const lines = text.split("\n").filter((l) => l && !l.startsWith(`${name}:`));
+  return [...lines, line].join("\n") + "\n";
+};
+
+/**
+ * What cloud-init's init stages make of the seed, written straight into the upper layer (pure):
+ * hostname and /etc/hosts, the login user with the lab's key and passwordless sudo (its password
+ * locked), the pinned host key, and eth0's static address for systemd-networkd. cloud-init is then
+ * disabled in the machine: its two Python stages cost ~7 s each on a loaded 2-core host, most of
+ * the boot. Set LAB_NSPAWN_CLOUD_INIT=1 to boot through the NoCloud seed directory instead.
+ */
+export function directFiles(s: SeedInput, base: AccountFiles): DirectFile[] {
+  const id = freeId(base.passwd, base.group);
+  const home = `/home/${s.user}`;
+  const net = [
+    "# Written by lab's nspawn provider (what cloud-init would render from the seed)",
+    "[Match]",
+    "Name=eth0",
+    "",
+    "[Network]",
+    `Address=${s.address}/${s.prefix}`,
+    ...(s.gateway ? [`Gateway=${s.gateway}`] : []),
+    "",
+  ].join("\n");
+  const shadowGid = Number(/^shadow:[^:]*:(\d+):/m.exec(base.group)?.[1] ?? 0);
+  const priv = s.hostKey.privateKey.endsWith("\n") ? s.hostKey.privateKey : s.hostKey.privateKey + "\n";
+  return [
+    { path: "etc/hostname", content: `${s.hostname}\n`, mode: 0o644 },
+    {
+      path: "etc/hosts",
+      content: `127.0.0.1 localhost\n127.0.1.1 ${s.hostname}.${s.lab}.lab ${s.hostname}\n::1 localhost ip6-localhost ip6-loopback\n`,
+      mode: 0o644,
+    },
+    {
+      path: "etc/passwd",
+      content: withLine(base.passwd, s.user, `${s.user}:x:${id}:${id}::${home}:/bin/bash`),
+      mode: 0o644,
+    },
+    { path: "etc/group", content: withLine(base.group, s.user, `${s.user}:x:${id}:`), mode: 0o644 },
+    {
+      path: "etc/shadow",
+      content: withLine(base.shadow, s.user, `${s.user}:*:20000:0:99999:7:::`),
+      mode: 0o640,
+      owner: [0, shadowGid],
+    },
+    {
+      path: "etc/gshadow",
+      content: withLine(base.gshadow, s.user, `${s.user}:!::`),
+      mode: 0o640,
+      owner: [0, shadowGid],
+    },
+    { path: `etc/sudoers.d/90-lab-${s.user}`, content: `${s.user} ALL=(ALL) NOPASSWD:ALL\n`, mode: 0o440 },
+    {
+      path: `${home.slice(1)}/.ssh/authorized_keys`,
+      content: s.authorizedKey.trim() + "\n",
+      mode: 0o600,
+      owner: [id, id],
+    },
+    { path: "etc/ssh/ssh_host_ed25519_key", content: priv, mode: 0o600 },
+    { path: "etc/ssh/ssh_host_ed25519_key.pub", content: s.hostKey.publicKey.trim() + "\n", mode: 0o644 },
+    { path: "etc/systemd/network/10-lab-eth0.network", content: net, mode: 0o644 },
+    {
+      path: "etc/cloud/cloud-init.disabled",
+      content: "lab: configured by the nspawn provider\n",
+      mode: 0o644,
+    },
+  ];
+}
+
+/** Directories of the user's home that need the user as owner (relative to the root). */
+export function homeDirs(user: string): string[] {
+  return [`home/${user}`, `home/${user}/.ssh`];
+}

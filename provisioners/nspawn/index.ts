@@ -13,7 +13,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, mkdir, open, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, open, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { buildImage } from "../../images/build.ts";
@@ -29,7 +29,8 @@ import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../p
 import { pidAlive } from "../qemu/processes.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
 import { ensureNodeCgroups, hierarchies, labCgroupPids, removeLabCgroups } from "./cgroups.ts";
-import { nspawnSeed, upperFiles, UPPER_LINKS } from "./guest.ts";
+import type { SeedInput } from "../../cloud-init/seed.ts";
+import { directFiles, homeDirs, nspawnSeed, upperFiles, UPPER_LINKS, type DirectFile } from "./guest.ts";
 import {
   nodeFromNspawnArgv,
   nodeMarker,
@@ -181,12 +182,13 @@ async function nodeNetnses(lab: string): Promise<string[]> {
   return entries.filter((e) => e.startsWith(nodeNetnsPrefix(lab)));
 }
 
-async function writeUpper(upper: string, files: ReturnType<typeof upperFiles>): Promise<void> {
+async function writeUpper(upper: string, files: DirectFile[]): Promise<void> {
   for (const f of files) {
     const p = join(upper, f.path);
     await mkdir(dirname(p), { recursive: true });
     await writeFile(p, f.content, { mode: f.mode });
     await chmod(p, f.mode);
+    if (f.owner) await chown(p, f.owner[0], f.owner[1]);
   }
   for (const l of UPPER_LINKS) {
     const p = join(upper, l.path);
@@ -213,22 +215,36 @@ async function startNode(
     await mkdir(d, { recursive: true });
     await chmod(d, 0o755);
   }
-  await writeUpper(
-    p.upper,
-    upperFiles(
-      nspawnSeed({
-        lab: plan.lab,
-        hostname: node.name,
-        user: node.ssh.user,
-        authorizedKey: labKey.publicKey,
-        hostKey,
-        mac: node.mac,
-        address: node.address,
-        prefix: plan.network.prefix,
-        gateway: plan.network.gateway || undefined,
-      }),
-    ),
-  );
+  const seedInput: SeedInput = {
+    lab: plan.lab,
+    hostname: node.name,
+    user: node.ssh.user,
+    authorizedKey: labKey.publicKey,
+    hostKey,
+    mac: node.mac,
+    address: node.address,
+    prefix: plan.network.prefix,
+    gateway: plan.network.gateway || undefined,
+  };
+  const files: DirectFile[] = upperFiles(nspawnSeed(seedInput));
+  if (process.env.LAB_NSPAWN_CLOUD_INIT !== "1") {
+    const read = (f: string) => readFile(join(lower, "etc", f), "utf8");
+    const base = {
+      passwd: await read("passwd"),
+      group: await read("group"),
+      shadow: await read("shadow"),
+      gshadow: await read("gshadow"),
+    };
+    const direct = directFiles(seedInput, base);
+    const uid = direct.find((f) => f.owner && f.path.endsWith("authorized_keys"))!.owner!;
+    for (const d of homeDirs(node.ssh.user)) {
+      await mkdir(join(p.upper, d), { recursive: true });
+      await chown(join(p.upper, d), uid[0], uid[1]);
+      await chmod(join(p.upper, d), 0o700);
+    }
+    files.push(...direct);
+  }
+  await writeUpper(p.upper, files);
   // A machine left half-started (its cgroup still holding processes) is killed first.
   await killPids(await labCgroupPids(plan.lab, node.name), 5000);
   const netnsPath = await ensureNodeNetwork(plan, node);
@@ -375,7 +391,8 @@ export const nspawnProvisioner: Provisioner = {
 
   async create(ctx) {
     const { plan, state, reporter } = ctx;
-    if (plan.provider.type !== "nspawn") throw new Error(`nspawn provisioner got a ${plan.provider.type} plan`);
+    if (plan.provider.type !== "nspawn")
+      throw new Error(`nspawn provisioner got a ${plan.provider.type} plan`);
     const lower = await step(reporter, "image", () => resolveRootfs(ctx), { message: `image ${plan.image}` });
     const labKey = await ensureLabSshKey(state);
     await step(
@@ -388,13 +405,16 @@ export const nspawnProvisioner: Provisioner = {
           prefix: plan.network.prefix,
           gateway: plan.network.gateway,
         }),
-      { message: `namespace ${plan.network.netns}, gateway ${plan.network.gateway} on ${plan.network.hostVeth}` },
+      {
+        message: `namespace ${plan.network.netns}, gateway ${plan.network.gateway} on ${plan.network.hostVeth}`,
+      },
     );
     const running = new Map((await findNspawnProcesses(plan.lab)).map((v) => [v.node, v.pid]));
     const machines = await Promise.all(plan.nodes.map((n) => createNode(ctx, n, lower, labKey, running)));
     await state.writeSecret(
       "ssh/known_hosts",
-      machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") + "\n",
+      machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") +
+        "\n",
     );
     return machines;
   },
