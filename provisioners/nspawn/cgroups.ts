@@ -6,7 +6,7 @@
  */
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { labCgroup, nodeCgroup } from "./names.ts";
+import { CGROUP_PARENT, labCgroup, nodeCgroup } from "./names.ts";
 
 export const CGROUP_FS = "/sys/fs/cgroup";
 
@@ -126,6 +126,8 @@ export async function removeLabCgroups(lab: string): Promise<string[]> {
   };
   for (const h of await hierarchies()) {
     await removeTree(join(h.path, labCgroup(lab)));
+    // The shared parent goes with the last lab (another lab's nodes keep it busy: fine).
+    await rmdir(join(h.path, CGROUP_PARENT)).catch(() => undefined);
   }
   return left;
 }

@@ -32,10 +32,16 @@ for d in /sys/fs/cgroup/*; do
     mount -t cgroup -o "$n" cgroup "$d"
   fi
 done
+# nspawn leaves /proc/sys read-only; the machine has its own network namespace, so its
+# /proc/sys/net is its own: writable for the CNI bridge (ip_forward) and the service proxy.
+if ! ( : > /proc/sys/net/ipv4/ip_forward ) 2>/dev/null; then
+  mount --bind /proc/sys/net /proc/sys/net
+  mount -o remount,bind,rw /proc/sys/net
+fi
 `;
 
 export const CGROUPS_RW_UNIT = `[Unit]
-Description=lab: cgroup controllers writable for containerd (nspawn node)
+Description=lab: cgroup controllers and /proc/sys/net writable for containerd and CNI (nspawn node)
 DefaultDependencies=no
 After=local-fs.target
 Before=containerd.service lab-agent.service sysinit.target
