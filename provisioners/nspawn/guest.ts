@@ -148,7 +148,12 @@ const withLine = (text: string, name: string, line: string): string => {
  * the boot. Set LAB_NSPAWN_CLOUD_INIT=1 to boot through the NoCloud seed directory instead.
  */
 export function directFiles(s: SeedInput, base: AccountFiles): DirectFile[] {
-  const id = freeId(base.passwd, base.group);
+  const others = (t: string) =>
+    t
+      .split("\n")
+      .filter((l) => !l.startsWith(`${s.user}:`))
+      .join("\n");
+  const id = freeId(others(base.passwd), others(base.group));
   const home = `/home/${s.user}`;
   const net = [
     "# Written by lab's nspawn provider (what cloud-init would render from the seed)",
