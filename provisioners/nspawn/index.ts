@@ -13,7 +13,21 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, chown, mkdir, open, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  copyFile,
+  link,
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { buildImage } from "../../images/build.ts";
@@ -22,6 +36,7 @@ import { LabError } from "../../topology/errors.ts";
 import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import { step } from "../../topology/progress.ts";
 import type { LabState } from "../../topology/state.ts";
+import { HOST_PATHS } from "../../templates/paths.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import { BRIDGE, netnsName } from "../network/names.ts";
 import { destroyLabNetwork, ensureLabNetwork } from "../network/netns.ts";
@@ -200,6 +215,52 @@ async function writeUpper(upper: string, files: DirectFile[]): Promise<void> {
 
 const DEVICES = ["/dev/net/tun", "/dev/fuse"];
 
+/** Where the bootstrap installs the Node runtime on a node (bootstrap/artifacts.ts nodeRuntime). */
+export const NODE_RUNTIME_PATH = `${HOST_PATHS.bin}/node`;
+
+/**
+ * The Node runtime the bootstrap would upload (~100 MB, the same file for every node) is put in
+ * the upper layer beforehand: a hard link to one copy per lab. The bootstrap is unchanged: it finds
+ * the file with the right sha256 and skips the transfer, which was the largest part of `lab up`.
+ */
+async function placeNodeRuntime(state: LabState, upper: string): Promise<void> {
+  const shared = await sharedRuntime(state);
+  const target = join(upper, NODE_RUNTIME_PATH);
+  await mkdir(dirname(target), { recursive: true });
+  const cur = await stat(target).catch(() => undefined);
+  if (cur && cur.ino === (await stat(shared)).ino) return;
+  await rm(target, { force: true });
+  try {
+    await link(shared, target);
+  } catch {
+    await copyFile(shared, target);
+    await chmod(target, 0o755);
+  }
+}
+
+/** One copy of the runtime per lab (nodes start in parallel: made once per process and lab). */
+const runtimes = new Map<string, Promise<string>>();
+function sharedRuntime(state: LabState): Promise<string> {
+  const shared = state.path("nspawn", ".node-runtime");
+  let p = runtimes.get(shared);
+  if (!p) {
+    p = (async () => {
+      const size = (await stat(process.execPath)).size;
+      if (!existsSync(shared) || (await stat(shared)).size !== size) {
+        const tmp = `${shared}.tmp-${process.pid}`;
+        await mkdir(dirname(shared), { recursive: true });
+        await copyFile(process.execPath, tmp);
+        await chmod(tmp, 0o755);
+        await rename(tmp, shared);
+      }
+      return shared;
+    })();
+    p.catch(() => runtimes.delete(shared));
+    runtimes.set(shared, p);
+  }
+  return p;
+}
+
 async function startNode(
   ctx: ProvisionContext,
   node: PlannedNode,
@@ -245,6 +306,7 @@ async function startNode(
     files.push(...direct);
   }
   await writeUpper(p.upper, files);
+  await placeNodeRuntime(state, p.upper);
   // A machine left half-started (its cgroup still holding processes) is killed first.
   await killPids(await labCgroupPids(plan.lab, node.name), 5000);
   const netnsPath = await ensureNodeNetwork(plan, node);
