@@ -161,10 +161,11 @@ describe("the default topology on nspawn machines (examples/nspawn.yaml)", () =>
     const client = await l.kubectlJson<V1Pod>(["get", "pod", "client"]);
     const id = client.status!.containerStatuses![0]!.containerID!.replace(/^containerd:\/\//, "");
     const node = client.spec!.nodeName!;
+    // The pod's busybox, in all of the pod's namespaces (as test/e2e/cluster.test.ts does).
+    const loop = `for i in 1 2 3 4 5 6 7 8 9 10 11 12; do timeout 3 wget -q -O - http://${clusterIP}/ || echo FAILED; done`;
     const answers = await onNode(
       node,
-      `pid=$(ctr -n k8s.io task ls | awk '$1=="${id}"{print $2}'); ` +
-        `for i in 1 2 3 4 5 6 7 8 9 10 11 12; do nsenter -t $pid -n -m wget -q -T 3 -O - http://${clusterIP}/ || echo FAILED; done`,
+      `pid=$(ctr -n k8s.io task ls | awk '$1=="${id}"{print $2}'); nsenter -t $pid -m -u -i -n -p sh -c '${loop}'`,
     );
     const lines = answers.stdout
       .split("\n")
