@@ -109,7 +109,9 @@ export const NspawnProvider = z
 export const Provider = z
   .discriminatedUnion("type", [QemuProvider, LibvirtProvider, BaremetalProvider, NspawnProvider], {
     error: (iss) =>
-      iss.code === "invalid_union" ? `provider type must be one of qemu, libvirt, baremetal, nspawn` : undefined,
+      iss.code === "invalid_union"
+        ? `provider type must be one of qemu, libvirt, baremetal, nspawn`
+        : undefined,
   })
   .describe("where the machines come from");
 
