@@ -33,6 +33,12 @@ export const HOST_TOOLS: HostTool[] = [
   { command: "ip", pkg: "iproute2", group: "lab", why: "lab network namespaces, bridges and taps" },
   { command: "ssh-keygen", pkg: "openssh-client", group: "lab", why: "generates lab and host SSH keys" },
   { command: "ssh", pkg: "openssh-client", group: "lab", why: "`lab ssh`" },
+  {
+    command: "systemd-nspawn",
+    pkg: "systemd-container",
+    group: "lab",
+    why: "runs the nodes of provider nspawn (native speed where KVM is missing)",
+  },
   { command: "zstd", pkg: "zstd", group: "lab", why: "unpacks the guest kernel modules for the initrd" },
   {
     command: "libvirtd",

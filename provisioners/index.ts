@@ -5,12 +5,14 @@ import type { Provisioner } from "./provisioner.ts";
 import { BaremetalProvisioner } from "./baremetal/index.ts";
 import { LibvirtProvisioner } from "./libvirt/index.ts";
 import { guestDeps } from "./libvirt/guest.ts";
+import { nspawnProvisioner } from "./nspawn/index.ts";
 import { qemuProvisioner } from "./qemu/index.ts";
 
 const PROVISIONERS: Partial<Record<Provider["type"], Provisioner>> = {
   qemu: qemuProvisioner,
   libvirt: new LibvirtProvisioner(guestDeps),
   baremetal: new BaremetalProvisioner(),
+  nspawn: nspawnProvisioner,
 };
 
 export function provisionerFor(type: Provider["type"]): Provisioner {

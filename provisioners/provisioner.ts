@@ -54,7 +54,7 @@ export interface ProvisionContext {
 }
 
 export interface Provisioner {
-  readonly name: "qemu" | "libvirt" | "baremetal";
+  readonly name: "qemu" | "libvirt" | "baremetal" | "nspawn";
   /** Creates (or adopts) every machine; idempotent, so a rerun after a crash converges. */
   create(ctx: ProvisionContext): Promise<Machine[]>;
   status(ctx: ProvisionContext): Promise<MachineStatus[]>;

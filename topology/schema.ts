@@ -98,10 +98,20 @@ export const BaremetalProvider = z.strictObject({
   type: z.literal("baremetal"),
 });
 
+export const NspawnProvider = z
+  .strictObject({
+    type: z.literal("nspawn"),
+  })
+  .describe(
+    "nodes as systemd-nspawn machines on this host (native speed where KVM is missing; Debian package systemd-container)",
+  );
+
 export const Provider = z
-  .discriminatedUnion("type", [QemuProvider, LibvirtProvider, BaremetalProvider], {
+  .discriminatedUnion("type", [QemuProvider, LibvirtProvider, BaremetalProvider, NspawnProvider], {
     error: (iss) =>
-      iss.code === "invalid_union" ? `provider type must be one of qemu, libvirt, baremetal` : undefined,
+      iss.code === "invalid_union"
+        ? `provider type must be one of qemu, libvirt, baremetal, nspawn`
+        : undefined,
   })
   .describe("where the machines come from");
 

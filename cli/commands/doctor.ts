@@ -3,6 +3,7 @@ import { delimiter, join } from "node:path";
 import type { Command } from "commander";
 import { execa } from "execa";
 import { HOST_TOOLS, type HostTool, type ToolGroup } from "../../provisioners/host-tools.ts";
+import { kvmWhy, NSPAWN_HINT, probeAccel } from "../../provisioners/qemu/accel.ts";
 import { LabError } from "../../topology/errors.ts";
 import { printJson, type GlobalOptions } from "../output.ts";
 
@@ -100,8 +101,13 @@ export function registerDoctor(program: Command): void {
         checks = checkTools(groups);
         missing = checks.filter((c) => !c.found);
       }
+      const probe = await probeAccel();
+      const kvm = probe.kvmOpens && probe.cpuVirt;
+      const accel = kvm
+        ? { kvm: true }
+        : { kvm: false, why: kvmWhy(probe), notice: `KVM unusable (${kvmWhy(probe)}). ${NSPAWN_HINT}` };
       if (g.json) {
-        printJson({ ok: missing.length === 0, tools: checks });
+        printJson({ ok: missing.length === 0, tools: checks, accel });
       } else {
         const w = Math.max(...checks.map((c) => c.command.length));
         for (const c of checks) {
@@ -115,6 +121,7 @@ export function registerDoctor(program: Command): void {
             ? `all ${checks.length} tools found\n`
             : `${missing.length} missing: run \`lab doctor --fix --group ${opts.group}\` as root\n`,
         );
+        if (accel.notice) process.stdout.write(`note: ${accel.notice}\n`);
       }
       if (missing.length > 0) process.exitCode = 2;
     });

@@ -17,6 +17,10 @@ export type Accel = "kvm" | "tcg";
  */
 export const TCG_TB_CACHE_MIB = 256;
 
+/** What `lab up` and `lab doctor` add where VMs would run emulated (one line). */
+export const NSPAWN_HINT =
+  "VMs run emulated here; `spec.provider.type: nspawn` runs the same lab as systemd-nspawn machines at native speed (examples/nspawn.yaml)";
+
 export interface AccelProbe {
   /** /dev/kvm could be opened read-write. */
   kvmOpens: boolean;
@@ -48,11 +52,11 @@ export function decideAccel(requested: "auto" | "kvm" | "tcg", probe: AccelProbe
   if (usable) return { accel: "kvm" };
   return {
     accel: "tcg",
-    notice: `KVM unusable (${kvmWhy(probe)}): using TCG software emulation, roughly 5-10x slower (about 30 s to SSH per VM on 1 core, ~0.8-1 GB RSS each with a ${TCG_TB_CACHE_MIB} MiB translation cache)`,
+    notice: `KVM unusable (${kvmWhy(probe)}): using TCG software emulation, roughly 5-10x slower (about 30 s to SSH per VM on 1 core, ~0.8-1 GB RSS each with a ${TCG_TB_CACHE_MIB} MiB translation cache). ${NSPAWN_HINT}`,
   };
 }
 
-function kvmWhy(p: AccelProbe): string {
+export function kvmWhy(p: AccelProbe): string {
   if (!p.kvmOpens) return "/dev/kvm cannot be opened";
   return "the CPU shows no vmx/svm flag (nested virtualization is off)";
 }

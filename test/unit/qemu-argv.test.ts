@@ -75,6 +75,7 @@ describe("decideAccel", () => {
     expect(noFlag.accel).toBe("tcg");
     expect(noFlag.notice).toMatch(/no vmx\/svm/);
     expect(noFlag.notice).toMatch(/slower/);
+    expect(noFlag.notice).toMatch(/provider\.type: nspawn.*native speed/);
     const noDev = decideAccel("auto", { kvmOpens: false, cpuVirt: true });
     expect(noDev.accel).toBe("tcg");
     expect(noDev.notice).toMatch(/\/dev\/kvm cannot be opened/);
