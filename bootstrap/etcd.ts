@@ -179,11 +179,9 @@ export async function waitForEtcdHealthy(
       intervalMs: opts.intervalMs ?? 1000,
       attemptTimeoutMs: opts.attemptTimeoutMs ?? 25_000,
       ...(opts.signal ? { signal: opts.signal } : {}),
-      giveUp: ({ last, elapsedMs }) => {
-        // An attempt cut off by its deadline left no verdict: nobody answered in time.
-        if (last && !/healthy$/.test(last)) verdict = judgeQuorum(members, []);
-        return notReadyError(verdict, elapsedMs);
-      },
+      // The last verdict an attempt completed (an attempt cut off at the deadline leaves the one
+      // before; none at all: every member "no answer").
+      giveUp: ({ elapsedMs }) => notReadyError(verdict, elapsedMs),
     },
   );
   return verdict;
