@@ -223,18 +223,42 @@ export class LabClient {
     });
   }
 
+  /**
+   * One request with one deadline over all of it: connection, TLS, the answer and its whole body.
+   * A server that accepts the connection and never answers fails at timeoutMs, not when TCP gives up.
+   */
   private async call<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
-    const res = await this.open(
-      method,
-      path,
-      body === undefined ? undefined : JSON.stringify(body),
-      contentType,
-      undefined,
-      this.config.timeoutMs ?? 30_000,
+    const timeoutMs = this.config.timeoutMs ?? 30_000;
+    const deadline = deadlineController(
+      timeoutMs,
+      () => `${method} ${path}: no answer within ${timeoutMs} ms`,
     );
-    const chunks: Buffer[] = [];
-    for await (const c of res) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString("utf8");
+    let text: string;
+    let res: IncomingMessage;
+    try {
+      res = await untilAborted(
+        this.open(
+          method,
+          path,
+          body === undefined ? undefined : JSON.stringify(body),
+          contentType,
+          deadline.signal,
+          timeoutMs,
+        ),
+        deadline.signal,
+      );
+      const r = res;
+      text = await untilAborted(
+        (async () => {
+          const chunks: Buffer[] = [];
+          for await (const c of r) chunks.push(c as Buffer);
+          return Buffer.concat(chunks).toString("utf8");
+        })(),
+        deadline.signal,
+      );
+    } finally {
+      deadline.clear();
+    }
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
@@ -329,19 +353,35 @@ export class LabClient {
       allowWatchBookmarks: opts.allowWatchBookmarks,
       timeoutSeconds: opts.timeoutSeconds,
     });
+    // The answer's headers come within the call timeout; a watch the server was told to end after
+    // timeoutSeconds is dead if it is still open well after that (a master powered off mid-watch).
+    const openMs = this.config.timeoutMs ?? 30_000;
+    const lifetime = deadlineController(
+      opts.timeoutSeconds !== undefined ? opts.timeoutSeconds * 1000 + WATCH_GRACE_MS : Infinity,
+      () => `watch ${plural}: still open ${WATCH_GRACE_MS / 1000} s after its timeoutSeconds`,
+      opts.signal,
+    );
+    const headers = deadlineController(
+      openMs,
+      () => `watch ${plural}: no answer within ${openMs} ms`,
+      lifetime.signal,
+    );
     let res: IncomingMessage;
     try {
-      res = await this.open(
-        "GET",
-        resourcePath(plural, opts.namespace) + q,
-        undefined,
-        undefined,
-        opts.signal,
+      res = await untilAborted(
+        this.open("GET", resourcePath(plural, opts.namespace) + q, undefined, undefined, headers.signal),
+        headers.signal,
       );
     } catch (err) {
+      lifetime.clear();
       if (opts.signal?.aborted) return;
       throw err;
+    } finally {
+      headers.clear();
     }
+    const r = res;
+    const endStream = () => r.destroy(lifetime.signal.reason as Error);
+    lifetime.signal.addEventListener("abort", endStream, { once: true });
     if ((res.statusCode ?? 0) >= 400) {
       const chunks: Buffer[] = [];
       for await (const c of res) chunks.push(c as Buffer);
@@ -369,7 +409,56 @@ export class LabClient {
       if (opts.signal?.aborted) return;
       throw err;
     } finally {
+      lifetime.signal.removeEventListener("abort", endStream);
+      lifetime.clear();
       res.destroy();
     }
   }
+}
+
+/** How long past its timeoutSeconds a watch may stay open before the client ends it as dead. */
+export const WATCH_GRACE_MS = 30_000;
+
+/**
+ * An AbortSignal that fires after `ms` with an Error saying `what()`, or with `parent`; clear() stops
+ * the timer. (api/ imports nothing: topology/readiness.ts has the same for lab's own waits.)
+ */
+function deadlineController(
+  ms: number,
+  what: () => string,
+  parent?: AbortSignal,
+): { signal: AbortSignal; clear(): void } {
+  const ac = new AbortController();
+  const timer = Number.isFinite(ms)
+    ? setTimeout(() => ac.abort(new Error(what())), Math.max(0, ms))
+    : undefined;
+  const onParent = () => ac.abort(parent!.reason);
+  if (parent?.aborted) onParent();
+  else parent?.addEventListener("abort", onParent, { once: true });
+  return {
+    signal: ac.signal,
+    clear() {
+      clearTimeout(timer);
+      parent?.removeEventListener("abort", onParent);
+    },
+  };
+}
+
+/** Settles with `p`, or rejects with the signal's reason when it fires first (`p` is abandoned). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err as Error);
+      },
+    );
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
 }

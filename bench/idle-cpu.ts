@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LabClient } from "../api/client.ts";
 import { SAMPLE_IMAGE } from "../images/oci/build.ts";
-import { renderReadyzCheck } from "../templates/keepalived.ts";
+import { CHECK_INTERVAL_S, renderReadyzCheck } from "../templates/keepalived.ts";
 import { freePort } from "../test/helpers/etcd.ts";
 import { kubeconfigYaml } from "../test/helpers/test-apiserver.ts";
 import { makeTestPki } from "../test/helpers/test-pki.ts";
@@ -146,11 +146,14 @@ try {
     );
   }
   if (READYZ) {
-    // what keepalived runs on every master (templates/keepalived.ts: interval 2)
+    // what keepalived runs on every master (templates/keepalived.ts: CHECK_INTERVAL_S)
     for (let i = 0; i < MASTERS; i++) {
       const script = join(dir, `readyz-${i}.sh`);
       await writeFile(script, renderReadyzCheck(healthPorts[i]!), { mode: 0o755 });
-      start(`readyz-${i}`, "/bin/sh", ["-c", `while :; do ${script} || echo failed >&2; sleep 2; done`]);
+      start(`readyz-${i}`, "/bin/sh", [
+        "-c",
+        `while :; do ${script} || echo failed >&2; sleep ${CHECK_INTERVAL_S}; done`,
+      ]);
     }
   }
   const c0 = clients[0]!;

@@ -8,10 +8,13 @@
  */
 import { connect as netConnect } from "node:net";
 import type { Duplex } from "node:stream";
-import { connect as tlsConnect } from "node:tls";
+import type { ClientRequest } from "node:http";
+import { request as httpsRequest, type RequestOptions } from "node:https";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { Machine, SshJump } from "../provisioners/provisioner.ts";
 import { forwardOut, JumpPool } from "../provisioners/ssh-jump.ts";
 import { LabError } from "../topology/errors.ts";
+import { deadlineController } from "../topology/readiness.ts";
 
 export interface DialOptions {
   timeoutMs?: number;
@@ -146,14 +149,138 @@ export function labDialer(machines: Machine[], opts: { jumps?: JumpPool } = {}):
   };
 }
 
-/** A TLS client connection over a dialled stream, verified like https (CA and the address's SAN). */
+/**
+ * A TLS client connection over a dialled stream, verified like https (CA and the address's SAN),
+ * resolved once the handshake is done. The deadline (timeoutMs, default 10 s) and the signal cover
+ * the dial and the handshake: a peer that accepts TCP and never speaks TLS fails in time.
+ */
 export async function dialTls(
   dialer: LabDialer,
   host: string,
   port: number,
   tls: { ca: string; cert?: string; key?: string },
   opts: DialOptions = {},
-): Promise<Duplex> {
+): Promise<TLSSocket> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const started = Date.now();
   const raw = await dialer.connect(host, port, opts);
-  return tlsConnect({ socket: raw, host, ca: tls.ca, cert: tls.cert, key: tls.key });
+  const left = Math.max(1, timeoutMs - (Date.now() - started));
+  return new Promise<TLSSocket>((resolve, reject) => {
+    const s = tlsConnect({ socket: raw, host, ca: tls.ca, cert: tls.cert, key: tls.key });
+    const fail = (err: Error) => {
+      finish();
+      s.destroy();
+      raw.destroy();
+      reject(err);
+    };
+    const onAbort = () => fail(new LabError({ code: "ABORTED", what: `TLS to ${host}:${port} cancelled` }));
+    const onError = (err: Error) => fail(err);
+    const timer = setTimeout(
+      () =>
+        fail(
+          new LabError({
+            code: "LAB_NETWORK_UNREACHABLE",
+            what: `${host}:${port} accepted the connection but finished no TLS handshake within ${timeoutMs} ms`,
+            fix: "the process behind that port is stuck or is not the API server: look at `journalctl -u lab-server` on the machine",
+            source: "host",
+          }),
+        ),
+      left,
+    );
+    const finish = () => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      s.off("error", onError);
+    };
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    s.once("error", onError);
+    s.once("secureConnect", () => {
+      finish();
+      resolve(s);
+    });
+  });
+}
+
+export interface LabRequestOptions {
+  method?: string;
+  body?: string;
+  /** The whole request's deadline: dial, TLS, sending, the answer and its body. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * One HTTPS request from the lab host to the cluster with the given client certificate, through
+ * `dialer` when given (a jump host) or directly. One deadline spans dial, TLS handshake, request
+ * and the whole response body, so a peer that holds the socket open and never answers fails at
+ * `timeoutMs` with an error naming the URL. Resolves with any HTTP status; rejects only when no
+ * complete answer arrived.
+ */
+export function labRequest(
+  url: string,
+  tls: { ca: string; cert: string; key: string },
+  opts: LabRequestOptions,
+  dialer?: LabDialer,
+): Promise<{ status: number; body: string }> {
+  const u = new URL(url);
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(u.port || 443);
+  const deadline = deadlineController(
+    opts.timeoutMs,
+    () => `no answer from ${url} within ${opts.timeoutMs} ms`,
+    opts.signal,
+  );
+  const signal = deadline.signal;
+  const started = Date.now();
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      deadline.clear();
+      signal.removeEventListener("abort", onAbort);
+      fn();
+    };
+    const onAbort = () => {
+      const reason = signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
+      req?.destroy(reason);
+      settle(() => reject(reason));
+    };
+    let req: ClientRequest | undefined = undefined;
+    if (signal.aborted) return onAbort();
+    // Without an agent, http calls createConnection and waits for its callback (Node ≥ 16).
+    const createConnection = dialer
+      ? (_o: unknown, done: (err: Error | null, s: Duplex) => void) => {
+          const left = Math.max(1, opts.timeoutMs - (Date.now() - started));
+          dialTls(dialer, host, port, tls, { timeoutMs: left, signal }).then(
+            (s) => done(null, s),
+            (err: Error) => done(err, undefined as unknown as Duplex),
+          );
+          return undefined;
+        }
+      : undefined;
+    const options: RequestOptions = {
+      method: opts.method ?? "GET",
+      ca: tls.ca,
+      cert: tls.cert,
+      key: tls.key,
+      // A fresh connection per request (no pooled socket to where the VIP was); with a dialer, no
+      // agent at all: an agent would open its own connection and bypass createConnection.
+      ...(createConnection
+        ? { createConnection: createConnection as RequestOptions["createConnection"] }
+        : { agent: false }),
+    };
+    req = httpsRequest(url, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", (err) => settle(() => reject(err)));
+      res.on("end", () =>
+        settle(() => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") })),
+      );
+    });
+    req.on("error", (err) => settle(() => reject(err)));
+    signal.addEventListener("abort", onAbort, { once: true });
+    req.end(opts.body);
+  });
 }

@@ -5,6 +5,7 @@
  */
 import type { Plan, PlannedNode } from "../topology/plan.ts";
 import { LabError } from "../topology/errors.ts";
+import { waitUntilReady } from "../topology/readiness.ts";
 import { clientURL, etcdHostFiles, type EtcdMember, type EtcdMemberConfig } from "../templates/etcd.ts";
 import { HOST_PATHS } from "../templates/paths.ts";
 
@@ -149,27 +150,39 @@ export function notReadyError(verdict: QuorumVerdict, waitedMs: number): LabErro
 
 /**
  * Polls `probe` (the output of etcdctl health) until every member is healthy, or fails naming the
- * members that are not, and where to look.
+ * members that are not, and where to look. Each attempt is bounded by min(attemptTimeoutMs, time
+ * left) through the probe's signal; one that does not answer counts as "no answer" from every member.
  */
 export async function waitForEtcdHealthy(
   members: EtcdMember[],
-  probe: () => Promise<string>,
+  probe: (signal: AbortSignal) => Promise<string>,
   opts: {
     timeoutMs?: number;
     intervalMs?: number;
+    attemptTimeoutMs?: number;
     signal?: AbortSignal;
     onProgress?: (v: QuorumVerdict) => void;
   } = {},
 ): Promise<QuorumVerdict> {
-  const started = Date.now();
-  const timeoutMs = opts.timeoutMs ?? 120_000;
   let verdict = judgeQuorum(members, []);
-  for (;;) {
-    if (opts.signal?.aborted) throw new LabError({ code: "ABORTED", what: "waiting for etcd was cancelled" });
-    verdict = judgeQuorum(members, parseEndpointHealth(await probe().catch(() => "")));
-    opts.onProgress?.(verdict);
-    if (verdict.allHealthy) return verdict;
-    if (Date.now() - started > timeoutMs) throw notReadyError(verdict, Date.now() - started);
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 1000));
-  }
+  await waitUntilReady(
+    {
+      name: `etcd.health (${members.length} members)`,
+      async probe(signal) {
+        verdict = judgeQuorum(members, parseEndpointHealth(await probe(signal).catch(() => "")));
+        opts.onProgress?.(verdict);
+        return { ready: verdict.allHealthy, detail: `${verdict.healthy.length}/${members.length} healthy` };
+      },
+    },
+    {
+      timeoutMs: opts.timeoutMs ?? 120_000,
+      intervalMs: opts.intervalMs ?? 1000,
+      attemptTimeoutMs: opts.attemptTimeoutMs ?? 25_000,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      // The last verdict an attempt completed (an attempt cut off at the deadline leaves the one
+      // before; none at all: every member "no answer").
+      giveUp: ({ elapsedMs }) => notReadyError(verdict, elapsedMs),
+    },
+  );
+  return verdict;
 }

@@ -145,7 +145,8 @@ export class SshSession {
     };
     return await new Promise<SshSession>((resolve, reject) => {
       const onAbort = () => {
-        client.end();
+        client.on("error", () => undefined);
+        client.destroy();
         jump?.close();
         reject(
           new LabError({ code: "ABORTED", what: `connecting to ${where} was cancelled`, source: "user" }),
@@ -157,8 +158,14 @@ export class SshSession {
         opts.signal?.removeEventListener("abort", onAbort);
         resolve(new SshSession(machine, client, seen, jump));
       });
-      client.once("error", (err: Error & { level?: string }) => {
+      // `on`, not `once`: a connection that failed (its handshake timed out) can still report the
+      // peer closing it later, and an unheard "error" would end the process.
+      let failed = false;
+      client.on("error", (err: Error & { level?: string }) => {
+        if (failed) return;
+        failed = true;
         opts.signal?.removeEventListener("abort", onAbort);
+        client.destroy();
         jump?.close();
         if (seen && expected && seen !== expected) {
           reject(

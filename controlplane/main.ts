@@ -86,9 +86,11 @@ export async function startServer(
         }
       : {}),
   });
-  const bound = await server.start(flags.bindAddress, port);
+  // The health port first (/readyz 503 until ready), then the API: both listen before anything
+  // waits on etcd, so keepalived and the bootstrap see "starting", not "connection refused".
   const healthPort = Number(flags.healthPort ?? "0");
   if (healthPort > 0) await server.startHealth("127.0.0.1", healthPort);
+  const bound = await server.start(flags.bindAddress, port);
   return { server, store, port: bound };
 }
 

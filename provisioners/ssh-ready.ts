@@ -8,7 +8,11 @@ import type { Duplex } from "node:stream";
 import { Client } from "ssh2";
 import { LabError } from "../topology/errors.ts";
 import type { SshJump } from "./provisioner.ts";
+import { deadlineController, untilAborted, waitUntilReady } from "../topology/readiness.ts";
 import { connectJump, forwardOut, type JumpConnection } from "./ssh-jump.ts";
+
+/** One SSH login attempt of ssh-ready: a host that took the TCP connection but said nothing is retried after this. */
+export const SSH_ATTEMPT_MS = 10_000;
 
 export interface SshTarget {
   node: string;
@@ -24,15 +28,35 @@ export interface SshTarget {
 
 export type AttemptResult = { ok: true } | { ok: false; error: string; hostKeyMismatch?: boolean };
 
-/** One login attempt that runs `true`; never throws. */
-export async function trySsh(t: SshTarget, timeoutMs = 8000): Promise<AttemptResult> {
+/**
+ * One login attempt that runs `true`; never throws. `timeoutMs` bounds the whole attempt (jump,
+ * TCP, SSH handshake, login and the command), so a host that accepts TCP and never speaks SSH, or
+ * never runs the command, fails in time; `signal` ends it early.
+ */
+export async function trySsh(t: SshTarget, timeoutMs = 8000, signal?: AbortSignal): Promise<AttemptResult> {
+  const bound = deadlineController(timeoutMs, () => `no SSH login within ${timeoutMs} ms`, signal);
+  try {
+    return await untilAborted(attemptSsh(t, timeoutMs, bound.signal), bound.signal).catch((err: unknown) => ({
+      ok: false as const,
+      error: (err as Error).message,
+    }));
+  } finally {
+    bound.clear();
+  }
+}
+
+async function attemptSsh(t: SshTarget, timeoutMs: number, signal: AbortSignal): Promise<AttemptResult> {
   const privateKey = await readFile(t.privateKeyPath, "utf8");
   const pinned = Buffer.from(t.hostKey.trim().split(/\s+/)[1] ?? "", "base64");
   let jump: JumpConnection | undefined;
   let sock: Duplex | undefined;
   if (t.jump) {
     try {
-      jump = await connectJump(t.jump, { timeoutMs });
+      jump = await connectJump(t.jump, { timeoutMs, signal });
+      // An attempt abandoned at its deadline closes its jump connection (and any stream in it).
+      const j = jump;
+      signal.addEventListener("abort", () => j.close(), { once: true });
+      if (signal.aborted) throw new Error("cancelled");
       sock = await forwardOut(jump, t.host, t.port);
     } catch (err) {
       jump?.close();
@@ -48,10 +72,15 @@ export async function trySsh(t: SshTarget, timeoutMs = 8000): Promise<AttemptRes
     const done = (r: AttemptResult) => {
       if (settled) return;
       settled = true;
-      c.end();
+      signal.removeEventListener("abort", onAbort);
+      c.destroy();
       jump?.close();
       resolve(r);
     };
+    const onAbort = () =>
+      done({ ok: false, error: (signal.reason as Error | undefined)?.message ?? "cancelled" });
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
     c.on("ready", () => {
       c.exec("true", (err, stream) => {
         if (err) return done({ ok: false, error: err.message });
@@ -102,37 +131,48 @@ export async function waitSshReady(
     onAttempt?: (r: AttemptResult) => void;
   },
 ): Promise<number> {
-  const started = Date.now();
   let last: AttemptResult = { ok: false, error: "no attempt yet" };
-  while (Date.now() - started < opts.timeoutMs) {
-    opts.signal?.throwIfAborted();
-    last = await trySsh(t, Math.min(10_000, Math.max(2000, opts.timeoutMs - (Date.now() - started))));
-    opts.onAttempt?.(last);
-    if (last.ok) return Date.now() - started;
-    if (!last.ok && last.hostKeyMismatch) break; // waiting will not fix a wrong host key
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 1000));
-  }
-  const tail = opts.hints?.consoleTail ? (await opts.hints.consoleTail()).trim() : "";
-  const reason = last.ok ? "" : last.error;
-  throw new LabError({
-    code: "NOT_READY_SSH",
-    what:
-      `readiness check ssh-ready failed for node ${t.node}: ${t.user}@${t.host}:${t.port} ` +
-      (last.ok === false && last.hostKeyMismatch
-        ? "presented a host key that is not the pinned one"
-        : `not reachable after ${Math.round((Date.now() - started) / 1000)} s (last error: ${reason})`) +
-      (tail
-        ? `\nlast console lines:\n${tail
-            .split("\n")
-            .map((l) => "  | " + l)
-            .join("\n")}`
-        : ""),
-    where: opts.hints?.consoleLog ? `console log ${opts.hints.consoleLog}` : t.node,
-    fix:
-      (opts.hints?.consoleLog
-        ? `look at the console log (lab logs ${t.node} --console); under TCG a loaded host needs longer (LAB_SSH_TIMEOUT=seconds)`
-        : "check that the host is up and sshd is running") + (unreachableHint(reason) ?? ""),
-    source: "host",
+  const check = {
+    name: `ssh-ready (${t.user}@${t.host}:${t.port}, node ${t.node})`,
+    async probe(signal: AbortSignal) {
+      last = await trySsh(t, SSH_ATTEMPT_MS, signal);
+      opts.onAttempt?.(last);
+      if (last.ok) return { ready: true };
+      // Waiting will not fix a wrong host key.
+      return { ready: false, detail: last.error, final: last.hostKeyMismatch === true };
+    },
+  };
+  return await waitUntilReady(check, {
+    timeoutMs: opts.timeoutMs,
+    intervalMs: opts.intervalMs ?? 1000,
+    attemptTimeoutMs: SSH_ATTEMPT_MS,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    async giveUp({ last: verdict, elapsedMs, final }) {
+      const tail = opts.hints?.consoleTail ? (await opts.hints.consoleTail()).trim() : "";
+      // The wait's last verdict: an attempt cut off at the deadline never returned its own.
+      const reason =
+        (last.ok ? undefined : last.error === "no attempt yet" ? undefined : last.error) ?? verdict ?? "";
+      return new LabError({
+        code: "NOT_READY_SSH",
+        what:
+          `readiness check ssh-ready failed for node ${t.node}: ${t.user}@${t.host}:${t.port} ` +
+          (final
+            ? "presented a host key that is not the pinned one"
+            : `not reachable after ${Math.round(elapsedMs / 1000)} s (last error: ${reason})`) +
+          (tail
+            ? `\nlast console lines:\n${tail
+                .split("\n")
+                .map((l) => "  | " + l)
+                .join("\n")}`
+            : ""),
+        where: opts.hints?.consoleLog ? `console log ${opts.hints.consoleLog}` : t.node,
+        fix:
+          (opts.hints?.consoleLog
+            ? `look at the console log (lab logs ${t.node} --console); under TCG a loaded host needs longer (LAB_SSH_TIMEOUT=seconds)`
+            : "check that the host is up and sshd is running") + (unreachableHint(reason) ?? ""),
+        source: "host",
+      });
+    },
   });
 }
 

@@ -28,6 +28,15 @@ export interface KeepalivedConfig {
 export const KEEPALIVED_CONF = `${HOST_PATHS.etc}/keepalived.conf`;
 export const READYZ_CHECK = `${HOST_PATHS.bin}/check-apiserver`;
 
+/** keepalived runs the check this often (whole seconds: keepalived takes no fractions). */
+export const CHECK_INTERVAL_S = 1;
+/** The check's own bound, below the interval; the script's read gives up a little earlier. */
+export const CHECK_BOUND_S = 0.8;
+/** Failed checks in a row before the master gives up the VIP. */
+export const CHECK_FALL = 2;
+/** coreutils timeout (Debian: /usr/bin/timeout), bounding the check. */
+export const CHECK_TIMEOUT_BIN = "/usr/bin/timeout";
+
 /** One VRRP instance id per lab, from its id (hex), kept out of 0 and 255. */
 export function virtualRouterIdFor(labId: string): number {
   return (parseInt(labId.slice(0, 4), 16) % 254) + 1;
@@ -42,13 +51,16 @@ global_defs {
 }
 
 vrrp_script apiserver_ready {
-  script "${c.checkScript ?? READYZ_CHECK}"
-  interval 2
-  # A stopped apiserver fails at once (connection refused), so detection stays fall x interval.
-  # A slow answer still counts: lab-server answers from memory, but a TCG master busy importing
-  # images took over 8 s to read the request, and the VIP flapped between masters.
-  timeout 20
-  fall 2
+  # Bounded below the interval, so runs never overlap ("already running ... skipping run"):
+  # coreutils timeout kills the check after ${CHECK_BOUND_S} s whatever hangs (the read, or the connect
+  # once a stopped server's backlog is full); keepalived's own timeout (whole seconds, at least 1)
+  # is only the backstop. ${CHECK_FALL} failures in a row: an API that stops answering loses the VIP
+  # within ${CHECK_FALL} x ${CHECK_INTERVAL_S} s + ${CHECK_BOUND_S} s plus the backup's skew (< 1 s), under 5 s;
+  # one slow answer alone does not move it.
+  script "${CHECK_TIMEOUT_BIN} -s KILL ${CHECK_BOUND_S} ${c.checkScript ?? READYZ_CHECK}"
+  interval ${CHECK_INTERVAL_S}
+  timeout ${CHECK_INTERVAL_S}
+  fall ${CHECK_FALL}
   rise 1
 }
 
@@ -80,16 +92,16 @@ ${c.peers.map((p) => `    ${p}`).join("\n")}
 
 /**
  * The health check: GET /readyz on lab-server's plain-HTTP health port, which listens on 127.0.0.1
- * only. keepalived runs it every 2 s; an openssl TLS handshake per check cost a loaded TCG master a
- * quarter of its vCPU, bash's /dev/tcp costs next to nothing. A hung lab-server fails on the read
- * timeout (15 s), a stopped one at once (connection refused).
+ * only. keepalived runs it every second under `timeout 0.8`; an openssl TLS handshake per check
+ * cost a loaded TCG master a quarter of its vCPU, bash's /dev/tcp costs next to nothing. A hung or
+ * stopped (SIGSTOP) lab-server fails on the read bound (0.7 s), a dead one at once (connection refused).
  */
 export function renderReadyzCheck(healthPort: number): string {
   return `#!/bin/bash
-# Written by lab: exits 0 when the local lab-server answers /readyz with 200.
+# Written by lab: exits 0 when the local lab-server answers /readyz with 200 within 0.7 s.
 exec 3<>/dev/tcp/127.0.0.1/${healthPort} || exit 1
 printf 'GET /readyz HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3
-read -r -t 15 status <&3 || exit 1
+read -r -t 0.7 status <&3 || exit 1
 [[ $status == *" 200 "* ]]
 `;
 }

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { LabError } from "../../topology/errors.ts";
+import { waitUntilReady } from "../../topology/readiness.ts";
 import { clientURL, etcdClientURLs } from "../../templates/etcd.ts";
 import { renderLabServerUnit } from "../../templates/lab-server.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
@@ -75,7 +76,11 @@ export async function installExecutable(
 }
 
 /** Asks lab-server on `address` for /readyz once, with the admin certificate; why not, or undefined when ready. */
-export async function serverNotReady(ctx: StepContext, address: string): Promise<string | undefined> {
+export async function serverNotReady(
+  ctx: StepContext,
+  address: string,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
   const tls = {
     ca: await readFile(ctx.state.path("pki", "ca.crt"), "utf8"),
     cert: await readFile(ctx.state.path("pki", "admin.crt"), "utf8"),
@@ -87,6 +92,7 @@ export async function serverNotReady(ctx: StepContext, address: string): Promise
       `https://${address}:${ctx.plan.cluster.apiServerPort}/readyz`,
       10_000,
       ctx.dialer,
+      signal,
     );
     return r.status === 200 ? undefined : `/readyz answered ${r.status}: ${r.body.slice(0, 200)}`;
   } catch (err) {
@@ -104,28 +110,40 @@ export async function waitServerReady(
   address: string,
   timeoutMs = CONTROL_PLANE_READY_TIMEOUT_MS,
 ): Promise<void> {
-  const started = Date.now();
-  let last: string | undefined;
-  for (;;) {
-    if (ctx.signal?.aborted)
-      throw new LabError({ code: "ABORTED", what: "waiting for lab-server was cancelled" });
-    last = await serverNotReady(ctx, address);
-    if (last === undefined) return;
-    if (Date.now() - started > timeoutMs) {
-      const journal = await ctx.sessions
-        .get(ctx.machine(name))
-        .then((s) => s.run("journalctl -u lab-server -n 15 --no-pager -o cat", { root: true }))
-        .catch(() => "");
-      throw new LabError({
-        code: "CONTROL_PLANE_NOT_READY",
-        what: `lab-server on ${name} not ready after ${Math.round(timeoutMs / 1000)} s (${last})${journal ? `; last log lines:\n${journal}` : ""}`,
-        where: name,
-        fix: `look at \`lab ssh ${name} -- sudo journalctl -u lab-server\``,
-        source: "host",
-      });
-    }
-    await new Promise((r) => setTimeout(r, 2_000));
-  }
+  await waitUntilReady(
+    {
+      name: `control-plane.ready (lab-server /readyz on ${name})`,
+      async probe(signal) {
+        const why = await serverNotReady(ctx, address, signal);
+        return { ready: why === undefined, detail: why };
+      },
+    },
+    {
+      timeoutMs,
+      intervalMs: 2_000,
+      attemptTimeoutMs: 10_000,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      async giveUp({ last, elapsedMs, signal }) {
+        const journal = await ctx.sessions
+          .get(ctx.machine(name))
+          .then((s) =>
+            s.run("journalctl -u lab-server -n 15 --no-pager -o cat", {
+              root: true,
+              timeoutMs: 10_000,
+              signal,
+            }),
+          )
+          .catch(() => "");
+        return new LabError({
+          code: "CONTROL_PLANE_NOT_READY",
+          what: `lab-server on ${name} not ready after ${Math.round(elapsedMs / 1000)} s (${last ?? "no answer"})${journal ? `; last log lines:\n${journal}` : ""}`,
+          where: name,
+          fix: `look at \`lab ssh ${name} -- sudo journalctl -u lab-server\``,
+          source: "host",
+        });
+      },
+    },
+  );
 }
 
 const CONTROL_PLANE_READY_TIMEOUT_MS = 240_000;

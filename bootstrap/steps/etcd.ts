@@ -72,13 +72,13 @@ async function step(ctx: StepContext, members: ReturnType<typeof etcdMembers>, m
     key: `${pki}/server.key`,
   });
   let turn = 0;
-  const probe = async () => {
+  const probe = async (signal: AbortSignal) => {
     const m = masters[turn++ % masters.length]!;
     const s = await ctx.sessions.get(m);
     return (
       await s.sudo(`ETCDCTL_API=3 etcdctl ${args.map(shq).join(" ")}`, {
         timeoutMs: 20_000,
-        signal: ctx.signal,
+        signal,
       })
     ).stdout;
   };

@@ -10,6 +10,7 @@ import {
 import { labServerHealthPort } from "../../templates/lab-server.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import { LabError } from "../../topology/errors.ts";
+import { waitUntilReady } from "../../topology/readiness.ts";
 import { emptyWork } from "../applied.ts";
 import {
   applyOnNodes,
@@ -105,47 +106,69 @@ async function waitVipHeld(
   const vip = ctx.plan.network.vip;
   const started = Date.now();
   ctx.reporter.event({ step: "vip.held", state: "start", message: `waiting for a master to hold ${vip}` });
-  for (;;) {
-    const outputs = new Map<string, string>();
-    await Promise.all(
-      masters.map(async (m) => {
-        const s = await ctx.sessions.get(m);
-        outputs.set(m.name, await s.run("ip -4 -o addr show", { signal: ctx.signal }).catch(() => ""));
-      }),
-    );
-    const holders = vipHolders(outputs, vip);
-    if (holders.length > 0) {
-      ctx.reporter.event({
-        step: "vip.held",
-        state: "done",
-        message: `held by ${holders.join(", ")}`,
-        elapsedMs: Date.now() - started,
-      });
-      return holders.join(", ");
-    }
-    if (Date.now() - started > timeoutMs) break;
-    await new Promise((r) => setTimeout(r, 3_000));
-  }
-  // Why not: each master's own health check, as keepalived runs it.
-  const verdicts = await Promise.all(
-    masters.map(async (m) => {
-      const s = await ctx.sessions.get(m);
-      const out = await s
-        .run(`${READYZ_CHECK} >/dev/null 2>&1 && echo passes || echo "fails (exit $?)"`, {
-          root: true,
-          signal: ctx.signal,
-        })
-        .catch((err: unknown) => `unknown (${(err as Error).message})`);
-      return `${m.name}: /readyz check ${out.trim()}`;
-    }),
+  let holders: string[] = [];
+  const failed = (what: string) => {
+    ctx.reporter.event({ step: "vip.held", state: "failed", message: what, elapsedMs: Date.now() - started });
+    return new LabError({
+      code: "VIP_NOT_HELD",
+      what,
+      where: masters.map((m) => m.name).join(", "),
+      fix: "look at `journalctl -u lab-keepalived` and `journalctl -u lab-server` on the masters (`lab ssh master-1`); keepalived takes the VIP only where the check passes",
+      source: "host",
+    });
+  };
+  await waitUntilReady(
+    {
+      name: `vip.held (a master holds ${vip})`,
+      async probe(signal) {
+        const outputs = new Map<string, string>();
+        await Promise.all(
+          masters.map(async (m) => {
+            const s = await ctx.sessions.get(m);
+            outputs.set(
+              m.name,
+              await s.run("ip -4 -o addr show", { signal, timeoutMs: 10_000 }).catch(() => ""),
+            );
+          }),
+        );
+        holders = vipHolders(outputs, vip);
+        return {
+          ready: holders.length > 0,
+          detail: `${outputs.size}/${masters.length} masters answered, none holds ${vip}`,
+        };
+      },
+    },
+    {
+      timeoutMs,
+      intervalMs: 3_000,
+      attemptTimeoutMs: 20_000,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      // Why not: each master's own health check, as keepalived runs it.
+      async giveUp({ elapsedMs, signal }) {
+        const verdicts = await Promise.all(
+          masters.map(async (m) => {
+            const s = await ctx.sessions.get(m);
+            const out = await s
+              .run(`${READYZ_CHECK} >/dev/null 2>&1 && echo passes || echo "fails (exit $?)"`, {
+                root: true,
+                signal,
+                timeoutMs: 10_000,
+              })
+              .catch((err: unknown) => `unknown (${(err as Error).message})`);
+            return `${m.name}: /readyz check ${out.trim()}`;
+          }),
+        );
+        return failed(
+          `no master holds the VIP ${vip} after ${Math.round(elapsedMs / 1000)} s; ${verdicts.join("; ")}`,
+        );
+      },
+    },
   );
-  const what = `no master holds the VIP ${vip} after ${Math.round(timeoutMs / 1000)} s; ${verdicts.join("; ")}`;
-  ctx.reporter.event({ step: "vip.held", state: "failed", message: what, elapsedMs: Date.now() - started });
-  throw new LabError({
-    code: "VIP_NOT_HELD",
-    what,
-    where: masters.map((m) => m.name).join(", "),
-    fix: "look at `journalctl -u lab-keepalived` and `journalctl -u lab-server` on the masters (`lab ssh master-1`); keepalived takes the VIP only where the check passes",
-    source: "host",
+  ctx.reporter.event({
+    step: "vip.held",
+    state: "done",
+    message: `held by ${holders.join(", ")}`,
+    elapsedMs: Date.now() - started,
   });
+  return holders.join(", ");
 }

@@ -1,10 +1,9 @@
-import { request } from "node:https";
-import type { Duplex } from "node:stream";
 import { readFile } from "node:fs/promises";
 import type { V1NodeList } from "@kubernetes/client-node";
 import { LabError } from "../../topology/errors.ts";
 import type { Plan } from "../../topology/plan.ts";
-import { dialTls, type LabDialer } from "../dialer.ts";
+import { labRequest, type LabDialer } from "../dialer.ts";
+import { waitUntilReady } from "../../topology/readiness.ts";
 import { apiEndpoint } from "../kubeconfig.ts";
 import type { StepContext, StepOutcome } from "./context.ts";
 
@@ -36,39 +35,16 @@ export function nodesReadiness(plan: Plan, list: V1NodeList | undefined): NodeRe
 /**
  * GET with the admin client certificate; resolves with the status code and body, never throws on
  * HTTP errors. With a dialer, the connection goes through it (a jump host to the lab network).
+ * `timeoutMs` bounds the whole request (dial, TLS, answer and body), `signal` cancels it.
  */
 export function adminGet(
   ctx: { ca: string; cert: string; key: string },
   url: string,
   timeoutMs = 5_000,
   dialer?: LabDialer,
+  signal?: AbortSignal,
 ): Promise<{ status: number; body: string }> {
-  const u = new URL(url);
-  const host = u.hostname.replace(/^\[|\]$/g, "");
-  const port = Number(u.port || 443);
-  // Without an agent, http calls createConnection and waits for its callback (Node ≥ 16).
-  const createConnection = dialer
-    ? (_o: unknown, done: (err: Error | null, s: Duplex) => void) => {
-        dialTls(dialer, host, port, ctx, { timeoutMs }).then(
-          (s) => done(null, s),
-          (err: Error) => done(err, undefined as unknown as Duplex),
-        );
-        return undefined;
-      }
-    : undefined;
-  return new Promise((resolve, reject) => {
-    const options = { ca: ctx.ca, cert: ctx.cert, key: ctx.key, timeout: timeoutMs };
-    const req = request(url, createConnection ? { ...options, createConnection } : options, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }),
-      );
-    });
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on("error", reject);
-    req.end();
-  });
+  return labRequest(url, ctx, { timeoutMs, ...(signal ? { signal } : {}) }, dialer);
 }
 
 export const DEFAULT_WAIT_READY_MS = 300_000;
@@ -83,43 +59,61 @@ export async function waitReadyStep(
     cert: await readFile(ctx.state.path("pki", "admin.crt"), "utf8"),
     key: await readFile(ctx.state.path("pki", "admin.key"), "utf8"),
   };
-  const url = `${apiEndpoint(ctx.plan)}/api/v1/nodes`;
-  const started = Date.now();
+  const endpoint = apiEndpoint(ctx.plan);
+  const url = `${endpoint}/api/v1/nodes`;
   let last: NodeReadiness = nodesReadiness(ctx.plan, undefined);
   let apiError = "";
-  for (;;) {
-    if (ctx.signal?.aborted) throw new LabError({ code: "ABORTED", what: "waiting for nodes was cancelled" });
-    try {
-      // 30 s, not 5: on the loaded 3-master TCG lab every node was Ready while the API through the
-      // VIP took over 10 s per request, and a 5 s limit never saw it.
-      const r = await adminGet(tls, url, 30_000, ctx.dialer);
-      if (r.status === 200) {
-        apiError = "";
-        last = nodesReadiness(ctx.plan, JSON.parse(r.body) as V1NodeList);
+  await waitUntilReady(
+    {
+      name: `wait-ready (the API at ${endpoint} and ${ctx.plan.nodes.length} nodes Ready)`,
+      async probe(signal) {
+        try {
+          // 30 s per attempt, not 5: on the loaded 3-master TCG lab every node was Ready while the
+          // API through the VIP took over 10 s per request, and a 5 s limit never saw it. The
+          // attempt's signal (min(30 s, time left)) ends a request the peer never answers.
+          const r = await adminGet(tls, url, WAIT_READY_ATTEMPT_MS, ctx.dialer, signal);
+          if (r.status !== 200) {
+            apiError = `API answered ${r.status}`;
+            return { ready: false, detail: apiError };
+          }
+          apiError = "";
+          last = nodesReadiness(ctx.plan, JSON.parse(r.body) as V1NodeList);
+        } catch (err) {
+          apiError = `API at ${endpoint} not answering: ${(err as Error).message}`;
+          return { ready: false, detail: apiError };
+        }
         ctx.reporter.event({
           step: "wait-ready.nodes",
           state: "progress",
           message: `${last.ready.length}/${ctx.plan.nodes.length} Ready`,
         });
-        if (last.notReady.length === 0)
-          return { changed: false, checkOnly: true, message: `${last.ready.length} nodes Ready` };
-      } else apiError = `API answered ${r.status}`;
-    } catch (err) {
-      apiError = `API at ${apiEndpoint(ctx.plan)} not answering: ${(err as Error).message}`;
-    }
-    if (Date.now() - started > timeoutMs) {
-      throw new LabError({
-        code: "NOT_READY_NODES",
-        what:
-          apiError ||
-          `nodes not Ready after ${Math.round(timeoutMs / 1000)} s: ${last.notReady.map((n) => `${n.name} (${n.why})`).join(", ")}`,
-        where: apiError ? "control-plane" : last.notReady.map((n) => n.name).join(", "),
-        fix: apiError
-          ? "look at `journalctl -u lab-server` and `journalctl -u lab-keepalived` on the masters (`lab ssh master-1`)"
-          : `look at \`journalctl -u lab-agent\` on ${last.notReady[0]?.name ?? "the node"}`,
-        source: "host",
-      });
-    }
-    await new Promise((r) => setTimeout(r, 2_000));
-  }
+        return {
+          ready: last.notReady.length === 0,
+          detail: `${last.ready.length}/${ctx.plan.nodes.length} Ready`,
+        };
+      },
+    },
+    {
+      timeoutMs,
+      intervalMs: 2_000,
+      attemptTimeoutMs: WAIT_READY_ATTEMPT_MS,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      giveUp: ({ last: verdict, elapsedMs }) =>
+        new LabError({
+          code: "NOT_READY_NODES",
+          what: apiError
+            ? `wait-ready: ${apiError} (after ${Math.round(elapsedMs / 1000)} s)`
+            : `wait-ready: nodes not Ready after ${Math.round(elapsedMs / 1000)} s: ${last.notReady.map((n) => `${n.name} (${n.why})`).join(", ") || verdict}`,
+          where: apiError ? "control-plane" : last.notReady.map((n) => n.name).join(", "),
+          fix: apiError
+            ? "look at `journalctl -u lab-server` and `journalctl -u lab-keepalived` on the masters (`lab ssh master-1`)"
+            : `look at \`journalctl -u lab-agent\` on ${last.notReady[0]?.name ?? "the node"}`,
+          source: "host",
+        }),
+    },
+  );
+  return { changed: false, checkOnly: true, message: `${last.ready.length} nodes Ready` };
 }
+
+/** One attempt of wait-ready: a request through the VIP that got no answer in this time is retried. */
+export const WAIT_READY_ATTEMPT_MS = 30_000;

@@ -60,6 +60,9 @@ export class ApiServer {
   private readonly sockets = new Set<Duplex>();
   private compactionTimer: NodeJS.Timeout | undefined;
   private readonly readiness: EtcdReadiness;
+  private defaultsPending: string | undefined = "default objects not created yet";
+  private defaultsRetry: NodeJS.Timeout | undefined;
+  private stopping = false;
   private readonly authenticator = new CertAuthenticator();
   /** The Node authorizer's view of the cluster: read from the registry on each check, no cache. */
   private readonly graph: NodeGraph;
@@ -79,8 +82,14 @@ export class ApiServer {
     };
   }
 
+  /**
+   * Listens at once; nothing before `listen` waits on etcd. The default objects (namespaces, the
+   * `kubernetes` Service and Endpoints) are ensured in the background, retried until they are, and
+   * /readyz answers 503 until then (and while etcd does not answer): a restart is serving within the
+   * time it takes to load, and an etcd that is slow or without quorum no longer makes start() fail
+   * and systemd restart the whole process again.
+   */
   async start(host: string, port: number): Promise<number> {
-    await this.registry.ensureDefaults(this.opts.advertiseAddress, this.opts.securePort);
     const server = createHttpsServer(
       {
         cert: this.opts.tls.cert,
@@ -119,7 +128,12 @@ export class ApiServer {
     });
     server.on("error", ignore);
     this.startCompaction();
-    await this.readiness.start();
+    // Already serving; start() returns after the first etcd probe and the first attempt at the
+    // defaults (each bounded by the etcd client's deadline), so a healthy etcd gives a ready server.
+    let firstAttempt!: () => void;
+    const attempted = new Promise<void>((resolve) => (firstAttempt = resolve));
+    void this.ensureDefaultsUntilDone(firstAttempt);
+    await Promise.all([this.readiness.start(), attempted]);
     const addr = server.address();
     return typeof addr === "object" && addr ? addr.port : port;
   }
@@ -156,7 +170,7 @@ export class ApiServer {
   private health(path: string, reply: Reply): void {
     if (path === "/readyz") {
       // From the probe loop's verdict: a check must not wait for (or add) an etcd round trip.
-      const why = this.readiness.notReady();
+      const why = this.defaultsPending ?? this.readiness.notReady();
       if (why) throw new ApiError(503, "ServiceUnavailable", why);
     }
     reply.text(200, "ok");
@@ -177,7 +191,27 @@ export class ApiServer {
     this.compactionTimer.unref();
   }
 
+  /** Retries ensureDefaults (1 s, doubling to 10 s) until it succeeds or the server stops. */
+  private async ensureDefaultsUntilDone(attempted: () => void): Promise<void> {
+    for (let delay = 1000; !this.stopping; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        await this.registry.ensureDefaults(this.opts.advertiseAddress, this.opts.securePort);
+        this.defaultsPending = undefined;
+        return;
+      } catch (err) {
+        this.defaultsPending = `default objects not created yet: ${(err as Error).message}`;
+      } finally {
+        attempted();
+      }
+      await new Promise<void>((resolve) => {
+        this.defaultsRetry = setTimeout(resolve, delay);
+      });
+    }
+  }
+
   async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.defaultsRetry);
     clearInterval(this.compactionTimer);
     this.readiness.stop();
     const health = this.healthServer;

@@ -1,8 +1,9 @@
 /**
  * The API VIP's failover without VMs: three network namespaces on one bridge, each a "master" running
  * the real keepalived with the configuration and /readyz check lab renders (templates/keepalived.ts),
- * and a tiny HTTPS /readyz responder standing in for lab-server. Stopping the responder on the master
- * that holds the VIP moves the VIP to another master within 10 s.
+ * and a tiny HTTPS /readyz responder standing in for lab-server. Killing the responder on the master
+ * that holds the VIP moves the VIP to another master within 10 s; stopping it (SIGSTOP: connections
+ * still accepted, never answered) within 5 s, and keepalived never skips an overlapping check run.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execa, type ResultPromise } from "execa";
@@ -23,6 +24,8 @@ const port = 16443;
 let dir = "";
 const responders = new Map<number, ResultPromise>();
 const daemons: ResultPromise[] = [];
+/** Every line keepalived logged (--log-console), per master. */
+const logs = new Map<number, string[]>();
 
 const ip = (...args: string[]) => execa("ip", args);
 const inNs = (ns: string, cmd: string[], opts: { input?: string } = {}) =>
@@ -101,20 +104,23 @@ beforeAll(async () => {
     const file = join(dir, `keepalived-${m.i}.conf`);
     await writeFile(file, conf);
     const pid = (what: string) => join(dir, `${what}-${m.i}.pid`);
-    daemons.push(
-      execa(
-        "ip",
-        [
-          ...["netns", "exec", m.ns, "keepalived", "--dont-fork", "--log-console", "--use-file", file],
-          ...["--pid", pid("ka"), "--vrrp_pid", pid("vrrp"), "--checkers_pid", pid("chk")],
-        ],
-        { reject: false },
-      ),
+    const d = execa(
+      "ip",
+      [
+        ...["netns", "exec", m.ns, "keepalived", "--dont-fork", "--log-console", "--use-file", file],
+        ...["--pid", pid("ka"), "--vrrp_pid", pid("vrrp"), "--checkers_pid", pid("chk")],
+      ],
+      { reject: false, all: true },
     );
+    const lines: string[] = [];
+    logs.set(m.i, lines);
+    d.all!.on("data", (b: Buffer) => lines.push(...b.toString().split("\n").filter(Boolean)));
+    daemons.push(d);
   }
 }, 60_000);
 
 afterAll(async () => {
+  for (const p of responders.values()) p.kill("SIGCONT");
   for (const p of [...daemons, ...responders.values()]) p.kill("SIGTERM");
   await Promise.allSettled([...daemons, ...responders.values()]);
   for (const ns of [...masters.map((m) => m.ns), hub])
@@ -145,5 +151,40 @@ describe("keepalived VIP among three masters (network namespaces, rendered confi
     expect(tookMs).toBeLessThan(10_000);
     expect(await holders()).toEqual([next]);
     expect(await viaVip(masters.find((m) => m.i !== next)!.ns)).toBe(`master-${next}`);
+  }, 60_000);
+
+  it("moves the VIP within 5 s when the holder's API stops answering (SIGSTOP), with no overlapping check", async () => {
+    const first = await until(30_000, async () => {
+      const h = await holders();
+      return h.length === 1 ? h[0] : undefined;
+    });
+    expect(first, "one master should hold the VIP").toBeDefined();
+    // Every master's lab-server stand-in answers again (the first case killed one).
+    for (const m of masters) if (responders.get(m.i)?.exitCode !== null) startResponder(m.i);
+    await new Promise((r) => setTimeout(r, 3_000));
+    const before = new Map([...logs].map(([i, l]) => [i, l.length]));
+
+    // Stopped, not dead: the kernel still accepts the connection, nothing ever answers.
+    const stopped = responders.get(first!)!;
+    const started = Date.now();
+    stopped.kill("SIGSTOP");
+    try {
+      const next = await until(8_000, async () => {
+        const h = await holders();
+        return h.length === 1 && h[0] !== first ? h[0] : undefined;
+      });
+      const tookMs = Date.now() - started;
+      console.log(`VIP left the stopped master-${first} for master-${next} in ${tookMs} ms`);
+      expect(next, "another master should take the VIP").toBeDefined();
+      expect(tookMs).toBeLessThan(5_000);
+      expect(await viaVip(masters.find((m) => m.i !== next)!.ns)).toBe(`master-${next}`);
+      // Let the stopped master's check keep failing a while: each run must still end in time.
+      await new Promise((r) => setTimeout(r, 4_000));
+    } finally {
+      stopped.kill("SIGCONT");
+    }
+    const since = [...logs].flatMap(([i, l]) => l.slice(before.get(i)).map((line) => `master-${i}: ${line}`));
+    expect(since.some((l) => l.includes(`master-${first}`) && /apiserver_ready/.test(l))).toBe(true);
+    expect(since.filter((l) => /already running|skipping run|timed out/i.test(l))).toEqual([]);
   }, 60_000);
 });

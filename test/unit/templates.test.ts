@@ -174,6 +174,19 @@ describe("keepalived", () => {
     expect(renderReadyzCheck(6444)).toContain("/dev/tcp/127.0.0.1/6444");
     expect(renderReadyzCheck(6444)).toContain("GET /readyz");
   });
+  it("bounds the apiserver check below its interval, so keepalived never overlaps two runs", () => {
+    const script = /vrrp_script apiserver_ready \{[^}]*\}/.exec(conf)![0];
+    const num = (k: string) => Number(new RegExp(`\\n\\s*${k} ([\\d.]+)\\n`).exec(script)?.[1]);
+    const bound = Number(
+      /script "\/usr\/bin\/timeout -s KILL ([\d.]+) \/\S+\/check-apiserver"/.exec(script)?.[1],
+    );
+    expect(bound).toBeGreaterThan(0);
+    expect(bound).toBeLessThan(num("interval"));
+    expect(num("timeout")).toBeLessThanOrEqual(num("interval"));
+    // Detection: fall runs in a row, each at most interval apart, plus the bound; under 5 s with the skew.
+    expect(num("fall") * num("interval") + bound + 1).toBeLessThanOrEqual(5);
+    expect(Number(/read -r -t ([\d.]+)/.exec(renderReadyzCheck(6444))?.[1])).toBeLessThan(bound);
+  });
   it("holds an explicit VIP on a single master without peers", () => {
     const one = renderKeepalivedConf({
       name: "master-1",

@@ -1,0 +1,136 @@
+/**
+ * Start-time benchmark (not a test): how long lab-server and lab-agent take in a running lab's
+ * guest, from process start to serving, for the build installed on the node ("installed") and the
+ * build of this checkout ("this tree"), side by side in one run.
+ *
+ *   npx tsx bench/server-start.ts --lab NAME [--node master-1] [--rounds 2]
+ *   npx tsx bench/server-start.ts -f examples/one-master.yaml
+ *
+ * Needs a lab that `lab up` brought up (a master with lab-server and lab-agent installed). The
+ * bench uploads this tree's bundles beside the installed ones (/opt/lab/lib/*.bench.mjs), then on
+ * the node, alternating the two builds:
+ * - lab-server with the unit's own flags on other ports (API +100, health +100, no control loops):
+ *   the time until its health port accepts a connection ("listening") and until /readyz is 200
+ *   ("ready");
+ * - lab-agent: the time to load the bundle (`--help`): its first act is to listen;
+ * - `systemctl restart lab-server` of the installed unit, to "listening" in its journal.
+ * Prints one row per build and the ratio installed / this tree.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { buildLabExecutables } from "../bootstrap/artifacts.ts";
+import { SshSession } from "../bootstrap/ssh.ts";
+import { resolveLabName } from "../cli/commands/lab-name.ts";
+import { findMachine } from "../cli/commands/ssh.ts";
+import { HOST_PATHS } from "../templates/paths.ts";
+
+const { values } = parseArgs({
+  options: {
+    lab: { type: "string" },
+    file: { type: "string", short: "f" },
+    node: { type: "string", default: "master-1" },
+    rounds: { type: "string", default: "2" },
+  },
+});
+
+const usage = `usage: npx tsx bench/server-start.ts --lab NAME [--node master-1] [--rounds 2]
+No running lab found. Bring one up first (the smallest: a 1-master topology), e.g.
+  lab image build && lab up -f examples/one-master.yaml
+then run this again with -f examples/one-master.yaml (or --lab one-master), and \`lab down\` after.`;
+
+let found: Awaited<ReturnType<typeof findMachine>>;
+try {
+  found = await findMachine(await resolveLabName(values.lab, values.file), values.node!);
+} catch (err) {
+  console.error(`${(err as Error).message}\n\n${usage}`);
+  process.exit(2);
+}
+
+/** The measuring script run on the node: prints `RESULT <what> <build> <seconds>` lines. */
+const script = (rounds: number) => String.raw`
+set -u
+unit=${HOST_PATHS.unitDir}/lab-server.service
+args=$(sed -n 's/^ExecStart=[^ ]* //p' $unit | tr ' ' '\n' | grep -v -e '^--kubeconfig=' -e '^--cluster-cidr=' -e '^--node-cidr-mask-size=' -e '^--pod-eviction-timeout=')
+sp=$(echo "$args" | sed -n 's/^--secure-port=//p'); hp=$(echo "$args" | sed -n 's/^--health-port=//p')
+args=$(echo "$args" | sed -e "s/^--secure-port=.*/--secure-port=$((sp+100))/" -e "s/^--health-port=.*/--health-port=$((hp+100))/")
+bhp=$((hp+100))
+now() { date +%s.%N; }
+accepts() { (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; }
+ready() { [[ $( (exec 3<>/dev/tcp/127.0.0.1/$1; printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3; read -r -t 5 s <&3; echo "$s") 2>/dev/null) == *" 200 "* ]]; }
+server() { # $1 build label, $2 bundle
+  t0=$(now)
+  ${HOST_PATHS.bin}/node $2 $args >/tmp/bench-server.log 2>&1 &
+  pid=$!
+  end=$(( $(date +%s) + 300 ))
+  until accepts $bhp; do sleep 0.05; [ $(date +%s) -gt $end ] && break; done
+  t1=$(now)
+  until ready $bhp; do sleep 0.1; [ $(date +%s) -gt $end ] && break; done
+  t2=$(now)
+  kill $pid; wait $pid 2>/dev/null
+  echo "RESULT server-listening $1 $(echo "$t1 - $t0" | bc)"
+  echo "RESULT server-ready $1 $(echo "$t2 - $t0" | bc)"
+}
+agent() {
+  t0=$(now); ${HOST_PATHS.bin}/node $2 --help >/dev/null 2>&1; t1=$(now)
+  echo "RESULT agent-load $1 $(echo "$t1 - $t0" | bc)"
+}
+for i in $(seq ${rounds}); do
+  server installed ${HOST_PATHS.lib}/lab-server.mjs
+  server this-tree ${HOST_PATHS.lib}/lab-server.bench.mjs
+  agent installed ${HOST_PATHS.lib}/lab-agent.mjs
+  agent this-tree ${HOST_PATHS.lib}/lab-agent.bench.mjs
+done
+since=$(date '+%Y-%m-%d %H:%M:%S'); t0=$(now)
+systemctl restart lab-server
+end=$(( $(date +%s) + 300 ))
+until journalctl -u lab-server --since "$since" -o cat | grep -q 'listening on'; do sleep 0.2; [ $(date +%s) -gt $end ] && break; done
+echo "RESULT unit-restart-listening installed $(echo "$(now) - $t0" | bc)"
+echo "RESULT guest-load - $(cut -d' ' -f1 /proc/loadavg)"
+`;
+
+const out = await mkdtemp(join(tmpdir(), "lab-bench-start-"));
+const session = await SshSession.connect(found.machine, { timeoutMs: 60_000 });
+try {
+  const built = await buildLabExecutables(resolve(import.meta.dirname, ".."), out);
+  const { readFile } = await import("node:fs/promises");
+  await session.uploadMany(
+    await Promise.all(
+      (["lab-server", "lab-agent"] as const).map(async (name) => ({
+        source: { data: await readFile(built[name].files.find((f) => f.remote.endsWith(".mjs"))!.local) },
+        remotePath: `${HOST_PATHS.lib}/${name}.bench.mjs`,
+        mode: 0o644,
+        owner: "root:root",
+      })),
+    ),
+  );
+  const rounds = Math.max(1, Number(values.rounds));
+  const r = await session.sudo("bash -s", { stdin: script(rounds), timeoutMs: 60 * 60_000 });
+  const rows = new Map<string, Map<string, number[]>>();
+  let load = "";
+  for (const line of r.stdout.split("\n")) {
+    const m = /^RESULT (\S+) (\S+) ([\d.]+)$/.exec(line.trim());
+    if (!m) continue;
+    if (m[1] === "guest-load") load = m[3]!;
+    else {
+      const byBuild = rows.get(m[1]!) ?? new Map<string, number[]>();
+      byBuild.set(m[2]!, [...(byBuild.get(m[2]!) ?? []), Number(m[3])]);
+      rows.set(m[1]!, byBuild);
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`node ${found.machine.name}, ${rounds} rounds, guest load ${load} at the end`);
+  console.log("what                    installed   this tree   installed/this tree");
+  for (const [what, byBuild] of rows) {
+    const a = byBuild.get("installed");
+    const b = byBuild.get("this-tree");
+    const fmt = (xs?: number[]) => (xs ? `${median(xs).toFixed(1)} s`.padStart(9) : "        -");
+    const ratio = a && b ? (median(a) / median(b)).toFixed(2) : "-";
+    console.log(`${what.padEnd(22)}  ${fmt(a)}   ${fmt(b)}   ${ratio}`);
+  }
+  if (r.code !== 0) console.error(r.stderr.trim().split("\n").slice(-5).join("\n"));
+} finally {
+  session.close();
+  await rm(out, { recursive: true, force: true });
+}
