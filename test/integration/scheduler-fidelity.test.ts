@@ -1,17 +1,19 @@
 /**
- * Scheduler and controller fidelity on a real etcd + lab-server, three Nodes registered through the
- * API (the test plays their kubelets) and kubectl 1.32: matchFields node affinity, the
- * PodScheduled=False condition of a pod that fits nowhere (and `kubectl wait` on it), a pod whose
- * claim is missing, a controller error logged with its message, and a file mixing served and
- * unserved kinds under kubectl's client-side validation.
+ * Scheduler and controller fidelity (issue 26) on a real etcd + lab-server, three hollow nodes (the
+ * `lab-agent --hollow` bin, one process each) and kubectl 1.32: matchFields node affinity (the pod
+ * bound runs on its hollow node), the PodScheduled=False condition of a pod that fits nowhere (and
+ * `kubectl wait` on it), a spec.nodeName placeholder refused as invalid, a pod whose claim is
+ * missing, a controller error logged with its message, and a file mixing served and unserved kinds
+ * under kubectl's client-side validation.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import type { CoreV1Event, V1Pod } from "@kubernetes/client-node";
+import type { CoreV1Event, V1Node, V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
@@ -19,16 +21,16 @@ import { runControllers, runScheduler } from "../../controlplane/controller-mana
 import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
 import { clientListWatch } from "../../api/list-watch.ts";
 import { loopEventLine } from "../../controlplane/loops-main.ts";
-import { FakeKubelet } from "../helpers/fake-kubelet.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
 const run = promisify(execFile);
 const NODES = ["node-1", "node-2", "node-3"];
+const AGENT_BIN = fileURLToPath(new URL("../../bin/lab-agent.js", import.meta.url));
 
 let api: TestApiServer;
 let client: LabClient;
 let nodeClient: LabClient;
-let kubelet: FakeKubelet;
+const agents: { name: string; proc: ChildProcess; log: string[] }[] = [];
 let dir: string;
 const stops: AbortController[] = [];
 const loopsDone: Promise<void>[] = [];
@@ -56,10 +58,31 @@ async function until<T>(what: string, f: () => Promise<T | undefined | false>, m
     } catch (err) {
       last = err;
     }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}\n${agentLogs()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** The last lines each hollow agent wrote, for the message of a wait that timed out. */
+function agentLogs(): string {
+  return agents.map((a) => `${a.name}:\n  ${a.log.slice(-8).join("\n  ")}`).join("\n");
+}
+
+/** One hollow node: `lab-agent --hollow --node-name NAME`, a process of its own, admin credentials. */
+function startAgent(name: string): void {
+  const proc = spawn(
+    AGENT_BIN,
+    ["--hollow", "--node-name", name, "--kubeconfig", api.kubeconfig, "--node-lease-renew-seconds", "2"],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const log: string[] = [];
+  proc.stderr?.on("data", (d: Buffer) => log.push(...d.toString().trim().split("\n")));
+  agents.push({ name, proc, log });
+}
+
+const nodeReady = (n: V1Node): boolean =>
+  !!n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
 
 const getPod = (name: string): Promise<V1Pod> => client.get("pods", name, "default");
 const scheduledCondition = (p: V1Pod) => p.status?.conditions?.find((c) => c.type === "PodScheduled");
@@ -106,19 +129,29 @@ beforeAll(async () => {
   const nodeKubeconfig = join(dir, "node.kubeconfig");
   await writeFile(nodeKubeconfig, kubeconfigYaml(api.url, api.pki.caCert, cert.cert, cert.key, "node-1"));
   nodeClient = await LabClient.fromKubeconfig(nodeKubeconfig);
-  kubelet = new FakeKubelet(client, NODES);
-  await kubelet.register();
-  kubelet.start();
+  for (const n of NODES) startAgent(n);
+  await until(
+    "3 Ready hollow nodes",
+    async () => (await client.list("nodes")).items.filter(nodeReady).length === NODES.length,
+    90_000,
+  );
   start((s) => runScheduler(loopsConfig("sched-1", client), s));
   // The controllers, not leader-elected, writing with the node's identity: every pod they create
   // is refused, and that error must reach the log with its message.
   start((s) => runControllers(loopsConfig("cm-refused", nodeClient), s));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
-  kubelet?.stop();
   for (const s of stops) s.abort();
   await Promise.allSettled(loopsDone);
+  for (const { proc } of agents) {
+    if (proc.exitCode !== null || proc.signalCode !== null) continue;
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGTERM");
+    const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
   client?.close();
   nodeClient?.close();
   await api?.stop();
@@ -126,7 +159,7 @@ afterAll(async () => {
 });
 
 describe("scheduler fidelity", () => {
-  it("honours matchFields: NotIn node-1 places the pod elsewhere, In node-3 on node-3", async () => {
+  it("honours matchFields: NotIn node-1 places the pod elsewhere (Running there), In node-3 on node-3", async () => {
     const affinity = (operator: string, node: string) => ({
       nodeAffinity: {
         requiredDuringSchedulingIgnoredDuringExecution: {
@@ -134,16 +167,21 @@ describe("scheduler fidelity", () => {
         },
       },
     });
-    // node-3's fake kubelet leaves its pods alone: their status stays as the binding wrote it
-    kubelet.dead.add("node-3");
     await createPod("not-on-1", { affinity: affinity("NotIn", "node-1") });
     await createPod("on-3", { affinity: affinity("In", "node-3") });
     const notOn1 = await until("not-on-1 bound", async () => (await getPod("not-on-1")).spec?.nodeName);
     expect(["node-2", "node-3"]).toContain(notOn1);
+    // the hollow node it was bound to runs it
+    const running = await until("not-on-1 Running", async () => {
+      const p = await getPod("not-on-1");
+      return p.status?.phase === "Running" && p;
+    });
+    expect(running.spec?.nodeName).toBe(notOn1);
+    expect(running.status?.containerStatuses?.[0]?.state?.running).toBeDefined();
+    expect(scheduledCondition(running)).toMatchObject({ status: "True" });
     expect(await until("on-3 bound", async () => (await getPod("on-3")).spec?.nodeName)).toBe("node-3");
     const bound = await getPod("on-3");
     expect(scheduledCondition(bound)).toMatchObject({ status: "True" });
-    kubelet.dead.delete("node-3");
   });
 
   it("gives a pod that fits nowhere PodScheduled=False/Unschedulable; kubectl wait sees it", async () => {
@@ -168,10 +206,24 @@ describe("scheduler fidelity", () => {
     expect(events.filter((e) => e.reason === "FailedScheduling").map((e) => e.message)).toEqual([message]);
     // Retries (every node change and every 10 s) do not rewrite an unchanged condition.
     const rv = pod.metadata?.resourceVersion;
-    await new Promise((r) => setTimeout(r, 3000)); // the fake kubelets renew leases meanwhile
+    await new Promise((r) => setTimeout(r, 3000)); // the hollow nodes renew their leases meanwhile
     expect((await getPod("nowhere")).metadata?.resourceVersion).toBe(rv);
     const described = await kubectl("describe", "pod", "nowhere");
     expect(described.stdout).toMatch(/PodScheduled\s+False/);
+  });
+
+  it("refuses a spec.nodeName that is no DNS subdomain: kubectl apply says invalid, nothing is stored", async () => {
+    const file = join(dir, "badnode.yaml");
+    await writeFile(
+      file,
+      'apiVersion: v1\nkind: Pod\nmetadata: {name: badnode}\nspec:\n  nodeName: "replace this with a node"\n  containers: [{name: c, image: lab/sample:latest}]\n',
+    );
+    const r = await kubectl("apply", "-f", file);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain('The Pod "badnode" is invalid');
+    expect(r.stderr).toContain('spec.nodeName: Invalid value: "replace this with a node"');
+    await expect(getPod("badnode")).rejects.toMatchObject({ code: 404 });
   });
 
   it("keeps a pod whose PersistentVolumeClaim is missing Pending, saying which claim", async () => {
