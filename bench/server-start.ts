@@ -57,6 +57,7 @@ sp=$(echo "$args" | sed -n 's/^--secure-port=//p'); hp=$(echo "$args" | sed -n '
 args=$(echo "$args" | sed -e "s/^--secure-port=.*/--secure-port=$((sp+100))/" -e "s/^--health-port=.*/--health-port=$((hp+100))/")
 bhp=$((hp+100))
 now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; } # no bc in the image
 accepts() { (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; }
 ready() { [[ $( (exec 3<>/dev/tcp/127.0.0.1/$1; printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3; read -r -t 5 s <&3; echo "$s") 2>/dev/null) == *" 200 "* ]]; }
 server() { # $1 build label, $2 bundle
@@ -65,16 +66,14 @@ server() { # $1 build label, $2 bundle
   pid=$!
   end=$(( $(date +%s) + 300 ))
   until accepts $bhp; do sleep 0.05; [ $(date +%s) -gt $end ] && break; done
-  t1=$(now)
+  echo "RESULT server-listening $1 $(since $t0)"
   until ready $bhp; do sleep 0.1; [ $(date +%s) -gt $end ] && break; done
-  t2=$(now)
+  echo "RESULT server-ready $1 $(since $t0)"
   kill $pid; wait $pid 2>/dev/null
-  echo "RESULT server-listening $1 $(echo "$t1 - $t0" | bc)"
-  echo "RESULT server-ready $1 $(echo "$t2 - $t0" | bc)"
 }
 agent() {
-  t0=$(now); ${HOST_PATHS.bin}/node $2 --help >/dev/null 2>&1; t1=$(now)
-  echo "RESULT agent-load $1 $(echo "$t1 - $t0" | bc)"
+  t0=$(now); ${HOST_PATHS.bin}/node $2 --help >/dev/null 2>&1
+  echo "RESULT agent-load $1 $(since $t0)"
 }
 for i in $(seq ${rounds}); do
   server installed ${HOST_PATHS.lib}/lab-server.mjs
@@ -86,7 +85,7 @@ since=$(date '+%Y-%m-%d %H:%M:%S'); t0=$(now)
 systemctl restart lab-server
 end=$(( $(date +%s) + 300 ))
 until journalctl -u lab-server --since "$since" -o cat | grep -q 'listening on'; do sleep 0.2; [ $(date +%s) -gt $end ] && break; done
-echo "RESULT unit-restart-listening installed $(echo "$(now) - $t0" | bc)"
+echo "RESULT unit-restart-listening installed $(since $t0)"
 echo "RESULT guest-load - $(cut -d' ' -f1 /proc/loadavg)"
 `;
 
@@ -129,7 +128,8 @@ try {
     const ratio = a && b ? (median(a) / median(b)).toFixed(2) : "-";
     console.log(`${what.padEnd(22)}  ${fmt(a)}   ${fmt(b)}   ${ratio}`);
   }
-  if (r.code !== 0) console.error(r.stderr.trim().split("\n").slice(-5).join("\n"));
+  if (r.code !== 0 || rows.size === 0)
+    console.error(`exit ${r.code}:\n${(r.stdout + r.stderr).trim().split("\n").slice(-10).join("\n")}`);
 } finally {
   session.close();
   await rm(out, { recursive: true, force: true });
