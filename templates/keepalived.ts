@@ -33,7 +33,7 @@ export const CHECK_INTERVAL_S = 1;
 /** The check's own bound, below the interval; the script's read gives up a little earlier. */
 export const CHECK_BOUND_S = 0.8;
 /** Failed checks in a row before the master gives up the VIP. */
-export const CHECK_FALL = 2;
+export const CHECK_FALL = 3;
 /** coreutils timeout (Debian: /usr/bin/timeout), bounding the check. */
 export const CHECK_TIMEOUT_BIN = "/usr/bin/timeout";
 
@@ -56,7 +56,7 @@ vrrp_script apiserver_ready {
   # once a stopped server's backlog is full); keepalived's own timeout (whole seconds, at least 1)
   # is only the backstop. ${CHECK_FALL} failures in a row: an API that stops answering loses the VIP
   # within ${CHECK_FALL} x ${CHECK_INTERVAL_S} s + ${CHECK_BOUND_S} s plus the backup's skew (< 1 s), under 5 s;
-  # one slow answer alone does not move it.
+  # one or two slow answers of a busy (TCG) master do not move it.
   script "${CHECK_TIMEOUT_BIN} -s KILL ${CHECK_BOUND_S} ${c.checkScript ?? READYZ_CHECK}"
   interval ${CHECK_INTERVAL_S}
   timeout ${CHECK_INTERVAL_S}
