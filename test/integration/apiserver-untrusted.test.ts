@@ -419,6 +419,15 @@ describe("authorization bypass (issue 25) closed", () => {
       `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases?limit=1&continue=${forged}`,
     );
     expect(node.code).toBe(403);
+    // On collections a node may list, its forged token reads nothing else.
+    for (const path of ["/api/v1/nodes", "/api/v1/pods", "/api/v1/namespaces/default/pods"]) {
+      const ok = await call(w1, "GET", `${path}?limit=1`);
+      expect(ok.code, `${path}: ${ok.body}`).toBe(200);
+      const r = await call(w1, "GET", `${path}?limit=1&continue=${forged}`);
+      expect(r.code, `${path}: ${r.body}`).toBe(400);
+      expect(String(r.json?.message)).toMatch(/^continue key is not valid/);
+      expect(r.body).not.toContain("Deployment");
+    }
     // A token from the future is the client's error, not etcd's.
     const future = Buffer.from(
       JSON.stringify({ rv: 10_000_000, start: "/registry/configmaps/default/page-a" }),
