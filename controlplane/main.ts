@@ -15,6 +15,7 @@ import {
   writeKubeconfigFile,
 } from "./standalone.ts";
 import { writeFileAtomic } from "../topology/state.ts";
+import { parseDuration } from "../cli/duration.ts";
 
 /** `lab-server`: the API server process. Flags follow kube-apiserver's names. */
 export interface ServerFlags {
@@ -33,6 +34,8 @@ export interface ServerFlags {
   kubeletClientKey?: string;
   kubeletCertificateAuthority?: string;
   healthPort?: string;
+  /** kube-apiserver's --etcd-compaction-interval: `5m`, `90s`, `0` (never). */
+  etcdCompactionInterval?: string;
 }
 
 /** The standalone flags: certificates made and kept in one directory, a kubeconfig written. */
@@ -67,6 +70,7 @@ export async function startServer(
   const server = new ApiServer({
     store,
     serviceClusterIpRange: flags.serviceClusterIpRange,
+    compactionIntervalMs: compactionInterval(flags.etcdCompactionInterval),
     advertiseAddress,
     securePort: port,
     tls: {
@@ -92,6 +96,13 @@ export async function startServer(
   if (healthPort > 0) await server.startHealth("127.0.0.1", healthPort);
   const bound = await server.start(flags.bindAddress, port);
   return { server, store, port: bound };
+}
+
+/** `0` (or `0s`...) turns compaction off, as in kube-apiserver; anything else is a duration. */
+export function compactionInterval(text: string | undefined): number {
+  if (text === undefined) return 5 * 60_000;
+  if (/^0+(?:\.0+)?(?:ms|s|m|h)?$/.test(text.trim())) return 0;
+  return parseDuration(text, "--etcd-compaction-interval");
 }
 
 function required(v: string | undefined, flag: string): string {
@@ -131,6 +142,11 @@ function serverCommand0(): Command {
     .option("--secure-port <port>", "HTTPS port", "6443")
     .option("--health-port <port>", "plain-HTTP /readyz, /livez, /healthz on 127.0.0.1 (0: off)", "0")
     .option("--service-cluster-ip-range <cidr>", "CIDR for Service ClusterIPs", "10.96.0.0/12")
+    .option(
+      "--etcd-compaction-interval <duration>",
+      "compact etcd's history to the revision of one interval ago, one apiserver per round (0: never)",
+      "5m",
+    )
     .option("--advertise-address <ip>", "address published in the kubernetes service endpoints")
     .option(
       "--kubelet-client-certificate <file>",

@@ -89,6 +89,12 @@ export class Registry {
       }
     }
     const prefix = storageKey(info, namespace);
+    // The watch cache starts before the first page is read, so a watch from this list's
+    // resourceVersion is inside its window (kube-apiserver's caches run from the start).
+    if (!cont)
+      await this.watchCache(info)
+        .start()
+        .catch(() => undefined);
     const page = await this.store
       .list<KObject>(prefix, { limit, continueKey: cont?.start, revision: cont?.rv })
       .catch((err: unknown) => mapStoreError(err, info, ""));

@@ -57,9 +57,11 @@ export async function watchObjects(
       send({ type: "DELETED", object: withVersion(ev.prev, ev.modRevision) });
     }
   };
+  // The watch cache names the oldest revision it could resume from, as kube-apiserver's does.
+  const tooOld = (err: StoreError): ApiError =>
+    gone(/^too old resource version: /.test(err.message) ? err.message : `too old resource version: ${from}`);
   const onError = (err: Error): void => {
-    if (err instanceof StoreError && err.reason === "Compacted")
-      onEnd(gone(`too old resource version: ${from}`));
+    if (err instanceof StoreError && err.reason === "Compacted") onEnd(tooOld(err));
     else onEnd(new ApiError(500, "InternalError", `watch failed: ${err.message}`));
   };
   try {
@@ -68,8 +70,7 @@ export async function watchObjects(
     const stop = await source.cache(info).subscribe(prefix, from, onEvent, onError, onProgress);
     return { stop, lastRevision: () => last };
   } catch (err) {
-    if (err instanceof StoreError && err.reason === "Compacted")
-      throw gone(`too old resource version: ${from}`);
+    if (err instanceof StoreError && err.reason === "Compacted") throw tooOld(err);
     throw err;
   }
 }

@@ -2,7 +2,8 @@ import type { IncomingMessage } from "node:http";
 import { parse as parseYaml } from "yaml";
 import { decodeKubernetesProtobuf } from "../../api/protobuf.ts";
 import { groupVersion, type ResourceInfo } from "../../api/resources.ts";
-import { ApiError, badRequest } from "../../api/status.ts";
+import { ApiError, badRequest, invalid } from "../../api/status.ts";
+import { validateObject } from "../../api/validation.ts";
 import type { KObject } from "../registry.ts";
 
 /**
@@ -12,6 +13,11 @@ import type { KObject } from "../registry.ts";
  */
 export const ETCD_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
 export const MAX_BODY_BYTES = ETCD_MAX_REQUEST_BYTES - 64 * 1024;
+/**
+ * kube-apiserver reads request bodies up to 3 MiB (MaxRequestBodyBytes), so an object too big for
+ * etcd is refused by its kind's validation (422, e.g. a ConfigMap's 1 MiB) before the 413.
+ */
+export const MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024;
 /** Bodies past the limit are drained (so the client reads the 413) up to this much, then cut. */
 const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
 /**
@@ -20,11 +26,13 @@ const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
  */
 export const MAX_DEPTH = 100;
 
-export function tooLarge(what = "request body"): ApiError {
+export function tooLarge(what = "request body", limit = MAX_BODY_BYTES): ApiError {
   return new ApiError(
     413,
     "RequestEntityTooLarge",
-    `Request entity too large: limit is ${MAX_BODY_BYTES} bytes (the ${what} must fit etcd's 1.5 MiB request limit)`,
+    limit === MAX_BODY_BYTES
+      ? `Request entity too large: limit is ${limit} bytes (the ${what} must fit etcd's 1.5 MiB request limit)`
+      : `Request entity too large: limit is ${limit} bytes`,
   );
 }
 
@@ -37,14 +45,14 @@ export function readBody(req: IncomingMessage): Promise<Buffer> {
     if (Number.isFinite(declared) && declared > MAX_DRAIN_BYTES) {
       // Nothing to gain from reading that much: answer now, close the connection after.
       req.resume();
-      reject(tooLarge());
+      reject(tooLarge("request body", MAX_REQUEST_BODY_BYTES));
       return;
     }
     req.on("data", (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+      if (size <= MAX_REQUEST_BODY_BYTES) chunks.push(chunk);
       else if (size > MAX_DRAIN_BYTES) {
-        reject(tooLarge());
+        reject(tooLarge("request body", MAX_REQUEST_BODY_BYTES));
         req.destroy();
       }
     });
@@ -53,7 +61,7 @@ export function readBody(req: IncomingMessage): Promise<Buffer> {
       reject(badRequest("the client closed the connection before the body was complete")),
     );
     req.on("end", () => {
-      if (size > MAX_BODY_BYTES) reject(tooLarge());
+      if (size > MAX_REQUEST_BODY_BYTES) reject(tooLarge("request body", MAX_REQUEST_BODY_BYTES));
       else resolve(Buffer.concat(chunks));
     });
   });
@@ -157,8 +165,11 @@ export function isObject(v: unknown): v is Record<string, unknown> {
 
 /** 413 when an object about to be stored would not fit etcd's request limit. */
 export function assertStorable(obj: unknown, what = "object"): void {
-  const size = Buffer.byteLength(JSON.stringify(obj) ?? "");
-  if (size > MAX_BODY_BYTES) throw tooLarge(what);
+  if (!storable(obj)) throw tooLarge(what);
+}
+
+function storable(obj: unknown): boolean {
+  return Buffer.byteLength(JSON.stringify(obj) ?? "") <= MAX_BODY_BYTES;
 }
 
 /** Reads an object body; checks kind/apiVersion when given. */
@@ -180,6 +191,12 @@ export async function objectBody(
   }
   if (body.metadata === undefined) body.metadata = {};
   if (!isObject(body.metadata)) throw badRequest("metadata must be an object");
-  assertStorable(body);
+  if (!storable(body)) {
+    // Too big for etcd: what the kind's validation says about it comes first, as in Kubernetes.
+    const causes = validateObject(kind, body, info.namespaced);
+    const name = typeof body.metadata.name === "string" ? body.metadata.name : "";
+    if (causes.length) throw invalid(kind, name, causes, info.group);
+    throw tooLarge();
+  }
   return body as KObject;
 }

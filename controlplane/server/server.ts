@@ -24,6 +24,7 @@ import { rejectUpgrade, type KubeletClientTls } from "../node-proxy.ts";
 import { Registry, type KObject } from "../registry.ts";
 import { ServiceIpAllocator } from "../service-ips.ts";
 import type { EtcdStore } from "../storage/etcd-store.ts";
+import { startCompactor } from "../storage/compactor.ts";
 import { ANONYMOUS, CertAuthenticator, unauthorized } from "./auth.ts";
 import type { RequestContext } from "./context.ts";
 import { HANDLERS } from "./handlers/index.ts";
@@ -58,7 +59,7 @@ export class ApiServer {
   private readonly watches = new Set<() => void>();
   /** Every TCP connection of the API port, also those mid-handshake or upgraded (exec, logs -f). */
   private readonly sockets = new Set<Duplex>();
-  private compactionTimer: NodeJS.Timeout | undefined;
+  private stopCompaction: () => void = () => undefined;
   private readonly readiness: EtcdReadiness;
   private defaultsPending: string | undefined = "default objects not created yet";
   private defaultsRetry: NodeJS.Timeout | undefined;
@@ -176,19 +177,9 @@ export class ApiServer {
     reply.text(200, "ok");
   }
 
-  /** Compacts etcd to the revision seen one interval earlier, so watchers get a full interval to resume. */
+  /** Compacts etcd to the revision seen one interval earlier, one apiserver per round (compactor.ts). */
   private startCompaction(): void {
-    const interval = this.opts.compactionIntervalMs ?? 5 * 60_000;
-    if (interval <= 0) return;
-    let previous = 0;
-    this.compactionTimer = setInterval(() => {
-      void (async () => {
-        const current = await this.opts.store.revision();
-        if (previous > 0) await this.opts.store.compact(previous);
-        previous = current;
-      })().catch(ignore);
-    }, interval);
-    this.compactionTimer.unref();
+    this.stopCompaction = startCompactor(this.opts.store, this.opts.compactionIntervalMs ?? 5 * 60_000);
   }
 
   /** Retries ensureDefaults (1 s, doubling to 10 s) until it succeeds or the server stops. */
@@ -212,7 +203,7 @@ export class ApiServer {
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.defaultsRetry);
-    clearInterval(this.compactionTimer);
+    this.stopCompaction();
     this.readiness.stop();
     const health = this.healthServer;
     if (health) {

@@ -1,4 +1,4 @@
-import type { EtcdStore, StoreEvent } from "./etcd-store.ts";
+import { StoreError, type EtcdStore, type StoreEvent } from "./etcd-store.ts";
 
 interface Subscriber<T> {
   prefix: string;
@@ -11,7 +11,7 @@ interface Subscriber<T> {
 /**
  * One etcd watch per resource, parsed once and fanned out to every API watch, with a ring of
  * recent events so a client resuming from a recent resourceVersion is served from memory.
- * Older revisions fall through to a direct etcd watch, which answers Compacted (410) when gone.
+ * Older revisions are refused as kube-apiserver's watch cache refuses them (410 too old).
  */
 export class WatchCache<T> {
   private ring: StoreEvent<T>[] = [];
@@ -37,7 +37,11 @@ export class WatchCache<T> {
     this.ring = this.ring.filter((ev) => ev.modRevision > rev);
   }
 
-  private ensureStarted(): Promise<void> {
+  /**
+   * Starts the one etcd watch of this resource at etcd's current revision, once. Lists call it
+   * before they read (Registry.list), so a client's list-then-watch resumes inside the window.
+   */
+  start(): Promise<void> {
     this.starting ??= (async () => {
       const rev = await this.store.revision();
       this.coveredAfter = rev;
@@ -109,8 +113,11 @@ export class WatchCache<T> {
     onError: (err: Error) => void,
     onProgress?: (revision: number) => void,
   ): Promise<() => Promise<void>> {
-    await this.ensureStarted();
-    if (after < this.coveredAfter) return this.store.watch<T>(prefix, after, onEvent, onError, onProgress);
+    await this.start();
+    // kube-apiserver's watch cache: a revision before its window is "too old" (410 Expired, with
+    // the oldest revision it can resume from); the client lists again. History is never replayed.
+    if (after < this.coveredAfter)
+      throw new StoreError("Compacted", `too old resource version: ${after} (${this.coveredAfter})`);
     const sub: Subscriber<T> = { prefix, after, onEvent, onError, onProgress };
     for (const ev of this.ring) if (ev.modRevision > after && ev.key.startsWith(prefix)) onEvent(ev);
     this.subs.add(sub);

@@ -8,6 +8,9 @@ import { connect as netConnect } from "node:net";
 import { request } from "node:https";
 import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { compactionInterval } from "../../controlplane/main.ts";
+import { compactRound, type CompactorState } from "../../controlplane/storage/compactor.ts";
+import { EtcdStore } from "../../controlplane/storage/etcd-store.ts";
 import { identity, rawRequest, type Identity, type RawResponse } from "../helpers/raw-https.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
@@ -45,6 +48,8 @@ async function storeRaw(key: string, obj: unknown): Promise<void> {
 interface WatchStream {
   events: { type: string; object: Record<string, unknown> }[];
   code: Promise<number>;
+  /** Resolves when the server ends the stream. */
+  ended: Promise<void>;
   /** Resolves once an event matches; fails after timeoutMs naming what it waited for. */
   until(
     what: string,
@@ -60,6 +65,8 @@ function openWatch(who: Identity, path: string, headers: Record<string, string> 
   let buf = "";
   let status: (code: number) => void = () => undefined;
   const code = new Promise<number>((r) => (status = r));
+  let eof: () => void = () => undefined;
+  const ended = new Promise<void>((r) => (eof = r));
   const req = request(
     {
       host: "127.0.0.1",
@@ -85,6 +92,7 @@ function openWatch(who: Identity, path: string, headers: Record<string, string> 
         for (const w of waiters) w();
       });
       res.on("error", () => undefined);
+      res.on("end", () => eof());
     },
   );
   req.on("error", () => undefined);
@@ -92,6 +100,7 @@ function openWatch(who: Identity, path: string, headers: Record<string, string> 
   return {
     events,
     code,
+    ended,
     until(what, pred, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const check = (): void => {
@@ -410,6 +419,15 @@ describe("authorization bypass (issue 25) closed", () => {
       `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases?limit=1&continue=${forged}`,
     );
     expect(node.code).toBe(403);
+    // On collections a node may list, its forged token reads nothing else.
+    for (const path of ["/api/v1/nodes", "/api/v1/pods", "/api/v1/namespaces/default/pods"]) {
+      const ok = await call(w1, "GET", `${path}?limit=1`);
+      expect(ok.code, `${path}: ${ok.body}`).toBe(200);
+      const r = await call(w1, "GET", `${path}?limit=1&continue=${forged}`);
+      expect(r.code, `${path}: ${r.body}`).toBe(400);
+      expect(String(r.json?.message)).toMatch(/^continue key is not valid/);
+      expect(r.body).not.toContain("Deployment");
+    }
     // A token from the future is the client's error, not etcd's.
     const future = Buffer.from(
       JSON.stringify({ rv: 10_000_000, start: "/registry/configmaps/default/page-a" }),
@@ -515,22 +533,54 @@ describe("authorization bypass (issue 25) closed", () => {
 });
 
 describe("the whole cluster stalls (issue 25) no more", () => {
-  it("answers 413 to a body over etcd's request limit before etcd sees it, and others' reads keep working", async () => {
-    const body = JSON.stringify({ metadata: { name: "huge" }, data: { a: "x".repeat(2.2 * 1024 * 1024) } });
+  it("answers 422 or 413 to a body over etcd's request limit before etcd sees it, and others' reads keep working", async () => {
+    const mib = 1024 * 1024;
+    // As kube-apiserver: a ConfigMap over 1 MiB is the kind's 422; a valid object too big for
+    // etcd, and any body over 3 MiB, is 413. None of them reaches etcd or costs others a read.
+    const cases = [
+      {
+        body: JSON.stringify({ metadata: { name: "huge" }, data: { a: "x".repeat(2.2 * mib) } }),
+        path: "/api/v1/namespaces/default/configmaps",
+        code: 422,
+        message: /^ConfigMap "huge" is invalid: \[\]: Too long: must have at most 1048576 bytes$/,
+      },
+      {
+        body: JSON.stringify(
+          pod("huge", { containers: [{ name: "c", image: "busybox", args: ["x".repeat(2.2 * mib)] }] }),
+        ),
+        path: "/api/v1/namespaces/default/pods",
+        code: 413,
+        message: /^Request entity too large: limit is \d+ bytes/,
+      },
+      {
+        body: JSON.stringify({ metadata: { name: "huge" }, data: { a: "x".repeat(3.1 * mib) } }),
+        path: "/api/v1/namespaces/default/configmaps",
+        code: 413,
+        message: /^Request entity too large: limit is 3145728 bytes$/,
+      },
+    ];
     const started = Date.now();
     const reads: Promise<RawResponse>[] = [];
-    for (let i = 0; i < 3; i++) {
-      const r = await call(adm, "POST", "/api/v1/namespaces/default/configmaps", body);
-      expect(r.code).toBe(413);
-      expect(r.json).toMatchObject({ kind: "Status", reason: "RequestEntityTooLarge" });
-      expect(String(r.json?.message)).toMatch(/^Request entity too large: limit is \d+ bytes/);
-      for (let j = 0; j < 10; j++)
-        reads.push(call(adm, "GET", "/api/v1/namespaces/default/configmaps?limit=5"));
+    for (let i = 0; i < 2; i++) {
+      for (const c of cases) {
+        const r = await call(adm, "POST", c.path, c.body);
+        expect(r.code, r.body.slice(0, 300)).toBe(c.code);
+        expect(r.json).toMatchObject({
+          kind: "Status",
+          reason: c.code === 413 ? "RequestEntityTooLarge" : "Invalid",
+        });
+        expect(String(r.json?.message)).toMatch(c.message);
+        for (let j = 0; j < 5; j++)
+          reads.push(call(adm, "GET", "/api/v1/namespaces/default/configmaps?limit=5"));
+      }
     }
+    // Right after: admin reads answer at once.
+    expect((await call(adm, "GET", "/api/v1/namespaces/default/configmaps?limit=5")).code).toBe(200);
     const codes = (await Promise.all(reads)).map((r) => r.code);
     expect(codes.filter((c) => c !== 200)).toEqual([]);
     expect(Date.now() - started).toBeLessThan(15_000);
     expect((await call(adm, "GET", "/api/v1/namespaces/default/configmaps/huge")).code).toBe(404);
+    expect((await call(adm, "GET", "/api/v1/namespaces/default/pods/huge")).code).toBe(404);
   });
 
   it("stops a JSON patch that doubles a value with copy once the result passes the limit", async () => {
@@ -715,4 +765,149 @@ describe("an etcd that stops answering (issue 17)", () => {
       await new Promise((res) => setTimeout(res, 500));
     }
   }, 60_000);
+});
+
+/** Every line of a watch that ends by itself (an ERROR event, then EOF). */
+async function watchLines(
+  who: Identity,
+  path: string,
+): Promise<{ code: number; events: WatchStream["events"] }> {
+  const r = await rawRequest(s.port, who, "GET", path, { timeoutMs: 15_000 });
+  const events = r.body
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as WatchStream["events"][number]);
+  return { code: r.code, events };
+}
+
+const TOO_OLD = /^too old resource version: 1 \((\d+)\)$/;
+
+describe("a watch from resourceVersion=1 (issue 25) is 410, never a replay of etcd's history", () => {
+  it("answers 410 Expired `too old resource version: 1 (N)` with no compaction yet, and list-then-watch still resumes", async () => {
+    for (const name of ["hist-a", "hist-b"]) {
+      const r = await call(adm, "POST", "/api/v1/namespaces/default/configmaps", { metadata: { name } });
+      expect(r.code, r.body).toBe(201);
+    }
+    for (const who of [adm, w1]) {
+      const path =
+        who === adm
+          ? "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=1"
+          : "/api/v1/nodes?watch=1&resourceVersion=1";
+      const { code, events } = await watchLines(who, path);
+      // As kube-apiserver: the watch is established, its only event is the ERROR, then EOF.
+      expect(code).toBe(200);
+      expect(events.map((e) => e.type)).toEqual(["ERROR"]);
+      expect(events[0]!.object).toMatchObject({ kind: "Status", code: 410, reason: "Expired" });
+      expect(String(events[0]!.object.message)).toMatch(TOO_OLD);
+    }
+    // A client that lists and then watches from the list's resourceVersion gets the next change.
+    const list = await call(adm, "GET", "/api/v1/namespaces/default/serviceaccounts");
+    expect(list.code, list.body).toBe(200);
+    const rv = (list.json?.metadata as { resourceVersion: string }).resourceVersion;
+    await call(adm, "POST", "/api/v1/namespaces/default/configmaps", { metadata: { name: "hist-c" } });
+    const made = await call(adm, "POST", "/api/v1/namespaces/default/serviceaccounts", {
+      metadata: { name: "after-list" },
+    });
+    expect(made.code, made.body).toBe(201);
+    const w = openWatch(adm, `/api/v1/namespaces/default/serviceaccounts?watch=1&resourceVersion=${rv}`);
+    try {
+      expect(await w.code).toBe(200);
+      await w.until(
+        "ADDED after-list",
+        (ev) => ev.type === "ADDED" && (ev.object.metadata as { name?: string }).name === "after-list",
+      );
+      expect(w.events.filter((e) => e.type === "ERROR")).toEqual([]);
+    } finally {
+      w.close();
+    }
+    await expectAlive();
+  });
+
+  it("compacts etcd one lab-server per round, to the revision of the round before; then rv=1 is 410", async () => {
+    // Two lab-servers' compactors on one etcd, taking turns as their timers would.
+    const other = new EtcdStore({ hosts: s.etcd.endpoint });
+    try {
+      let a: CompactorState = { version: 0, revision: 0 };
+      let b: CompactorState = { version: 0, revision: 0 };
+      a = await compactRound(s.store, a); // wins round 1: nothing seen an interval ago, no compaction
+      b = await compactRound(other, b); // loses round 1: learns the version
+      expect(a.version).toBe(1);
+      expect(b.version).toBe(1);
+      await s.store.client.get("/registry/configmaps/default/hist-a").revision(2).exec(); // not compacted
+      const seen = a.revision;
+      await call(adm, "POST", "/api/v1/namespaces/default/configmaps", { metadata: { name: "round-2" } });
+      a = await compactRound(s.store, a); // wins round 2: compacts to what it saw in round 1
+      b = await compactRound(other, b); // loses again: one compaction per round, whoever runs it
+      expect([a.version, b.version]).toEqual([2, 2]);
+      await expect(
+        s.store.client
+          .get("x")
+          .revision(seen - 1)
+          .exec(),
+      ).rejects.toThrow(/compacted/);
+      await s.store.client.get("x").revision(seen).exec();
+      // Compacting again, or behind someone else's compaction, is harmless.
+      await other.compact(seen - 1);
+      await other.compact(seen);
+      const { code, events } = await watchLines(
+        adm,
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=1",
+      );
+      expect(code).toBe(200);
+      expect(events.map((e) => e.type)).toEqual(["ERROR"]);
+      expect(events[0]!.object).toMatchObject({ kind: "Status", code: 410, reason: "Expired" });
+      expect(String(events[0]!.object.message)).toMatch(TOO_OLD);
+      // A continue token from before the compaction is 410 too (client-go lists afresh).
+    } finally {
+      await other.close();
+    }
+    await expectAlive();
+  });
+
+  it("takes --etcd-compaction-interval as kube-apiserver does: a duration, 0 for never", () => {
+    expect(compactionInterval(undefined)).toBe(300_000);
+    expect(compactionInterval("5m")).toBe(300_000);
+    expect(compactionInterval("90s")).toBe(90_000);
+    expect(compactionInterval("0")).toBe(0);
+    expect(compactionInterval("0s")).toBe(0);
+    expect(() => compactionInterval("often")).toThrow(/--etcd-compaction-interval "often" is not a duration/);
+  });
+});
+
+describe("a watch whose etcd stream fails after the headers went out", () => {
+  it("ends with an ERROR event carrying a Status, then EOF, and the server lives", async () => {
+    // An idle resource: its watch resumes from the revision it was opened at.
+    const w = openWatch(adm, "/apis/apps/v1/namespaces/default/replicasets?watch=1");
+    expect(await w.code).toBe(200);
+    const other = new EtcdStore({ hosts: s.etcd.endpoint });
+    try {
+      // Another lab-server compacts past it: the open watch is in step with etcd and goes on...
+      for (let i = 0; i < 3; i++)
+        await call(adm, "POST", "/api/v1/namespaces/default/configmaps", { metadata: { name: `mid-${i}` } });
+      await other.compact(await other.revision());
+      await new Promise((r) => setTimeout(r, 300));
+      expect(w.events).toEqual([]);
+      // ...until the connection to etcd breaks: the stream resumes on a compacted revision.
+      const port = new URL(s.etcd.endpoint).port;
+      execFileSync("ss", ["-K", "dst", "127.0.0.1", "dport", "=", `:${port}`]);
+      await w.until("an ERROR event", (ev) => ev.type === "ERROR", 20_000);
+      await Promise.race([
+        w.ended,
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error("no EOF 5 s after the ERROR event")), 5_000),
+        ),
+      ]);
+      expect(w.events.map((e) => e.type)).toEqual(["ERROR"]);
+      expect(w.events[0]!.object).toMatchObject({
+        kind: "Status",
+        status: "Failure",
+        code: 410,
+        reason: "Expired",
+      });
+    } finally {
+      w.close();
+      await other.close();
+    }
+    await expectAlive();
+  }, 40_000);
 });
