@@ -52,7 +52,7 @@ export interface SchedulerOptions {
   schedulerName?: string;
   /** Retry delay for a pod that fits nowhere, besides the retry on any node change. */
   unschedulableRetryMs?: number;
-  /** Bindings in flight at once (default 4); decisions stay sequential. */
+  /** Bindings in flight at once (default 16); decisions stay sequential. */
   workers?: number;
   /** Informer errors, and failed reconciles as one Error `namespace/name: message`. */
   onError?: (err: unknown) => void;
@@ -119,7 +119,7 @@ export class Scheduler {
       runController(signal, {
         queue: this.queue,
         reconcile: (k) => this.reconcile(k),
-        workers: this.opts.workers ?? 4,
+        workers: this.opts.workers ?? 16,
         onError: this.opts.onError,
       }),
       ...informers,
