@@ -94,6 +94,11 @@ export interface ClientConfig {
   key: Buffer | string;
   /** Per-request timeout for non-watch calls. */
   timeoutMs?: number;
+  /**
+   * Connections kept for non-watch calls (default 64); more calls at once wait for a free one
+   * instead of each opening its own TLS connection. Watches have their own, unbounded pool.
+   */
+  maxSockets?: number;
 }
 
 /** A failed API call: the HTTP code and the server's Status. */
@@ -168,16 +173,26 @@ export async function readKubeconfig(path: string): Promise<ClientConfig> {
 
 export class LabClient {
   private readonly agent: Agent;
+  private readonly watchAgent: Agent;
   private readonly url: URL;
 
   constructor(private readonly config: ClientConfig) {
     this.url = new URL(config.server);
     // One TLS context for every connection: given ca/cert/key, the Agent would parse them again
     // for each new connection (a noticeable cost on a slow TCG node that reconnects often).
+    const secureContext = createSecureContext({ ca: config.ca, cert: config.cert, key: config.key });
+    // Calls share a bounded pool of kept-alive connections: a burst of 500 creates used to open
+    // 500 TLS connections (a handshake each), idle ones closed by the server and opened again by
+    // the next burst. Watches hold their connection for minutes, so they get a pool of their own
+    // and can never starve the calls.
     this.agent = new Agent({
-      secureContext: createSecureContext({ ca: config.ca, cert: config.cert, key: config.key }),
+      secureContext,
       keepAlive: true,
+      maxSockets: config.maxSockets ?? 64,
+      maxFreeSockets: config.maxSockets ?? 64,
+      scheduling: "lifo",
     });
+    this.watchAgent = new Agent({ secureContext, keepAlive: true });
   }
 
   /** Reads a kubeconfig's current context (certificate files or inline *-data). */
@@ -187,6 +202,7 @@ export class LabClient {
 
   close(): void {
     this.agent.destroy();
+    this.watchAgent.destroy();
   }
 
   private open(
@@ -196,13 +212,14 @@ export class LabClient {
     contentType = "application/json",
     signal?: AbortSignal,
     timeoutMs?: number,
+    agent = this.agent,
   ): Promise<IncomingMessage> {
     const opts: RequestOptions = {
       method,
       host: this.url.hostname,
       port: this.url.port || 443,
       path,
-      agent: this.agent,
+      agent,
       headers: {
         Accept: "application/json",
         ...(body !== undefined
@@ -369,7 +386,15 @@ export class LabClient {
     let res: IncomingMessage;
     try {
       res = await untilAborted(
-        this.open("GET", resourcePath(plural, opts.namespace) + q, undefined, undefined, headers.signal),
+        this.open(
+          "GET",
+          resourcePath(plural, opts.namespace) + q,
+          undefined,
+          undefined,
+          headers.signal,
+          undefined,
+          this.watchAgent,
+        ),
         headers.signal,
       );
     } catch (err) {

@@ -111,9 +111,21 @@ export interface InformerOptions {
   onError?: (err: unknown) => void;
 }
 
+/** An index of the cache: the values an object is filed under (e.g. a pod's spec.nodeName). */
+export type IndexFunc<T> = (obj: T) => string[];
+
+interface CacheIndex<T> {
+  fn: IndexFunc<T>;
+  /** value -> keys of the objects filed under it. */
+  byValue: Map<string, Set<string>>;
+  /** key -> the values its object is filed under. */
+  byKey: Map<string, string[]>;
+}
+
 export class Informer<T extends KubeObject> {
   readonly cache: Cache<T> = new Map();
   private handlers: InformerHandlers<T>[] = [];
+  private readonly indexes = new Map<string, CacheIndex<T>>();
   private resourceVersion = "";
   private synced = false;
   private syncWaiters: (() => void)[] = [];
@@ -127,6 +139,50 @@ export class Informer<T extends KubeObject> {
 
   on(handlers: InformerHandlers<T>): void {
     this.handlers.push(handlers);
+  }
+
+  /**
+   * Keeps an index of the cache (client-go's Indexer): byIndex(name, value) then costs the
+   * objects filed under value instead of a scan of the whole cache.
+   */
+  addIndex(name: string, fn: IndexFunc<T>): void {
+    const idx: CacheIndex<T> = { fn, byValue: new Map(), byKey: new Map() };
+    this.indexes.set(name, idx);
+    for (const [key, obj] of this.cache) this.fileUnder(idx, key, obj);
+  }
+
+  /** The cached objects the named index files under value. */
+  byIndex(name: string, value: string): T[] {
+    const idx = this.indexes.get(name);
+    if (!idx) throw new Error(`informer has no index ${JSON.stringify(name)}`);
+    const out: T[] = [];
+    for (const key of idx.byValue.get(value) ?? []) {
+      const obj = this.cache.get(key);
+      if (obj) out.push(obj);
+    }
+    return out;
+  }
+
+  private fileUnder(idx: CacheIndex<T>, key: string, obj: T | undefined): void {
+    for (const v of idx.byKey.get(key) ?? []) {
+      const keys = idx.byValue.get(v);
+      keys?.delete(key);
+      if (keys?.size === 0) idx.byValue.delete(v);
+    }
+    idx.byKey.delete(key);
+    if (!obj) return;
+    const values = idx.fn(obj);
+    if (values.length === 0) return;
+    idx.byKey.set(key, values);
+    for (const v of values) {
+      let keys = idx.byValue.get(v);
+      if (!keys) idx.byValue.set(v, (keys = new Set()));
+      keys.add(key);
+    }
+  }
+
+  private reindex(key: string): void {
+    for (const idx of this.indexes.values()) this.fileUnder(idx, key, this.cache.get(key));
   }
 
   get lastResourceVersion(): string {
@@ -180,6 +236,11 @@ export class Informer<T extends KubeObject> {
   private async relist(signal: AbortSignal): Promise<void> {
     const res = await this.lw.list(signal);
     const delta = replaceAll(this.cache, res.items);
+    for (const idx of this.indexes.values()) {
+      idx.byValue.clear();
+      idx.byKey.clear();
+      for (const [key, obj] of this.cache) this.fileUnder(idx, key, obj);
+    }
     this.resourceVersion = res.resourceVersion;
     this.progressed = true;
     for (const o of delta.added) this.emit("add", o);
@@ -205,9 +266,11 @@ export class Informer<T extends KubeObject> {
       if (ev.type === "BOOKMARK") continue;
       if (ev.type === "DELETED") {
         const old = deleteObject(this.cache, ev.object);
+        if (this.indexes.size > 0) this.reindex(objectKey(ev.object));
         this.emit("delete", old ?? ev.object);
       } else {
         const old = addOrUpdateObject(this.cache, ev.object);
+        if (this.indexes.size > 0) this.reindex(objectKey(ev.object));
         if (old) this.emit("update", ev.object, old);
         else this.emit("add", ev.object);
       }

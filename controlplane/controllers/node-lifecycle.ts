@@ -25,6 +25,8 @@ export interface NodeLifecycleConfig extends Partial<NodeLifecycleOptions> {
   monitorPeriodMs?: number;
 }
 
+const POD_NODE_INDEX = "spec.nodeName";
+
 export class NodeLifecycleController {
   readonly queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 10_000 });
   private readonly opts: NodeLifecycleOptions;
@@ -41,6 +43,9 @@ export class NodeLifecycleController {
     private readonly onError?: (err: unknown) => void,
   ) {
     this.opts = { ...NODE_LIFECYCLE_DEFAULTS, ...stripUndefined(cfg) };
+    // Each node's reconcile looks at that node's pods only: a scan of every pod per node made a
+    // 5 s monitor tick cost nodes x pods (10^7 at 1,000 nodes and 10,000 pods).
+    pods.addIndex(POD_NODE_INDEX, (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []));
     this.monitorPeriodMs = cfg.monitorPeriodMs ?? 5_000;
     nodes.on({
       add: (n) => this.queue.add(objectKey(n)),
@@ -119,7 +124,7 @@ export class NodeLifecycleController {
     // Evictions: pods whose toleration of the node's NoExecute taints has run out.
     const untilSilent = beat + this.opts.gracePeriodMs + 1 - now;
     let next = untilSilent > 0 ? untilSilent : this.monitorPeriodMs;
-    for (const pod of this.pods.cache.values()) {
+    for (const pod of this.pods.byIndex(POD_NODE_INDEX, name)) {
       if (pod.spec?.nodeName !== name || pod.metadata?.deletionTimestamp) continue;
       const at = podEvictionTime(pod, node, now, this.opts.podEvictionTimeoutMs);
       if (at === undefined || at === "never") continue;
@@ -143,7 +148,7 @@ export class NodeLifecycleController {
   }
 
   private async markPodsNotReady(node: string): Promise<void> {
-    for (const pod of this.pods.cache.values()) {
+    for (const pod of this.pods.byIndex(POD_NODE_INDEX, node)) {
       if (pod.spec?.nodeName !== node || !podReadyToClear(pod)) continue;
       const conditions = (pod.status?.conditions ?? []).map((c) =>
         c.type === "Ready" ? { ...c, status: "False", reason: "NodeNotReady" } : c,

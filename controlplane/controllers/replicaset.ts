@@ -14,6 +14,8 @@ import { replicaSetDiff } from "./replicaset-diff.ts";
 
 /** At most this many pod creations per reconcile, so a huge scale-up cannot flood the server at once. */
 const BURST = 500;
+/** The first batch of creations (upstream's SlowStartInitialBatchSize); each next batch doubles. */
+const SLOW_START_INITIAL = 1;
 
 export class ReplicaSetController {
   readonly queue = new WorkQueue({ baseDelayMs: 50, maxDelayMs: 30_000 });
@@ -134,26 +136,36 @@ export class ReplicaSetController {
     this.expectations.expect(key, n, []);
     const ns = rs.metadata?.namespace ?? "default";
     const t = rs.spec?.template;
-    const results = await Promise.allSettled(
-      Array.from({ length: n }, () =>
-        this.w.create<V1Pod>("pods", ns, {
-          apiVersion: "v1",
-          kind: "Pod",
-          metadata: {
-            name: generateName(`${rs.metadata?.name}-`),
-            namespace: ns,
-            labels: t?.metadata?.labels,
-            annotations: t?.metadata?.annotations,
-            ownerReferences: [ownerRefFor(rs, "apps/v1", "ReplicaSet")],
-          },
-          spec: structuredClone(t?.spec) ?? { containers: [] },
-        }),
-      ),
-    );
-    const failed = results.filter((r) => r.status === "rejected");
-    for (let i = 0; i < failed.length; i++) this.expectations.creationFailed(key);
-    if (failed.length > 0) {
-      const reason = (failed[0] as PromiseRejectedResult).reason as Error;
+    const create = (): Promise<V1Pod> =>
+      this.w.create<V1Pod>("pods", ns, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: {
+          name: generateName(`${rs.metadata?.name}-`),
+          namespace: ns,
+          labels: t?.metadata?.labels,
+          annotations: t?.metadata?.annotations,
+          ownerReferences: [ownerRefFor(rs, "apps/v1", "ReplicaSet")],
+        },
+        spec: structuredClone(t?.spec) ?? { containers: [] },
+      });
+    // Upstream's slowStartBatch: batches of 1, 2, 4, ... so a ReplicaSet whose pods are all
+    // refused (quota, a terminating namespace, a bad template) costs one call, not 500, and a
+    // healthy one reaches the server in waves instead of one flood.
+    let created = 0;
+    let reason: Error | undefined;
+    for (let batch = Math.min(n, SLOW_START_INITIAL); created < n; batch = Math.min(2 * batch, n - created)) {
+      const results = await Promise.allSettled(Array.from({ length: batch }, create));
+      const failed = results.filter((r) => r.status === "rejected");
+      created += batch - failed.length;
+      if (failed.length > 0) {
+        reason = (failed[0] as PromiseRejectedResult).reason as Error;
+        break;
+      }
+    }
+    // Every pod not created (refused, or skipped after a refusal) will never be observed.
+    for (let i = created; i < n; i++) this.expectations.creationFailed(key);
+    if (reason) {
       await recordEvent(
         this.w,
         "replicaset-controller",

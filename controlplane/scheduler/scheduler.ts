@@ -52,7 +52,7 @@ export interface SchedulerOptions {
   schedulerName?: string;
   /** Retry delay for a pod that fits nowhere, besides the retry on any node change. */
   unschedulableRetryMs?: number;
-  /** Bindings in flight at once (default 4); decisions stay sequential. */
+  /** Bindings in flight at once (default 16); decisions stay sequential. */
   workers?: number;
   /** Informer errors, and failed reconciles as one Error `namespace/name: message`. */
   onError?: (err: unknown) => void;
@@ -90,8 +90,9 @@ export class Scheduler {
         if (p.spec?.nodeName) this.assumed.delete(key);
         const sameNode = old.spec?.nodeName === p.spec?.nodeName;
         const confirmsAssumption = !old.spec?.nodeName && wasAssumed === p.spec?.nodeName;
-        if ((!sameNode && !confirmsAssumption) || old.status?.phase !== p.status?.phase)
-          this.usage = undefined;
+        // Only a move or an end (Succeeded/Failed) changes what the pod holds: Pending -> Running
+        // does not, and recounting every pod for each pod started cost pods^2 at scale.
+        if ((!sameNode && !confirmsAssumption) || terminal(old) !== terminal(p)) this.usage = undefined;
         if (needsScheduling(p, name)) this.queue.add(key);
       },
       delete: (p) => {
@@ -118,7 +119,7 @@ export class Scheduler {
       runController(signal, {
         queue: this.queue,
         reconcile: (k) => this.reconcile(k),
-        workers: this.opts.workers ?? 4,
+        workers: this.opts.workers ?? 16,
         onError: this.opts.onError,
       }),
       ...informers,
@@ -215,4 +216,8 @@ export class Scheduler {
       `Successfully assigned ${namespace}/${name} to ${decision.node}`,
     );
   }
+}
+
+function terminal(p: V1Pod): boolean {
+  return p.status?.phase === "Succeeded" || p.status?.phase === "Failed";
 }

@@ -135,6 +135,13 @@ export class Reply {
     this.res.write(JSON.stringify(value) + "\n");
   }
 
+  /** One line of the stream, already JSON. */
+  rawLine(json: string): void {
+    if (this.done) return;
+    this.startStream();
+    this.res.write(json + "\n");
+  }
+
   end(): void {
     if (this.done) return;
     this.ended = true;

@@ -114,6 +114,10 @@ export class ApiServer {
         },
       );
     });
+    // Idle connections stay open 90 s like kube-apiserver's (IdleTimeout), not Node's 5 s: clients
+    // with a pool of kept-alive connections (controllers, hollow nodes, kubelets) would otherwise
+    // pay a new TLS handshake after every pause of a few seconds.
+    server.keepAliveTimeout = 90_000;
     // A client gone mid-handshake, mid-body or mid-watch is that connection's end, never the process's.
     server.on("tlsClientError", (_err: Error, socket: Duplex) => socket.destroy());
     server.on("connection", (socket: Duplex) => {

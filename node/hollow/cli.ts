@@ -7,7 +7,7 @@ import { Command, CommanderError } from "commander";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { parse as parseYaml } from "yaml";
-import { LabClient } from "../../api/client.ts";
+import { LabClient, readKubeconfig } from "../../api/client.ts";
 import { parseQuantity } from "../../api/quantity.ts";
 import { parseLabels } from "../node-status.ts";
 import { HollowNodes } from "./hollow.ts";
@@ -99,7 +99,7 @@ export function hollowNodeNames(
 }
 
 /** The client of a kubeconfig, or an error that names --kubeconfig and what is wrong with it. */
-async function loadClient(path: string): Promise<LabClient> {
+async function loadClient(path: string, maxSockets: number): Promise<LabClient> {
   let doc: unknown;
   try {
     doc = parseYaml(await readFile(path, "utf8"));
@@ -109,7 +109,7 @@ async function loadClient(path: string): Promise<LabClient> {
   if (!doc || typeof doc !== "object" || !("clusters" in doc))
     throw new Error(`--kubeconfig ${path} is not a kubeconfig (no clusters)`);
   try {
-    return await LabClient.fromKubeconfig(path);
+    return new LabClient({ ...(await readKubeconfig(path)), maxSockets });
   } catch (err) {
     throw new Error(`--kubeconfig ${path}: ${(err as Error).message}`);
   }
@@ -138,7 +138,11 @@ export async function hollowMain(argv: string[]): Promise<void> {
       ...(f.concurrency !== undefined ? { concurrency: positive("--concurrency", f.concurrency, true) } : {}),
       log,
     };
-    client = await loadClient(f.kubeconfig);
+    // A connection for every heartbeat in flight (the client's default pool of 64 would hold back
+    // the ~100 lease writes/s of 1,000 nodes at 1 s per call), and room for pod status reports.
+    const inFlight =
+      settings.concurrency ?? Math.max(32, Math.ceil(names.length / (settings.leaseRenewMs / 1000)));
+    client = await loadClient(f.kubeconfig, Math.max(64, inFlight + 32));
     nodes = new HollowNodes({ client, ...settings });
     log(
       names.length === 1

@@ -108,6 +108,8 @@ export class MemoryStore<T extends KubeObject> {
             yield structuredClone(e.ev);
           }
           if (from < store.compactedRv) return;
+          // Written while the consumer held an event (no listener then): deliver before sleeping.
+          if ((store.log.at(-1)?.rv ?? 0) > next) continue;
           await new Promise<void>((resolve) => {
             const wake = (): void => {
               store.listeners.delete(wake);

@@ -137,4 +137,34 @@ describe("Informer", () => {
     ac.abort();
     await run;
   });
+
+  it("keeps an index filed by value through adds, moves, deletes and a relist after 410", async () => {
+    const store = new MemoryStore<V1ConfigMap>();
+    store.create(cm("a", "x"));
+    const lw = store.listWatcher();
+    const inf = new Informer(lw, { retryDelayMs: 5 });
+    inf.addIndex("v", (o) => (o.data?.v ? [o.data.v] : []));
+    const names = (v: string): string[] =>
+      inf
+        .byIndex("v", v)
+        .map((o) => o.metadata?.name ?? "")
+        .sort();
+    const ac = new AbortController();
+    const run = inf.run(ac.signal);
+    await inf.waitForSync();
+    expect(names("x")).toEqual(["a"]);
+    store.create(cm("b", "x"));
+    store.update({ ...store.objects.get("default/a")!, data: { v: "y" } });
+    await until('names("y") is [a]', () => names("y").join() === "a", 2000, { everyMs: 5 });
+    expect(names("x")).toEqual(["b"]);
+    store.remove("default/b");
+    await until('names("x") is empty', () => names("x").length === 0, 2000, { everyMs: 5 });
+    // Compacted away while changes happen: the relist rebuilds the index from the fresh list.
+    store.compact();
+    store.create(cm("c", "y"));
+    await until('names("y") is [a, c]', () => names("y").join() === "a,c", 2000, { everyMs: 5 });
+    expect(() => inf.byIndex("nope", "x")).toThrow(/no index "nope"/);
+    ac.abort();
+    await run;
+  });
 });

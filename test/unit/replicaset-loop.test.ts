@@ -4,10 +4,11 @@ import type { KubeObject } from "../../api/informer.ts";
 import { Informer, objectKey } from "../../api/informer.ts";
 import { Expectations } from "../../controlplane/controllers/expectations.ts";
 import { ReplicaSetController } from "../../controlplane/controllers/replicaset.ts";
+import type { ObjectWriter } from "../../controlplane/loop-client.ts";
 import { MemoryStore, memoryWriter } from "../helpers/memory-store.ts";
 import { until } from "../helpers/until.ts";
 
-function setup() {
+function setup(wrap: (w: ObjectWriter) => ObjectWriter = (w) => w) {
   const pods = new MemoryStore<V1Pod>();
   const rss = new MemoryStore<V1ReplicaSet>();
   const writer = memoryWriter({ pods, replicasets: rss } as unknown as Record<
@@ -16,7 +17,7 @@ function setup() {
   >);
   const podInf = new Informer(pods.listWatcher());
   const rsInf = new Informer(rss.listWatcher());
-  const ctl = new ReplicaSetController(rsInf, podInf, writer);
+  const ctl = new ReplicaSetController(rsInf, podInf, wrap(writer));
   return { pods, rss, podInf, rsInf, ctl };
 }
 
@@ -70,6 +71,48 @@ describe("ReplicaSetController", () => {
     await until("podInf.cache.size === 2", () => podInf.cache.size === 2, 2000, { everyMs: 5 });
     expect([...pods.objects.keys()].filter((k) => k.startsWith("default/web-"))).toHaveLength(2);
     expect(objectKey(rsInf.get("default/web")!)).toBe("default/web");
+    ac.abort();
+  });
+});
+
+describe("ReplicaSetController slow start", () => {
+  const rsObj = (replicas: number): V1ReplicaSet => ({
+    metadata: { name: "web", namespace: "default", uid: "rs-1" },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: "web" } },
+      template: { metadata: { labels: { app: "web" } }, spec: { containers: [] } },
+    },
+  });
+
+  it("creates in batches of 1, 2, 4, ... and stops at the first refused batch", async () => {
+    // The 4th create is refused (a quota, say): the batches of 1, 2 and 4 went out, the rest of
+    // the 10 not; what was not created is not expected.
+    let podCreates = 0;
+    const events: string[] = [];
+    const { pods, rss, podInf, rsInf, ctl } = setup((w) => ({
+      ...w,
+      create: (async (r, ns, o) => {
+        if (r === "events") events.push((o as { reason?: string }).reason ?? "");
+        else if (++podCreates === 4) throw new Error("exceeded quota");
+        return w.create(r, ns, o);
+      }) as ObjectWriter["create"],
+    }));
+    rss.create(rsObj(10));
+    const ac = new AbortController();
+    void podInf.run(ac.signal);
+    void rsInf.run(ac.signal);
+    await Promise.all([podInf.waitForSync(), rsInf.waitForSync()]);
+    await expect(ctl.reconcile("default/web")).rejects.toThrow(/exceeded quota/);
+    expect(podCreates).toBe(7); // 1 + 2 + 4, the refusal in the third batch
+    expect(pods.objects.size).toBe(6);
+    expect(events).toEqual(["FailedCreate"]);
+    // The 6 created are awaited, then the next run creates the remaining 4.
+    await until("podInf.cache.size === 6", () => podInf.cache.size === 6, 2000, { everyMs: 5 });
+    expect(ctl.expectations.satisfied("default/web")).toBe(true);
+    await ctl.reconcile("default/web");
+    expect(pods.objects.size).toBe(10);
+    expect(events).toEqual(["FailedCreate", "SuccessfulCreate"]);
     ac.abort();
   });
 });

@@ -11,6 +11,22 @@ const DEFAULT_TIMEOUT_S = 1800;
 const MAX_TIMEOUT_S = Math.floor(2 ** 31 / 1000) - 1;
 
 /**
+ * Watch events are shared by every subscriber of the watch cache: the JSON of an object is made
+ * once per event and written to each stream (kube-apiserver's cachingObject), not once per
+ * watcher. Keyed by the object and checked against its resourceVersion, which withVersion sets.
+ */
+const serialized = new WeakMap<object, { rv: string | undefined; json: string }>();
+
+function objectJson(o: KObject): string {
+  const rv = o.metadata?.resourceVersion;
+  const hit = serialized.get(o);
+  if (hit && hit.rv === rv) return hit.json;
+  const json = JSON.stringify(o);
+  serialized.set(o, { rv, json });
+  return json;
+}
+
+/**
  * A watch: headers go out once the store watch runs, then one JSON event per line. It ends exactly
  * once, whoever ends it first: the client leaving, the timeout, the store (an ERROR event), stop().
  */
@@ -29,14 +45,13 @@ export async function watch(ctx: RequestContext): Promise<void> {
   let ended = false;
   const write = (ev: WatchEvent): void => {
     if (ended) return;
-    let object: unknown = ev.object;
     if (table && (ev.type === "ADDED" || ev.type === "MODIFIED" || ev.type === "DELETED")) {
       const t = toTable(info.kind, [ev.object as KObject], { includeObject });
       if (!first) t.columnDefinitions = [];
       first = false;
-      object = t;
-    }
-    reply.line({ type: ev.type, object });
+      reply.line({ type: ev.type, object: t });
+    } else if (ev.type === "BOOKMARK") reply.line({ type: ev.type, object: ev.object });
+    else reply.rawLine(`{"type":${JSON.stringify(ev.type)},"object":${objectJson(ev.object as KObject)}}`);
   };
   // Filled in once the store watch runs; `end` may come before that (client gone, 410).
   const running: { stop?: () => Promise<void>; timer?: NodeJS.Timeout; bookmarks?: NodeJS.Timeout } = {};
