@@ -5,6 +5,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { writeSeedIso } from "../../cloud-init/iso.ts";
+import { shq } from "../../lib/shell.ts";
 import { renderSeed } from "../../cloud-init/seed.ts";
 import { buildImage } from "../../images/build.ts";
 import { isImagePath, loadRecipe } from "../../images/recipe.ts";
@@ -35,8 +36,6 @@ async function remoteConsoleTail(jump: SshJump, path: string): Promise<string> {
     return "(console not readable on the hypervisor)";
   }
 }
-
-const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export const guestDeps: LibvirtDeps = {
   async image(ctx): Promise<GuestImage> {

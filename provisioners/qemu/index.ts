@@ -24,6 +24,7 @@ import { decideAccel, probeAccel, type Accel } from "./accel.ts";
 import { qemuArgv, type VmSpec } from "./argv.ts";
 import { findVmProcesses, pidAlive } from "./processes.ts";
 import { qmpCommand } from "./qmp.ts";
+import { sleep } from "../../lib/sleep.ts";
 
 /** Per-VM record in the lab state (`vms/NODE/vm.json`). */
 export interface VmRecord {
@@ -309,5 +310,3 @@ export async function stopVms(lab: string, state: LabState): Promise<void> {
   const killDeadline = Date.now() + 5000;
   while (Date.now() < killDeadline && procs.some((v) => pidAlive(v.pid))) await sleep(100);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
