@@ -17,15 +17,12 @@ import * as grpc from "@grpc/grpc-js";
  */
 
 import {
-  type EtcdWatchCredentials,
   type EtcdWatchClientOptions,
-  type EtcdKeyValue,
   type EtcdWatchEvent,
   type EtcdWatchSpec,
   type EtcdWatchHandlers,
   EtcdWatchCompactedError,
   EtcdWatchCanceledError,
-  prefixEnd,
   cancelText,
   deserialize,
   guard,
@@ -36,17 +33,8 @@ import {
   type RawResponse,
 } from "./etcd-watch-wire.ts";
 
-export {
-  EtcdWatchCompactedError,
-  EtcdWatchCanceledError,
-  prefixEnd,
-  type EtcdWatchCredentials,
-  type EtcdWatchClientOptions,
-  type EtcdKeyValue,
-  type EtcdWatchEvent,
-  type EtcdWatchSpec,
-  type EtcdWatchHandlers,
-};
+export { EtcdWatchCanceledError, EtcdWatchCompactedError, prefixEnd } from "./etcd-watch-wire.ts";
+export type * from "./etcd-watch-wire.ts";
 
 /** One watch as the client keeps it across streams. */
 class WatchEntry {
