@@ -18,6 +18,7 @@ import { bridgeName, domainName, networkName, poolName, poolPath, volumes } from
 import { labBridge } from "./placement.ts";
 import type { LibvirtDeps } from "./index.ts";
 import type { OpenSite } from "./open-site.ts";
+import { vmMachine } from "../vm-node.ts";
 import { labDomains, readSiteRecords, writeSiteRecord, type SiteRecord } from "./site-state.ts";
 
 /** The lab's pool, image, network and domains on one hypervisor. */
@@ -195,19 +196,7 @@ export async function createOnSite(
     }
     out.push({
       consoleLog,
-      machine: {
-        name: node.name,
-        role: node.role,
-        address: node.address,
-        ssh: {
-          host: node.address,
-          port: 22,
-          user: node.ssh.user,
-          privateKeyPath,
-          hostKey: hostKey.publicKey,
-          ...(jump ? { jump } : {}),
-        },
-      },
+      machine: vmMachine(node, privateKeyPath, hostKey.publicKey, jump),
     });
   }
   return out;
