@@ -4,6 +4,7 @@
  * ends, watch again from the last version seen; on 410 Gone relist; BOOKMARK events only advance
  * the version. The cache updates are pure exported functions.
  */
+import { sleep } from "../lib/sleep.ts";
 
 export interface ObjectMeta {
   name?: string;
@@ -289,17 +290,4 @@ export class Informer<T extends KubeObject> {
       }
     }
   }
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }

@@ -8,7 +8,8 @@
  */
 import type { V1Lease } from "@kubernetes/client-node";
 import { setMaxListeners } from "node:events";
-import { sleep } from "./informer.ts";
+import { sleep } from "../lib/sleep.ts";
+import { microTime } from "../lib/time.ts";
 
 /** The three calls leader election makes; the typed REST client provides them. */
 export interface LeaseStore {
@@ -47,10 +48,6 @@ export type LeaseDecision =
   | { action: "create"; lease: V1Lease }
   | { action: "update"; lease: V1Lease }
   | { action: "wait"; holder: string };
-
-export function microTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
-}
 
 /**
  * Decide from the current Lease (or its absence) and whether its record has been unchanged for

@@ -4,6 +4,7 @@
  * with no JSON fallback). Only the fields those commands produce are mapped; an unknown field in
  * a message is skipped. Field numbers follow k8s.io/api's generated.proto.
  */
+import { timestamp } from "../lib/time.ts";
 
 type Kind = "string" | "int" | "bool" | "bytes" | "time" | "intOrString" | "quantity" | Schema;
 type Field = [name: string, kind: Kind, shape?: "repeated" | "map" | "mapBytes" | "mapMsg"];
@@ -211,7 +212,7 @@ function decodeScalar(kind: Kind, r: Reader, wire: number): unknown {
         seconds?: number;
       };
       if (!t.seconds) return undefined;
-      return new Date((t.seconds ?? 0) * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+      return timestamp((t.seconds ?? 0) * 1000);
     }
     case "quantity":
       return (decodeMessage(r.bytes(), { 1: ["string", "string"] }) as { string?: string }).string ?? "0";

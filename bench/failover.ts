@@ -19,13 +19,13 @@ import { request } from "node:https";
 import { EtcdCluster } from "../test/helpers/etcd-cluster.ts";
 import { adminTls, ApiLoad, crashLines, startLabServer, waitReady } from "../test/helpers/fault-load.ts";
 import { makeTestPki } from "../test/helpers/test-pki.ts";
+import { sleep } from "../lib/sleep.ts";
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 }
 const STARTS = arg("starts", 3);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Row {
   fault: string;

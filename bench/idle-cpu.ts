@@ -25,6 +25,7 @@ import { freePort } from "../test/helpers/etcd.ts";
 import { kubeconfigYaml } from "../test/helpers/test-apiserver.ts";
 import { makeTestPki } from "../test/helpers/test-pki.ts";
 import { startTestNode, type TestNode } from "../test/integration/agent-node.ts";
+import { sleep } from "../lib/sleep.ts";
 
 const MASTERS = Number(process.env["MASTERS"] ?? 1);
 const AGENTS = Number(process.env["AGENTS"] ?? 1);
@@ -72,7 +73,6 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const nodeArgs = (prof: string): string[] =>
   CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`, `--cpu-prof-name=${prof}.cpuprofile`] : [];
 

@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import type { V1Pod } from "@kubernetes/client-node";
 import { LabClient } from "../api/client.ts";
 import { freePort, startEtcd } from "../test/helpers/etcd.ts";
+import { sleep } from "../lib/sleep.ts";
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -39,8 +40,6 @@ const PROFILE_DIR = (() => {
 
 const SERVER_BIN = fileURLToPath(new URL("../bin/lab-server.js", import.meta.url));
 const AGENT_BIN = fileURLToPath(new URL("../bin/lab-agent.js", import.meta.url));
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;

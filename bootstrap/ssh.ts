@@ -12,6 +12,7 @@ import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import type { Machine } from "../provisioners/provisioner.ts";
 import { connectJump, forwardOut, type JumpConnection, type JumpPool } from "../provisioners/ssh-jump.ts";
 import { LabError } from "../topology/errors.ts";
+import { shq } from "../lib/shell.ts";
 
 export interface ExecResult {
   stdout: string;
@@ -49,10 +50,8 @@ export function pinnedFingerprint(hostKey: string): string | undefined {
   return blob ? fingerprintOfBlob(Buffer.from(blob, "base64")) : undefined;
 }
 
-/** Single-quotes a string for a POSIX shell. */
-export function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
+/** Single-quotes a string for a POSIX shell (lib/shell.ts; re-exported for the bootstrap steps). */
+export { shq };
 
 /** Total size of the files `uploadMany` writes in one exec (base64 on stdin) instead of over SFTP. */
 const INLINE_MAX = 1024 * 1024;

@@ -13,7 +13,7 @@ import {
   POD_NAMESPACE,
   POD_UID,
 } from "./labels.ts";
-import { cpuMillis, memoryBytes } from "../api/quantity.ts";
+import { cpuMillis, memoryBytes } from "../lib/quantity.ts";
 import type { PodObjects } from "./volumes/plan.ts";
 import {
   configMapBytes,

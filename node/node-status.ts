@@ -2,6 +2,7 @@
  * What the agent registers: the Node object (labels, taints, pod CIDR), its status (addresses,
  * capacity, node info, conditions) and its Lease. Pure builders; node/heartbeat.ts does the I/O.
  */
+import { microTime } from "../lib/time.ts";
 import type {
   V1Lease,
   V1Node,
@@ -168,11 +169,6 @@ export function nodeStatus(
 export function readyOf(status: V1NodeStatus | undefined): string | undefined {
   const c = status?.conditions?.find((x) => x.type === "Ready");
   return c ? `${c.status}/${c.reason}/${c.message}` : undefined;
-}
-
-/** RFC 3339 with microseconds, the MicroTime format of Lease times. */
-export function microTime(d: Date): string {
-  return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
 /** The node's Lease renewed at `now` (`existing` keeps its acquireTime and resourceVersion). */

@@ -13,8 +13,8 @@ import {
   parseIPv4,
   subnet,
   type Cidr,
-} from "./ipv4.ts";
-import { parseQuantity, toMiB } from "./quantity.ts";
+} from "../lib/ipv4.ts";
+import { parseSize, toMiB } from "../lib/quantity.ts";
 import type { Lab, NodeSpec, Provider } from "./schema.ts";
 
 /** Pool that lab subnets are derived from when spec.network.cidr is not set: 2048 × /24. */
@@ -181,8 +181,8 @@ function resources(lab: Lab, spec: NodeSpec) {
   const r = { ...base, ...stripUndefined(spec.resources ?? {}) };
   return {
     cpus: r.cpus,
-    memoryMiB: toMiB(parseQuantity(r.memory) as number),
-    diskMiB: toMiB(parseQuantity(r.disk) as number),
+    memoryMiB: toMiB(parseSize(r.memory) as number),
+    diskMiB: toMiB(parseSize(r.disk) as number),
   };
 }
 

@@ -4,8 +4,8 @@
  * size, duplicates) live in validate.ts, after the shape is known to be right.
  */
 import { z } from "zod";
-import { isIPv4, parseCidr } from "./ipv4.ts";
-import { parseQuantity } from "./quantity.ts";
+import { isIPv4, parseCidr } from "../lib/ipv4.ts";
+import { parseSize } from "../lib/quantity.ts";
 
 export const API_VERSION = "lab/v1alpha1";
 
@@ -33,7 +33,7 @@ export const Cidr = z.string().superRefine((s, ctx) => {
 });
 
 export const Quantity = z.string().superRefine((s, ctx) => {
-  const q = parseQuantity(s);
+  const q = parseSize(s);
   if (typeof q === "string") ctx.addIssue({ code: "custom", message: q, params: { fix: "e.g. 2Gi" } });
 });
 

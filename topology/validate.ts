@@ -1,6 +1,6 @@
 /** Checks that need more than one field: run after the schema accepted the shape. */
 import type { Problem } from "./errors.ts";
-import { cidrSize, contains, formatIPv4, mustParseCidr, overlaps, type Cidr } from "./ipv4.ts";
+import { cidrSize, contains, formatIPv4, mustParseCidr, overlaps, type Cidr } from "../lib/ipv4.ts";
 import { layoutAddresses, nodeDrafts, MASTER_OFFSET } from "./plan.ts";
 import type { Lab } from "./schema.ts";
 

@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { stableStringify } from "../../lib/stable-json.ts";
 import type { V1StatusCause } from "@kubernetes/client-node";
 import { base64DecodedLength, base64ErrorAt } from "./base64.ts";
 import {
@@ -10,7 +11,6 @@ import {
   notSupported,
   REDACTED,
   required,
-  stableJson,
   tooLong,
 } from "./field.ts";
 import { isConfigMapKey, isDns1123Label, isDns1123Subdomain } from "./names.ts";
@@ -218,7 +218,7 @@ function validateImmutableData(kind: string, next: Obj, old: Obj, causes: V1Stat
   if (next.immutable !== true) causes.push(forbidden("immutable", msg));
   const fields = kind === "Secret" ? ["data"] : ["data", "binaryData"];
   for (const f of fields)
-    if (stableJson(next[f] ?? {}) !== stableJson(old[f] ?? {})) causes.push(forbidden(f, msg));
+    if (stableStringify(next[f] ?? {}) !== stableStringify(old[f] ?? {})) causes.push(forbidden(f, msg));
 }
 
 /** Rules that compare an update with the stored object. */

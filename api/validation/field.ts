@@ -1,4 +1,5 @@
 import type { V1StatusCause } from "@kubernetes/client-node";
+import { stableStringify } from "../../lib/stable-json.ts";
 
 /**
  * Field errors as apimachinery's `field.Error` renders them: the cause's reason is the error
@@ -111,17 +112,7 @@ export function duplicate(path: FieldPath | string, value: unknown): V1StatusCau
 
 /** apimachinery's ValidateImmutableField. */
 export function immutable(path: FieldPath | string, next: unknown, old: unknown): V1StatusCause[] {
-  return stableJson(next) === stableJson(old) ? [] : [invalidValue(path, next, "field is immutable")];
-}
-
-/** JSON with sorted keys: equal values give equal text (key order and absent-vs-null aside). */
-export function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
-  if (v && typeof v === "object") {
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(v) ?? "null";
+  return stableStringify(next) === stableStringify(old)
+    ? []
+    : [invalidValue(path, next, "field is immutable")];
 }

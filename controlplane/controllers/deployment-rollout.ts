@@ -32,18 +32,6 @@ export const ANNOTATIONS_TO_SKIP = new Set([
 /** Longest revision-history annotation kept, as kube-controller-manager's maxRevHistoryLengthInChars. */
 const MAX_REVISION_HISTORY_CHARS = 2000;
 
-/** JSON with sorted keys, so equal templates hash equally whatever their key order. */
-export function stableStringify(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableStringify).join(",")}]`;
-  if (v && typeof v === "object" && !(v instanceof Date)) {
-    const entries = Object.entries(v as Record<string, unknown>)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${stableStringify(x)}`).join(",")}}`;
-  }
-  return JSON.stringify(v);
-}
-
 const created = (rs: V1ReplicaSet): number =>
   rs.metadata?.creationTimestamp ? new Date(rs.metadata.creationTimestamp).getTime() || 0 : 0;
 const byName = (a: V1ReplicaSet, b: V1ReplicaSet): number =>

@@ -7,13 +7,8 @@ import { WorkQueue } from "../../api/workqueue.ts";
 import { runController } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isAlreadyExists, isConflict, isNotFound, recordEvent } from "../loop-client.ts";
-import {
-  DESIRED_REPLICAS,
-  MAX_REPLICAS,
-  resolveFenceposts,
-  rolloutStep,
-  stableStringify,
-} from "./deployment-rollout.ts";
+import { stableStringify } from "../../lib/stable-json.ts";
+import { DESIRED_REPLICAS, MAX_REPLICAS, resolveFenceposts, rolloutStep } from "./deployment-rollout.ts";
 import { controllerRef, ownerRefFor, selectorMatches } from "./labels.ts";
 import { templatesEqualIgnoringHash } from "./pod-template.ts";
 

@@ -1,12 +1,6 @@
 /** Node IPAM, pure: one pod CIDR per node carved from the cluster CIDR. */
 import type { V1Node } from "@kubernetes/client-node";
-
-function ipToInt(ip: string): number {
-  return ip.split(".").reduce((n, o) => n * 256 + Number(o), 0);
-}
-function intToIp(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
-}
+import { formatIPv4, ipv4ToNumber } from "../../lib/ipv4.ts";
 
 export interface CidrPool {
   base: number;
@@ -17,22 +11,25 @@ export interface CidrPool {
 
 export function cidrPool(clusterCidr: string, nodeMaskSize = 24): CidrPool {
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(clusterCidr);
-  if (!m) throw new Error(`cluster CIDR "${clusterCidr}" is not an IPv4 CIDR like 10.244.0.0/16`);
+  const ip = m ? ipv4ToNumber(m[1]!) : undefined;
+  if (!m || ip === undefined)
+    throw new Error(`cluster CIDR "${clusterCidr}" is not an IPv4 CIDR like 10.244.0.0/16`);
   const prefix = Number(m[2]);
   if (nodeMaskSize < prefix || nodeMaskSize > 30)
     throw new Error(`node mask /${nodeMaskSize} must be between the cluster prefix /${prefix} and /30`);
-  const base = ipToInt(m[1]!) - (ipToInt(m[1]!) % 2 ** (32 - prefix));
+  const base = ip - (ip % 2 ** (32 - prefix));
   return { base, clusterPrefix: prefix, nodePrefix: nodeMaskSize, size: 2 ** (nodeMaskSize - prefix) };
 }
 
 export function cidrAt(pool: CidrPool, index: number): string {
-  return `${intToIp(pool.base + index * 2 ** (32 - pool.nodePrefix))}/${pool.nodePrefix}`;
+  return `${formatIPv4(pool.base + index * 2 ** (32 - pool.nodePrefix))}/${pool.nodePrefix}`;
 }
 
 export function indexOf(pool: CidrPool, cidr: string): number | undefined {
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
-  if (!m || Number(m[2]) !== pool.nodePrefix) return undefined;
-  const off = ipToInt(m[1]!) - pool.base;
+  const ip = m ? ipv4ToNumber(m[1]!) : undefined;
+  if (!m || ip === undefined || Number(m[2]) !== pool.nodePrefix) return undefined;
+  const off = ip - pool.base;
   const step = 2 ** (32 - pool.nodePrefix);
   if (off < 0 || off % step !== 0 || off / step >= pool.size) return undefined;
   return off / step;

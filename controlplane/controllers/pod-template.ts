@@ -7,7 +7,7 @@
  * ReplicaSet instead of reviving the old one (deployment/util EqualIgnoreHash, Semantic.DeepEqual).
  */
 import type { V1PodTemplateSpec } from "@kubernetes/client-node";
-import { parseQuantity } from "../../api/quantity.ts";
+import { parseQuantity } from "../../lib/quantity.ts";
 
 export const HASH_LABEL = "pod-template-hash";
 

@@ -6,7 +6,7 @@ import { WorkQueue } from "../../api/workqueue.ts";
 import { runController } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
-import { stableStringify } from "./deployment-rollout.ts";
+import { stableStringify } from "../../lib/stable-json.ts";
 import { Expectations } from "./expectations.ts";
 import { controllerRef, ownerRefFor, selectorMatches } from "./labels.ts";
 import { generateName } from "./names.ts";

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { groupVersion, RESOURCES, type ResourceInfo } from "../../api/resources.ts";
 import { matchesFields, matchesLabels } from "../../api/selectors.ts";
 import { ApiError, badRequest, conflict, invalid, notFound } from "../../api/status.ts";
-import { stableJson } from "../../api/validation/field.ts";
+import { stableStringify } from "../../lib/stable-json.ts";
 import { NodePortAllocator, type ServiceIpAllocator } from "../service-ips.ts";
 import type { EtcdStore } from "../storage/etcd-store.ts";
 import { WatchCache } from "../storage/watch-cache.ts";
@@ -202,7 +202,7 @@ export class Registry {
     if (causes.length) throw invalid(info.kind, name, causes, info.group);
     if (strategy.bumpsGeneration) {
       const gen = cur.generation ?? 1;
-      meta.generation = stableJson(obj.spec) === stableJson(current.spec) ? gen : gen + 1;
+      meta.generation = stableStringify(obj.spec) === stableStringify(current.spec) ? gen : gen + 1;
     }
     const key = storageKey(info, cur.namespace, name);
     const rev = Number(cur.resourceVersion);
@@ -247,7 +247,7 @@ export class Registry {
   ): Promise<KObject> {
     return this.readModifyWrite(info, namespace, name, opts.attempts, async (current) => {
       const next = await mutate(structuredClone(current));
-      if (stableJson(next) === stableJson(current)) return current;
+      if (stableStringify(next) === stableStringify(current)) return current;
       return this.update(info, current, next, opts.mode ?? "main", opts.dryRun ?? false);
     });
   }

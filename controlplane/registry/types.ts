@@ -62,9 +62,7 @@ export function withVersion(obj: KObject, modRevision: number): KObject {
 }
 
 /** A timestamp as Kubernetes writes them (seconds, UTC). */
-export function timestamp(ms = Date.now()): string {
-  return new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
-}
+export { timestamp } from "../../lib/time.ts";
 
 const NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789";
 export function randomSuffix(): string {

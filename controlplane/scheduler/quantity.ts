@@ -1,5 +1,5 @@
 /** Quantities as the scheduler counts them: a missing or malformed value counts as 0 (the API server validates on write). */
-import { parseQuantity as parseOrUndefined } from "../../api/quantity.ts";
+import { parseQuantity as parseOrUndefined } from "../../lib/quantity.ts";
 
 export function parseQuantity(q: string | number | undefined): number {
   return parseOrUndefined(q) ?? 0;

@@ -1,6 +1,4 @@
 import * as grpc from "@grpc/grpc-js";
-import protobuf from "protobufjs";
-import { ETCD_WATCH_PROTO } from "./etcd-watch-proto.ts";
 
 /**
  * etcd's Watch API over one multiplexed gRPC stream per member connection, written for lab-server
@@ -18,138 +16,25 @@ import { ETCD_WATCH_PROTO } from "./etcd-watch-proto.ts";
  * - nothing thrown by a handler reaches a gRPC event handler.
  */
 
-export interface EtcdWatchCredentials {
-  rootCertificate: Buffer;
-  privateKey?: Buffer;
-  certChain?: Buffer;
-}
+import {
+  type EtcdWatchClientOptions,
+  type EtcdWatchEvent,
+  type EtcdWatchSpec,
+  type EtcdWatchHandlers,
+  EtcdWatchCompactedError,
+  EtcdWatchCanceledError,
+  cancelText,
+  deserialize,
+  guard,
+  hostAddress,
+  num,
+  serialize,
+  toKv,
+  type RawResponse,
+} from "./etcd-watch-wire.ts";
 
-export interface EtcdWatchClientOptions {
-  /** Member client URLs (`https://10.0.0.11:2379`) or host:port. */
-  hosts: string[];
-  credentials?: EtcdWatchCredentials;
-  grpcOptions?: grpc.ChannelOptions;
-  /** One line per notable thing (a stream broke, an unknown watch id, a handler threw). */
-  log?: (line: string) => void;
-  /** Reconnect delays: first retry after initialMs, doubling up to maxMs (with jitter). */
-  backoff?: { initialMs: number; maxMs: number };
-  /** A create request etcd has not answered within this long means the stream is stuck: move on. */
-  createTimeoutMs?: number;
-}
-
-export interface EtcdKeyValue {
-  key: Buffer;
-  value: Buffer;
-  modRevision: number;
-  createRevision: number;
-  version: number;
-}
-
-export interface EtcdWatchEvent {
-  type: "put" | "delete";
-  kv: EtcdKeyValue;
-  prevKv: EtcdKeyValue | undefined;
-}
-
-export interface EtcdWatchSpec {
-  key: string | Buffer;
-  /** End of the range (exclusive); see {@link prefixEnd}. Absent: the key alone. */
-  rangeEnd?: string | Buffer;
-  /** First revision to deliver (inclusive); 0 = from now. */
-  startRevision: number;
-  prevKv?: boolean;
-}
-
-export interface EtcdWatchHandlers {
-  /** Events of one or more revisions, in revision order. */
-  onEvents(events: EtcdWatchEvent[]): void;
-  /** Every event up to this revision has been delivered. */
-  onProgress?(revision: number): void;
-  /** The watch ended for good (compacted history, or etcd cancelled it); no call follows. */
-  onError(err: Error): void;
-}
-
-/** The watch's start revision is older than etcd's compacted history. */
-export class EtcdWatchCompactedError extends Error {
-  constructor(
-    readonly compactRevision: number,
-    readonly requested: number,
-  ) {
-    super(`etcd: required revision ${requested} has been compacted (compacted up to ${compactRevision})`);
-  }
-}
-
-/** etcd cancelled a watch we did not cancel (permission denied, an invalid range...). */
-export class EtcdWatchCanceledError extends Error {}
-
-/** The end of the range holding every key that starts with prefix (etcd's `clientv3.GetPrefixRangeEnd`). */
-export function prefixEnd(prefix: string | Buffer): Buffer {
-  const b = Buffer.from(prefix);
-  for (let i = b.length - 1; i >= 0; i--) {
-    if (b[i]! < 0xff) {
-      const end = Buffer.from(b.subarray(0, i + 1));
-      end[i]!++;
-      return end;
-    }
-  }
-  return Buffer.from([0]); // every key >= prefix
-}
-
-interface RawKv {
-  key?: Uint8Array;
-  value?: Uint8Array;
-  mod_revision?: number | string;
-  create_revision?: number | string;
-  version?: number | string;
-}
-interface RawResponse {
-  header?: { revision?: number | string };
-  watch_id?: number | string;
-  created?: boolean;
-  canceled?: boolean;
-  compact_revision?: number | string;
-  cancel_reason?: string;
-  events?: { type?: number | string; kv?: RawKv; prev_kv?: RawKv }[];
-}
-
-let codec: { request: protobuf.Type; response: protobuf.Type } | undefined;
-function messages(): { request: protobuf.Type; response: protobuf.Type } {
-  if (!codec) {
-    const root = protobuf.parse(ETCD_WATCH_PROTO, { keepCase: true }).root;
-    codec = {
-      request: root.lookupType("etcdserverpb.WatchRequest"),
-      response: root.lookupType("etcdserverpb.WatchResponse"),
-    };
-  }
-  return codec;
-}
-
-const serialize = (msg: object): Buffer => {
-  const { request } = messages();
-  return Buffer.from(request.encode(request.fromObject(msg)).finish());
-};
-const deserialize = (buf: Buffer): RawResponse => {
-  const { response } = messages();
-  return response.toObject(response.decode(buf), { longs: Number, enums: Number }) as RawResponse;
-};
-
-const num = (v: number | string | undefined): number => (v === undefined ? 0 : Number(v));
-
-function toKv(raw: RawKv | undefined): EtcdKeyValue | undefined {
-  if (!raw) return undefined;
-  return {
-    key: Buffer.from(raw.key ?? []),
-    value: Buffer.from(raw.value ?? []),
-    modRevision: num(raw.mod_revision),
-    createRevision: num(raw.create_revision),
-    version: num(raw.version),
-  };
-}
-
-function hostAddress(host: string): string {
-  const m = /^[a-z]+:\/\/([^/]+)/i.exec(host.trim());
-  return m ? m[1]! : host.trim();
-}
+export { EtcdWatchCanceledError, EtcdWatchCompactedError, prefixEnd } from "./etcd-watch-wire.ts";
+export type * from "./etcd-watch-wire.ts";
 
 /** One watch as the client keeps it across streams. */
 class WatchEntry {
@@ -481,22 +366,5 @@ export class EtcdWatchClient {
       guard(this.log, "reopening the watch stream", () => this.ensureStream());
     }, delay);
     this.reconnectTimer.unref();
-  }
-}
-
-function cancelText(res: RawResponse): string {
-  return `etcd canceled the watch${res.cancel_reason ? `: ${res.cancel_reason}` : ""}`;
-}
-
-/** Runs fn; whatever it throws is logged, never passed on (callers are gRPC event handlers). */
-function guard(log: (line: string) => void, what: string, fn: () => void): void {
-  try {
-    fn();
-  } catch (err) {
-    try {
-      log(`etcd watch: ${what} threw (ignored): ${err instanceof Error ? err.message : String(err)}`);
-    } catch {
-      // a logger that throws must not end the process either
-    }
   }
 }

@@ -4,6 +4,7 @@
  * InternalIP is a loopback address, so anything that dials a hollow node (logs, exec) stays on
  * this machine and gets "connection refused".
  */
+import { cidrRange, formatIPv4, ipv4ToNumber } from "../../lib/ipv4.ts";
 
 function fnv1a(text: string): number {
   let h = 0x811c9dc5;
@@ -26,23 +27,6 @@ export function hollowNodeIP(nodeName: string): string {
   return `127.${1 + (h % 254)}.${(h >>> 8) & 255}.${1 + ((h >>> 16) % 254)}`;
 }
 
-function ipToInt(ip: string): number {
-  return ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
-}
-function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
-}
-
-/** IPv4 CIDR → first address and size; undefined when it is not one. */
-export function parseCidr(cidr: string): { base: number; size: number } | undefined {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr);
-  if (!m) return undefined;
-  const bits = Number(m[5]);
-  if (bits < 8 || bits > 30 || m.slice(1, 5).some((o) => Number(o) > 255)) return undefined;
-  const size = 2 ** (32 - bits);
-  return { base: Math.floor(ipToInt(m.slice(1, 5).join(".")) / size) * size, size };
-}
-
 /**
  * The pod IPs of one node: the lowest free host address of its CIDR (skipping the network
  * address, .1 as the gateway, and broadcast), held per pod uid until released.
@@ -54,7 +38,7 @@ export class PodIpPool {
   private readonly size: number;
 
   constructor(readonly cidr: string) {
-    const c = parseCidr(cidr) ?? parseCidr(fallbackPodCidr(cidr))!;
+    const c = cidrRange(cidr) ?? cidrRange(fallbackPodCidr(cidr))!;
     this.base = c.base;
     this.size = c.size;
   }
@@ -62,17 +46,18 @@ export class PodIpPool {
   /** The pod's IP: the one it has, `wish` when free and inside the CIDR, else the lowest free one. */
   allocate(uid: string, wish?: string): string | undefined {
     const held = this.byUid.get(uid);
-    if (held !== undefined) return intToIp(this.base + held);
+    if (held !== undefined) return formatIPv4(this.base + held);
     let off: number | undefined;
-    if (wish && /^\d+\.\d+\.\d+\.\d+$/.test(wish)) {
-      const w = ipToInt(wish) - this.base;
+    const wished = wish ? ipv4ToNumber(wish) : undefined;
+    if (wished !== undefined) {
+      const w = wished - this.base;
       if (w >= 2 && w < this.size - 1 && !this.used.has(w)) off = w;
     }
     for (let o = 2; off === undefined && o < this.size - 1; o++) if (!this.used.has(o)) off = o;
     if (off === undefined) return undefined;
     this.used.add(off);
     this.byUid.set(uid, off);
-    return intToIp(this.base + off);
+    return formatIPv4(this.base + off);
   }
 
   release(uid: string): void {

@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { parse as parseYaml } from "yaml";
 import { LabClient, readKubeconfig } from "../../api/client.ts";
-import { parseQuantity } from "../../api/quantity.ts";
+import { parseQuantity } from "../../lib/quantity.ts";
 import { parseLabels } from "../node-status.ts";
 import { HollowNodes } from "./hollow.ts";
 

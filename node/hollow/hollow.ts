@@ -7,9 +7,9 @@
  * nodes cost about 100 lease writes per second and no burst.
  */
 import type { V1Lease, V1Node, V1NodeStatus, V1Pod } from "@kubernetes/client-node";
-import { ApiStatusError, type LabClient, type Plural } from "../../api/client.ts";
-import type { KubeObject, ListWatcher, WatchEvent } from "../../api/informer.ts";
+import { ApiStatusError, type LabClient } from "../../api/client.ts";
 import { Informer, objectKey } from "../../api/informer.ts";
+import { clientListWatch } from "../../api/list-watch.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { runWorkers, WorkQueue } from "../../api/workqueue.ts";
 import {
@@ -94,29 +94,6 @@ export function dueHeartbeats<N extends Pick<HollowNode, "registered" | "busy" |
 const isCode = (err: unknown, code: number): boolean => err instanceof ApiStatusError && err.code === code;
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
-/** list + watch of one resource through the typed client, for the shared Informer. */
-export function clientListWatcher<T extends KubeObject>(
-  client: LabClient,
-  plural: Plural,
-  fieldSelector?: string,
-): ListWatcher<T> {
-  return {
-    async list() {
-      const l = await client.list(plural, fieldSelector ? { fieldSelector } : {});
-      return { items: l.items as unknown as T[], resourceVersion: l.metadata?.resourceVersion ?? "" };
-    },
-    watch(resourceVersion, signal) {
-      return client.watch(plural, {
-        resourceVersion,
-        fieldSelector,
-        allowWatchBookmarks: true,
-        timeoutSeconds: 300 + Math.floor(Math.random() * 300),
-        signal,
-      }) as unknown as AsyncIterable<WatchEvent<T>>;
-    },
-  };
-}
-
 /** Logs each distinct error text at most once per interval, with how often it happened meanwhile. */
 function throttledLog(log: (line: string) => void, intervalMs = 10_000): (line: string) => void {
   const seen = new Map<string, { at: number; count: number }>();
@@ -177,11 +154,17 @@ export class HollowNodes {
     const single = o.nodeNames.length === 1 ? o.nodeNames[0] : undefined;
     // One watch for all: the pods of one node, or every bound pod (filtered to ours here).
     this.pods = new Informer<V1Pod>(
-      clientListWatcher(o.client, "pods", single ? `spec.nodeName=${single}` : "spec.nodeName!="),
+      clientListWatch(o.client)<V1Pod>("pods", undefined, {
+        fieldSelector: single ? `spec.nodeName=${single}` : "spec.nodeName!=",
+      }),
       { onError: (err) => this.warn(`watching pods: ${errText(err)}`) },
     );
     this.nodeInformer = new Informer<V1Node>(
-      clientListWatcher(o.client, "nodes", single ? `metadata.name=${single}` : undefined),
+      clientListWatch(o.client)<V1Node>(
+        "nodes",
+        undefined,
+        single ? { fieldSelector: `metadata.name=${single}` } : {},
+      ),
       { onError: (err) => this.warn(`watching nodes: ${errText(err)}`) },
     );
     const enqueue = (p: V1Pod): void => {

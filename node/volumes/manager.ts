@@ -9,6 +9,7 @@ import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "no
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
 import { ApiStatusError } from "../../api/client.ts";
+import { timestamp } from "../../lib/time.ts";
 import type { FailoverClient } from "../api/failover.ts";
 import type { Mount } from "../cri/types.ts";
 import type { PodObjects, ProjectedFile, VolumeSetup } from "./plan.ts";
@@ -260,7 +261,7 @@ export function apiObjectSource(client: Pick<FailoverClient, "get" | "create">):
 export function failedMountEvent(pod: V1Pod, message: string, now: Date): CoreV1Event {
   const ns = pod.metadata?.namespace ?? "default";
   const node = pod.spec?.nodeName;
-  const t = now.toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date;
+  const t = timestamp(now) as unknown as Date;
   return {
     apiVersion: "v1",
     kind: "Event",

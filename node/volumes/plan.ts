@@ -12,7 +12,7 @@ import type {
   V1Secret,
   V1Volume,
 } from "@kubernetes/client-node";
-import { memoryBytes } from "../../api/quantity.ts";
+import { memoryBytes } from "../../lib/quantity.ts";
 import type { Mount } from "../cri/types.ts";
 
 /** ConfigMaps and Secrets of the pod's namespace, by name; a missing name is absent. */

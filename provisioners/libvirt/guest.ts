@@ -4,14 +4,14 @@
  * ssh-ready check. Only the plumbing into libvirt differs.
  */
 import { mkdir } from "node:fs/promises";
-import { writeSeedIso } from "../../cloud-init/iso.ts";
-import { renderSeed } from "../../cloud-init/seed.ts";
+import { shq } from "../../lib/shell.ts";
 import { buildImage } from "../../images/build.ts";
 import { isImagePath, loadRecipe } from "../../images/recipe.ts";
 import { inspectUserImage } from "../../images/user-image.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import type { SshJump } from "../provisioner.ts";
 import { connectJump, execOnJump } from "../ssh-jump.ts";
+import { writeNodeSeed } from "../vm-node.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
 import type { GuestImage, LibvirtDeps } from "./index.ts";
 
@@ -35,8 +35,6 @@ async function remoteConsoleTail(jump: SshJump, path: string): Promise<string> {
     return "(console not readable on the hypervisor)";
   }
 }
-
-const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export const guestDeps: LibvirtDeps = {
   async image(ctx): Promise<GuestImage> {
@@ -64,20 +62,7 @@ export const guestDeps: LibvirtDeps = {
     const hostKey = await ensureHostKey(state, node.name);
     await mkdir(state.path("libvirt"), { recursive: true, mode: 0o700 });
     const file = state.path("libvirt", `${node.name}-seed.iso`);
-    await writeSeedIso(
-      file,
-      renderSeed({
-        lab: plan.lab,
-        hostname: node.name,
-        user: node.ssh.user,
-        authorizedKey: labKey.publicKey,
-        hostKey,
-        mac: node.mac,
-        address: node.address,
-        prefix: plan.network.prefix,
-        gateway: plan.network.gateway || undefined,
-      }),
-    );
+    await writeNodeSeed(file, plan, node, labKey.publicKey, hostKey);
     return file;
   },
 

@@ -4,7 +4,7 @@
  * gathers the facts (interfaces, addresses) and these functions decide.
  */
 import { createHash } from "node:crypto";
-import { contains, mustParseCidr, parseIPv4 } from "../../topology/ipv4.ts";
+import { contains, mustParseCidr, parseIPv4 } from "../../lib/ipv4.ts";
 import { LabError } from "../../topology/errors.ts";
 import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import { DEFAULT_URI } from "./names.ts";

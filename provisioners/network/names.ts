@@ -4,7 +4,7 @@
  * Linux interface names are at most 15 characters, so the host veth uses the lab's short id.
  */
 import { labId } from "../../topology/plan.ts";
-import { mustParseCidr, overlaps } from "../../topology/ipv4.ts";
+import { mustParseCidr, overlaps } from "../../lib/ipv4.ts";
 
 export const BRIDGE = "br0";
 /** The namespace end of the veth pair, enslaved to the bridge. */

@@ -6,8 +6,6 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { execa } from "execa";
-import { renderSeed } from "../../cloud-init/seed.ts";
-import { writeSeedIso } from "../../cloud-init/iso.ts";
 import { buildImage } from "../../images/build.ts";
 import { isImagePath, loadRecipe } from "../../images/recipe.ts";
 import { inspectUserImage } from "../../images/user-image.ts";
@@ -19,11 +17,13 @@ import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import { destroyLabNetwork, ensureLabNetwork, ensureTap } from "../network/netns.ts";
 import { netnsName } from "../network/names.ts";
 import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
+import { vmMachine, writeNodeSeed } from "../vm-node.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
 import { decideAccel, probeAccel, type Accel } from "./accel.ts";
 import { qemuArgv, type VmSpec } from "./argv.ts";
 import { findVmProcesses, pidAlive } from "./processes.ts";
 import { qmpCommand } from "./qmp.ts";
+import { sleep } from "../../lib/sleep.ts";
 
 /** Per-VM record in the lab state (`vms/NODE/vm.json`). */
 export interface VmRecord {
@@ -86,18 +86,7 @@ async function createVm(
   const { plan, state, reporter } = ctx;
   const p = vmPaths(state, node.name);
   const hostKey = await ensureHostKey(state, node.name);
-  const machine: Machine = {
-    name: node.name,
-    role: node.role,
-    address: node.address,
-    ssh: {
-      host: node.address,
-      port: 22,
-      user: node.ssh.user,
-      privateKeyPath: labKey.privateKeyPath,
-      hostKey: hostKey.publicKey,
-    },
-  };
+  const machine = vmMachine(node, labKey.privateKeyPath, hostKey.publicKey);
   const existingPid = running.get(node.name);
   if (existingPid) {
     reporter.event({
@@ -127,20 +116,7 @@ async function createVm(
             `${node.diskMiB}M`,
           ]);
         }
-        await writeSeedIso(
-          p.seed,
-          renderSeed({
-            lab: plan.lab,
-            hostname: node.name,
-            user: node.ssh.user,
-            authorizedKey: labKey.publicKey,
-            hostKey,
-            mac: node.mac,
-            address: node.address,
-            prefix: plan.network.prefix,
-            gateway: plan.network.gateway || undefined,
-          }),
-        );
+        await writeNodeSeed(p.seed, plan, node, labKey.publicKey, hostKey);
         await rm(p.consoleLog, { force: true });
         await rm(p.qmpSocket, { force: true });
         const spec: VmSpec = {
@@ -309,5 +285,3 @@ export async function stopVms(lab: string, state: LabState): Promise<void> {
   const killDeadline = Date.now() + 5000;
   while (Date.now() < killDeadline && procs.some((v) => pidAlive(v.pid))) await sleep(100);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

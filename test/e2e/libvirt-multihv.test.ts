@@ -15,7 +15,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostRoutes } from "../../provisioners/network/netns.ts";
 import { deriveLabCidr } from "../../topology/plan.ts";
-import { formatIPv4, mustParseCidr } from "../../topology/ipv4.ts";
+import { formatIPv4, mustParseCidr } from "../../lib/ipv4.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
 import { E2eLab, jsonLines, repo } from "./helpers.ts";
 

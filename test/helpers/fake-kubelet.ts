@@ -5,7 +5,7 @@
  */
 import type { V1Lease, V1Node, V1Pod } from "@kubernetes/client-node";
 import type { LabClient } from "../../api/client.ts";
-import { microTime } from "../../api/leader-election.ts";
+import { microTime, timestamp } from "../../lib/time.ts";
 
 const ready = (p: V1Pod): boolean =>
   !!p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
@@ -33,7 +33,7 @@ export class FakeKubelet {
         spec: {},
       };
       await this.client.create("nodes", node);
-      const t = new Date().toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date;
+      const t = timestamp() as unknown as Date;
       // Controllers (IPAM, node lifecycle) may write the node meanwhile: retry on conflict.
       for (let attempt = 0; ; attempt++) {
         const current = await this.client.get("nodes", name);
@@ -100,7 +100,7 @@ export class FakeKubelet {
       // Back from the dead (or marked Unknown by the node controller): report Ready again.
       const node = await this.client.get("nodes", n);
       if (!node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) {
-        const t = new Date().toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date;
+        const t = timestamp() as unknown as Date;
         const conditions = [
           ...(node.status?.conditions ?? []).filter((c) => c.type !== "Ready"),
           {
@@ -125,7 +125,7 @@ export class FakeKubelet {
           .catch(() => undefined);
       } else if (!ready(p)) {
         const ip = `10.244.${this.nodes.indexOf(node)}.${Math.floor(Math.random() * 250) + 2}`;
-        const t = new Date().toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date;
+        const t = timestamp() as unknown as Date;
         await this.client
           .updateStatus("pods", {
             ...p,

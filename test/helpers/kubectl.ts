@@ -1,5 +1,8 @@
 /** Stock kubectl 1.32, the judge of API behaviour, against a test cluster's kubeconfig. */
 import { execFile } from "node:child_process";
+import { randomInt } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -31,4 +34,11 @@ export function kubectlFor(kubeconfig: () => string, timeoutMs = 60_000): Kubect
     throw new Error(`kubectl ${args.join(" ")} succeeded, expected a failure`);
   };
   return Object.assign(kubectl, { fails });
+}
+
+/** `kubectl apply -f` of a manifest, written to a fresh file in `dir`. */
+export async function applyYaml(kubectl: Kubectl, dir: string, yaml: string): Promise<void> {
+  const file = join(dir, `apply-${randomInt(1e9)}.yaml`);
+  await writeFile(file, yaml);
+  await kubectl("apply", "-f", file);
 }

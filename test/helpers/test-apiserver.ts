@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ApiServer } from "../../controlplane/apiserver.ts";
+import type { ApiServerOptions } from "../../controlplane/server/server.ts";
 import { EtcdStore } from "../../controlplane/storage/etcd-store.ts";
 import { startEtcd, type TestEtcd } from "./etcd.ts";
 import { makeTestPki, type TestPki } from "./test-pki.ts";
@@ -49,12 +50,9 @@ export function kubeconfigYaml(
   ].join("\n");
 }
 
-export async function startTestApiServer(opts: { bookmarkIntervalMs?: number } = {}): Promise<TestApiServer> {
-  const etcd = await startEtcd();
-  const pki = await makeTestPki();
-  const store = new EtcdStore({ hosts: etcd.endpoint });
-  const admin = await pki.client("admin", "admin", ["system:masters"]);
-  const server = new ApiServer({
+/** What every test API server shares: the store, the service range, loopback and the test PKI's serving pair. */
+export async function testServerOptions(store: EtcdStore, pki: TestPki): Promise<ApiServerOptions> {
+  return {
     store,
     serviceClusterIpRange: "10.96.0.0/24",
     advertiseAddress: "127.0.0.1",
@@ -64,6 +62,16 @@ export async function startTestApiServer(opts: { bookmarkIntervalMs?: number } =
       key: await readFile(pki.serverKey),
       clientCa: await readFile(pki.caCert),
     },
+  };
+}
+
+export async function startTestApiServer(opts: { bookmarkIntervalMs?: number } = {}): Promise<TestApiServer> {
+  const etcd = await startEtcd();
+  const pki = await makeTestPki();
+  const store = new EtcdStore({ hosts: etcd.endpoint });
+  const admin = await pki.client("admin", "admin", ["system:masters"]);
+  const server = new ApiServer({
+    ...(await testServerOptions(store, pki)),
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
   });
   const port = await server.start("127.0.0.1", 0);

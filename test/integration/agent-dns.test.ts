@@ -7,7 +7,7 @@
  * evenly.
  */
 import type { V1Pod } from "@kubernetes/client-node";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { randomInt } from "node:crypto";
 import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
@@ -18,9 +18,10 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLASS_IN, decodeMessage, encodeMessage, RCODE, RR, type Message } from "../../node/dns/wire.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-import { kubectlFor } from "../helpers/kubectl.ts";
+import { applyYaml, kubectlFor } from "../helpers/kubectl.ts";
 import { until as waitFor } from "../helpers/until.ts";
 import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
+import { killAgent, nodeAgentFlags, spawnAgent } from "./agent-process.ts";
 
 const run = promisify(execFile);
 const NODE = "dns-node";
@@ -36,11 +37,7 @@ let listen: { address: string; port: number };
 
 const kubectl = kubectlFor(() => api.kubeconfig);
 
-async function apply(yaml: string): Promise<void> {
-  const file = join(dir, `apply-${randomInt(1e9)}.yaml`);
-  await writeFile(file, yaml);
-  await kubectl("apply", "-f", file);
-}
+const apply = (yaml: string): Promise<void> => applyYaml(kubectl, dir, yaml);
 
 const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
   waitFor(what, fn, timeoutMs, { everyMs: 100, context: () => agentLogTail(agentLog) });
@@ -174,28 +171,21 @@ beforeAll(async () => {
     address: await addr(`lab${node.netns.replace("lab-agent-", "")}h`),
     port: randomInt(20000, 30000),
   };
-  agent = spawn(
-    "node_modules/.bin/tsx",
+  agent = spawnAgent(
     [
-      "node/main.ts",
-      `--kubeconfig=${kubeconfig}`,
-      `--node-name=${NODE}`,
-      `--node-ip=${nodeIP}`,
-      `--pod-cidr=${node.podCidr}`,
+      ...nodeAgentFlags(node, {
+        kubeconfig: kubeconfig,
+        nodeName: NODE,
+        nodeIP: nodeIP,
+        stateDir: join(dir, "state"),
+      }),
       `--cluster-dns=${CLUSTER_DNS}`,
       `--dns-listen=${listen.address}:${listen.port}`,
       // labs are offline: no upstream, names outside the cluster are REFUSED
       "--resolv-conf=",
-      `--state-dir=${join(dir, "state")}`,
-      `--container-runtime-endpoint=${node.socket}`,
-      `--pod-log-dir=${node.logRoot}`,
-      `--cgroup-root=${node.cgroupRoot}`,
-      `--netns=${node.netns}`,
     ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    (text) => (agentLog += text),
   );
-  agent.stdout!.on("data", (d: Buffer) => (agentLog += d.toString()));
-  agent.stderr!.on("data", (d: Buffer) => (agentLog += d.toString()));
   await until("cluster DNS listening", async () => agentLog.includes("cluster DNS"), 30_000);
 
   for (const i of [1, 2, 3]) await apply(samplePod(`sample-${i}`));
@@ -227,10 +217,7 @@ subsets:
 }, 150_000);
 
 afterAll(async () => {
-  if (agent && agent.exitCode === null && agent.signalCode === null) {
-    agent.kill("SIGKILL");
-    await new Promise((r) => agent!.once("exit", r));
-  }
+  await killAgent(agent);
   await node?.destroy();
   await api?.stop();
   await rm(dir, { recursive: true, force: true });

@@ -13,10 +13,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiServer } from "../../controlplane/apiserver.ts";
 import { EtcdStore } from "../../controlplane/storage/etcd-store.ts";
 import { KUBELET_CLIENT_CN, KUBELET_CLIENT_GROUP } from "../../node/server/server.ts";
-import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+import {
+  kubeconfigYaml,
+  startTestApiServer,
+  type TestApiServer,
+  testServerOptions,
+} from "../helpers/test-apiserver.ts";
 import { makeTestPki, type TestPki } from "../helpers/test-pki.ts";
 import { until as waitFor } from "../helpers/until.ts";
 import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
+import { killAgent, nodeAgentFlags, spawnAgent } from "./agent-process.ts";
 
 const NODE = "worker-logs";
 
@@ -89,15 +95,7 @@ beforeAll(async () => {
   // lab-server as bootstrap runs it: with its kubelet-client identity
   const store = new EtcdStore({ hosts: api.etcd.endpoint });
   const server = new ApiServer({
-    store,
-    serviceClusterIpRange: "10.96.0.0/24",
-    advertiseAddress: "127.0.0.1",
-    securePort: 6443,
-    tls: {
-      cert: await readFile(api.pki.serverCert),
-      key: await readFile(api.pki.serverKey),
-      clientCa: await readFile(api.pki.caCert),
-    },
+    ...(await testServerOptions(store, api.pki)),
     kubeletClient: {
       cert: await readFile(kubeletClient.cert),
       key: await readFile(kubeletClient.key),
@@ -119,25 +117,19 @@ beforeAll(async () => {
   // The agent listens on loopback in the host namespace, so the Node's InternalIP is 127.0.0.1
   // (the test serving certificate's SAN); its pods still live in the node's network namespace.
   const args = [
-    "node/main.ts",
-    `--kubeconfig=${nodeKubeconfig}`,
-    `--node-name=${NODE}`,
-    "--node-ip=127.0.0.1",
-    `--pod-cidr=${node.podCidr}`,
-    `--state-dir=${join(dir, "state")}`,
-    `--container-runtime-endpoint=${node.socket}`,
-    `--pod-log-dir=${node.logRoot}`,
-    `--cgroup-root=${node.cgroupRoot}`,
-    `--netns=${node.netns}`,
+    ...nodeAgentFlags(node, {
+      kubeconfig: nodeKubeconfig,
+      nodeName: NODE,
+      nodeIP: "127.0.0.1",
+      stateDir: join(dir, "state"),
+    }),
     "--port=0",
     "--address=127.0.0.1",
     `--tls-cert-file=${api.pki.serverCert}`,
     `--tls-private-key-file=${api.pki.serverKey}`,
     `--client-ca-file=${api.pki.caCert}`,
   ];
-  agent = spawn("node_modules/.bin/tsx", args, { stdio: ["ignore", "pipe", "pipe"] });
-  agent.stdout!.on("data", (d: Buffer) => (agentLog += d.toString()));
-  agent.stderr!.on("data", (d: Buffer) => (agentLog += d.toString()));
+  agent = spawnAgent(args, (text) => (agentLog += text));
   const n = await until("node registered with its agent port", async () => {
     const n = JSON.parse(await ok("get", "node", NODE, "-o", "json")) as V1Node;
     return (n.status?.daemonEndpoints?.kubeletEndpoint?.Port ?? 10250) !== 10250 && n;
@@ -175,10 +167,7 @@ spec:
 }, 120_000);
 
 afterAll(async () => {
-  if (agent && agent.exitCode === null && agent.signalCode === null) {
-    agent.kill("SIGKILL");
-    await new Promise((r) => agent!.once("exit", r));
-  }
+  await killAgent(agent);
   await node?.destroy();
   await proxying?.server.stop().catch(() => undefined);
   await proxying?.store.close().catch(() => undefined);

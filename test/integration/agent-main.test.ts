@@ -5,7 +5,7 @@
  * `kubectl delete pod` removes it and its containers, and SIGTERM leaves containers running.
  */
 import type { V1Lease, V1Node, V1Pod } from "@kubernetes/client-node";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
@@ -17,10 +17,16 @@ import { EtcdStore } from "../../controlplane/storage/etcd-store.ts";
 import { buildExecutable } from "../../bootstrap/artifacts.ts";
 import { renderNodeContainerdConfig } from "../../templates/lab-agent.ts";
 import { POD_UID } from "../../node/labels.ts";
-import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-import { kubectlFor } from "../helpers/kubectl.ts";
+import {
+  kubeconfigYaml,
+  startTestApiServer,
+  type TestApiServer,
+  testServerOptions,
+} from "../helpers/test-apiserver.ts";
+import { applyYaml, kubectlFor } from "../helpers/kubectl.ts";
 import { until as waitFor } from "../helpers/until.ts";
 import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
+import { killAgent, spawnAgent } from "./agent-process.ts";
 
 const run = promisify(execFile);
 const NODE = "worker-a";
@@ -37,19 +43,13 @@ let agentArgs: string[] = [];
 
 function startAgent(cmd: string, args: string[]): void {
   agentLog = "";
-  agent = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-  agent.stdout!.on("data", (d: Buffer) => (agentLog += d.toString()));
-  agent.stderr!.on("data", (d: Buffer) => (agentLog += d.toString()));
+  agent = spawnAgent(args, (text) => (agentLog += text), cmd, []);
 }
 let dir: string;
 
 const kubectl = kubectlFor(() => kubeconfigInUse);
 
-async function kubectlApply(yaml: string): Promise<void> {
-  const file = join(dir, "apply.yaml");
-  await writeFile(file, yaml);
-  await kubectl("apply", "-f", file);
-}
+const kubectlApply = (yaml: string): Promise<void> => applyYaml(kubectl, dir, yaml);
 
 const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
   waitFor(what, fn, timeoutMs, { context: () => agentLogTail(agentLog) });
@@ -89,15 +89,7 @@ beforeAll(async () => {
   kubeconfigInUse = api.kubeconfig;
   const store = new EtcdStore({ hosts: api.etcd.endpoint });
   const server = new ApiServer({
-    store,
-    serviceClusterIpRange: "10.96.0.0/24",
-    advertiseAddress: "127.0.0.1",
-    securePort: 6443,
-    tls: {
-      cert: await readFile(api.pki.serverCert),
-      key: await readFile(api.pki.serverKey),
-      clientCa: await readFile(api.pki.caCert),
-    },
+    ...(await testServerOptions(store, api.pki)),
   });
   const url = `https://127.0.0.1:${await server.start("127.0.0.1", 0)}`;
   second = { server, store, url, kubeconfig: join(dir, "admin-second.kubeconfig") };
@@ -132,10 +124,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (agent && agent.exitCode === null && agent.signalCode === null) {
-    agent.kill("SIGKILL");
-    await new Promise((r) => agent!.once("exit", r));
-  }
+  await killAgent(agent);
   await node?.destroy();
   await second?.server.stop().catch(() => undefined);
   await second?.store.close().catch(() => undefined);

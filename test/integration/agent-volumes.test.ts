@@ -5,7 +5,7 @@
  * from its CRI log file, as `kubectl logs` would show it.
  */
 import type { V1Pod } from "@kubernetes/client-node";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,9 +13,10 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
-import { kubectlFor } from "../helpers/kubectl.ts";
+import { applyYaml, kubectlFor } from "../helpers/kubectl.ts";
 import { until as waitFor } from "../helpers/until.ts";
 import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
+import { killAgent, nodeAgentFlags, spawnAgent } from "./agent-process.ts";
 
 const run = promisify(execFile);
 const NODE = "worker-v";
@@ -29,11 +30,7 @@ let dir: string;
 
 const kubectl = kubectlFor(() => api.kubeconfig);
 
-async function apply(yaml: string): Promise<void> {
-  const file = join(dir, "apply.yaml");
-  await writeFile(file, yaml);
-  await kubectl("apply", "-f", file);
-}
+const apply = (yaml: string): Promise<void> => applyYaml(kubectl, dir, yaml);
 
 const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> =>
   waitFor(what, fn, timeoutMs, { context: () => agentLogTail(agentLog) });
@@ -117,25 +114,18 @@ beforeAll(async () => {
   const nodeIP = (await node.inNetns(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).match(
     /inet (\S+)\//,
   )![1]!;
-  agent = spawn(
-    "node_modules/.bin/tsx",
+  agent = spawnAgent(
     [
-      "node/main.ts",
-      `--kubeconfig=${kubeconfig}`,
-      `--node-name=${NODE}`,
-      `--node-ip=${nodeIP}`,
-      `--pod-cidr=${node.podCidr}`,
+      ...nodeAgentFlags(node, {
+        kubeconfig: kubeconfig,
+        nodeName: NODE,
+        nodeIP: nodeIP,
+        stateDir: join(dir, "state"),
+      }),
       "--cluster-dns=10.96.0.10",
-      `--state-dir=${join(dir, "state")}`,
-      `--container-runtime-endpoint=${node.socket}`,
-      `--pod-log-dir=${node.logRoot}`,
-      `--cgroup-root=${node.cgroupRoot}`,
-      `--netns=${node.netns}`,
     ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    (text) => (agentLog += text),
   );
-  agent.stdout!.on("data", (d: Buffer) => (agentLog += d.toString()));
-  agent.stderr!.on("data", (d: Buffer) => (agentLog += d.toString()));
   await apply(`
 apiVersion: v1
 kind: ConfigMap
@@ -150,10 +140,7 @@ data: {token: ${Buffer.from("s3cret").toString("base64")}}
 }, 120_000);
 
 afterAll(async () => {
-  if (agent && agent.exitCode === null && agent.signalCode === null) {
-    agent.kill("SIGKILL");
-    await new Promise((r) => agent!.once("exit", r));
-  }
+  await killAgent(agent);
   await node?.destroy();
   await api?.stop();
   // a tmpfs the agent could not unmount would survive rm: unmount what is left under our dir

@@ -20,7 +20,7 @@ import {
 } from "../../bootstrap/applied.ts";
 import { SshSession, sha256 } from "../../bootstrap/ssh.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
-import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
+import { createTestHosts, type TestHosts, testMachine } from "../support/ssh-hosts.ts";
 
 let env: TestHosts;
 let local: string;
@@ -34,19 +34,7 @@ afterAll(async () => {
 });
 
 function machine(): Machine {
-  const h = env.hosts[0]!;
-  return {
-    name: "node-a",
-    role: "worker",
-    address: h.address,
-    ssh: {
-      host: h.address,
-      port: h.port,
-      user: env.sudoUser,
-      privateKeyPath: env.clientKeyPath,
-      hostKey: h.hostPublicKey,
-    },
-  };
+  return testMachine(env);
 }
 
 describe("applied markers on a real host", () => {

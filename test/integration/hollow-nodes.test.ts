@@ -16,7 +16,7 @@ import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
-import { parseCidr } from "../../node/hollow/addresses.ts";
+import { cidrRange } from "../../lib/ipv4.ts";
 import { freePort, startEtcd, type TestEtcd } from "../helpers/etcd.ts";
 
 const SERVER_BIN = fileURLToPath(new URL("../../bin/lab-server.js", import.meta.url));
@@ -60,7 +60,7 @@ const nodeReady = (n: V1Node): boolean =>
   !!n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
 
 function inCidr(ip: string, cidr: string): boolean {
-  const c = parseCidr(cidr)!;
+  const c = cidrRange(cidr)!;
   const n = ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
   return n >= c.base && n < c.base + c.size;
 }

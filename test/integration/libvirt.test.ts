@@ -32,7 +32,7 @@ import { connectJump, execOnJump } from "../../provisioners/ssh-jump.ts";
 import { LabError } from "../../topology/errors.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
 import { deriveLabCidr, plan, type Plan } from "../../topology/plan.ts";
-import { formatIPv4, mustParseCidr } from "../../topology/ipv4.ts";
+import { formatIPv4, mustParseCidr } from "../../lib/ipv4.ts";
 import { labSites } from "../../provisioners/libvirt/placement.ts";
 import { RecordingReporter } from "../../topology/progress.ts";
 import { LabFile } from "../../topology/schema.ts";

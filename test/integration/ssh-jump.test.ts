@@ -11,7 +11,7 @@ import type { Machine, SshJump } from "../../provisioners/provisioner.ts";
 import { JumpPool } from "../../provisioners/ssh-jump.ts";
 import { waitSshReady } from "../../provisioners/ssh-ready.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
-import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
+import { createTestHosts, type TestHosts, testMachine } from "../support/ssh-hosts.ts";
 
 let hosts: TestHosts | undefined;
 let hv: LoopbackHypervisor | undefined;
@@ -35,20 +35,7 @@ const jump = (over: Partial<SshJump> = {}): SshJump => ({
 });
 
 function machine(j: SshJump): Machine {
-  const h = hosts!.hosts[0]!;
-  return {
-    name: "node-a",
-    role: "worker",
-    address: h.address,
-    ssh: {
-      host: h.address,
-      port: h.port,
-      user: hosts!.sudoUser,
-      privateKeyPath: hosts!.clientKeyPath,
-      hostKey: h.hostPublicKey,
-      jump: j,
-    },
-  };
+  return testMachine(hosts!, { jump: j });
 }
 
 describe("SSH through a jump host", () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
+import { createTestHosts, type TestHosts, testMachine } from "../support/ssh-hosts.ts";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { collectMachineLogs } from "../../bootstrap/logs.ts";
 import { SHA256_SIDECAR, SshSession, fingerprintOfBlob, sha256, sha256OfFile } from "../../bootstrap/ssh.ts";
@@ -18,20 +18,7 @@ afterAll(async () => {
 });
 
 function machine(over: Partial<Machine["ssh"]> = {}): Machine {
-  const h = env.hosts[0]!;
-  return {
-    name: "node-a",
-    role: "worker",
-    address: h.address,
-    ssh: {
-      host: h.address,
-      port: h.port,
-      user: env.sudoUser,
-      privateKeyPath: env.clientKeyPath,
-      hostKey: h.hostPublicKey,
-      ...over,
-    },
-  };
+  return testMachine(env, over);
 }
 
 describe("SshSession against a real sshd in a network namespace", () => {

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { generateEd25519 } from "../../provisioners/keys.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
 
 export interface TestHost {
   name: string;
@@ -133,4 +134,22 @@ export async function createTestHosts(count: number): Promise<TestHosts> {
 
 export async function readText(path: string): Promise<string> {
   return readFile(path, "utf8");
+}
+
+/** A worker Machine on the first test host, logging in as the sudo user with its pinned host key. */
+export function testMachine(env: TestHosts, over: Partial<Machine["ssh"]> = {}): Machine {
+  const h = env.hosts[0]!;
+  return {
+    name: "node-a",
+    role: "worker",
+    address: h.address,
+    ssh: {
+      host: h.address,
+      port: h.port,
+      user: env.sudoUser,
+      privateKeyPath: env.clientKeyPath,
+      hostKey: h.hostPublicKey,
+      ...over,
+    },
+  };
 }

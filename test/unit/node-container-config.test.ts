@@ -8,7 +8,7 @@ import {
   sandboxConfig,
   serviceEnv,
 } from "../../node/container-config.ts";
-import { cpuMillis, memoryBytes } from "../../api/quantity.ts";
+import { cpuMillis, memoryBytes } from "../../lib/quantity.ts";
 import { gatewayOf, renderCniConfig, renderContainerdConfig } from "../../templates/containerd-config.ts";
 
 const svc = (

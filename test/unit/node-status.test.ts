@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { memTotal, osImage } from "../../node/heartbeat.ts";
+import { microTime } from "../../lib/time.ts";
 import {
   desiredNode,
-  microTime,
   nodeStatus,
   parseLabels,
   parseTaints,

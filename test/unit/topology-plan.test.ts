@@ -3,7 +3,7 @@ import { stringify } from "yaml";
 import { checkTopology } from "../../topology/load.ts";
 import { DEFAULT_LAB_YAML } from "../../topology/default-lab.ts";
 import { deriveLabCidr, plan, LAB_SUBNET_POOL } from "../../topology/plan.ts";
-import { contains, mustParseCidr, overlaps, parseIPv4 } from "../../topology/ipv4.ts";
+import { contains, mustParseCidr, overlaps, parseIPv4 } from "../../lib/ipv4.ts";
 import type { Lab } from "../../topology/schema.ts";
 
 function lab(name: string, spec: Record<string, unknown> = {}): Lab {

@@ -1,6 +1,6 @@
 import { applyDefaults } from "../../../api/defaults.ts";
 import { invalid } from "../../../api/status.ts";
-import { stableJson } from "../../../api/validation/field.ts";
+import { stableStringify } from "../../../lib/stable-json.ts";
 import { Strategy } from "../strategy.ts";
 import type { DeleteOptions, KObject, UpdateMode } from "../types.ts";
 
@@ -33,7 +33,7 @@ export class PodStrategy extends Strategy {
     applyDefaults("Pod", { spec: next });
     const before = fixedPart(old.spec);
     if (mode === "binding" && !before.nodeName) before.nodeName = next.nodeName;
-    if (stableJson(before) !== stableJson(fixedPart(next))) {
+    if (stableStringify(before) !== stableStringify(fixedPart(next))) {
       throw invalid("Pod", old.metadata.name!, [
         { field: "spec", reason: "FieldValueForbidden", message: IMMUTABLE_MESSAGE },
       ]);

@@ -1,4 +1,7 @@
-/** Kubernetes resource quantities (CPU in millicores, memory in bytes), shared by the agent and the scheduler. */
+/**
+ * Kubernetes resource quantities (CPU in millicores, memory in bytes) for the agent and the
+ * scheduler, and the narrower byte sizes of a topology file. Pure: imports nothing from the project.
+ */
 
 const SUFFIX: Record<string, number> = {
   "": 1,
@@ -39,4 +42,17 @@ export function cpuMillis(q: string | number | undefined): number | undefined {
 export function memoryBytes(q: string | number | undefined): number | undefined {
   const v = parseQuantity(q);
   return v === undefined ? undefined : Math.ceil(v);
+}
+
+const SIZE = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/;
+
+/** A memory or disk size (`512Mi`, `2Gi`, `10G`, `1073741824`) in bytes, or an error message naming the accepted forms. */
+export function parseSize(s: string): number | string {
+  const m = SIZE.exec(s.trim());
+  if (!m) return `"${s}" is not a size: use a number with a unit such as 512Mi, 2Gi or 20G`;
+  return Math.round(Number(m[1]) * SUFFIX[m[2] ?? ""]!);
+}
+
+export function toMiB(bytes: number): number {
+  return Math.floor(bytes / 2 ** 20);
 }

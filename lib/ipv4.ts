@@ -1,4 +1,4 @@
-/** IPv4 arithmetic for planning. Labs are IPv4-only for now. */
+/** IPv4 arithmetic (labs and clusters are IPv4-only for now). Pure: imports nothing from the project. */
 
 export interface Cidr {
   /** Network address as an unsigned 32-bit integer. */
@@ -19,6 +19,28 @@ export function parseIPv4(s: string): number {
 
 export function formatIPv4(n: number): string {
   return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join(".");
+}
+
+/** A dotted quad (leading zeros allowed) as a number, or undefined when it is not one. */
+export function ipv4ToNumber(s: string): number | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (!m) return undefined;
+  const octets = m.slice(1, 5).map(Number);
+  if (octets.some((o) => o > 255)) return undefined;
+  return octets.reduce((a, o) => a * 256 + o, 0);
+}
+
+/**
+ * `a.b.c.d/p` with a prefix from /8 to /30 as its first address (host bits cleared) and size, or
+ * undefined when it is not one (the lenient form the control plane and agents accept).
+ */
+export function cidrRange(cidr: string): { base: number; size: number } | undefined {
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
+  const ip = m ? ipv4ToNumber(m[1]!) : undefined;
+  const bits = Number(m?.[2]);
+  if (ip === undefined || bits < 8 || bits > 30) return undefined;
+  const size = 2 ** (32 - bits);
+  return { base: ip - (ip % size), size };
 }
 
 /** Parses `a.b.c.d/p`; returns an error message instead of throwing, for validation. */
