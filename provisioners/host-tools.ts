@@ -59,6 +59,12 @@ export const HOST_TOOLS: HostTool[] = [
     why: "libvirt networks, storage pools and volumes",
   },
   {
+    command: "dnsmasq",
+    pkg: "dnsmasq-base",
+    group: "libvirt",
+    why: "libvirt's network driver keeps its state under /var/lib/libvirt/dnsmasq (a network start fails without it)",
+  },
+  {
     command: "virt-ssh-helper",
     pkg: "libvirt-daemon",
     group: "libvirt",

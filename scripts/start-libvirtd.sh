@@ -11,6 +11,8 @@ if ! command -v libvirtd >/dev/null 2>&1 && [ ! -x /usr/sbin/libvirtd ]; then
     "libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients" >&2
   exit 1
 fi
+# libvirt's network driver writes its state here (dnsmasq-base's absence once left it uncreated)
+mkdir -p /var/lib/libvirt/dnsmasq
 answers && exit 0
 
 if [ -d /run/systemd/system ]; then
