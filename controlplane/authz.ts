@@ -168,7 +168,9 @@ async function authorizeNode(
       if (a.verb === "delete" && !a.subresource && a.name) return { allowed: true, node };
       return deny();
     case "Event":
-      return ["create", "update", "patch"].includes(a.verb) ? ALLOW : deny();
+      // A new event must be about this node or one of its pods (admitNode checks the body).
+      if (a.verb === "create" && !a.subresource) return { allowed: true, node };
+      return ["update", "patch"].includes(a.verb) && !a.subresource ? ALLOW : deny();
     case "Service":
     case "Endpoints":
     case "Namespace":
@@ -204,7 +206,12 @@ export async function authorize(user: UserInfo, a: Attributes, graph: NodeGraph)
  * NodeRestriction on one object (the stored one for update/patch/delete, the body for create):
  * undefined when the node may go on, else why not.
  */
-export function admitNode(node: string, a: Attributes, obj: Obj): string | undefined {
+export async function admitNode(
+  node: string,
+  a: Attributes,
+  obj: Obj,
+  graph: NodeGraph,
+): Promise<string | undefined> {
   const meta = asObj(obj.metadata);
   const spec = asObj(obj.spec);
   switch (a.info.kind) {
@@ -221,6 +228,16 @@ export function admitNode(node: string, a: Attributes, obj: Obj): string | undef
       return meta.name === node
         ? undefined
         : "can only access node lease with the same name as the requesting node";
+    case "Event": {
+      const about = asObj(obj.involvedObject);
+      if (about.kind === "Node" && about.name === node) return undefined;
+      const ns = named(about.namespace) ?? a.namespace;
+      if (about.kind === "Pod" && ns && named(about.name)) {
+        const pods = await graph.podsOnNode(node, ns);
+        if (pods.some((p) => asObj(p.metadata).name === about.name)) return undefined;
+      }
+      return `node '${node}' can only create events about itself or pods bound to it`;
+    }
     default:
       return `node '${node}' may not ${a.verb} ${a.info.plural}`;
   }

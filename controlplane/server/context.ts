@@ -20,7 +20,7 @@ export interface RequestContext {
   /** The node whose request is allowed only for some objects (Decision.node), else undefined. */
   node: string | undefined;
   /** NodeRestriction: throws 403 when a node may not touch this object (no-op for other users). */
-  admit(obj: KObject): void;
+  admit(obj: KObject): Promise<void>;
   server: {
     kubeletClient: KubeletClientTls | undefined;
     bookmarkIntervalMs: number;

@@ -307,9 +307,9 @@ export class ApiServer {
       dryRun: q.getAll("dryRun").includes("All"),
       registry: this.registry,
       node,
-      admit: (obj: KObject) => {
+      admit: async (obj: KObject) => {
         if (node === undefined) return;
-        const why = admitNode(node, attrs, obj);
+        const why = await admitNode(node, attrs, obj, this.graph);
         if (why) throw forbidden(attrs, `${rbacReason(user, attrs)}: ${why}`);
       },
       server: {

@@ -526,6 +526,34 @@ describe("authorization bypass (issue 25) closed", () => {
       type: "Normal",
     });
     expect(ev.code, ev.body).toBe(201);
+    // Events only about itself or its own pods (the body is checked, as for a Node or Lease).
+    const event = (name: string, involvedObject: Record<string, string | undefined>) => ({
+      metadata: { name, namespace: "default" },
+      involvedObject,
+      reason: "Probe",
+      type: "Normal",
+    });
+    const aboutPod = await call(
+      w1,
+      "POST",
+      "/api/v1/namespaces/default/events",
+      event("about-mine", { kind: "Pod", namespace: "default", name: "mine" }),
+    );
+    expect(aboutPod.code, aboutPod.body).toBe(201);
+    for (const about of [
+      { kind: "Node", name: "worker-2" },
+      { kind: "Pod", namespace: "default", name: "theirs" },
+      { kind: "Secret", namespace: "default", name: "x" },
+    ]) {
+      const r = await call(
+        w1,
+        "POST",
+        "/api/v1/namespaces/default/events",
+        event(`about-${about.name}`, about),
+      );
+      expect(r.code, r.body).toBe(403);
+      expect(r.body).toContain("node 'worker-1' can only create events about itself or pods bound to it");
+    }
     // Deleting its own pod is graceful, as the kubelet does it.
     const del = await call(w1, "DELETE", "/api/v1/namespaces/default/pods/mine");
     expect(del.code, del.body).toBe(200);

@@ -24,6 +24,6 @@ export async function create(ctx: RequestContext): Promise<void> {
       );
     }
   }
-  ctx.admit(body);
+  await ctx.admit(body);
   reply.json(201, await registry.create(info, r.namespace, body, ctx.dryRun));
 }

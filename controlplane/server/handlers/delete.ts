@@ -43,7 +43,7 @@ async function deleteOptions(
 export async function deleteOne(ctx: RequestContext): Promise<void> {
   const { route: r, registry } = ctx;
   const opts = await deleteOptions(ctx.req, ctx.q, ctx.dryRun);
-  if (ctx.node !== undefined) ctx.admit(await registry.get(r.info, r.namespace, r.name!));
+  if (ctx.node !== undefined) await ctx.admit(await registry.get(r.info, r.namespace, r.name!));
   ctx.reply.json(200, await registry.delete(r.info, r.namespace, r.name!, opts));
 }
 

@@ -47,7 +47,7 @@ export async function patch(ctx: RequestContext): Promise<void> {
   const result = await guaranteedUpdate(
     async () => {
       const current = await registry.get(info, r.namespace, r.name!);
-      ctx.admit(current);
+      await ctx.admit(current);
       return current;
     },
     async (current) => {

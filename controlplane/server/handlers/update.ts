@@ -16,7 +16,7 @@ export async function update(ctx: RequestContext): Promise<void> {
   const result = await guaranteedUpdate(
     async () => {
       const current = await registry.get(info, r.namespace, r.name!);
-      ctx.admit(current);
+      await ctx.admit(current);
       return current;
     },
     (current) =>
