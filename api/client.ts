@@ -32,6 +32,7 @@ import type {
   V1Status,
 } from "@kubernetes/client-node";
 import { RESOURCES, type ResourceInfo } from "./resources.ts";
+import { deadlineController, untilAborted } from "../lib/deadline.ts";
 
 export interface ResourceTypes {
   namespaces: V1Namespace;
@@ -443,47 +444,3 @@ export class LabClient {
 
 /** How long past its timeoutSeconds a watch may stay open before the client ends it as dead. */
 export const WATCH_GRACE_MS = 30_000;
-
-/**
- * An AbortSignal that fires after `ms` with an Error saying `what()`, or with `parent`; clear() stops
- * the timer. (api/ imports nothing: topology/readiness.ts has the same for lab's own waits.)
- */
-function deadlineController(
-  ms: number,
-  what: () => string,
-  parent?: AbortSignal,
-): { signal: AbortSignal; clear(): void } {
-  const ac = new AbortController();
-  const timer = Number.isFinite(ms)
-    ? setTimeout(() => ac.abort(new Error(what())), Math.max(0, ms))
-    : undefined;
-  const onParent = () => ac.abort(parent!.reason);
-  if (parent?.aborted) onParent();
-  else parent?.addEventListener("abort", onParent, { once: true });
-  return {
-    signal: ac.signal,
-    clear() {
-      clearTimeout(timer);
-      parent?.removeEventListener("abort", onParent);
-    },
-  };
-}
-
-/** Settles with `p`, or rejects with the signal's reason when it fires first (`p` is abandoned). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err as Error);
-      },
-    );
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-  });
-}

@@ -8,6 +8,9 @@
  * probe that never settles still ends at the deadline.
  */
 import { LabError } from "./errors.ts";
+import { deadlineController as deadline, untilAborted } from "../lib/deadline.ts";
+
+export { untilAborted };
 
 export interface ProbeResult {
   ready: boolean;
@@ -66,54 +69,13 @@ export function notReadyError(check: Pick<ReadinessCheck, "name" | "lookAt">, in
   });
 }
 
-/**
- * Settles with `p`, or rejects when `signal` fires first (`p` is then abandoned; its late result
- * or rejection is swallowed). The bound for calls that may never settle.
- */
-export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal));
-    if (signal.aborted) {
-      p.catch(() => undefined);
-      onAbort();
-      return;
-    }
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err as Error);
-      },
-    );
-  });
-}
-
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason ?? "aborted"));
-}
-
-/** An AbortController that fires after `ms` (a referenced timer: the wait keeps the process alive) or with `parent`. */
+/** An AbortController that fires after `ms` with a DeadlineError, or with `parent`. */
 export function deadlineController(
   ms: number,
   what: () => string,
   parent?: AbortSignal,
 ): { signal: AbortSignal; clear(): void } {
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(new DeadlineError(what())), Math.max(0, ms));
-  const onParent = () => ac.abort(parent!.reason);
-  if (parent?.aborted) onParent();
-  else parent?.addEventListener("abort", onParent, { once: true });
-  return {
-    signal: ac.signal,
-    clear() {
-      clearTimeout(timer);
-      parent?.removeEventListener("abort", onParent);
-    },
-  };
+  return deadline(ms, what, parent, (m) => new DeadlineError(m));
 }
 
 /** The reason an attempt's signal fired on its own deadline (as opposed to the caller's cancel). */
