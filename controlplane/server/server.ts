@@ -1,10 +1,5 @@
 import { createServer as createHttpsServer, type Server } from "node:https";
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type Server as HttpServer,
-  type ServerResponse,
-} from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { findResource } from "../../api/resources.ts";
 import { ApiError } from "../../api/status.ts";
@@ -28,6 +23,7 @@ import { startCompactor } from "../storage/compactor.ts";
 import { ANONYMOUS, CertAuthenticator, unauthorized } from "./auth.ts";
 import type { RequestContext } from "./context.ts";
 import { HANDLERS } from "./handlers/index.ts";
+import { HealthThread } from "./health-thread.ts";
 import { Reply, toApiError } from "./reply.ts";
 import { cleanPath, parseResourcePath, requestUrl, verbOf, type Route } from "./request-info.ts";
 import { checkSubresource, servePodStream, serveUpgrade } from "./subresources/index.ts";
@@ -55,7 +51,7 @@ export interface ApiServerOptions {
 export class ApiServer {
   readonly registry: Registry;
   private server: Server | undefined;
-  private healthServer: HttpServer | undefined;
+  private readonly healthThreads: HealthThread[] = [];
   private readonly watches = new Set<() => void>();
   /** Every TCP connection of the API port, also those mid-handshake or upgraded (exec, logs -f). */
   private readonly sockets = new Set<Duplex>();
@@ -145,37 +141,24 @@ export class ApiServer {
 
   /**
    * Plain HTTP on a local address, health paths only: for checks that run every few seconds (keepalived),
-   * where a TLS handshake per check costs a slow master more than the check is worth.
+   * where a TLS handshake per check costs a slow master more than the check is worth. Served from a
+   * thread of its own (health-thread.ts), so a busy API loop does not make the check time out.
    */
   async startHealth(host: string, port: number): Promise<number> {
-    const server = createHttpServer((req, res) => {
-      const reply = new Reply(res);
-      req.on("error", ignore);
-      try {
-        const path = cleanPath(requestUrl(req.url).pathname);
-        if (req.method !== "GET" || !HEALTH_PATHS.has(path)) {
-          return reply.text(404, "only /healthz, /livez and /readyz are served here");
-        }
-        this.health(path, reply);
-      } catch (err) {
-        reply.fail(err);
-      }
-    });
-    server.on("connection", (socket: Duplex) => socket.on("error", ignore));
-    this.healthServer = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => resolve());
-    });
-    server.on("error", ignore);
-    const addr = server.address();
-    return typeof addr === "object" && addr ? addr.port : port;
+    const thread = new HealthThread();
+    this.healthThreads.push(thread);
+    return thread.start({ host, port }, () => this.notReady());
+  }
+
+  /** Why /readyz fails, or undefined: from the probe loop's verdict, never an etcd round trip. */
+  private notReady(): string | undefined {
+    return this.defaultsPending ?? this.readiness.notReady();
   }
 
   private health(path: string, reply: Reply): void {
     if (path === "/readyz") {
       // From the probe loop's verdict: a check must not wait for (or add) an etcd round trip.
-      const why = this.defaultsPending ?? this.readiness.notReady();
+      const why = this.notReady();
       if (why) throw new ApiError(503, "ServiceUnavailable", why);
     }
     reply.text(200, "ok");
@@ -209,11 +192,7 @@ export class ApiServer {
     clearTimeout(this.defaultsRetry);
     this.stopCompaction();
     this.readiness.stop();
-    const health = this.healthServer;
-    if (health) {
-      health.closeAllConnections();
-      await new Promise<void>((resolve) => health.close(() => resolve()));
-    }
+    await Promise.all(this.healthThreads.splice(0).map((t) => t.stop()));
     for (const end of [...this.watches]) end();
     await this.registry.close();
     const server = this.server;

@@ -554,6 +554,31 @@ describe("lab-server authentication and authorization", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it("answers the health check from its own thread while the API's loop is busy, and fails it when the loop is stuck", async () => {
+    const port = await s.server.startHealth("127.0.0.1", 0);
+    const dir = await mkdtemp(join(tmpdir(), "readyz-busy-"));
+    const check = join(dir, "check-apiserver");
+    await writeFile(check, renderReadyzCheck(port), { mode: 0o755 });
+    // The check starts 0.3 s into a busy spell of the main loop (nothing else runs meanwhile).
+    const busy = (ms: number) => {
+      const end = Date.now() + ms;
+      while (Date.now() < end);
+    };
+    const during = async (busyMs: number, atMs: number) => {
+      const run = execa("bash", ["-c", `sleep ${atMs / 1000}; ${check}; echo "exit=$?"`], { reject: false });
+      await new Promise((r) => setTimeout(r, 50)); // the child is running
+      busy(busyMs);
+      return (await run).stdout;
+    };
+    // 2 s busy: the thread answers 200 at once.
+    expect(await during(2_000, 300)).toBe("exit=0");
+    // 7 s stuck: after 5 s without a heartbeat the thread says 503, and the check fails.
+    expect(await during(7_000, 6_000)).toBe("exit=1");
+    const r = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(r.status).toBe(200); // the loop runs again
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it("retries an update without resourceVersion over a concurrent write; a stale resourceVersion is 409", async () => {
     const created = await client.create(
       "configmaps",
