@@ -29,13 +29,14 @@ export const KEEPALIVED_CONF = `${HOST_PATHS.etc}/keepalived.conf`;
 export const READYZ_CHECK = `${HOST_PATHS.bin}/check-apiserver`;
 
 /** keepalived runs the check this often (whole seconds: keepalived takes no fractions). */
-export const CHECK_INTERVAL_S = 2;
+export const CHECK_INTERVAL_S = 1;
 /**
- * The check's own bound, below the interval; the script's read gives up a little earlier. 0.8 s
- * (interval 1) was too tight for a TCG guest whose vCPU the host starves for a second at a time:
- * on CI's default lab every master failed it in turn and no master held the VIP.
+ * The check's own bound, below the interval; the script's read gives up a little earlier. With the
+ * health port answered from the API's own loop, a loaded TCG master missed it three times in a row
+ * on CI's default lab, every master in turn, and no master held the VIP; the port now has a thread
+ * of its own (controlplane/server/health-thread.ts), so the bound only has to cover bash's start.
  */
-export const CHECK_BOUND_S = 1.8;
+export const CHECK_BOUND_S = 0.9;
 /** Failed checks in a row before the master gives up the VIP. */
 export const CHECK_FALL = 3;
 /** coreutils timeout (Debian: /usr/bin/timeout), bounding the check. */
@@ -59,8 +60,8 @@ vrrp_script apiserver_ready {
   # coreutils timeout kills the check after ${CHECK_BOUND_S} s whatever hangs (the read, or the connect
   # once a stopped server's backlog is full); keepalived's own timeout (whole seconds, at least 1)
   # is only the backstop. ${CHECK_FALL} failures in a row: an API that stops answering loses the VIP
-  # within ${CHECK_FALL} x ${CHECK_INTERVAL_S} s plus the backup's skew (< 1 s), under 8 s; one or two
-  # slow answers of a busy (TCG) master do not move it.
+  # within ${CHECK_FALL} x ${CHECK_INTERVAL_S} s + ${CHECK_BOUND_S} s plus the backup's skew (< 1 s), under 5 s;
+  # one or two slow answers of a busy (TCG) master do not move it.
   script "${CHECK_TIMEOUT_BIN} -s KILL ${CHECK_BOUND_S} ${c.checkScript ?? READYZ_CHECK}"
   interval ${CHECK_INTERVAL_S}
   timeout ${CHECK_INTERVAL_S}
@@ -97,16 +98,16 @@ ${c.peers.map((p) => `    ${p}`).join("\n")}
 /**
  * The health check: GET /readyz on lab-server's plain-HTTP health port, which listens on 127.0.0.1
  * only, answered by a thread of its own (controlplane/server/health-thread.ts). keepalived runs it
- * every 2 s under `timeout 1.8`; an openssl TLS handshake per check cost a loaded TCG master a quarter
- * of its vCPU, bash's /dev/tcp costs next to nothing. A stopped (SIGSTOP) lab-server fails on the read
- * bound (1.6 s), a dead one at once (connection refused), a hung main loop after 5 s (503).
+ * every second under `timeout 0.9`; an openssl TLS handshake per check cost a loaded TCG master a
+ * quarter of its vCPU, bash's /dev/tcp costs next to nothing. A stopped (SIGSTOP) lab-server fails on
+ * the read bound (0.8 s), a dead one at once (connection refused), a hung main loop after 5 s (503).
  */
 export function renderReadyzCheck(healthPort: number): string {
   return `#!/bin/bash
-# Written by lab: exits 0 when the local lab-server answers /readyz with 200 within 1.6 s.
+# Written by lab: exits 0 when the local lab-server answers /readyz with 200 within 0.8 s.
 exec 3<>/dev/tcp/127.0.0.1/${healthPort} || exit 1
 printf 'GET /readyz HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3
-read -r -t 1.6 status <&3 || exit 1
+read -r -t 0.8 status <&3 || exit 1
 [[ $status == *" 200 "* ]]
 `;
 }

@@ -183,10 +183,9 @@ describe("keepalived", () => {
     expect(bound).toBeGreaterThan(0);
     expect(bound).toBeLessThan(num("interval"));
     expect(num("timeout")).toBeLessThanOrEqual(num("interval"));
-    // Detection: fall runs in a row, each at most interval apart, plus the bound; under 10 s with the skew.
-    expect(num("fall") * num("interval") + bound + 1).toBeLessThanOrEqual(10);
-    // ...and tolerant: a single slow answer of a starved TCG guest (over a second) is not a failure.
-    expect(bound).toBeGreaterThanOrEqual(1.5);
+    // Detection: fall runs in a row, each at most interval apart, plus the bound; under 5 s with the skew.
+    expect(num("fall") * num("interval") + bound + 1).toBeLessThanOrEqual(5);
+    // ...and tolerant: one or two slow answers of a starved TCG guest are not a move.
     expect(num("fall")).toBeGreaterThanOrEqual(3);
     expect(Number(/read -r -t ([\d.]+)/.exec(renderReadyzCheck(6444))?.[1])).toBeLessThan(bound);
   });
