@@ -90,11 +90,14 @@ export async function startServer(
         }
       : {}),
   });
-  // The health port first (/readyz 503 until ready), then the API: both listen before anything
-  // waits on etcd, so keepalived and the bootstrap see "starting", not "connection refused".
+  // The health port (/readyz 503 until ready) and the API together: both listen before anything
+  // waits on etcd, so keepalived and the bootstrap see "starting", not "connection refused"; the
+  // health thread's start (slow in a starved TCG guest) does not hold the API back.
   const healthPort = Number(flags.healthPort ?? "0");
-  if (healthPort > 0) await server.startHealth("127.0.0.1", healthPort);
-  const bound = await server.start(flags.bindAddress, port);
+  const [bound] = await Promise.all([
+    server.start(flags.bindAddress, port),
+    healthPort > 0 ? server.startHealth("127.0.0.1", healthPort) : undefined,
+  ]);
   return { server, store, port: bound };
 }
 

@@ -1,5 +1,10 @@
 import { createServer as createHttpsServer, type Server } from "node:https";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from "node:http";
 import type { Duplex } from "node:stream";
 import { findResource } from "../../api/resources.ts";
 import { ApiError } from "../../api/status.ts";
@@ -52,6 +57,7 @@ export class ApiServer {
   readonly registry: Registry;
   private server: Server | undefined;
   private readonly healthThreads: HealthThread[] = [];
+  private healthServer: HttpServer | undefined;
   private readonly watches = new Set<() => void>();
   /** Every TCP connection of the API port, also those mid-handshake or upgraded (exec, logs -f). */
   private readonly sockets = new Set<Duplex>();
@@ -147,7 +153,39 @@ export class ApiServer {
   async startHealth(host: string, port: number): Promise<number> {
     const thread = new HealthThread();
     this.healthThreads.push(thread);
-    return thread.start({ host, port }, () => this.notReady());
+    try {
+      return await thread.start({ host, port }, () => this.notReady());
+    } catch (err) {
+      // A thread that cannot start (a starved guest, a resource limit) must not cost the health
+      // port: serve it from the API's own loop, as before the thread existed.
+      console.error(`health thread: ${(err as Error).message}; serving ${host}:${port} from the main loop`);
+      return this.startHealthInLoop(host, port);
+    }
+  }
+
+  private async startHealthInLoop(host: string, port: number): Promise<number> {
+    const server = createHttpServer((req, res) => {
+      const reply = new Reply(res);
+      req.on("error", ignore);
+      try {
+        const path = cleanPath(requestUrl(req.url).pathname);
+        if (req.method !== "GET" || !HEALTH_PATHS.has(path)) {
+          return reply.text(404, "only /healthz, /livez and /readyz are served here");
+        }
+        this.health(path, reply);
+      } catch (err) {
+        reply.fail(err);
+      }
+    });
+    server.on("connection", (socket: Duplex) => socket.on("error", ignore));
+    this.healthServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    server.on("error", ignore);
+    const addr = server.address();
+    return typeof addr === "object" && addr ? addr.port : port;
   }
 
   /** Why /readyz fails, or undefined: from the probe loop's verdict, never an etcd round trip. */
@@ -193,6 +231,11 @@ export class ApiServer {
     this.stopCompaction();
     this.readiness.stop();
     await Promise.all(this.healthThreads.splice(0).map((t) => t.stop()));
+    const health = this.healthServer;
+    if (health) {
+      health.closeAllConnections();
+      await new Promise<void>((resolve) => health.close(() => resolve()));
+    }
     for (const end of [...this.watches]) end();
     await this.registry.close();
     const server = this.server;
