@@ -20,6 +20,7 @@ import type {
   V1ConfigMap,
   V1Deployment,
   V1Endpoints,
+  V1EndpointSlice,
   V1Lease,
   V1Namespace,
   V1Node,
@@ -40,6 +41,7 @@ export interface ResourceTypes {
   pods: V1Pod;
   services: V1Service;
   endpoints: V1Endpoints;
+  endpointslices: V1EndpointSlice;
   configmaps: V1ConfigMap;
   secrets: V1Secret;
   events: CoreV1Event;

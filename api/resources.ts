@@ -58,6 +58,7 @@ export const RESOURCES: readonly ResourceInfo[] = [
     scale: true,
   }),
   r("coordination.k8s.io", "v1", "Lease", "leases", true),
+  r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
 ];
 
 export function groupVersion(info: Pick<ResourceInfo, "group" | "version">): string {
@@ -74,5 +75,7 @@ export function findKind(apiVersion: string, kind: string): ResourceInfo | undef
 
 /** Resources with a `spec` whose changes bump metadata.generation. */
 export function hasSpec(info: ResourceInfo): boolean {
-  return !["ConfigMap", "Secret", "Event", "ServiceAccount", "Endpoints"].includes(info.kind);
+  return !["ConfigMap", "Secret", "Event", "ServiceAccount", "Endpoints", "EndpointSlice"].includes(
+    info.kind,
+  );
 }

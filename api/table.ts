@@ -161,6 +161,12 @@ function endpointsList(ep: Obj): string {
   return out.length > 3 ? `${out.slice(0, 3).join(",")} + ${out.length - 3} more...` : out.join(",");
 }
 
+/** At most three items, then ` + N more...`, or `<unset>` (upstream's discovery printers). */
+function firstThree(items: string[]): string {
+  if (items.length === 0) return "<unset>";
+  return items.length > 3 ? `${items.slice(0, 3).join(",")} + ${items.length - 3} more...` : items.join(",");
+}
+
 interface Printer {
   columns: TableColumn[];
   cells(obj: Obj, now: number): Cell[];
@@ -309,6 +315,16 @@ const PRINTERS: Record<string, Printer> = {
   Endpoints: {
     columns: [NAME, col("Endpoints"), AGE],
     cells: (e, now) => [str(o(e.metadata).name), endpointsList(e), age(e, now)],
+  },
+  EndpointSlice: {
+    columns: [NAME, col("AddressType"), col("Ports"), col("Endpoints"), AGE],
+    cells: (e, now) => [
+      str(o(e.metadata).name),
+      str(e.addressType, ""),
+      firstThree(arr(e.ports).map((p) => str(o(p).port, "<unset>"))),
+      firstThree(arr(e.endpoints).flatMap((x) => arr(o(x).addresses).map((a) => str(a, "")))),
+      age(e, now),
+    ],
   },
   ConfigMap: {
     columns: [NAME, col("Data", "integer"), AGE],

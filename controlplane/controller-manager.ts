@@ -8,6 +8,7 @@
 import type {
   V1Deployment,
   V1Endpoints,
+  V1EndpointSlice,
   V1Lease,
   V1Node,
   V1Pod,
@@ -21,6 +22,7 @@ import { LeaderElector } from "../api/leader-election.ts";
 import type { ListWatchFactory, ObjectWriter } from "./loop-client.ts";
 import { DeploymentController } from "./controllers/deployment.ts";
 import { EndpointsController } from "./controllers/endpoints.ts";
+import { EndpointSliceController } from "./controllers/endpointslices.ts";
 import type { GcObject } from "./controllers/gc-decision.ts";
 import { GarbageCollector } from "./controllers/garbage-collector.ts";
 import { NodeIpamController } from "./controllers/node-ipam.ts";
@@ -65,7 +67,8 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   const deployments = inf<V1Deployment>("deployments");
   const services = inf<V1Service>("services");
   const endpoints = inf<V1Endpoints>("endpoints");
-  const informers = [pods, nodes, leases, replicaSets, deployments, services, endpoints];
+  const slices = inf<V1EndpointSlice>("endpointslices");
+  const informers = [pods, nodes, leases, replicaSets, deployments, services, endpoints, slices];
   const running = informers.map((i) => i.run(signal));
   await Promise.race([
     Promise.all(informers.map((i) => i.waitForSync())),
@@ -80,6 +83,7 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     new ReplicaSetController(replicaSets, pods, w, onError).run(signal),
     new DeploymentController(deployments, replicaSets, w, onError).run(signal),
     new EndpointsController(services, pods, endpoints, w, onError).run(signal),
+    new EndpointSliceController(services, endpoints, slices, w, onError).run(signal),
     new NodeLifecycleController(nodes, leases, pods, w, cfg.nodeLifecycle, onError).run(signal),
     new GarbageCollector(
       {

@@ -13,6 +13,7 @@ export type Resource =
   | "deployments"
   | "services"
   | "endpoints"
+  | "endpointslices"
   | "events"
   | "namespaces"
   | "leases"

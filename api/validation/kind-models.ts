@@ -12,4 +12,5 @@ export const KIND_MODELS: Record<string, string> = {
   Deployment: "V1Deployment",
   ReplicaSet: "V1ReplicaSet",
   Lease: "V1Lease",
+  EndpointSlice: "V1EndpointSlice",
 };

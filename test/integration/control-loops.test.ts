@@ -129,6 +129,66 @@ describe("control loops on lab-server", () => {
     expect(events.some((e) => e.reason === "Scheduled")).toBe(true);
   });
 
+  it("keeps the Service's EndpointSlices in step with its Endpoints; kubectl lists them with upstream's columns", async () => {
+    await client.create("services", {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "web", namespace: "default" },
+      spec: { selector: { app: "web" }, ports: [{ name: "http", port: 80, targetPort: 8080 }] },
+    });
+    const ips = async () =>
+      live(await webPods())
+        .filter(ready)
+        .map((p) => p.status!.podIP!)
+        .sort();
+    const sliceIps = async () => {
+      const slices = (
+        await client.list("endpointslices", {
+          namespace: "default",
+          labelSelector: "kubernetes.io/service-name=web",
+        })
+      ).items;
+      return slices
+        .flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses))
+        .sort();
+    };
+    await until("the slice lists the 3 ready pods", async () => (await sliceIps()).length === 3);
+    expect(await sliceIps()).toEqual(await ips());
+    const [slice] = (
+      await client.list("endpointslices", {
+        namespace: "default",
+        labelSelector: "kubernetes.io/service-name=web",
+      })
+    ).items;
+    expect(slice!.addressType).toBe("IPv4");
+    expect(slice!.ports).toEqual([{ name: "http", port: 8080, protocol: "TCP" }]);
+    expect(slice!.metadata!.labels!["endpointslice.kubernetes.io/managed-by"]).toBe(
+      "endpointslice-controller.k8s.io",
+    );
+    expect(slice!.metadata!.ownerReferences![0]).toMatchObject({
+      kind: "Service",
+      name: "web",
+      controller: true,
+    });
+    const table = await kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=web");
+    expect(table.split("\n")[0]).toMatch(/^NAME\s+ADDRESSTYPE\s+PORTS\s+ENDPOINTS\s+AGE$/);
+    expect(table).toMatch(/web-\w+\s+IPv4\s+8080\s+\d+\.\d+\.\d+\.\d+/);
+    // A slice changed by hand is put back; the Service's deletion takes its slices with it.
+    await client.update("endpointslices", { ...slice!, endpoints: [] });
+    await until("the slice is repaired", async () => (await sliceIps()).length === 3);
+    await client.delete("services", "web", "default");
+    await until(
+      "the slices go with the Service",
+      async () =>
+        (
+          await client.list("endpointslices", {
+            namespace: "default",
+            labelSelector: "kubernetes.io/service-name=web",
+          })
+        ).items.length === 0,
+    );
+  });
+
   it("scales to 5 and back to 2", async () => {
     await kubectl("scale", "deployment/web", "--replicas=5");
     await until("5 ready pods", async () => live(await webPods()).filter(ready).length === 5);
