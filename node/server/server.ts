@@ -26,11 +26,7 @@ export const DEFAULT_AGENT_PORT = 10250;
 
 export interface AgentServerOptions {
   cri: CriClient;
-  /** containerd's socket, for `ctr task exec`. */
-  containerdAddress: string;
   tls: { cert: Buffer; key: Buffer; clientCa: Buffer };
-  /** ctr binary (tests may point elsewhere). */
-  ctr?: string;
   log?: (msg: string) => void;
 }
 

@@ -6,32 +6,18 @@
  *   /portForward/{ns}/{pod}[?ports=8080]
  *
  * Each asks CRI (Exec, Attach, PortForward) for a URL of containerd's streaming server and relays
- * the client to it (streams.ts): SPDY is spliced, WebSocket v5/v4 frames are relayed to the
- * runtime's v4 endpoint, SPDY tunnelled in WebSocket goes to its SPDY endpoint. One exception: a
- * WebSocket exec with stdin and no TTY runs through `ctr task exec`, because the runtime's v4
- * WebSocket cannot carry the end of stdin (v5's CLOSE) and `cat`, `tar x` (kubectl cp) wait for it.
+ * the client to it: SPDY from the client is spliced (streams.ts); WebSocket exec/attach (v5/v4) is
+ * translated to the runtime's SPDY (translate.ts: SPDY carries the end of stdin, the runtime's v4
+ * WebSocket cannot); port-forward's SPDY tunnelled in WebSocket goes to the runtime's SPDY, and
+ * port-forward's WebSocket channels to the runtime's v4 WebSocket, frame for frame.
  */
-import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { CriClient } from "../cri/client.ts";
 import type { Container } from "../cri/types.ts";
 import { CONTAINER_NAME, POD_NAME, POD_NAMESPACE } from "../labels.ts";
-import {
-  chooseSubprotocol,
-  CLOSE,
-  ERROR,
-  exitStatus,
-  failureStatus,
-  frame,
-  parseExecQuery,
-  STDERR,
-  STDIN,
-  STDOUT,
-  type ExecRequest,
-} from "./exec-protocol.ts";
+import { chooseSubprotocol, parseExecQuery, type ExecRequest } from "./exec-protocol.ts";
 import { HttpError } from "./http-error.ts";
 import {
   openRuntimeWebSocket,
@@ -43,6 +29,8 @@ import {
   tunnelledProtocols,
   UpstreamRefused,
 } from "./streams.ts";
+import { SpdyClientSession } from "./spdy.ts";
+import { SPDY_REMOTE_COMMAND, translateRemoteCommand } from "./translate.ts";
 
 export interface StreamTarget {
   kind: "exec" | "attach" | "portForward";
@@ -78,8 +66,6 @@ export function parsePorts(q: URLSearchParams): number[] {
 
 export interface StreamDeps {
   cri: CriClient;
-  containerdAddress: string;
-  ctr?: string;
   log?: (msg: string) => void;
 }
 
@@ -160,16 +146,17 @@ export class StreamServer {
       }
       const protocol = this.channelProtocol(offered);
       this.deps.log?.(`${t.kind} (${protocol}) in ${run.id}${exec ? `: ${exec.command.join(" ")}` : ""}`);
-      if (exec && exec.stdin && !exec.tty)
-        return this.accept(req, socket, head, protocol, (ws) => this.runCtrExec(ws, run.id, exec));
-      const rt = await openRuntimeWebSocket(await streamUrl());
+      const up = await spdyUpgrade(await streamUrl(), "POST", [SPDY_REMOTE_COMMAND]);
       return this.accept(
         req,
         socket,
         head,
         protocol,
-        (ws) => this.relay(ws, rt),
-        () => rt.terminate(),
+        (ws) => {
+          this.track(ws);
+          translateRemoteCommand(ws, new SpdyClientSession(up.socket, up.head), io);
+        },
+        () => up.socket.destroy(),
       );
     } catch (err) {
       if (err instanceof UpstreamRefused)
@@ -240,76 +227,6 @@ export class StreamServer {
         `pod "${t.pod}" has no running sandbox on this node to forward to`,
       );
     return ready.id;
-  }
-
-  /**
-   * `ctr task exec` (containerd's own exec over pipes): stdin's end reaches the process as EOF.
-   * No TTY here (a TTY exec goes through CRI).
-   */
-  private runCtrExec(ws: WebSocket, containerId: string, exec: ExecRequest): void {
-    const v5 = ws.protocol === "v5.channel.k8s.io";
-    const execId = `lab-exec-${randomBytes(6).toString("hex")}`;
-    const child = spawn(
-      this.deps.ctr ?? "ctr",
-      [
-        "--address",
-        this.deps.containerdAddress,
-        "-n",
-        "k8s.io",
-        "task",
-        "exec",
-        "--exec-id",
-        execId,
-        containerId,
-        ...exec.command,
-      ],
-      { stdio: ["pipe", "pipe", "pipe"] },
-    );
-    const end = (): void => {
-      child.kill("SIGKILL");
-      ws.terminate();
-    };
-    this.sessions.add(end);
-    const send = (ch: number, d: Buffer | string): void => {
-      if (ws.readyState === ws.OPEN) ws.send(frame(ch, d));
-    };
-    child.stdout.on("data", (d: Buffer) => exec.stdout && send(STDOUT, d));
-    // ctr's own failures (e.g. executable not found) also arrive here, which is what the user needs to see
-    child.stderr.on("data", (d: Buffer) => send(STDERR, d));
-    child.stdin.on("error", () => undefined);
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      const buf = isBinary ? data : Buffer.from(data);
-      if (buf.length === 0) return;
-      if (buf[0] === STDIN) child.stdin.write(buf.subarray(1));
-      else if (v5 && buf[0] === CLOSE && buf[1] === STDIN) child.stdin.end();
-    });
-    ws.on("close", () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    });
-    let outputsDone = 0;
-    let exitCode: number | null | undefined;
-    const finish = (): void => {
-      if (outputsDone < 2 || exitCode === undefined) return;
-      this.sessions.delete(end);
-      const status =
-        exitCode === null ? failureStatus("the command was killed") : exitStatus(exec.command, exitCode);
-      send(ERROR, JSON.stringify(status));
-      ws.close(1000);
-    };
-    const outputDone = (): void => {
-      outputsDone++;
-      finish();
-    };
-    child.stdout.on("close", outputDone);
-    child.stderr.on("close", outputDone);
-    child.on("error", (err) => {
-      send(ERROR, JSON.stringify(failureStatus(`cannot run ctr: ${err.message}`)));
-      ws.close(1000);
-    });
-    child.on("exit", (code) => {
-      exitCode = code;
-      finish();
-    });
   }
 }
 

@@ -217,9 +217,15 @@ describe("kubectl exec", () => {
   }, 60_000);
 
   it("-it gets a terminal of the client's size, and its exit code", async () => {
-    const r = await inTerminal("kubectl exec -it web -- sh -c 'tty; stty size; exit 4'", 45, 123);
+    // kubectl sends the terminal's size once connected; the runtime applies it while the command
+    // already runs, so the command looks for it for up to 3 s
+    const r = await inTerminal(
+      `kubectl exec -it web -- sh -c 'tty; for i in 1 2 3 4 5 6 7 8 9 10; do s=$(stty size 2>/dev/null); [ "$s" = "45 123" ] && break; sleep 0.3; done; echo "size=$s"; exit 4'`,
+      45,
+      123,
+    );
     expect(r.out).toMatch(/\/dev\/pts\/\d+/);
-    expect(r.out).toContain("45 123");
+    expect(r.out).toContain("size=45 123");
     expect(r.code).toBe(4);
     expect(lab.agentLog()).toMatch(/exec \(v5\.channel\.k8s\.io\) in \w+: sh -c tty/);
   }, 60_000);
