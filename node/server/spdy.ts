@@ -47,14 +47,16 @@ export function controlFrame(type: number, flags: number, payload: Buffer): Buff
   const h = Buffer.alloc(8);
   h.writeUInt16BE(0x8000 | VERSION, 0);
   h.writeUInt16BE(type, 2);
-  h.writeUInt32BE(((flags & 0xff) << 24) | payload.length, 4);
+  h.writeUInt8(flags & 0xff, 4);
+  h.writeUIntBE(payload.length, 5, 3);
   return Buffer.concat([h, payload]);
 }
 
 export function dataFrame(id: number, flags: number, payload: Buffer): Buffer {
   const h = Buffer.alloc(8);
   h.writeUInt32BE(id & 0x7fffffff, 0);
-  h.writeUInt32BE(((flags & 0xff) << 24) | payload.length, 4);
+  h.writeUInt8(flags & 0xff, 4);
+  h.writeUIntBE(payload.length, 5, 3);
   return Buffer.concat([h, payload]);
 }
 
