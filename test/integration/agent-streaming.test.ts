@@ -13,6 +13,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import { startAgentLab, type AgentLab } from "./agent-lab.ts";
 
 let lab: AgentLab;
@@ -50,6 +51,15 @@ const MANIFEST = [
     imagePullPolicy: Never
     stdin: true
     command: ["sh", "-c", "while read l; do echo got-$l; done"]`,
+  ),
+  POD(
+    "shell",
+    `  - name: main
+    image: docker.io/lab/sample:latest
+    imagePullPolicy: Never
+    stdin: true
+    tty: true
+    command: ["sh"]`,
   ),
   POD(
     "two",
@@ -175,7 +185,7 @@ beforeAll(async () => {
   kc.loadFromFile(lab.kubeconfig);
   await writeFile(join(lab.dir, "all.yaml"), MANIFEST);
   await lab.ok("apply", "-f", join(lab.dir, "all.yaml"));
-  for (const p of ["web", "ticker", "echoer", "two"])
+  for (const p of ["web", "ticker", "echoer", "shell", "two"])
     await lab.until(
       `${p} Running`,
       async () => (await lab.ok("get", "pod", p, "-o", "jsonpath={.status.phase}")) === "Running",
@@ -231,6 +241,44 @@ describe("kubectl exec", () => {
   }, 60_000);
 });
 
+describe("WebSocket v5 exec by hand", () => {
+  it("a TTY follows resize frames sent mid-session", async () => {
+    const q = new URLSearchParams({ stdin: "true", stdout: "true", tty: "true" });
+    // each line typed is the size to wait for: the shell reports once `stty size` shows it
+    const script =
+      'for n in A B; do read want; for i in $(seq 30); do s=$(stty size); [ "$s" = "$want" ] && break; sleep 0.2; done; echo "$n=$s"; done';
+    for (const c of ["sh", "-c", script]) q.append("command", c);
+    const ws = new WebSocket(
+      `wss://${lab.url.slice("https://".length)}/api/v1/namespaces/default/pods/web/exec?${q}`,
+      ["v5.channel.k8s.io"],
+      {
+        ca: await readFile(lab.api.pki.caCert),
+        cert: await readFile(lab.api.admin.cert),
+        key: await readFile(lab.api.admin.key),
+      },
+    );
+    let out = "";
+    let status = "";
+    ws.on("message", (d: Buffer) => {
+      if (d[0] === 1) out += d.subarray(1).toString();
+      if (d[0] === 3) status += d.subarray(1).toString();
+    });
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    expect(ws.protocol).toBe("v5.channel.k8s.io");
+    const resize = (w: number, h: number): void =>
+      ws.send(Buffer.concat([Buffer.from([4]), Buffer.from(JSON.stringify({ Width: w, Height: h }))]));
+    const type = (s: string): void => ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(s)]));
+    resize(80, 24);
+    type("24 80\r");
+    await lab.until("A=24 80", async () => out.includes("A=24 80"));
+    resize(132, 50);
+    type("50 132\r");
+    await lab.until("B=50 132", async () => out.includes("B=50 132"));
+    await lab.until("the success status", async () => status.includes('"Success"'));
+    ws.close();
+  }, 60_000);
+});
+
 describe("kubectl cp", () => {
   it("copies a file into the pod and back out, byte for byte", async () => {
     const data = randomBytes(256 * 1024);
@@ -272,6 +320,21 @@ describe("kubectl attach", () => {
     }
   }, 60_000);
 
+  it("-it: a terminal on the container's own shell (stdin: true, tty: true)", async () => {
+    const p = spawn("script", ["-qec", "kubectl attach -it shell", "/dev/null"], { env: env() });
+    let out = "";
+    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      // the terminal echoes what is typed ("hi-$((6*7))"); only the shell prints hi-42
+      await lab.until("the shell's answer through attach -it", async () => {
+        p.stdin.write("echo hi-$((6*7))\r");
+        return out.includes("hi-42");
+      });
+    } finally {
+      p.kill("SIGKILL");
+    }
+  }, 60_000);
+
   it("over SPDY too", async () => {
     const a = background(["attach", "ticker"], { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: "false" });
     try {
@@ -301,7 +364,7 @@ describe("kubectl port-forward", () => {
     expect(lab.agentLog()).toContain("portForward (SPDY)");
   }, 60_000);
 
-  it("refuses a pod that is not running, in upstream's words", async () => {
+  it("refuses a pod that does not exist, in upstream's words", async () => {
     const r = await lab.kubectl(["port-forward", "pod/nope", ":8080"]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('pods "nope" not found');
