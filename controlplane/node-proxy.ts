@@ -185,7 +185,15 @@ export function proxyUpgrade(
     if (UPGRADE_HEADERS.has(name)) (headers[name] ??= []).push(req.rawHeaders[i + 1]!);
   }
   return new Promise((resolve, reject) => {
-    const up = request({ ...tlsOptions(tls, t), method: req.method ?? "GET", path, headers });
+    // the agent answers the upgrade only once the runtime has (CRI call + the runtime's own
+    // handshake): on a loaded node that is seconds, so more room than a plain request
+    const up = request({
+      ...tlsOptions(tls, t),
+      timeout: 45_000,
+      method: req.method ?? "GET",
+      path,
+      headers,
+    });
     up.on("upgrade", (ur, agent, agentHead) => {
       const lines = [`HTTP/1.1 101 Switching Protocols`];
       for (let i = 0; i < ur.rawHeaders.length; i += 2)

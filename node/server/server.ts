@@ -181,6 +181,8 @@ export class AgentServer {
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    // Node drops its own error handler from an upgraded socket: a client reset must not kill the agent
+    socket.on("error", () => socket.destroy());
     try {
       this.authorize(req);
       const url = new URL(req.url ?? "/", "https://agent");

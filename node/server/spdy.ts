@@ -107,6 +107,7 @@ export class SpdyClientSession {
     private readonly socket: Duplex,
     head: Buffer,
   ) {
+    this.deflate.on("error", () => this.close());
     socket.on("data", (d: Buffer) => this.feed(d));
     const done = (): void => this.shutdown();
     socket.on("close", done);
@@ -160,6 +161,7 @@ export class SpdyClientSession {
   }
 
   private compress(block: Buffer): Promise<Buffer> {
+    if (this.closed) return Promise.resolve(Buffer.alloc(0)); // nothing is written once closed
     return new Promise((resolve) => {
       const out: Buffer[] = [];
       const onData = (d: Buffer): void => {

@@ -63,6 +63,8 @@ export function spdyUpgrade(
     });
     up.on("upgrade", (res, socket, head) => {
       socket.setTimeout(0);
+      // until a relay takes it over (or if the client never completes its side)
+      socket.on("error", () => socket.destroy());
       const protocol = res.headers["x-stream-protocol-version"];
       resolve({
         socket,
@@ -135,6 +137,7 @@ export function openRuntimeWebSocket(url: string): Promise<WebSocket> {
     const ws = new WebSocket(url.replace(/^http/, "ws"), [RUNTIME_WS_PROTOCOL], {
       handshakeTimeout: HANDSHAKE_MS,
     });
+    ws.on("error", () => ws.terminate()); // a failure after open ends the session; never unhandled
     ws.once("open", () => {
       ws.pause();
       resolve(ws);

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { get } from "node:http";
 import { createServer, type AddressInfo } from "node:net";
+import { connect } from "node:tls";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -276,6 +277,39 @@ describe("WebSocket v5 exec by hand", () => {
     await lab.until("B=50 132", async () => out.includes("B=50 132"));
     await lab.until("the success status", async () => status.includes('"Success"'));
     ws.close();
+  }, 60_000);
+});
+
+describe("faults", () => {
+  it("clients that vanish mid-upgrade cost nothing: the agent and lab-server keep serving", async () => {
+    const ca = await readFile(lab.api.pki.caCert);
+    const cert = await readFile(lab.api.admin.cert);
+    const key = await readFile(lab.api.admin.key);
+    const [host, port] = lab.url.slice("https://".length).split(":");
+    for (const [path, upgrade] of [
+      ["exec?command=sleep&command=5&stdout=true", "websocket"],
+      ["exec?command=cat&stdin=true&stdout=true", "SPDY/3.1"],
+      ["portforward", "websocket"],
+      ["attach?stdout=true", "SPDY/3.1"],
+    ]) {
+      for (const delayMs of [0, 50, 300]) {
+        const s = connect({ host, port: Number(port), ca, cert, key, servername: "localhost" });
+        s.on("error", () => undefined);
+        await new Promise((r) => s.once("secureConnect", r));
+        s.write(
+          `GET /api/v1/namespaces/default/pods/web/${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${upgrade}\r\n` +
+            `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
+            `Sec-WebSocket-Protocol: v5.channel.k8s.io, SPDY/3.1+portforward.k8s.io\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`,
+        );
+        await new Promise((r) => setTimeout(r, delayMs));
+        s.destroy();
+      }
+    }
+    expect(await lab.kubectl(["exec", "web", "--", "echo", "still-here"])).toMatchObject({
+      code: 0,
+      stdout: "still-here\n",
+    });
+    expect(lab.agentLog()).not.toMatch(/Unhandled|uncaught|ECONNRESET/i);
   }, 60_000);
 });
 
