@@ -102,7 +102,7 @@ export class StreamServer {
         const log = (how: string): void => this.deps.log?.(`portForward (${how}) to ${t.namespace}/${t.pod}`);
         if (spdy) {
           log("SPDY");
-          return await relaySpdy(await cri.portForward(sandbox, []), req, socket, head);
+          return await this.spliced(relaySpdy(await cri.portForward(sandbox, []), req, socket, head), socket);
         }
         const tunnel = tunnelledProtocols(offered);
         if (tunnel.length) {
@@ -142,7 +142,7 @@ export class StreamServer {
         exec ? cri.exec(run.id, exec.command, io) : cri.attach(run.id, io);
       if (spdy) {
         this.deps.log?.(`${t.kind} (SPDY) in ${run.id}${exec ? `: ${exec.command.join(" ")}` : ""}`);
-        return await relaySpdy(await streamUrl(), req, socket, head);
+        return await this.spliced(relaySpdy(await streamUrl(), req, socket, head), socket);
       }
       const protocol = this.channelProtocol(offered);
       this.deps.log?.(`${t.kind} (${protocol}) in ${run.id}${exec ? `: ${exec.command.join(" ")}` : ""}`);
@@ -199,6 +199,14 @@ export class StreamServer {
   private relay(ws: WebSocket, runtime: WebSocket): void {
     this.track(ws);
     relayChannels(ws, runtime);
+  }
+
+  /** A spliced SPDY session ends with the agent too. */
+  private async spliced(relay: Promise<void>, socket: Duplex): Promise<void> {
+    await relay;
+    const end = (): void => void socket.destroy();
+    this.sessions.add(end);
+    socket.on("close", () => this.sessions.delete(end));
   }
 
   private track(ws: WebSocket): void {
