@@ -1,8 +1,9 @@
 /**
- * pods/log and pods/exec: lab-server finds the pod's node and forwards the request to that node's
- * lab-agent (InternalIP : daemonEndpoints.kubeletEndpoint.Port), over TLS verified against the
- * cluster CA, as the kubelet-client identity. Logs are a plain streamed GET; exec is a WebSocket
- * upgrade whose bytes are spliced through unchanged (as kube-apiserver's upgrade-aware proxy does).
+ * pods/log, exec, attach and portforward: lab-server finds the pod's node and forwards the request
+ * to that node's lab-agent (InternalIP : daemonEndpoints.kubeletEndpoint.Port), over TLS verified
+ * against the cluster CA, as the kubelet-client identity. Logs are a plain streamed GET; the others
+ * are upgrades (WebSocket, or SPDY/3.1 for kubectl's fallback) whose bytes are spliced through
+ * unchanged, as kube-apiserver's upgrade-aware proxy does; the agent speaks the protocols.
  */
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -76,6 +77,17 @@ export function assertRunning(pod: V1Pod, container: string): void {
   }
 }
 
+/** port-forward needs the pod's sandbox up: upstream's kubelet answers this for a pod not running. Pure. */
+export function assertPodRunning(pod: V1Pod): void {
+  const phase = pod.status?.phase;
+  if (phase !== "Running")
+    throw new ApiError(
+      400,
+      "BadRequest",
+      `unable to forward port because pod is not running. Current status=${phase ?? "Pending"}`,
+    );
+}
+
 /** Logs exist once the container has started (or, for previous, once it has restarted). Pure. */
 export function assertLogsAvailable(pod: V1Pod, container: string, previous: boolean): void {
   const statuses = [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])];
@@ -88,13 +100,24 @@ export function assertLogsAvailable(pod: V1Pod, container: string, previous: boo
   );
 }
 
+const AGENT_PATHS = { log: "containerLogs", exec: "exec", attach: "attach", portforward: "portForward" };
+
 /** The agent path for a subresource request; the user's query passes through (minus `container`). */
-export function agentPath(kind: "log" | "exec", pod: V1Pod, t: NodeTarget, q: URLSearchParams): string {
+export function agentPath(
+  kind: keyof typeof AGENT_PATHS,
+  pod: V1Pod,
+  t: NodeTarget,
+  q: URLSearchParams,
+): string {
   const query = new URLSearchParams(q);
   query.delete("container");
-  const seg = [pod.metadata!.namespace!, pod.metadata!.name!, t.container].map(encodeURIComponent).join("/");
+  const parts = [
+    pod.metadata!.namespace!,
+    pod.metadata!.name!,
+    ...(kind === "portforward" ? [] : [t.container]),
+  ];
   const qs = query.toString();
-  return `/${kind === "log" ? "containerLogs" : "exec"}/${seg}${qs ? `?${qs}` : ""}`;
+  return `/${AGENT_PATHS[kind]}/${parts.map(encodeURIComponent).join("/")}${qs ? `?${qs}` : ""}`;
 }
 
 function unreachable(t: NodeTarget, err: Error): ApiError {
@@ -137,7 +160,17 @@ export function proxyLogs(
   });
 }
 
-/** Splices a client's WebSocket upgrade through to the agent; a refusal comes back as the agent sent it. */
+/** Upgrade headers passed to the agent, each header line kept (SPDY offers one protocol per line). */
+const UPGRADE_HEADERS = new Set([
+  "upgrade",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+  "x-stream-protocol-version",
+]);
+
+/** Splices a client's upgrade (WebSocket or SPDY) through to the agent; a refusal comes back as the agent sent it. */
 export function proxyUpgrade(
   tls: KubeletClientTls,
   t: NodeTarget,
@@ -146,19 +179,21 @@ export function proxyUpgrade(
   socket: Duplex,
   head: Buffer,
 ): Promise<void> {
-  const headers: Record<string, string> = { Connection: "Upgrade" };
-  for (const h of [
-    "upgrade",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-protocol",
-    "sec-websocket-extensions",
-  ]) {
-    const v = req.headers[h];
-    if (typeof v === "string") headers[h] = v;
+  const headers: Record<string, string[]> = { Connection: ["Upgrade"] };
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!.toLowerCase();
+    if (UPGRADE_HEADERS.has(name)) (headers[name] ??= []).push(req.rawHeaders[i + 1]!);
   }
   return new Promise((resolve, reject) => {
-    const up = request({ ...tlsOptions(tls, t), method: "GET", path, headers });
+    // the agent answers the upgrade only once the runtime has (CRI call + the runtime's own
+    // handshake): on a loaded node that is seconds, so more room than a plain request
+    const up = request({
+      ...tlsOptions(tls, t),
+      timeout: 45_000,
+      method: req.method ?? "GET",
+      path,
+      headers,
+    });
     up.on("upgrade", (ur, agent, agentHead) => {
       const lines = [`HTTP/1.1 101 Switching Protocols`];
       for (let i = 0; i < ur.rawHeaders.length; i += 2)

@@ -358,6 +358,9 @@ export function containerConfig(
       "lab.io/container-ports": JSON.stringify(c.ports ?? []),
     },
     logPath: `${c.name}/${attempt}.log`,
+    // kubectl attach -i needs the container's stdin kept open (spec.containers[].stdin)
+    stdin: c.stdin === true,
+    stdinOnce: c.stdinOnce === true,
     tty: c.tty === true,
     linux: {
       resources: containerResources(c),

@@ -138,7 +138,6 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
       throw new Error("--tls-cert-file, --tls-private-key-file and --client-ca-file go together");
     server = new AgentServer({
       cri,
-      containerdAddress: f.containerRuntimeEndpoint.replace(/^unix:\/\//, ""),
       tls: {
         cert: await readFile(f.tlsCertFile),
         key: await readFile(f.tlsPrivateKeyFile),

@@ -28,6 +28,12 @@ export interface ContainerdConfigInput {
    * Nodes keep /run/netns, where `ip netns` shows them.
    */
   netnsUnderState?: boolean;
+  /**
+   * Where containerd's streaming server (CRI Exec/Attach/PortForward URLs) listens: loopback, as
+   * lab-agent shares the node's network namespace. Tests whose agent runs outside the node's
+   * namespace give the node's own address there.
+   */
+  streamServerAddress?: string;
 }
 
 const q = (s: string): string => JSON.stringify(s);
@@ -50,7 +56,7 @@ state = ${q(c.state)}
     # Root may lack CAP_SYS_RESOURCE (containers, some VMs): without this, RunPodSandbox fails while
     # setting oom_score_adj -998 ("can't get final child's PID from pipe: EOF").
     restrict_oom_score_adj = true
-    stream_server_address = "127.0.0.1"
+    stream_server_address = ${q(c.streamServerAddress ?? "127.0.0.1")}
     stream_server_port = "0"
     enable_selinux = false
     tolerate_missing_hugetlb_controller = true${c.netnsUnderState ? "\n    netns_mounts_under_state_dir = true" : ""}

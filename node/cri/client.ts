@@ -157,6 +157,31 @@ export class CriClient {
     );
   }
 
+  /** A streaming-server URL for an interactive exec (one use, short-lived). */
+  async exec(
+    containerId: string,
+    cmd: string[],
+    io: { tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean },
+  ): Promise<string> {
+    const res = await this.call<{ url: string }>(this.runtime, "Exec", { containerId, cmd, ...io });
+    return res.url;
+  }
+
+  /** A streaming-server URL attached to the container's own stdio. */
+  async attach(
+    containerId: string,
+    io: { tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean },
+  ): Promise<string> {
+    const res = await this.call<{ url: string }>(this.runtime, "Attach", { containerId, ...io });
+    return res.url;
+  }
+
+  /** A streaming-server URL forwarding to ports in the sandbox's network namespace. */
+  async portForward(podSandboxId: string, ports: number[]): Promise<string> {
+    const res = await this.call<{ url: string }>(this.runtime, "PortForward", { podSandboxId, port: ports });
+    return res.url;
+  }
+
   /** The image if the runtime has it, else undefined. */
   async imageStatus(image: string): Promise<Image | undefined> {
     const res = await this.call<{ image: Image | null }>(this.images, "ImageStatus", { image: { image } });

@@ -79,6 +79,8 @@ export interface ContainerConfig {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   logPath: string;
+  stdin?: boolean;
+  stdinOnce?: boolean;
   tty?: boolean;
   linux: {
     resources: LinuxContainerResources;

@@ -5,33 +5,19 @@
  * certificate from the same CA gets 403.
  *
  *   GET /containerLogs/{ns}/{pod}/{container}?follow&tailLines&previous&timestamps&sinceSeconds&limitBytes
- *   GET /exec/{ns}/{pod}/{container}?command=...&stdin&stdout&stderr&tty   (WebSocket upgrade)
+ *   /exec, /attach, /portForward: WebSocket or SPDY upgrades, served by upgrade.ts
  */
-import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import { open, stat } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { WebSocketServer, type WebSocket } from "ws";
 import type { CriClient } from "../cri/client.ts";
 import type { Container } from "../cri/types.ts";
 import { CONTAINER_NAME, POD_NAME, POD_NAMESPACE } from "../labels.ts";
 import { formatLine, parseCriLog, parseLogQuery, selectLines, type LogOptions } from "./cri-log.ts";
-import {
-  chooseSubprotocol,
-  CLOSE,
-  ERROR,
-  exitStatus,
-  failureStatus,
-  frame,
-  parseExecQuery,
-  STDERR,
-  STDIN,
-  STDOUT,
-  type ExecRequest,
-} from "./exec-protocol.ts";
+import { HttpError } from "./http-error.ts";
+import { parseStreamTarget, StreamServer } from "./upgrade.ts";
 
 /** The subject lab-server's kubelet-client certificate carries (bootstrap/pki.ts issues it). */
 export const KUBELET_CLIENT_CN = "lab-apiserver-kubelet-client";
@@ -40,37 +26,12 @@ export const DEFAULT_AGENT_PORT = 10250;
 
 export interface AgentServerOptions {
   cri: CriClient;
-  /** containerd's socket, for `ctr task exec`. */
-  containerdAddress: string;
   tls: { cert: Buffer; key: Buffer; clientCa: Buffer };
-  /** ctr binary (tests may point elsewhere). */
-  ctr?: string;
   log?: (msg: string) => void;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly code: number,
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-  }
-  status(): Record<string, unknown> {
-    return {
-      kind: "Status",
-      apiVersion: "v1",
-      metadata: {},
-      status: "Failure",
-      message: this.message,
-      reason: this.reason,
-      code: this.code,
-    };
-  }
-}
-
 interface Target {
-  kind: "containerLogs" | "exec";
+  kind: "containerLogs";
   namespace: string;
   pod: string;
   container: string;
@@ -78,19 +39,17 @@ interface Target {
 
 function parseTarget(path: string): Target | undefined {
   const segs = path.split("/").filter(Boolean).map(decodeURIComponent);
-  if (segs.length !== 4 || (segs[0] !== "containerLogs" && segs[0] !== "exec")) return undefined;
+  if (segs.length !== 4 || segs[0] !== "containerLogs") return undefined;
   return { kind: segs[0], namespace: segs[1]!, pod: segs[2]!, container: segs[3]! };
 }
 
 export class AgentServer {
   private server: Server | undefined;
-  private readonly wss = new WebSocketServer({
-    noServer: true,
-    handleProtocols: (protocols) => chooseSubprotocol(protocols) ?? false,
-  });
-  private readonly sessions = new Set<() => void>();
+  private readonly streams: StreamServer;
 
-  constructor(private readonly opts: AgentServerOptions) {}
+  constructor(private readonly opts: AgentServerOptions) {
+    this.streams = new StreamServer(opts);
+  }
 
   async start(host: string, port: number): Promise<number> {
     const server = createServer(
@@ -118,8 +77,7 @@ export class AgentServer {
   }
 
   async stop(): Promise<void> {
-    for (const end of this.sessions) end();
-    this.wss.close();
+    this.streams.stop();
     const server = this.server;
     if (!server) return;
     server.closeAllConnections();
@@ -149,14 +107,14 @@ export class AgentServer {
         res.writeHead(200, { "Content-Type": "text/plain" }).end("ok");
         return;
       }
-      const target = parseTarget(url.pathname);
-      if (!target) throw new HttpError(404, "NotFound", `no such path ${url.pathname}`);
-      if (target.kind === "exec")
+      if (parseStreamTarget(url.pathname))
         throw new HttpError(
           400,
           "BadRequest",
-          "exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not supported",
+          "Upgrade request required: exec, attach and portForward speak WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1",
         );
+      const target = parseTarget(url.pathname);
+      if (!target) throw new HttpError(404, "NotFound", `no such path ${url.pathname}`);
       if (req.method !== "GET") throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed`);
       let opts: ReturnType<typeof parseLogQuery>;
       try {
@@ -223,124 +181,21 @@ export class AgentServer {
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const reject = (e: HttpError): void => {
+    // Node drops its own error handler from an upgraded socket: a client reset must not kill the agent
+    socket.on("error", () => socket.destroy());
+    try {
+      this.authorize(req);
+      const url = new URL(req.url ?? "/", "https://agent");
+      const target = parseStreamTarget(url.pathname);
+      if (!target) throw new HttpError(404, "NotFound", `no streaming endpoint at ${url.pathname}`);
+      await this.streams.serve(target, url, req, socket, head);
+    } catch (err) {
+      const e = err instanceof HttpError ? err : new HttpError(500, "InternalError", (err as Error).message);
       const body = JSON.stringify(e.status());
       socket.end(
         `HTTP/1.1 ${e.code} ${e.reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
-    };
-    try {
-      this.authorize(req);
-      const url = new URL(req.url ?? "/", "https://agent");
-      const target = parseTarget(url.pathname);
-      if (!target || target.kind !== "exec")
-        throw new HttpError(404, "NotFound", `no WebSocket endpoint at ${url.pathname}`);
-      if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket")
-        throw new HttpError(
-          400,
-          "BadRequest",
-          `upgrade to "${req.headers.upgrade}" is not supported: exec speaks WebSocket (v5.channel.k8s.io, v4.channel.k8s.io), not SPDY`,
-        );
-      const offered = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((s) => s.trim());
-      if (!chooseSubprotocol(offered))
-        throw new HttpError(
-          400,
-          "BadRequest",
-          `none of the offered subprotocols (${offered.join(", ")}) is supported: use v5.channel.k8s.io or v4.channel.k8s.io`,
-        );
-      let exec: ExecRequest;
-      try {
-        exec = parseExecQuery(url.searchParams);
-      } catch (err) {
-        throw new HttpError(400, "BadRequest", (err as Error).message);
-      }
-      const run = (await this.attempts(target))[0];
-      if (!run || run.state !== "CONTAINER_RUNNING")
-        throw new HttpError(
-          400,
-          "BadRequest",
-          `container "${target.container}" in pod "${target.pod}" is not running`,
-        );
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.runExec(ws, run.id, exec));
-    } catch (err) {
-      reject(err instanceof HttpError ? err : new HttpError(500, "InternalError", (err as Error).message));
     }
-  }
-
-  /**
-   * Runs the command in the container with `ctr task exec` (containerd's own exec: stdin, stdout,
-   * stderr and the exit status, no streaming server needed). TTY is not allocated: a tty request
-   * runs as a plain pipe session.
-   */
-  private runExec(ws: WebSocket, containerId: string, exec: ExecRequest): void {
-    const v5 = ws.protocol === "v5.channel.k8s.io";
-    const execId = `lab-exec-${randomBytes(6).toString("hex")}`;
-    const child = spawn(
-      this.opts.ctr ?? "ctr",
-      [
-        "--address",
-        this.opts.containerdAddress,
-        "-n",
-        "k8s.io",
-        "task",
-        "exec",
-        "--exec-id",
-        execId,
-        containerId,
-        ...exec.command,
-      ],
-      { stdio: [exec.stdin ? "pipe" : "ignore", "pipe", "pipe"] },
-    );
-    const end = (): void => {
-      child.kill("SIGKILL");
-      ws.terminate();
-    };
-    this.sessions.add(end);
-    // kubectl's v4 error-channel status is how it learns the exit code; stdout/stderr first.
-    const send = (ch: number, d: Buffer | string): void => {
-      if (ws.readyState === ws.OPEN) ws.send(frame(ch, d));
-    };
-    child.stdout!.on("data", (d: Buffer) => exec.stdout && send(STDOUT, d));
-    // ctr's own failures (e.g. executable not found) also arrive here, which is what the user needs to see
-    child.stderr!.on("data", (d: Buffer) => send(exec.tty ? STDOUT : STDERR, d));
-    child.stdin?.on("error", () => undefined);
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      const buf = isBinary ? data : Buffer.from(data);
-      if (buf.length === 0) return;
-      if (buf[0] === STDIN) child.stdin?.write(buf.subarray(1));
-      else if (v5 && buf[0] === CLOSE && buf[1] === STDIN) child.stdin?.end();
-      // RESIZE (4) is ignored: no tty is allocated
-    });
-    ws.on("close", () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    });
-    let outputsDone = 0;
-    let exitCode: number | null | undefined;
-    const finish = (): void => {
-      if (outputsDone < 2 || exitCode === undefined) return;
-      this.sessions.delete(end);
-      const status =
-        exitCode === null ? failureStatus("the command was killed") : exitStatus(exec.command, exitCode);
-      send(ERROR, JSON.stringify(status));
-      ws.close(1000);
-    };
-    child.stdout!.on("close", () => {
-      outputsDone++;
-      finish();
-    });
-    child.stderr!.on("close", () => {
-      outputsDone++;
-      finish();
-    });
-    child.on("error", (err) => {
-      send(ERROR, JSON.stringify(failureStatus(`cannot run ctr: ${err.message}`)));
-      ws.close(1000);
-    });
-    child.on("exit", (code) => {
-      exitCode = code;
-      finish();
-    });
-    this.opts.log?.(`exec (${ws.protocol}) in ${containerId}: ${exec.command.join(" ")}`);
   }
 }
 

@@ -132,6 +132,8 @@ export async function startTestNode(): Promise<TestNode> {
         sandboxImage: PAUSE_IMAGE,
         // so a sandbox destroy() could not remove still goes with `dir` (umount below), not /run/netns
         netnsUnderState: true,
+        // the agent under test runs in the host namespace: it reaches the streaming server here
+        streamServerAddress: link[1],
       }),
     );
     const log = join(dir, "containerd.log");

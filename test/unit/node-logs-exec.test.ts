@@ -1,6 +1,12 @@
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
-import { agentPath, assertLogsAvailable, assertRunning, nodeTarget } from "../../controlplane/node-proxy.ts";
+import {
+  agentPath,
+  assertLogsAvailable,
+  assertPodRunning,
+  assertRunning,
+  nodeTarget,
+} from "../../controlplane/node-proxy.ts";
 import { formatLine, parseCriLog, parseLogQuery, selectLines } from "../../node/server/cri-log.ts";
 import { chooseSubprotocol, exitStatus, frame, parseExecQuery } from "../../node/server/exec-protocol.ts";
 
@@ -113,6 +119,20 @@ describe("lab-server's way to the pod's agent", () => {
     expect(t).toEqual({ host: "10.0.0.5", port: 10250, container: "app" });
     expect(agentPath("log", pod, t, new URLSearchParams("container=app&follow=true"))).toBe(
       "/containerLogs/default/web/app?follow=true",
+    );
+    expect(agentPath("attach", pod, t, new URLSearchParams("container=app&stdin=true"))).toBe(
+      "/attach/default/web/app?stdin=true",
+    );
+    // port-forward is to the pod, as the kubelet's /portForward/{ns}/{pod}
+    expect(agentPath("portforward", pod, t, new URLSearchParams("ports=8080"))).toBe(
+      "/portForward/default/web?ports=8080",
+    );
+  });
+
+  it("port-forward needs a Running pod, in upstream's words", () => {
+    expect(() => assertPodRunning({ ...pod, status: { phase: "Running" } })).not.toThrow();
+    expect(() => assertPodRunning({ ...pod, status: { phase: "Pending" } })).toThrow(
+      "unable to forward port because pod is not running. Current status=Pending",
     );
   });
 

@@ -7,6 +7,7 @@ import { authorize, forbidden, type NodeGraph, type UserInfo } from "../../authz
 import {
   agentPath,
   assertLogsAvailable,
+  assertPodRunning,
   assertRunning,
   nodeTarget,
   proxyLogs,
@@ -32,7 +33,10 @@ async function podTarget(
     typeof nodeName === "string" && nodeName
       ? ((await registry.get(nodes, undefined, nodeName).catch(() => undefined)) as V1Node | undefined)
       : undefined;
-  const target = nodeTarget(pod, node, q.get("container"));
+  // port-forward is to the pod's network namespace, not to a container
+  const container =
+    r.subresource === "portforward" ? (pod.spec?.containers?.[0]?.name ?? null) : q.get("container");
+  const target = nodeTarget(pod, node, container);
   if (!kubeletClient)
     throw new ApiError(
       503,
@@ -57,16 +61,14 @@ export async function servePodStream(ctx: RequestContext): Promise<boolean> {
     return true;
   }
   await registry.get(r.info, r.namespace, r.name!);
-  if (r.subresource === "exec")
-    throw new ApiError(
-      400,
-      "BadRequest",
-      "pods/exec needs a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not supported",
-    );
-  throw new ApiError(501, "NotImplemented", `pods/${r.subresource} is not supported by lab-server`);
+  throw new ApiError(
+    400,
+    "BadRequest",
+    `Upgrade request required: pods/${r.subresource} speaks WebSocket (v5.channel.k8s.io, v4.channel.k8s.io${r.subresource === "portforward" ? ", SPDY/3.1+portforward.k8s.io" : ""}) or SPDY/3.1`,
+  );
 }
 
-/** WebSocket upgrades: pods/exec goes through to the node agent; nothing else upgrades. */
+/** Upgrades (WebSocket, SPDY): pods/exec, attach and portforward go through to the node agent. */
 export async function serveUpgrade(
   user: UserInfo | undefined,
   registry: Registry,
@@ -85,7 +87,11 @@ export async function serveUpgrade(
     !r.name ||
     !["exec", "attach", "portforward"].includes(r.subresource ?? "")
   )
-    throw new ApiError(400, "BadRequest", `${url.pathname} cannot be upgraded: only pods/exec streams`);
+    throw new ApiError(
+      400,
+      "BadRequest",
+      `${url.pathname} cannot be upgraded: only pods/exec, pods/attach and pods/portforward stream`,
+    );
   const attrs = {
     verb: "create",
     info: r.info,
@@ -95,18 +101,9 @@ export async function serveUpgrade(
   };
   const decision = await authorize(user, attrs, graph);
   if (!decision.allowed) throw forbidden(attrs, decision.reason);
-  if (r.subresource !== "exec") {
-    await registry.get(r.info, r.namespace, r.name);
-    throw new ApiError(501, "NotImplemented", `pods/${r.subresource} is not supported by lab-server`);
-  }
-  // Validation first: kubectl retries a refused WebSocket upgrade over SPDY, and shows that answer.
+  const kind = r.subresource as "exec" | "attach" | "portforward";
   const { pod, target, tls } = await podTarget(registry, kubeletClient, r, url.searchParams);
-  assertRunning(pod, target.container);
-  if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket")
-    throw new ApiError(
-      400,
-      "BadRequest",
-      `upgrade to "${req.headers.upgrade}" is not supported: pods/exec speaks WebSocket (v5.channel.k8s.io, v4.channel.k8s.io), not SPDY`,
-    );
-  await proxyUpgrade(tls, target, agentPath("exec", pod, target, url.searchParams), req, socket, head);
+  if (kind === "portforward") assertPodRunning(pod);
+  else assertRunning(pod, target.container);
+  await proxyUpgrade(tls, target, agentPath(kind, pod, target, url.searchParams), req, socket, head);
 }
