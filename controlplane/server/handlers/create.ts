@@ -1,6 +1,7 @@
 import { ApiError, badRequest } from "../../../api/status.ts";
 import { objectBody } from "../body.ts";
 import type { RequestContext } from "../context.ts";
+import { updateFields } from "../field-manager.ts";
 import { success } from "../reply.ts";
 import { bind } from "../subresources/index.ts";
 
@@ -25,5 +26,5 @@ export async function create(ctx: RequestContext): Promise<void> {
     }
   }
   await ctx.admit(body);
-  reply.json(201, await registry.create(info, r.namespace, body, ctx.dryRun));
+  reply.json(201, await registry.create(info, r.namespace, body, ctx.dryRun, updateFields(ctx)));
 }

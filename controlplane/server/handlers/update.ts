@@ -1,5 +1,6 @@
 import { assertStorable, objectBody } from "../body.ts";
 import type { RequestContext } from "../context.ts";
+import { updateFields } from "../field-manager.ts";
 import { guaranteedUpdate } from "../guaranteed-update.ts";
 import { writeScale } from "../subresources/index.ts";
 
@@ -13,6 +14,7 @@ export async function update(ctx: RequestContext): Promise<void> {
   // An update without a resourceVersion is unconditional: a write that lands between our read and
   // our compare-and-swap is retried on the newer object, not returned to the client as a conflict.
   const unconditional = !body.metadata?.resourceVersion;
+  const fields = updateFields(ctx);
   const result = await guaranteedUpdate(
     async () => {
       const current = await registry.get(info, r.namespace, r.name!);
@@ -22,7 +24,14 @@ export async function update(ctx: RequestContext): Promise<void> {
     (current) =>
       scale
         ? writeScale(registry, info, current, body, ctx.dryRun)
-        : registry.update(info, current, body, r.subresource === "status" ? "status" : "main", ctx.dryRun),
+        : registry.update(
+            info,
+            current,
+            body,
+            r.subresource === "status" ? "status" : "main",
+            ctx.dryRun,
+            fields,
+          ),
     { retry: unconditional },
   );
   reply.json(200, result);
