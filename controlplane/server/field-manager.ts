@@ -21,7 +21,7 @@ export function fieldManager(ctx: RequestContext, apply: boolean): FieldManager 
     manager = (ctx.req.headers["user-agent"] ?? "").split("/")[0]!.slice(0, MAX_MANAGER_LENGTH) || "unknown";
   }
   const out: FieldManager = { manager };
-  if (ctx.route.subresource === "status") out.subresource = "status";
+  if (ctx.route.subresource) out.subresource = ctx.route.subresource;
   return out;
 }
 

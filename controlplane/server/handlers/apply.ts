@@ -5,6 +5,7 @@ import type { KObject } from "../../registry.ts";
 import { assertStorable, isObject, parseBody, readBody, show } from "../body.ts";
 import type { RequestContext } from "../context.ts";
 import { fieldManager } from "../field-manager.ts";
+import { validateFields } from "../field-validation.ts";
 
 const ATTEMPTS = 6;
 
@@ -15,7 +16,8 @@ function isRetryable(err: unknown, reason: string): boolean {
 /** The applied configuration, checked against the URL it was sent to. */
 async function configuration(ctx: RequestContext): Promise<KObject> {
   const { info, name, namespace } = ctx.route;
-  const body = parseBody(await readBody(ctx.req), "application/apply-patch+yaml");
+  const text = await readBody(ctx.req);
+  const body = parseBody(text, "application/apply-patch+yaml");
   if (!isObject(body)) throw badRequest("the applied configuration must be a YAML or JSON object");
   if (body.apiVersion !== groupVersion(info) || body.kind !== info.kind) {
     throw badRequest(
@@ -33,6 +35,7 @@ async function configuration(ctx: RequestContext): Promise<KObject> {
     throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
   if (meta.managedFields !== undefined && meta.managedFields !== null)
     throw badRequest("metadata.managedFields must be nil");
+  validateFields(ctx, body, text.toString("utf8"));
   meta.name = name;
   assertStorable(body, "applied configuration");
   return body as KObject;

@@ -4,6 +4,7 @@ import type { KObject } from "../../registry.ts";
 import { assertStorable, isObject, MAX_BODY_BYTES, parseBody, readBody } from "../body.ts";
 import type { RequestContext } from "../context.ts";
 import { updateFields } from "../field-manager.ts";
+import { validateFields } from "../field-validation.ts";
 import { guaranteedUpdate } from "../guaranteed-update.ts";
 import { applyPatch } from "./apply.ts";
 import { toScale, writeScale } from "../subresources/index.ts";
@@ -19,7 +20,8 @@ export async function patch(ctx: RequestContext): Promise<void> {
   const { info } = r;
   const type = (ctx.req.headers["content-type"] ?? "").split(";")[0]!.trim();
   if (type === "application/apply-patch+yaml") return applyPatch(ctx);
-  const raw = parseBody(await readBody(ctx.req), "application/json");
+  const text = await readBody(ctx.req);
+  const raw = parseBody(text, "application/json");
   if (!PATCH_TYPES.includes(type)) {
     throw new ApiError(
       415,
@@ -40,6 +42,8 @@ export async function patch(ctx: RequestContext): Promise<void> {
     return patched as KObject;
   };
   const fields = updateFields(ctx);
+  const scale = r.subresource === "scale";
+  if (!scale && type !== "application/json-patch+json") validateFields(ctx, raw, text.toString("utf8"));
   const preconditionRv = isObject(raw) && isObject(raw.metadata) ? raw.metadata.resourceVersion : undefined;
   const result = await guaranteedUpdate(
     async () => {
@@ -49,9 +53,10 @@ export async function patch(ctx: RequestContext): Promise<void> {
     },
     async (current) => {
       if (r.subresource === "scale")
-        return writeScale(registry, info, current, apply(toScale(info, current)), ctx.dryRun);
+        return writeScale(registry, info, current, apply(toScale(info, current)), ctx.dryRun, fields);
       const next = apply(current);
       if (!isObject(next.metadata)) throw badRequest("the patch removed metadata");
+      if (type === "application/json-patch+json") validateFields(ctx, next);
       if (preconditionRv === undefined) next.metadata.resourceVersion = current.metadata.resourceVersion;
       const mode = r.subresource === "status" ? "status" : "main";
       return registry.update(info, current, next, mode, ctx.dryRun, fields);

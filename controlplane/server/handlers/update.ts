@@ -1,6 +1,7 @@
-import { assertStorable, objectBody } from "../body.ts";
+import { assertStorable, bodyText, objectBody } from "../body.ts";
 import type { RequestContext } from "../context.ts";
 import { updateFields } from "../field-manager.ts";
+import { validateFields } from "../field-validation.ts";
 import { guaranteedUpdate } from "../guaranteed-update.ts";
 import { writeScale } from "../subresources/index.ts";
 
@@ -11,6 +12,7 @@ export async function update(ctx: RequestContext): Promise<void> {
   const body = await objectBody(ctx.req, info, scale ? "Scale" : info.kind, scale);
   if (r.subresource === "finalize") return reply.json(200, await registry.get(info, undefined, r.name!));
   assertStorable(body);
+  if (!scale) validateFields(ctx, body, bodyText(body));
   // An update without a resourceVersion is unconditional: a write that lands between our read and
   // our compare-and-swap is retried on the newer object, not returned to the client as a conflict.
   const unconditional = !body.metadata?.resourceVersion;
@@ -23,7 +25,7 @@ export async function update(ctx: RequestContext): Promise<void> {
     },
     (current) =>
       scale
-        ? writeScale(registry, info, current, body, ctx.dryRun)
+        ? writeScale(registry, info, current, body, ctx.dryRun, fields)
         : registry.update(
             info,
             current,
