@@ -57,7 +57,8 @@ export async function applyPatch(ctx: RequestContext): Promise<void> {
     );
   const config = await configuration(ctx);
   const fm = fieldManager(ctx, true);
-  const force = ctx.q.get("force") === "true";
+  // Go's strconv.ParseBool, as upstream parses it (the Python client sends "True").
+  const force = ["1", "t", "T", "true", "TRUE", "True"].includes(ctx.q.get("force") ?? "");
   const precondition = config.metadata.resourceVersion;
   for (let attempt = 1; ; attempt++) {
     const current = await registry.get(info, r.namespace, r.name!).catch((err: unknown) => {
