@@ -120,6 +120,7 @@ export function applyConfig(
   const mine = (time: string): ManagedFieldsEntry => entry(info, fm, "Apply", applied, time);
   entries.forEach((e, i) => {
     if (i === mineAt) {
+      if (applied.isEmpty()) return; // an applier that applies nothing manages nothing
       const same = sets[i]!.difference(applied).isEmpty() && applied.difference(sets[i]!).isEmpty();
       out.push(mine(same && e.time ? e.time : now()));
       return;
