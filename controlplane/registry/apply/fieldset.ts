@@ -264,6 +264,28 @@ export function sameJson(a: unknown, b: unknown): boolean {
   );
 }
 
+/** The members of `set` whose path exists in `value` (walks the set, not the whole object). */
+export function existingIn(set: FieldSet, value: unknown, shape: Shape): FieldSet {
+  const out = new FieldSet();
+  out.member = set.member;
+  for (const [k, c] of set.children) {
+    let child: unknown;
+    let sub: Shape;
+    if (k.startsWith("f:")) {
+      if (!isPlainObject(value) || !Object.prototype.hasOwnProperty.call(value, k.slice(2))) continue;
+      child = value[k.slice(2)];
+      sub = childShape(shape, k.slice(2));
+    } else if (Array.isArray(value) && shape.kind === "list") {
+      child = value.find((item) => itemKey(item, shape) === k);
+      if (child === undefined) continue;
+      sub = shape.elem();
+    } else continue;
+    const kept = existingIn(c, child, sub);
+    if (!kept.isEmpty()) out.children.set(k, kept);
+  }
+  return out;
+}
+
 /** Removes the members of `set` from `obj` in place (a member list item goes whole). */
 export function removeFields(obj: unknown, set: FieldSet, shape: Shape): void {
   if (isPlainObject(obj)) {

@@ -8,7 +8,15 @@
 import { groupVersion, type ResourceInfo } from "../../../api/resources.ts";
 import { ApiError } from "../../../api/status.ts";
 import type { KObject } from "../types.ts";
-import { changedFields, FieldSet, fieldsOf, mergeApplied, removeFields, renderPath } from "./fieldset.ts";
+import {
+  changedFields,
+  existingIn,
+  FieldSet,
+  fieldsOf,
+  mergeApplied,
+  removeFields,
+  renderPath,
+} from "./fieldset.ts";
 import {
   entry,
   now,
@@ -115,7 +123,6 @@ export function applyConfig(
   if (conflicts.length && !force)
     throw conflictError(info, live?.metadata.name ?? String(cfg.metadata.name ?? ""), conflicts);
 
-  const present = fieldsOf(merged, shape, true);
   const out: ManagedFieldsEntry[] = [];
   const mine = (time: string): ManagedFieldsEntry => entry(info, fm, "Apply", applied, time);
   entries.forEach((e, i) => {
@@ -125,7 +132,7 @@ export function applyConfig(
       out.push(mine(same && e.time ? e.time : now()));
       return;
     }
-    const kept = (force ? sets[i]!.difference(changed) : sets[i]!).prunedTo(present);
+    const kept = existingIn(force ? sets[i]!.difference(changed) : sets[i]!, merged, shape);
     if (!kept.isEmpty()) out.push({ ...e, fieldsV1: kept.toFieldsV1() });
   });
   if (mineAt < 0 && !applied.isEmpty()) out.push(mine(now()));

@@ -7,7 +7,7 @@
 import { groupVersion, type ResourceInfo } from "../../../api/resources.ts";
 import { definitionName, definitions } from "../../openapi/definitions.ts";
 import type { KObject } from "../types.ts";
-import { changedFields, FieldSet, fieldsOf } from "./fieldset.ts";
+import { changedFields, existingIn, FieldSet } from "./fieldset.ts";
 import { isPlainObject, shapeOf, UNTYPED, type Shape } from "./types.ts";
 
 export interface ManagedFieldsEntry {
@@ -122,7 +122,6 @@ export function afterUpdate(
 ): ManagedFieldsEntry[] {
   const shape = shapeForKind(info);
   const changed = ownable(info, changedFields(current, next, shape), fm.subresource);
-  const present = fieldsOf(next, shape, true);
   const out: ManagedFieldsEntry[] = [];
   let mine: FieldSet | undefined;
   let mineTime: string | undefined;
@@ -133,11 +132,11 @@ export function afterUpdate(
       mineTime = e.time;
       continue;
     }
-    const kept = set.difference(changed).prunedTo(present);
+    const kept = existingIn(set.difference(changed), next, shape);
     if (kept.isEmpty()) continue;
     out.push({ ...e, fieldsV1: kept.toFieldsV1() });
   }
-  const after = (mine ?? new FieldSet()).union(changed).prunedTo(present);
+  const after = existingIn((mine ?? new FieldSet()).union(changed), next, shape);
   if (!after.isEmpty()) {
     const keepTime = mine !== undefined && changed.isEmpty() ? mineTime : undefined;
     out.push(entry(info, fm, "Update", after, keepTime ?? now()));
