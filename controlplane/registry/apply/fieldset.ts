@@ -67,19 +67,6 @@ export class FieldSet {
     return out;
   }
 
-  /** Members whose path still exists in `present` (a set of every path of an object). */
-  prunedTo(present: FieldSet): FieldSet {
-    const out = new FieldSet();
-    out.member = this.member;
-    for (const [k, c] of this.children) {
-      const p = present.children.get(k);
-      if (!p) continue;
-      const kept = c.prunedTo(p);
-      if (!kept.isEmpty()) out.children.set(k, kept);
-    }
-    return out;
-  }
-
   /** Every member as a path of elements. */
   paths(prefix: string[] = []): string[][] {
     const out: string[][] = [];
@@ -169,21 +156,19 @@ function granularObject(shape: Shape): boolean {
 
 /**
  * The fields a value sets (structured-merge-diff's ToFieldSet): scalars, atomic lists and maps,
- * empty objects and list items are members; `all` also makes every other node a member (the set
- * of paths that exist in the object).
+ * empty objects and list items are members.
  */
-export function fieldsOf(value: unknown, shape: Shape, all = false): FieldSet {
+export function fieldsOf(value: unknown, shape: Shape): FieldSet {
   const node = new FieldSet();
-  collect(value, shape, node, all);
+  collect(value, shape, node);
   return node;
 }
 
-function collect(v: unknown, shape: Shape, node: FieldSet, all: boolean): void {
-  if (all) node.member = true;
+function collect(v: unknown, shape: Shape, node: FieldSet): void {
   if (isPlainObject(v) && (granularObject(shape) || shape.kind === "untyped")) {
     const keys = Object.keys(v);
     if (keys.length === 0) node.member = true;
-    for (const k of keys) collect(v[k], childShape(shape, k), node.child(`f:${k}`), all);
+    for (const k of keys) collect(v[k], childShape(shape, k), node.child(`f:${k}`));
     return;
   }
   if (Array.isArray(v) && shape.kind === "list" && shape.listType !== "atomic") {
@@ -196,7 +181,7 @@ function collect(v: unknown, shape: Shape, node: FieldSet, all: boolean): void {
       }
       const c = node.child(key);
       c.member = true;
-      if (shape.listType === "map") collect(item, shape.elem(), c, all);
+      if (shape.listType === "map") collect(item, shape.elem(), c);
     }
     return;
   }
@@ -248,7 +233,7 @@ function changed(old: unknown, v: unknown, shape: Shape, node: FieldSet): void {
   if (!sameJson(old, v)) node.member = true;
 }
 
-export function sameJson(a: unknown, b: unknown): boolean {
+function sameJson(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== typeof b || a === null || b === null || typeof a !== "object") return false;
   if (Array.isArray(a)) {

@@ -14,7 +14,7 @@ export type Shape =
   | { kind: "scalar" }
   | { kind: "untyped" };
 
-export const SCALAR: Shape = { kind: "scalar" };
+const SCALAR: Shape = { kind: "scalar" };
 export const UNTYPED: Shape = { kind: "untyped" };
 
 const shapes = new WeakMap<Schema, Shape>();
