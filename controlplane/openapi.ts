@@ -67,6 +67,24 @@ function toV3(v: unknown): unknown {
   return out;
 }
 
+/** Types that are a string or a number, which OpenAPI 3 says with oneOf (as upstream's v3 does). */
+const ONE_OF: Record<string, Schema> = {
+  "io.k8s.apimachinery.pkg.api.resource.Quantity": { oneOf: [{ type: "string" }, { type: "number" }] },
+  "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
+    oneOf: [{ type: "integer" }, { type: "string" }],
+    "x-kubernetes-int-or-string": true,
+  },
+};
+
+function v3Schemas(infos: readonly ResourceInfo[]): Record<string, unknown> {
+  const out = toV3(schemasOf(infos)) as Record<string, Schema>;
+  for (const [name, replacement] of Object.entries(ONE_OF)) {
+    const s = out[name];
+    if (s) out[name] = { description: s.description, ...replacement };
+  }
+  return out;
+}
+
 const FIELD_VALIDATION = {
   name: "fieldValidation",
   in: "query",
@@ -120,7 +138,7 @@ function groupDoc(group: string, version: string): Record<string, unknown> {
     openapi: "3.0.0",
     info: { title: "Kubernetes", version: "v1.32.0-lab" },
     paths,
-    components: { schemas: toV3(schemasOf(infos)) },
+    components: { schemas: v3Schemas(infos) },
   };
 }
 

@@ -328,8 +328,11 @@ describe("OpenAPI, explain and field validation with kubectl 1.32", () => {
     expect(replicas).toContain("FIELD: replicas <integer>");
     expect(replicas).toContain("Number of desired pods.");
     const limits = await ok("explain", "deployment.spec.template.spec.containers.resources.limits");
-    expect(limits).toContain("FIELD: limits");
+    expect(limits).toContain("FIELD: limits <map[string]Quantity>");
     expect(limits).toContain("Limits describes the maximum amount of compute resources allowed.");
+    expect(await ok("explain", "deployment.spec.strategy.rollingUpdate.maxSurge")).toContain(
+      "FIELD: maxSurge <IntOrString>",
+    );
     const ports = await ok("explain", "pods.spec.containers.ports");
     expect(ports).toMatch(/containerPort\s+<integer> -required-/);
     expect(await ok("explain", "leases.spec.holderIdentity")).toContain("holderIdentity <string>");
