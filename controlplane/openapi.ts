@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { gzipSync } from "node:zlib";
 import { groupVersion, RESOURCES, type ResourceInfo } from "../api/resources.ts";
+import { definitionName, definitions, reachable, REF_PREFIX, type Schema } from "./openapi/definitions.ts";
 
 /**
  * OpenAPI documents for kubectl. kubectl 1.32 asks /openapi/v3 whether the server validates fields
@@ -14,15 +16,80 @@ import { groupVersion, RESOURCES, type ResourceInfo } from "../api/resources.ts"
  * the client supports`: kubectl 1.32 has no JSON fallback for v2).
  */
 
+/** The schema of a kind: upstream's definition, else (a kind upstream lacks) an open object. */
 function schemaName(info: ResourceInfo): string {
+  const upstream = definitionName(info);
+  if (upstream) return upstream;
   const g = info.group === "" ? "core" : info.group.split(".")[0]!;
   return `io.k8s.api.${g}.${info.version}.${info.kind}`;
+}
+
+function fallbackSchema(info: ResourceInfo): Schema {
+  return {
+    type: "object",
+    description: `${info.kind} (${groupVersion(info)}), served by lab-server`,
+    properties: {
+      apiVersion: { type: "string" },
+      kind: { type: "string" },
+      metadata: { type: "object" },
+    },
+    "x-kubernetes-preserve-unknown-fields": true,
+    "x-kubernetes-group-version-kind": gvk(info),
+  };
+}
+
+/** The schemas of some kinds and of everything they reach, by name. */
+function schemasOf(infos: readonly ResourceInfo[]): Record<string, Schema> {
+  const defs = definitions();
+  const out: Record<string, Schema> = {};
+  const names = infos.map(definitionName).filter((n): n is string => n !== undefined);
+  for (const n of [...reachable(names)].sort()) out[n] = defs[n]!;
+  for (const info of infos) if (!definitionName(info)) out[schemaName(info)] = fallbackSchema(info);
+  return out;
+}
+
+/**
+ * A Swagger 2.0 schema in OpenAPI 3.0, as kube-apiserver converts it: references move to
+ * components, and a reference with a description of its own becomes `allOf: [{$ref}]` (3.0
+ * ignores the siblings of a `$ref`), which is where `kubectl explain` reads field descriptions.
+ */
+function toV3(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(toV3);
+  if (typeof v !== "object" || v === null) return v;
+  const o = v as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(o)) if (k !== "$ref") out[k] = toV3(x);
+  if (typeof o.$ref === "string") {
+    const ref = o.$ref.replace(REF_PREFIX, "#/components/schemas/");
+    if (Object.keys(out).length === 0) return { $ref: ref };
+    out.allOf = [{ $ref: ref }];
+  }
+  return out;
+}
+
+/** Types that are a string or a number, which OpenAPI 3 says with oneOf (as upstream's v3 does). */
+const ONE_OF: Record<string, Schema> = {
+  "io.k8s.apimachinery.pkg.api.resource.Quantity": { oneOf: [{ type: "string" }, { type: "number" }] },
+  "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
+    oneOf: [{ type: "integer" }, { type: "string" }],
+    "x-kubernetes-int-or-string": true,
+  },
+};
+
+function v3Schemas(infos: readonly ResourceInfo[]): Record<string, unknown> {
+  const out = toV3(schemasOf(infos)) as Record<string, Schema>;
+  for (const [name, replacement] of Object.entries(ONE_OF)) {
+    const s = out[name];
+    if (s) out[name] = { description: s.description, ...replacement };
+  }
+  return out;
 }
 
 const FIELD_VALIDATION = {
   name: "fieldValidation",
   in: "query",
-  description: "Strict, Warn or Ignore: how the server treats unknown or duplicate fields",
+  description:
+    "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn (the default) and Strict.",
   schema: { type: "string", uniqueItems: true },
 };
 
@@ -48,7 +115,6 @@ function operation(info: ResourceInfo, action: string, withValidation: boolean):
 function groupDoc(group: string, version: string): Record<string, unknown> {
   const infos = RESOURCES.filter((r) => r.group === group && r.version === version);
   const paths: Record<string, unknown> = {};
-  const schemas: Record<string, unknown> = {};
   const root = group ? `/apis/${group}/${version}` : `/api/${version}`;
   for (const info of infos) {
     const collection = info.namespaced
@@ -61,23 +127,18 @@ function groupDoc(group: string, version: string): Record<string, unknown> {
       patch: operation(info, "patch", true),
       delete: operation(info, "delete", false),
     };
-    schemas[schemaName(info)] = {
-      type: "object",
-      description: `${info.kind} (${groupVersion(info)}), served by lab-server`,
-      properties: {
-        apiVersion: { type: "string" },
-        kind: { type: "string" },
-        metadata: { type: "object" },
-      },
-      "x-kubernetes-preserve-unknown-fields": true,
-      "x-kubernetes-group-version-kind": gvk(info),
-    };
+    if (info.status)
+      paths[`${collection}/{name}/status`] = {
+        get: operation(info, "get", false),
+        put: operation(info, "put", true),
+        patch: operation(info, "patch", true),
+      };
   }
   return {
     openapi: "3.0.0",
-    info: { title: "lab-server", version: "v1.32.0-lab" },
+    info: { title: "Kubernetes", version: "v1.32.0-lab" },
     paths,
-    components: { schemas },
+    components: { schemas: v3Schemas(infos) },
   };
 }
 
@@ -90,29 +151,56 @@ function gvPaths(): { key: string; group: string; version: string }[] {
   return [...seen.values()];
 }
 
-function hashOf(doc: unknown): string {
-  return createHash("sha512").update(JSON.stringify(doc)).digest("hex").slice(0, 128).toUpperCase();
+/** A document served as-is: its JSON once, gzipped once, and its ETag. */
+interface Rendered {
+  body: Buffer;
+  gzip?: Buffer;
+  etag: string;
+  type: string;
+}
+
+function render(body: Buffer, type: string): Rendered {
+  const hash = createHash("sha512").update(body).digest("hex").slice(0, 128).toUpperCase();
+  return { body, etag: `"${hash}"`, type };
+}
+
+/** Every document, made once per process (RESOURCES does not change while it runs). */
+const rendered = new Map<string, Rendered>();
+
+function cached(key: string, make: () => Rendered): Rendered {
+  let r = rendered.get(key);
+  if (!r) {
+    r = make();
+    rendered.set(key, r);
+  }
+  return r;
+}
+
+function v3Group(path: string): Rendered | undefined {
+  const gv = gvPaths().find((x) => x.key === path);
+  if (!gv) return undefined;
+  return cached(`v3/${path}`, () =>
+    render(Buffer.from(JSON.stringify(groupDoc(gv.group, gv.version))), "application/json"),
+  );
 }
 
 export function openApiV3Index(): Record<string, unknown> {
   const paths: Record<string, unknown> = {};
   for (const gv of gvPaths())
     paths[gv.key] = {
-      serverRelativeURL: `/openapi/v3/${gv.key}?hash=${hashOf(groupDoc(gv.group, gv.version))}`,
+      serverRelativeURL: `/openapi/v3/${gv.key}?hash=${v3Group(gv.key)!.etag.slice(1, -1)}`,
     };
   return { paths };
 }
 
 export function openApiV3Group(path: string): Record<string, unknown> | undefined {
-  const gv = gvPaths().find((x) => x.key === path);
-  return gv ? groupDoc(gv.group, gv.version) : undefined;
+  const r = v3Group(path);
+  return r ? (JSON.parse(r.body.toString()) as Record<string, unknown>) : undefined;
 }
 
 /**
- * The Swagger 2.0 document: the PATCH operation of every served kind, declaring `fieldValidation`
- * (what kubectl's v2 fallback looks for). No definitions: with a schema for a kind, kubectl would
- * validate objects and compute apply patches from it, and ours are not complete schemas; without
- * one it leaves validation to the server and uses its built-in types, as it does for v3.
+ * The Swagger 2.0 document: every served kind's PATCH operation, declaring `fieldValidation`
+ * (what kubectl's v2 fallback looks for), and upstream's definitions of the served kinds.
  */
 export function openApiV2(): Record<string, unknown> {
   const paths: Record<string, unknown> = {};
@@ -137,7 +225,12 @@ export function openApiV2(): Record<string, unknown> {
       },
     };
   }
-  return { swagger: "2.0", info: { title: "lab-server", version: "v1.32.0-lab" }, paths, definitions: {} };
+  return {
+    swagger: "2.0",
+    info: { title: "Kubernetes", version: "v1.32.0-lab" },
+    paths,
+    definitions: schemasOf(RESOURCES),
+  };
 }
 
 // Protobuf encoding of the v2 document (gnostic's openapi_v2.Document, field numbers from
@@ -199,8 +292,8 @@ export function encodeOpenApiV2(doc: Record<string, unknown>): Buffer {
         msg(2, ...Object.entries(item).map(([verb, op]) => encodeOperation(OPERATION_FIELDS[verb]!, op))),
       ),
   );
-  if (Object.keys((doc.definitions as object | undefined) ?? {}).length > 0)
-    throw new Error("encodeOpenApiV2: definitions are not encoded");
+  // The definitions stay out of the protobuf form, the one kubectl reads: with them kubectl would
+  // validate objects itself instead of asking the server (fieldValidation), as it does with v3.
   return Buffer.concat([
     str(1, doc.swagger as string),
     msg(2, str(1, info.title), str(2, info.version)),
@@ -213,23 +306,7 @@ const PROTOBUF_V2_ASKED = "application/com.github.proto-openapi.spec.v2@v1.0+pro
 const PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 const PROTOBUF_V2_ALIASES = new Set([PROTOBUF_V2_ASKED, PROTOBUF_V2]);
 
-/** GET /openapi/v2 as upstream answers it: protobuf or JSON as the Accept header asks, else 406. */
-export function serveOpenApiV2(req: IncomingMessage, res: ServerResponse): void {
-  const accepted = (req.headers.accept ?? "*/*").split(",").map((a) => a.split(";")[0]!.trim().toLowerCase());
-  for (const a of accepted) {
-    let body: Buffer;
-    let type: string;
-    if (PROTOBUF_V2_ALIASES.has(a)) {
-      body = encodeOpenApiV2(openApiV2());
-      type = PROTOBUF_V2;
-    } else if (a === "application/json" || a === "application/*" || a === "*/*" || a === "") {
-      body = Buffer.from(JSON.stringify(openApiV2()));
-      type = "application/json";
-    } else continue;
-    res.writeHead(200, { "Content-Type": type, "Content-Length": body.length });
-    res.end(body);
-    return;
-  }
+function notAcceptable(req: IncomingMessage, res: ServerResponse): void {
   const status = JSON.stringify({
     kind: "Status",
     apiVersion: "v1",
@@ -241,4 +318,70 @@ export function serveOpenApiV2(req: IncomingMessage, res: ServerResponse): void 
   });
   res.writeHead(406, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(status) });
   res.end(status);
+}
+
+/** Answers a rendered document: 304 for a matching If-None-Match, gzip when the client takes it. */
+function send(req: IncomingMessage, res: ServerResponse, r: Rendered, immutable = false): void {
+  const headers: Record<string, string | number> = {
+    "Content-Type": r.type,
+    ETag: r.etag,
+    Vary: "Accept, Accept-Encoding",
+    "Cache-Control": immutable ? "public, immutable" : "no-cache, private",
+  };
+  const match = (req.headers["if-none-match"] ?? "").split(",").map((t) => t.trim());
+  if (match.includes(r.etag) || match.includes("*")) {
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
+  let body = r.body;
+  if (/\bgzip\b/.test(String(req.headers["accept-encoding"] ?? "")) && body.length > 1024) {
+    r.gzip ??= gzipSync(r.body);
+    body = r.gzip;
+    headers["Content-Encoding"] = "gzip";
+  }
+  headers["Content-Length"] = body.length;
+  res.writeHead(200, headers);
+  res.end(body);
+}
+
+/** GET /openapi/v2 as upstream answers it: protobuf or JSON as the Accept header asks, else 406. */
+export function serveOpenApiV2(req: IncomingMessage, res: ServerResponse): void {
+  const accepted = (req.headers.accept ?? "*/*").split(",").map((a) => a.split(";")[0]!.trim().toLowerCase());
+  for (const a of accepted) {
+    if (PROTOBUF_V2_ALIASES.has(a))
+      return send(
+        req,
+        res,
+        cached("v2.pb", () => render(encodeOpenApiV2(openApiV2()), PROTOBUF_V2)),
+      );
+    if (a === "application/json" || a === "application/*" || a === "*/*" || a === "")
+      return send(
+        req,
+        res,
+        cached("v2.json", () => render(Buffer.from(JSON.stringify(openApiV2())), "application/json")),
+      );
+  }
+  notAcceptable(req, res);
+}
+
+/**
+ * GET /openapi/v3 (the index) and /openapi/v3/<group-version>: JSON, made once, with an ETag; a
+ * request carrying the index's `hash` may be cached for good, as upstream marks it. false: no
+ * such document.
+ */
+export function serveOpenApiV3(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+  if (path === "/openapi/v3") {
+    send(
+      req,
+      res,
+      cached("v3", () => render(Buffer.from(JSON.stringify(openApiV3Index())), "application/json")),
+    );
+    return true;
+  }
+  const r = v3Group(path.slice("/openapi/v3/".length));
+  if (!r) return false;
+  const hash = new URL(req.url ?? "/", "https://x").searchParams.get("hash");
+  send(req, res, r, hash !== null && hash === r.etag.slice(1, -1));
+  return true;
 }

@@ -133,4 +133,10 @@ export const HOST_TOOLS: HostTool[] = [
     group: "test",
     why: "tests drive the API with stock kubectl",
   },
+  {
+    command: "/usr/lib/python3/dist-packages/kubernetes/__init__.py",
+    pkg: "python3-kubernetes",
+    group: "test",
+    why: "tests drive the API with Debian's Python client (list, watch, server-side apply)",
+  },
 ];

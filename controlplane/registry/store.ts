@@ -4,6 +4,7 @@ import { matchesFields, matchesLabels } from "../../api/selectors.ts";
 import { ApiError, badRequest, conflict, invalid, notFound } from "../../api/status.ts";
 import { stableStringify } from "../../lib/stable-json.ts";
 import { NodePortAllocator, type ServiceIpAllocator } from "../service-ips.ts";
+import { managedFieldsAfterWrite, type FieldsWrite } from "./apply/index.ts";
 import type { EtcdStore } from "../storage/etcd-store.ts";
 import { WatchCache } from "../storage/watch-cache.ts";
 import { ensureClusterDefaults } from "./cluster-defaults.ts";
@@ -35,6 +36,8 @@ export interface GuaranteedUpdateOptions {
   dryRun?: boolean;
   /** Reads and compare-and-swaps tried before the last conflict goes to the caller (default 8). */
   attempts?: number;
+  /** Who writes, for metadata.managedFields (none: the entries stay as they are). */
+  fields?: FieldsWrite;
 }
 
 /**
@@ -153,12 +156,14 @@ export class Registry {
     namespace: string | undefined,
     body: KObject,
     dryRun = false,
+    fields?: FieldsWrite,
   ): Promise<KObject> {
     if (info.namespaced) {
       if (!namespace) throw badRequest("a namespace is required for namespaced resources");
       await this.namespaceMustAccept(namespace);
     }
     const obj = this.prepareNew(info, namespace, body);
+    setManagedFields(obj, managedFieldsAfterWrite(info, undefined, obj, fields));
     const name = obj.metadata.name!;
     const rollback = await this.strategy(info).beforeCreate(obj, dryRun);
     if (dryRun) return obj;
@@ -182,6 +187,7 @@ export class Registry {
     next: KObject,
     mode: UpdateMode,
     dryRun = false,
+    fields?: FieldsWrite,
   ): Promise<KObject> {
     const strategy = this.strategy(info);
     const name = current.metadata.name!;
@@ -200,6 +206,7 @@ export class Registry {
     strategy.defaults(obj);
     const causes = strategy.validateUpdate(obj, current);
     if (causes.length) throw invalid(info.kind, name, causes, info.group);
+    setManagedFields(obj, managedFieldsAfterWrite(info, current, obj, fields));
     if (strategy.bumpsGeneration) {
       const gen = cur.generation ?? 1;
       meta.generation = stableStringify(obj.spec) === stableStringify(current.spec) ? gen : gen + 1;
@@ -248,7 +255,7 @@ export class Registry {
     return this.readModifyWrite(info, namespace, name, opts.attempts, async (current) => {
       const next = await mutate(structuredClone(current));
       if (stableStringify(next) === stableStringify(current)) return current;
-      return this.update(info, current, next, opts.mode ?? "main", opts.dryRun ?? false);
+      return this.update(info, current, next, opts.mode ?? "main", opts.dryRun ?? false, opts.fields);
     });
   }
 
@@ -393,6 +400,11 @@ export class Registry {
   ensureDefaults(advertiseAddress: string, securePort: number): Promise<void> {
     return ensureClusterDefaults(this, this.serviceIps, advertiseAddress, securePort);
   }
+}
+
+function setManagedFields(obj: KObject, entries: unknown[] | undefined): void {
+  if (entries) obj.metadata.managedFields = entries;
+  else delete obj.metadata.managedFields;
 }
 
 function objectName(meta: KObject["metadata"]): string {

@@ -172,6 +172,13 @@ function storable(obj: unknown): boolean {
   return Buffer.byteLength(JSON.stringify(obj) ?? "") <= MAX_BODY_BYTES;
 }
 
+/** The text of the body an object was read from (for duplicate-field checks). */
+const bodyTexts = new WeakMap<object, Buffer>();
+
+export function bodyText(body: object): string | undefined {
+  return bodyTexts.get(body)?.toString("utf8");
+}
+
 /** Reads an object body; checks kind/apiVersion when given. */
 export async function objectBody(
   req: IncomingMessage,
@@ -179,7 +186,9 @@ export async function objectBody(
   kind: string,
   lenient = false,
 ): Promise<KObject> {
-  const body = parseBody(await readBody(req), req.headers["content-type"] ?? "");
+  const raw = await readBody(req);
+  const body = parseBody(raw, req.headers["content-type"] ?? "");
+  if (isObject(body)) bodyTexts.set(body, raw);
   if (!isObject(body)) throw badRequest("the request body must be a JSON or YAML object");
   if (body.kind !== undefined && body.kind !== kind && !lenient) {
     throw badRequest(`the body's kind ${show(body.kind)} does not match the resource (expected ${kind})`);

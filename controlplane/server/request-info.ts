@@ -80,7 +80,8 @@ export function parseResourcePath(path: string): Route | undefined {
 
 /** The Kubernetes verb of a request (GET on a collection is list, or watch with ?watch). */
 export function verbOf(method: string, r: Route, q: URLSearchParams): Verb {
-  const watch = q.get("watch") === "true" || q.get("watch") === "1";
+  // Go's strconv.ParseBool, as upstream reads it (the Python client sends watch=True).
+  const watch = ["1", "t", "T", "true", "TRUE", "True"].includes(q.get("watch") ?? "");
   switch (method) {
     case "GET":
       return r.name ? "get" : watch ? "watch" : "list";

@@ -19,7 +19,7 @@ import {
 } from "../authz.ts";
 import { discovery, SERVER_VERSION } from "../discovery.ts";
 import { EtcdReadiness } from "../etcd-readiness.ts";
-import { openApiV3Group, openApiV3Index, serveOpenApiV2 } from "../openapi.ts";
+import { serveOpenApiV2, serveOpenApiV3 } from "../openapi.ts";
 import { rejectUpgrade, type KubeletClientTls } from "../node-proxy.ts";
 import { Registry, type KObject } from "../registry.ts";
 import { ServiceIpAllocator } from "../service-ips.ts";
@@ -275,11 +275,10 @@ export class ApiServer {
     if (HEALTH_PATHS.has(path)) return this.health(path, reply);
     if (path === "/version") return reply.json(200, SERVER_VERSION);
     if (path === "/openapi/v2") return serveOpenApiV2(req, reply.res);
-    if (path === "/openapi/v3") return reply.json(200, openApiV3Index());
-    if (path.startsWith("/openapi/v3/")) {
-      const doc = openApiV3Group(path.slice("/openapi/v3/".length));
-      if (!doc) throw new ApiError(404, "NotFound", `no OpenAPI document for ${path}`);
-      return reply.json(200, doc);
+    if (path === "/openapi/v3" || path.startsWith("/openapi/v3/")) {
+      if (!serveOpenApiV3(req, reply.res, path))
+        throw new ApiError(404, "NotFound", `no OpenAPI document for ${path}`);
+      return;
     }
     const disc = discovery(path, `${this.opts.advertiseAddress}:${this.opts.securePort}`);
     if (disc) {

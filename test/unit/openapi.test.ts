@@ -9,7 +9,9 @@ import {
   openApiV3Group,
   openApiV3Index,
   serveOpenApiV2,
+  serveOpenApiV3,
 } from "../../controlplane/openapi.ts";
+import { gunzipSync } from "node:zlib";
 
 // The part of gnostic's OpenAPIv2.proto (package openapi.v2) the document uses, same field numbers.
 const PROTO = `
@@ -52,18 +54,36 @@ interface Decoded {
   };
 }
 
-function call(accept: string | undefined): { code: number; type: string; body: Buffer } {
-  const out = { code: 0, type: "", body: Buffer.alloc(0) };
-  const res = {
+interface Answer {
+  code: number;
+  type: string;
+  headers: Record<string, string | number>;
+  body: Buffer;
+}
+
+function fakeRes(out: Answer): ServerResponse {
+  return {
     writeHead(code: number, headers: Record<string, string | number>) {
       out.code = code;
       out.type = String(headers["Content-Type"]);
+      out.headers = headers;
     },
-    end(b: Buffer | string) {
-      out.body = Buffer.from(b);
+    end(b?: Buffer | string) {
+      out.body = Buffer.from(b ?? "");
     },
   } as unknown as ServerResponse;
-  serveOpenApiV2({ headers: accept === undefined ? {} : { accept } } as IncomingMessage, res);
+}
+
+function call(accept: string | undefined): Answer {
+  const out: Answer = { code: 0, type: "", headers: {}, body: Buffer.alloc(0) };
+  serveOpenApiV2({ headers: accept === undefined ? {} : { accept } } as IncomingMessage, fakeRes(out));
+  return out;
+}
+
+function callV3(path: string, headers: Record<string, string> = {}): Answer {
+  const out: Answer = { code: 0, type: "", headers: {}, body: Buffer.alloc(0) };
+  const found = serveOpenApiV3({ headers, url: path } as IncomingMessage, fakeRes(out), path.split("?")[0]!);
+  if (!found) out.code = 404;
   return out;
 }
 
@@ -72,7 +92,7 @@ describe("OpenAPI v2", () => {
     const Document = protobuf.parse(PROTO).root.lookupType("openapi.v2.Document");
     const doc = Document.toObject(Document.decode(encodeOpenApiV2(openApiV2()))) as Decoded;
     expect(doc.swagger).toBe("2.0");
-    expect(doc.info.title).toBe("lab-server");
+    expect(doc.info.title).toBe("Kubernetes");
     const pods = doc.paths.path.find((p) => p.name === "/api/v1/namespaces/{namespace}/pods/{name}");
     const patch = pods?.value.patch;
     expect(patch?.operationId).toBe("patchPod");
@@ -124,5 +144,60 @@ describe("OpenAPI v3", () => {
     expect(paths).toContain("api/v1");
     expect(openApiV3Group("apis/example.com/v1")).toBeUndefined();
     expect(openApiV3Group("api/v1")).toMatchObject({ openapi: "3.0.0" });
+  });
+});
+
+describe("OpenAPI schemas from upstream's definitions", () => {
+  type Schema = Record<string, unknown> & { properties?: Record<string, Schema> };
+  const schemas = (path: string): Record<string, Schema> =>
+    (openApiV3Group(path) as { components: { schemas: Record<string, Schema> } }).components.schemas;
+
+  it("v3 carries every served kind's full schema, with GVK, list types and allOf descriptions", () => {
+    for (const info of RESOURCES) {
+      const key = info.group ? `apis/${info.group}/${info.version}` : `api/${info.version}`;
+      const found = Object.values(schemas(key)).find((s) =>
+        (s["x-kubernetes-group-version-kind"] as { kind: string; group: string }[] | undefined)?.some(
+          (g) => g.kind === info.kind && g.group === info.group,
+        ),
+      );
+      expect(found, info.kind).toBeDefined();
+    }
+    const apps = schemas("apis/apps/v1");
+    const spec = apps["io.k8s.api.apps.v1.DeploymentSpec"]!;
+    expect(spec.properties!.replicas).toMatchObject({ type: "integer", format: "int32" });
+    expect(spec.properties!.template).toMatchObject({
+      allOf: [{ $ref: "#/components/schemas/io.k8s.api.core.v1.PodTemplateSpec" }],
+    });
+    expect(String(spec.properties!.template!.description)).toMatch(/Template describes the pods/);
+    const ports = apps["io.k8s.api.core.v1.Container"]!.properties!.ports!;
+    expect(ports).toMatchObject({
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["containerPort", "protocol"],
+      "x-kubernetes-patch-merge-key": "containerPort",
+      "x-kubernetes-patch-strategy": "merge",
+    });
+    // no reference is left pointing at Swagger 2.0's definitions
+    expect(JSON.stringify(apps)).not.toContain("#/definitions/");
+  });
+
+  it("v2 JSON has the definitions; documents are cached with an ETag, 304 and gzip", () => {
+    const v2 = JSON.parse(call("application/json").body.toString()) as {
+      definitions: Record<string, unknown>;
+    };
+    expect(v2.definitions["io.k8s.api.apps.v1.Deployment"]).toBeDefined();
+    const index = JSON.parse(callV3("/openapi/v3").body.toString()) as {
+      paths: Record<string, { serverRelativeURL: string }>;
+    };
+    const url = index.paths["apis/apps/v1"]!.serverRelativeURL;
+    const first = callV3(url);
+    expect(first.code).toBe(200);
+    expect(first.headers["Cache-Control"]).toBe("public, immutable");
+    const etag = String(first.headers.ETag);
+    expect(url).toContain(`hash=${etag.slice(1, -1)}`);
+    expect(callV3(url, { "if-none-match": etag }).code).toBe(304);
+    const gz = callV3("/openapi/v3/apis/apps/v1", { "accept-encoding": "gzip, deflate" });
+    expect(gz.headers["Content-Encoding"]).toBe("gzip");
+    expect(gunzipSync(gz.body).equals(first.body)).toBe(true);
+    expect(callV3("/openapi/v3/apis/networking.k8s.io/v1").code).toBe(404);
   });
 });

@@ -1,6 +1,8 @@
 import { ApiError, badRequest } from "../../../api/status.ts";
-import { objectBody } from "../body.ts";
+import { bodyText, objectBody } from "../body.ts";
 import type { RequestContext } from "../context.ts";
+import { updateFields } from "../field-manager.ts";
+import { validateFields } from "../field-validation.ts";
 import { success } from "../reply.ts";
 import { bind } from "../subresources/index.ts";
 
@@ -24,6 +26,7 @@ export async function create(ctx: RequestContext): Promise<void> {
       );
     }
   }
+  validateFields(ctx, body, bodyText(body));
   await ctx.admit(body);
-  reply.json(201, await registry.create(info, r.namespace, body, ctx.dryRun));
+  reply.json(201, await registry.create(info, r.namespace, body, ctx.dryRun, updateFields(ctx)));
 }

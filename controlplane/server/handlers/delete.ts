@@ -27,6 +27,8 @@ async function deleteOptions(
     if (isObject(body.preconditions))
       opts.preconditions = body.preconditions as DeleteOptions["preconditions"];
     if (body.orphanDependents === true) opts.propagationPolicy ??= "Orphan";
+    // kubectl sends dryRun in the body's DeleteOptions, not in the query.
+    if (Array.isArray(body.dryRun) && body.dryRun.includes("All")) opts.dryRun = true;
   }
   const g = intParam(q, "gracePeriodSeconds");
   if (g !== undefined) opts.gracePeriodSeconds = g;

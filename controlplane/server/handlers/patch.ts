@@ -3,7 +3,10 @@ import { ApiError, badRequest } from "../../../api/status.ts";
 import type { KObject } from "../../registry.ts";
 import { assertStorable, isObject, MAX_BODY_BYTES, parseBody, readBody } from "../body.ts";
 import type { RequestContext } from "../context.ts";
+import { updateFields } from "../field-manager.ts";
+import { validateFields } from "../field-validation.ts";
 import { guaranteedUpdate } from "../guaranteed-update.ts";
+import { applyPatch } from "./apply.ts";
 import { toScale, writeScale } from "../subresources/index.ts";
 
 const PATCH_TYPES = [
@@ -16,19 +19,14 @@ export async function patch(ctx: RequestContext): Promise<void> {
   const { route: r, registry, reply } = ctx;
   const { info } = r;
   const type = (ctx.req.headers["content-type"] ?? "").split(";")[0]!.trim();
-  if (type === "application/apply-patch+yaml") {
-    throw new ApiError(
-      415,
-      "UnsupportedMediaType",
-      "server-side apply is not supported by lab-server; use client-side `kubectl apply` (the default)",
-    );
-  }
-  const raw = parseBody(await readBody(ctx.req), "application/json");
+  if (type === "application/apply-patch+yaml") return applyPatch(ctx);
+  const text = await readBody(ctx.req);
+  const raw = parseBody(text, "application/json");
   if (!PATCH_TYPES.includes(type)) {
     throw new ApiError(
       415,
       "UnsupportedMediaType",
-      `unsupported patch type "${type}" (merge-patch+json, json-patch+json, strategic-merge-patch+json)`,
+      `unsupported patch type "${type}" (merge-patch+json, json-patch+json, strategic-merge-patch+json, apply-patch+yaml)`,
     );
   }
   // The result is bounded like a body: a few `copy` operations would otherwise double it at will.
@@ -43,6 +41,9 @@ export async function patch(ctx: RequestContext): Promise<void> {
     assertStorable(patched, "patched object");
     return patched as KObject;
   };
+  const fields = updateFields(ctx);
+  const scale = r.subresource === "scale";
+  if (!scale && type !== "application/json-patch+json") validateFields(ctx, raw, text.toString("utf8"));
   const preconditionRv = isObject(raw) && isObject(raw.metadata) ? raw.metadata.resourceVersion : undefined;
   const result = await guaranteedUpdate(
     async () => {
@@ -52,11 +53,13 @@ export async function patch(ctx: RequestContext): Promise<void> {
     },
     async (current) => {
       if (r.subresource === "scale")
-        return writeScale(registry, info, current, apply(toScale(info, current)), ctx.dryRun);
+        return writeScale(registry, info, current, apply(toScale(info, current)), ctx.dryRun, fields);
       const next = apply(current);
       if (!isObject(next.metadata)) throw badRequest("the patch removed metadata");
+      if (type === "application/json-patch+json") validateFields(ctx, next);
       if (preconditionRv === undefined) next.metadata.resourceVersion = current.metadata.resourceVersion;
-      return registry.update(info, current, next, r.subresource === "status" ? "status" : "main", ctx.dryRun);
+      const mode = r.subresource === "status" ? "status" : "main";
+      return registry.update(info, current, next, mode, ctx.dryRun, fields);
     },
     // Patches without a resourceVersion precondition re-apply to the newer object, as Kubernetes does.
     { retry: preconditionRv === undefined },

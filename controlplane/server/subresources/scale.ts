@@ -2,6 +2,7 @@ import type { ResourceInfo } from "../../../api/resources.ts";
 import { selectorObjectToString, type SelectorObject } from "../../../api/selectors.ts";
 import { ApiError, conflict } from "../../../api/status.ts";
 import type { KObject, Registry } from "../../registry.ts";
+import type { FieldsWrite } from "../../registry/apply/index.ts";
 
 /** The autoscaling/v1 Scale view of a Deployment or ReplicaSet. */
 export function toScale(info: ResourceInfo, obj: KObject): Record<string, unknown> {
@@ -30,6 +31,7 @@ export async function writeScale(
   current: KObject,
   scale: KObject,
   dryRun: boolean,
+  fields?: FieldsWrite,
 ): Promise<unknown> {
   const replicas = (scale.spec as { replicas?: unknown } | undefined)?.replicas;
   if (typeof replicas !== "number" || !Number.isInteger(replicas) || replicas < 0) {
@@ -53,6 +55,6 @@ export async function writeScale(
     throw conflict(info.plural, current.metadata.name!, info.group);
   const next = structuredClone(current);
   (next.spec as Record<string, unknown>).replicas = replicas;
-  const updated = await registry.update(info, current, next, "main", dryRun);
+  const updated = await registry.update(info, current, next, "main", dryRun, fields);
   return toScale(info, updated);
 }
