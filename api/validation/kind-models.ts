@@ -12,4 +12,10 @@ export const KIND_MODELS: Record<string, string> = {
   Deployment: "V1Deployment",
   ReplicaSet: "V1ReplicaSet",
   Lease: "V1Lease",
+  ReplicationController: "V1ReplicationController",
+  DaemonSet: "V1DaemonSet",
+  StatefulSet: "V1StatefulSet",
+  ControllerRevision: "V1ControllerRevision",
+  Job: "V1Job",
+  CronJob: "V1CronJob",
 };
