@@ -305,7 +305,13 @@ spec:
       template:
         spec:
           restartPolicy: OnFailure
-          containers: [{name: c, image: lab/sample:latest, command: ["true"]}]
+          volumes: [{name: scratch, emptyDir: {}}]
+          containers:
+          - name: c
+            image: lab/sample:latest
+            command: ["true"]
+            env: [{name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+            volumeMounts: [{name: scratch, mountPath: /scratch}]
 `);
     // Jobs are named after their scheduled minute; at least 4 distinct ones fire.
     const seen = new Set<string>();
@@ -324,9 +330,10 @@ spec:
       const complete = jobs.filter((j) => j.status?.conditions?.some((c) => c.type === "Complete"));
       return complete.length === 2 && jobs.length <= 4;
     });
-    const cj = await client.get("cronjobs", "tick", "cron");
-    expect(cj.status?.lastScheduleTime).toBeDefined();
-    expect(cj.status?.lastSuccessfulTime).toBeDefined();
+    await until("lastScheduleTime and lastSuccessfulTime in status", async () => {
+      const cj = await client.get("cronjobs", "tick", "cron");
+      return cj.status?.lastScheduleTime && cj.status.lastSuccessfulTime;
+    });
     const got = await kubectl("-n", "cron", "get", "cronjob", "tick");
     expect(got.stdout).toMatch(
       /^NAME\s+SCHEDULE\s+TIMEZONE\s+SUSPEND\s+ACTIVE\s+LAST SCHEDULE\s+AGE\ntick\s+\*\/1 \* \* \* \*\s+<none>\s+False\s+\d+\s+\S+\s+\S+\n$/,
@@ -337,6 +344,35 @@ spec:
     expect(w, w.stderr).toMatchObject({ code: 0 });
     const byHand = await client.get("jobs", "by-hand", "cron");
     expect(byHand.metadata?.annotations?.["cronjob.kubernetes.io/instantiate"]).toBe("manual");
+    // kubectl sent it as protobuf: the whole template arrived.
+    const spec = byHand.spec?.template.spec;
+    expect(spec?.volumes).toEqual([{ name: "scratch", emptyDir: {} }]);
+    expect(spec?.containers[0]?.env).toEqual([
+      { name: "POD", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    ]);
+    expect(spec?.containers[0]?.volumeMounts).toEqual([{ name: "scratch", mountPath: "/scratch" }]);
+    const plain = await kubectl(
+      "-n",
+      "cron",
+      "create",
+      "job",
+      "plain",
+      "--image=lab/sample:latest",
+      "--",
+      "true",
+    );
+    expect(plain, plain.stderr).toMatchObject({ code: 0, stdout: "job.batch/plain created\n" });
+    const made = await kubectl(
+      "-n",
+      "cron",
+      "create",
+      "cronjob",
+      "nightly",
+      "--image=lab/sample:latest",
+      "--schedule=@daily",
+    );
+    expect(made, made.stderr).toMatchObject({ code: 0, stdout: "cronjob.batch/nightly created\n" });
+    expect((await client.get("cronjobs", "nightly", "cron")).spec?.schedule).toBe("@daily");
     await kubectl("-n", "cron", "patch", "cronjob", "tick", "-p", '{"spec":{"suspend":true}}');
   }, 120_000);
 
