@@ -12,7 +12,6 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import type { V1DaemonSet, V1Job, V1Node, V1Pod, V1StatefulSet } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
@@ -23,7 +22,6 @@ import { clientListWatch } from "../../api/list-watch.ts";
 import { loopEventLine } from "../../controlplane/loops-main.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
-const run = promisify(execFile);
 const AGENT_BIN = fileURLToPath(new URL("../../bin/lab-agent.js", import.meta.url));
 /** The CronJob controller's clock: a minute every real second. */
 const SPEED = 60;
