@@ -374,6 +374,46 @@ spec:
     await kubectl("-n", "cron", "patch", "cronjob", "tick", "-p", '{"spec":{"suspend":true}}');
   }, 120_000);
 
+  it("Forbid keeps the one running Job; Replace swaps it for the next one at each tick", async () => {
+    // Suspended Jobs never finish, so each CronJob always has one running.
+    const cron = (name: string, policy: string) => `
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: ${name}, namespace: cron}
+spec:
+  schedule: "* * * * *"
+  concurrencyPolicy: ${policy}
+  jobTemplate:
+    spec:
+      suspend: true
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: lab/sample:latest}]
+`;
+    await apply(cron("forbid", "Forbid") + "---" + cron("replace", "Replace"));
+    const owned = async (name: string): Promise<V1Job[]> =>
+      (await client.list("jobs", { namespace: "cron" })).items.filter(
+        (j) => j.metadata?.ownerReferences?.[0]?.name === name && !j.metadata?.deletionTimestamp,
+      );
+    const replaced = new Set<string>();
+    await until(
+      "replace to have gone through 3 jobs",
+      async () => {
+        for (const j of await owned("replace")) replaced.add(j.metadata!.name!);
+        return replaced.size >= 3;
+      },
+      60_000,
+    );
+    // Replace: one live at a time; Forbid: still its first and only one.
+    await until("replace has one job left", async () => (await owned("replace")).length === 1);
+    const forbid = await owned("forbid");
+    expect(forbid).toHaveLength(1);
+    const cj = await client.get("cronjobs", "forbid", "cron");
+    expect(cj.status?.active?.map((r) => r.name)).toEqual([forbid[0]!.metadata!.name]);
+    await kubectl("-n", "cron", "delete", "cronjob", "forbid", "replace");
+  }, 120_000);
+
   it("refuses a bad schedule and an unknown time zone", async () => {
     const r = await kubectlIn(
       `{"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"bad","namespace":"cron"},"spec":{"schedule":"61 * * * *","timeZone":"Mars/Olympus","jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"x"}]}}}}}}`,
