@@ -233,6 +233,8 @@ spec:
     expect(created[2]! - created[0]!).toBeGreaterThanOrEqual(1000);
     const ev = await client.list("events", { namespace: "jobs", fieldSelector: "involvedObject.name=fails" });
     expect(ev.items.map((e) => e.reason)).toContain("BackoffLimitExceeded");
+    const described = await kubectl("-n", "jobs", "describe", "job", "fails");
+    expect(described.stdout).toMatch(/Warning\s+BackoffLimitExceeded\s+\S+\s+job-controller\s+Job has reached the specified backoff limit/);
   });
 
   it("gives an Indexed Job's pods their completion index, annotation and env, and completes every index", async () => {
