@@ -234,7 +234,9 @@ spec:
     const ev = await client.list("events", { namespace: "jobs", fieldSelector: "involvedObject.name=fails" });
     expect(ev.items.map((e) => e.reason)).toContain("BackoffLimitExceeded");
     const described = await kubectl("-n", "jobs", "describe", "job", "fails");
-    expect(described.stdout).toMatch(/Warning\s+BackoffLimitExceeded\s+\S+\s+job-controller\s+Job has reached the specified backoff limit/);
+    expect(described.stdout).toMatch(
+      /Warning\s+BackoffLimitExceeded\s+\S+\s+job-controller\s+Job has reached the specified backoff limit/,
+    );
   });
 
   it("gives an Indexed Job's pods their completion index, annotation and env, and completes every index", async () => {
@@ -481,6 +483,13 @@ spec:
     await until("4 pods back at lab/sample:1", () => onNodes(4, "lab/sample:1"), 90_000);
     const hist2 = await kubectl("-n", "ds", "rollout", "history", "ds/agent");
     expect(hist2.stdout).toMatch(/REVISION\s+CHANGE-CAUSE\n2\s+<none>\n3\s+<none>\n/);
+    // maxSurge: the new pod starts beside the old one, which goes once the new one is available.
+    const surge = { spec: { updateStrategy: { rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } } } };
+    expect((await kubectl("-n", "ds", "patch", "ds", "agent", "-p", JSON.stringify(surge))).code).toBe(0);
+    expect((await kubectl("-n", "ds", "set", "image", "ds/agent", "c=lab/sample:3")).code).toBe(0);
+    const st3 = await kubectl("-n", "ds", "rollout", "status", "ds/agent", "--timeout=90s");
+    expect(st3, st3.stderr).toMatchObject({ code: 0 });
+    await until("4 pods at lab/sample:3", () => onNodes(4, "lab/sample:3"), 90_000);
     const ds: V1DaemonSet = await client.get("daemonsets", "agent", "ds");
     expect(ds.status).toMatchObject({
       desiredNumberScheduled: 4,
@@ -635,6 +644,69 @@ spec:
       return names.join() === "web-0";
     });
   }, 120_000);
+
+  it("Parallel creates every pod at once; OrderedReady waits for each (pods that cannot be scheduled)", async () => {
+    const sts = (name: string, policy: string) => `
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: ${name}, namespace: sts}
+spec:
+  serviceName: ${name}
+  replicas: 3
+  podManagementPolicy: ${policy}
+  selector: {matchLabels: {app: ${name}}}
+  template:
+    metadata: {labels: {app: ${name}}}
+    spec:
+      nodeSelector: {no-such: node}
+      containers: [{name: c, image: lab/sample:latest}]
+`;
+    await apply(sts("par", "Parallel") + "---" + sts("ord", "OrderedReady"));
+    const names = async (app: string): Promise<string> =>
+      (await pods("sts", `app=${app}`))
+        .map((p) => p.metadata!.name!)
+        .sort()
+        .join();
+    await until("par-0..2 all created", async () => (await names("par")) === "par-0,par-1,par-2");
+    await until("ord-0 created", async () => (await names("ord")) === "ord-0");
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await names("ord")).toBe("ord-0"); // ord-0 is never Ready, so ord-1 never comes
+    await kubectl("-n", "sts", "delete", "sts", "par", "ord");
+  });
+
+  it("OnDelete: a new template reaches a pod only when that pod is deleted", async () => {
+    await apply(`
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: od, namespace: sts}
+spec:
+  serviceName: od
+  replicas: 2
+  updateStrategy: {type: OnDelete}
+  selector: {matchLabels: {app: od}}
+  template:
+    metadata: {labels: {app: od}}
+    spec: {containers: [{name: c, image: "lab/sample:1"}]}
+`);
+    const images = async (): Promise<string> =>
+      (await pods("sts", "app=od"))
+        .filter(isReadyPod)
+        .sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!))
+        .map((p) => `${p.metadata!.name}=${p.spec!.containers[0]!.image}`)
+        .join();
+    await until(
+      "od-0 and od-1 ready",
+      async () => (await images()) === "od-0=lab/sample:1,od-1=lab/sample:1",
+    );
+    expect((await kubectl("-n", "sts", "set", "image", "sts/od", "c=lab/sample:2")).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await images()).toBe("od-0=lab/sample:1,od-1=lab/sample:1");
+    expect((await kubectl("-n", "sts", "delete", "pod", "od-1")).code).toBe(0);
+    await until(
+      "od-1 recreated at :2",
+      async () => (await images()) === "od-0=lab/sample:1,od-1=lab/sample:2",
+    );
+  });
 
   it("accepts volumeClaimTemplates; its pod waits Pending with an event naming the missing claim", async () => {
     await apply(`
