@@ -173,7 +173,7 @@ describe("workloads on nspawn machines", () => {
     const pods = await items<V1Pod>(["get", "pods", "-l", "job-name=batch-job"]);
     expect(pods.filter((p) => p.status?.phase === "Succeeded").length).toBeGreaterThanOrEqual(3);
     const log = await l.kubectl(["logs", pods[0]!.metadata!.name!]);
-    expect(log.stdout).toBe("started\ndone\n");
+    expect(log.stdout).toBe("started\ndone"); // execa strips the last newline
     await l.kubectl(["wait", "--for=condition=failed", "job/failing", "--timeout=180s"], {
       timeoutMs: 190_000,
     });
