@@ -701,7 +701,8 @@ spec:
     expect((await kubectl("-n", "sts", "set", "image", "sts/od", "c=lab/sample:2")).code).toBe(0);
     await new Promise((r) => setTimeout(r, 3000));
     expect(await images()).toBe("od-0=lab/sample:1,od-1=lab/sample:1");
-    expect((await kubectl("-n", "sts", "delete", "pod", "od-1")).code).toBe(0);
+    const del = await kubectl("-n", "sts", "delete", "pod", "od-1", "--wait=false");
+    expect(del, del.stderr).toMatchObject({ code: 0 });
     await until(
       "od-1 recreated at :2",
       async () => (await images()) === "od-0=lab/sample:1,od-1=lab/sample:2",
