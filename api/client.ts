@@ -18,6 +18,12 @@ import { parse as parseYaml } from "yaml";
 import type {
   CoreV1Event,
   V1ConfigMap,
+  V1ControllerRevision,
+  V1CronJob,
+  V1DaemonSet,
+  V1Job,
+  V1ReplicationController,
+  V1StatefulSet,
   V1Deployment,
   V1Endpoints,
   V1EndpointSlice,
@@ -51,6 +57,12 @@ export interface ResourceTypes {
   leases: V1Lease;
   /** Not served yet: the client answers `unknown resource` until a RESOURCES entry exists. */
   persistentvolumeclaims: V1PersistentVolumeClaim;
+  replicationcontrollers: V1ReplicationController;
+  daemonsets: V1DaemonSet;
+  statefulsets: V1StatefulSet;
+  controllerrevisions: V1ControllerRevision;
+  jobs: V1Job;
+  cronjobs: V1CronJob;
 }
 export type Plural = keyof ResourceTypes;
 

@@ -1,13 +1,15 @@
 /**
  * Decoding of the Kubernetes protobuf envelope for the object kinds kubectl's typed clients send
- * (`kubectl create namespace|configmap|secret|serviceaccount|service|deployment` post protobuf,
- * with no JSON fallback). Only the fields those commands produce are mapped; an unknown field in
+ * (`kubectl create namespace|configmap|secret|serviceaccount|service|deployment|job|cronjob` post
+ * protobuf, with no JSON fallback; `kubectl create job --from=cronjob/x` sends the CronJob's whole
+ * defaulted pod template). Only the fields those commands produce are mapped; an unknown field in
  * a message is skipped. Field numbers follow k8s.io/api's generated.proto.
  */
 import { timestamp } from "../lib/time.ts";
 
 type Kind = "string" | "int" | "bool" | "bytes" | "time" | "intOrString" | "quantity" | Schema;
-type Field = [name: string, kind: Kind, shape?: "repeated" | "map" | "mapBytes" | "mapMsg"];
+/** `inline`: a Go embedded struct, whose fields JSON has on the parent (Volume's VolumeSource). */
+type Field = [name: string, kind: Kind, shape?: "repeated" | "map" | "mapBytes" | "mapMsg" | "inline"];
 interface Schema {
   [num: number]: Field;
 }
@@ -48,7 +50,155 @@ const containerPort: Schema = {
   4: ["protocol", "string"],
   5: ["hostIP", "string"],
 };
-const envVar: Schema = { 1: ["name", "string"], 2: ["value", "string"] };
+const localRef: Schema = { 1: ["name", "string"] };
+const fieldSelector: Schema = { 1: ["apiVersion", "string"], 2: ["fieldPath", "string"] };
+const resourceFieldSelector: Schema = {
+  1: ["containerName", "string"],
+  2: ["resource", "string"],
+  3: ["divisor", "quantity"],
+};
+const keySelector: Schema = { 1: ["ref", localRef, "inline"], 2: ["key", "string"], 3: ["optional", "bool"] };
+const envVar: Schema = {
+  1: ["name", "string"],
+  2: ["value", "string"],
+  3: [
+    "valueFrom",
+    {
+      1: ["fieldRef", fieldSelector],
+      2: ["resourceFieldRef", resourceFieldSelector],
+      3: ["configMapKeyRef", keySelector],
+      4: ["secretKeyRef", keySelector],
+    },
+  ],
+};
+const envFrom: Schema = {
+  1: ["prefix", "string"],
+  2: ["configMapRef", { 1: ["ref", localRef, "inline"], 2: ["optional", "bool"] }],
+  3: ["secretRef", { 1: ["ref", localRef, "inline"], 2: ["optional", "bool"] }],
+};
+const volumeMount: Schema = {
+  1: ["name", "string"],
+  2: ["readOnly", "bool"],
+  3: ["mountPath", "string"],
+  4: ["subPath", "string"],
+  5: ["mountPropagation", "string"],
+  6: ["subPathExpr", "string"],
+};
+const exec: Schema = { 1: ["command", "string", "repeated"] };
+const httpGet: Schema = {
+  1: ["path", "string"],
+  2: ["port", "intOrString"],
+  3: ["host", "string"],
+  4: ["scheme", "string"],
+  5: ["httpHeaders", { 1: ["name", "string"], 2: ["value", "string"] }, "repeated"],
+};
+const tcpSocket: Schema = { 1: ["port", "intOrString"], 2: ["host", "string"] };
+const probe: Schema = {
+  1: ["handler", { 1: ["exec", exec], 2: ["httpGet", httpGet], 3: ["tcpSocket", tcpSocket] }, "inline"],
+  2: ["initialDelaySeconds", "int"],
+  3: ["timeoutSeconds", "int"],
+  4: ["periodSeconds", "int"],
+  5: ["successThreshold", "int"],
+  6: ["failureThreshold", "int"],
+  7: ["terminationGracePeriodSeconds", "int"],
+};
+const lifecycleHandler: Schema = {
+  1: ["exec", exec],
+  2: ["httpGet", httpGet],
+  3: ["tcpSocket", tcpSocket],
+  4: ["sleep", { 1: ["seconds", "int"] }],
+};
+const securityContext: Schema = {
+  1: ["capabilities", { 1: ["add", "string", "repeated"], 2: ["drop", "string", "repeated"] }],
+  2: ["privileged", "bool"],
+  4: ["runAsUser", "int"],
+  5: ["runAsNonRoot", "bool"],
+  6: ["readOnlyRootFilesystem", "bool"],
+  7: ["allowPrivilegeEscalation", "bool"],
+  8: ["runAsGroup", "int"],
+};
+const podSecurityContext: Schema = {
+  2: ["runAsUser", "int"],
+  3: ["runAsNonRoot", "bool"],
+  4: ["supplementalGroups", "int", "repeated"],
+  5: ["fsGroup", "int"],
+  6: ["runAsGroup", "int"],
+};
+const keyToPath: Schema = { 1: ["key", "string"], 2: ["path", "string"], 3: ["mode", "int"] };
+const volumeSource: Schema = {
+  1: ["hostPath", { 1: ["path", "string"], 2: ["type", "string"] }],
+  2: ["emptyDir", { 1: ["medium", "string"], 2: ["sizeLimit", "quantity"] }],
+  6: [
+    "secret",
+    {
+      1: ["secretName", "string"],
+      2: ["items", keyToPath, "repeated"],
+      3: ["defaultMode", "int"],
+      4: ["optional", "bool"],
+    },
+  ],
+  10: ["persistentVolumeClaim", { 1: ["claimName", "string"], 2: ["readOnly", "bool"] }],
+  16: [
+    "downwardAPI",
+    {
+      1: [
+        "items",
+        {
+          1: ["path", "string"],
+          2: ["fieldRef", fieldSelector],
+          3: ["resourceFieldRef", resourceFieldSelector],
+          4: ["mode", "int"],
+        },
+        "repeated",
+      ],
+      2: ["defaultMode", "int"],
+    },
+  ],
+  19: [
+    "configMap",
+    {
+      1: ["ref", localRef, "inline"],
+      2: ["items", keyToPath, "repeated"],
+      3: ["defaultMode", "int"],
+      4: ["optional", "bool"],
+    },
+  ],
+};
+const toleration: Schema = {
+  1: ["key", "string"],
+  2: ["operator", "string"],
+  3: ["value", "string"],
+  4: ["effect", "string"],
+  5: ["tolerationSeconds", "int"],
+};
+const nodeSelectorTerm: Schema = {
+  1: [
+    "matchExpressions",
+    { 1: ["key", "string"], 2: ["operator", "string"], 3: ["values", "string", "repeated"] },
+    "repeated",
+  ],
+  2: [
+    "matchFields",
+    { 1: ["key", "string"], 2: ["operator", "string"], 3: ["values", "string", "repeated"] },
+    "repeated",
+  ],
+};
+const affinity: Schema = {
+  1: [
+    "nodeAffinity",
+    {
+      1: [
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        { 1: ["nodeSelectorTerms", nodeSelectorTerm, "repeated"] },
+      ],
+      2: [
+        "preferredDuringSchedulingIgnoredDuringExecution",
+        { 1: ["weight", "int"], 2: ["preference", nodeSelectorTerm] },
+        "repeated",
+      ],
+    },
+  ],
+};
 const resources: Schema = { 1: ["limits", "quantity", "mapMsg"], 2: ["requests", "quantity", "mapMsg"] };
 const container: Schema = {
   1: ["name", "string"],
@@ -59,7 +209,14 @@ const container: Schema = {
   6: ["ports", containerPort, "repeated"],
   7: ["env", envVar, "repeated"],
   8: ["resources", resources],
+  9: ["volumeMounts", volumeMount, "repeated"],
+  10: ["livenessProbe", probe],
+  11: ["readinessProbe", probe],
+  12: ["lifecycle", { 1: ["postStart", lifecycleHandler], 2: ["preStop", lifecycleHandler] }],
   13: ["terminationMessagePath", "string"],
+  15: ["securityContext", securityContext],
+  19: ["envFrom", envFrom, "repeated"],
+  22: ["startupProbe", probe],
   14: ["imagePullPolicy", "string"],
   16: ["stdin", "bool"],
   17: ["stdinOnce", "bool"],
@@ -67,15 +224,29 @@ const container: Schema = {
   20: ["terminationMessagePolicy", "string"],
 };
 const podSpec: Schema = {
+  1: ["volumes", { 1: ["name", "string"], 2: ["source", volumeSource, "inline"] }, "repeated"],
   2: ["containers", container, "repeated"],
   3: ["restartPolicy", "string"],
   4: ["terminationGracePeriodSeconds", "int"],
+  5: ["activeDeadlineSeconds", "int"],
   6: ["dnsPolicy", "string"],
   7: ["nodeSelector", "string", "map"],
   8: ["serviceAccountName", "string"],
   10: ["nodeName", "string"],
+  11: ["hostNetwork", "bool"],
+  12: ["hostPID", "bool"],
+  13: ["hostIPC", "bool"],
+  14: ["securityContext", podSecurityContext],
+  15: ["imagePullSecrets", localRef, "repeated"],
+  16: ["hostname", "string"],
+  17: ["subdomain", "string"],
+  18: ["affinity", affinity],
   19: ["schedulerName", "string"],
   20: ["initContainers", container, "repeated"],
+  21: ["automountServiceAccountToken", "bool"],
+  22: ["tolerations", toleration, "repeated"],
+  24: ["priorityClassName", "string"],
+  30: ["enableServiceLinks", "bool"],
 };
 const podTemplateSpec: Schema = { 1: ["metadata", objectMeta], 2: ["spec", podSpec] };
 const deploymentStrategy: Schema = {
@@ -89,6 +260,23 @@ const servicePort: Schema = {
   4: ["targetPort", "intOrString"],
   5: ["nodePort", "int"],
   6: ["appProtocol", "string"],
+};
+
+const jobSpec: Schema = {
+  1: ["parallelism", "int"],
+  2: ["completions", "int"],
+  3: ["activeDeadlineSeconds", "int"],
+  4: ["selector", labelSelector],
+  5: ["manualSelector", "bool"],
+  6: ["template", podTemplateSpec],
+  7: ["backoffLimit", "int"],
+  8: ["ttlSecondsAfterFinished", "int"],
+  9: ["completionMode", "string"],
+  10: ["suspend", "bool"],
+  12: ["backoffLimitPerIndex", "int"],
+  13: ["maxFailedIndexes", "int"],
+  14: ["podReplacementPolicy", "string"],
+  15: ["managedBy", "string"],
 };
 
 const KINDS: Record<string, Schema> = {
@@ -149,12 +337,47 @@ const KINDS: Record<string, Schema> = {
     ],
     3: ["status", {}],
   },
+  Job: { 1: ["metadata", objectMeta], 2: ["spec", jobSpec], 3: ["status", {}] },
+  CronJob: {
+    1: ["metadata", objectMeta],
+    2: [
+      "spec",
+      {
+        1: ["schedule", "string"],
+        2: ["startingDeadlineSeconds", "int"],
+        3: ["concurrencyPolicy", "string"],
+        4: ["suspend", "bool"],
+        5: ["jobTemplate", { 1: ["metadata", objectMeta], 2: ["spec", jobSpec] }],
+        6: ["successfulJobsHistoryLimit", "int"],
+        7: ["failedJobsHistoryLimit", "int"],
+        8: ["timeZone", "string"],
+      },
+    ],
+    3: ["status", {}],
+  },
 };
 
-const API_VERSIONS: Record<string, string> = { Deployment: "apps/v1" };
+const API_VERSIONS: Record<string, string> = { Deployment: "apps/v1", Job: "batch/v1", CronJob: "batch/v1" };
 
 /** Pointer fields where an explicit zero means something. */
-const KEEP_ZERO = new Set(["replicas", "terminationGracePeriodSeconds", "intVal"]);
+const KEEP_ZERO = new Set([
+  "replicas",
+  "terminationGracePeriodSeconds",
+  "intVal",
+  "backoffLimit",
+  "completions",
+  "parallelism",
+  "activeDeadlineSeconds",
+  "ttlSecondsAfterFinished",
+  "startingDeadlineSeconds",
+  "successfulJobsHistoryLimit",
+  "failedJobsHistoryLimit",
+  "runAsUser",
+  "runAsGroup",
+  "fsGroup",
+  "defaultMode",
+  "mode",
+]);
 
 export class ProtobufError extends Error {}
 
@@ -242,6 +465,10 @@ function decodeMessage(buf: Buffer, schema: Schema): Record<string, unknown> {
       continue;
     }
     const [name, kind, shape] = field;
+    if (shape === "inline" && typeof kind === "object") {
+      Object.assign(out, decodeMessage(r.bytes(), kind));
+      continue;
+    }
     if (shape === "map" || shape === "mapBytes" || shape === "mapMsg") {
       const entry = decodeMessage(r.bytes(), { 1: ["k", "string"], 2: ["v", kind] });
       const map = ((out[name] as Record<string, unknown> | undefined) ??= {});

@@ -59,6 +59,24 @@ export const RESOURCES: readonly ResourceInfo[] = [
   }),
   r("coordination.k8s.io", "v1", "Lease", "leases", true),
   r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
+  // Workloads (issue 19): batch/v1 Job and CronJob, apps/v1 DaemonSet, StatefulSet and
+  // ControllerRevision, core ReplicationController.
+  r("", "v1", "ReplicationController", "replicationcontrollers", true, {
+    shortNames: ["rc"],
+    inAll: true,
+    status: true,
+    scale: true,
+  }),
+  r("apps", "v1", "DaemonSet", "daemonsets", true, { shortNames: ["ds"], inAll: true, status: true }),
+  r("apps", "v1", "StatefulSet", "statefulsets", true, {
+    shortNames: ["sts"],
+    inAll: true,
+    status: true,
+    scale: true,
+  }),
+  r("apps", "v1", "ControllerRevision", "controllerrevisions", true),
+  r("batch", "v1", "Job", "jobs", true, { inAll: true, status: true }),
+  r("batch", "v1", "CronJob", "cronjobs", true, { shortNames: ["cj"], inAll: true, status: true }),
 ];
 
 export function groupVersion(info: Pick<ResourceInfo, "group" | "version">): string {
@@ -75,7 +93,13 @@ export function findKind(apiVersion: string, kind: string): ResourceInfo | undef
 
 /** Resources with a `spec` whose changes bump metadata.generation. */
 export function hasSpec(info: ResourceInfo): boolean {
-  return !["ConfigMap", "Secret", "Event", "ServiceAccount", "Endpoints", "EndpointSlice"].includes(
-    info.kind,
-  );
+  return ![
+    "ConfigMap",
+    "Secret",
+    "Event",
+    "ServiceAccount",
+    "Endpoints",
+    "EndpointSlice",
+    "ControllerRevision",
+  ].includes(info.kind);
 }

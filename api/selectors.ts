@@ -170,6 +170,11 @@ export const SUPPORTED_FIELDS = [
   "spec.schedulerName",
   "involvedObject.name",
   "involvedObject.kind",
+  // kubectl describe finds an object's events by all four.
+  "involvedObject.namespace",
+  "involvedObject.uid",
+  "involvedObject.apiVersion",
+  "reason",
   "type",
 ];
 

@@ -10,6 +10,7 @@ import {
   type NameCheck,
 } from "./validation/names.ts";
 import { validateTypes } from "./validation/types.ts";
+import { validateWorkload, validateWorkloadKindUpdate, WORKLOAD_KINDS } from "./validation/workloads.ts";
 
 /**
  * Validation of the served kinds, as kube-apiserver does it: object meta (names, labels,
@@ -35,6 +36,7 @@ export function validateObject(kind: string, o: Obj, namespaced: boolean): V1Sta
   // The kind's rules read typed values; a wrong type is the one thing to say (as Go's decoder would).
   if (types.length) return [...causes, ...types];
   if (kind === "Deployment" || kind === "ReplicaSet") validateWorkloadSpec(kind, o.spec, causes);
+  else if (WORKLOAD_KINDS.has(kind)) validateWorkload(kind, o, causes);
   else validateCore(kind, o, causes);
   return causes;
 }
@@ -48,6 +50,7 @@ export function validateObjectUpdate(
 ): V1StatusCause[] {
   const causes = validateObject(kind, next, namespaced);
   if (kind === "Deployment" || kind === "ReplicaSet") validateWorkloadUpdate(next, old, causes);
+  else if (WORKLOAD_KINDS.has(kind)) validateWorkloadKindUpdate(kind, next, old, causes);
   else validateCoreUpdate(kind, next, old, causes);
   return causes;
 }

@@ -6,6 +6,12 @@
  * leadership, so a new leader starts from a fresh list, never from a stale cache.
  */
 import type {
+  V1ControllerRevision,
+  V1CronJob,
+  V1DaemonSet,
+  V1Job,
+  V1ReplicationController,
+  V1StatefulSet,
   V1Deployment,
   V1Endpoints,
   V1EndpointSlice,
@@ -28,7 +34,11 @@ import { GarbageCollector } from "./controllers/garbage-collector.ts";
 import { NodeIpamController } from "./controllers/node-ipam.ts";
 import type { NodeLifecycleConfig } from "./controllers/node-lifecycle.ts";
 import { NodeLifecycleController } from "./controllers/node-lifecycle.ts";
-import { ReplicaSetController } from "./controllers/replicaset.ts";
+import { REPLICATION_CONTROLLER_KIND, ReplicaSetController } from "./controllers/replicaset.ts";
+import { CronJobController, type CronClock } from "./controllers/cronjob.ts";
+import { DaemonSetController } from "./controllers/daemonset.ts";
+import { JobController, type JobControllerOptions } from "./controllers/job.ts";
+import { StatefulSetController } from "./controllers/statefulset.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 
 export interface LoopsConfig {
@@ -42,6 +52,10 @@ export interface LoopsConfig {
   /** Pod network to carve per-node CIDRs from; no IPAM without it. */
   clusterCidr?: string;
   nodeCidrMaskSize?: number;
+  /** The Job controller's clock and first failure back-off (tests shorten them). */
+  job?: JobControllerOptions;
+  /** The CronJob controller's clock (tests run minutes in seconds). */
+  cronClock?: CronClock;
   /** Where loops report errors and leadership changes (the engine never prints). */
   onEvent?: (e: {
     component: string;
@@ -68,7 +82,25 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   const services = inf<V1Service>("services");
   const endpoints = inf<V1Endpoints>("endpoints");
   const slices = inf<V1EndpointSlice>("endpointslices");
-  const informers = [pods, nodes, leases, replicaSets, deployments, services, endpoints, slices];
+  // Workloads (issue 19).
+  const jobs = inf<V1Job>("jobs");
+  const cronJobs = inf<V1CronJob>("cronjobs");
+  const daemonSets = inf<V1DaemonSet>("daemonsets");
+  const statefulSets = inf<V1StatefulSet>("statefulsets");
+  const revisions = inf<V1ControllerRevision>("controllerrevisions");
+  const rcs = inf<V1ReplicationController>("replicationcontrollers");
+  const workloads = [jobs, cronJobs, daemonSets, statefulSets, revisions, rcs];
+  const informers = [
+    pods,
+    nodes,
+    leases,
+    replicaSets,
+    deployments,
+    services,
+    endpoints,
+    slices,
+    ...workloads,
+  ];
   const running = informers.map((i) => i.run(signal));
   await Promise.race([
     Promise.all(informers.map((i) => i.waitForSync())),
@@ -85,11 +117,34 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     new EndpointsController(services, pods, endpoints, w, onError).run(signal),
     new EndpointSliceController(services, endpoints, slices, w, onError).run(signal),
     new NodeLifecycleController(nodes, leases, pods, w, cfg.nodeLifecycle, onError).run(signal),
+    new JobController(jobs, pods, w, onError, cfg.job).run(signal),
+    new CronJobController(cronJobs, jobs, w, onError, cfg.cronClock).run(signal),
+    new DaemonSetController(daemonSets, nodes, pods, revisions, w, onError).run(signal),
+    new StatefulSetController(statefulSets, pods, revisions, w, onError).run(signal),
+    new ReplicaSetController(
+      rcs as unknown as Informer<V1ReplicaSet>,
+      pods,
+      w,
+      onError,
+      REPLICATION_CONTROLLER_KIND,
+    ).run(signal),
     new GarbageCollector(
       {
         Pod: { resource: "pods", informer: pods as Informer<GcObject & KubeObject> },
         ReplicaSet: { resource: "replicasets", informer: replicaSets as Informer<GcObject & KubeObject> },
         Deployment: { resource: "deployments", informer: deployments as Informer<GcObject & KubeObject> },
+        Job: { resource: "jobs", informer: jobs as Informer<GcObject & KubeObject> },
+        CronJob: { resource: "cronjobs", informer: cronJobs as Informer<GcObject & KubeObject> },
+        DaemonSet: { resource: "daemonsets", informer: daemonSets as Informer<GcObject & KubeObject> },
+        StatefulSet: { resource: "statefulsets", informer: statefulSets as Informer<GcObject & KubeObject> },
+        ControllerRevision: {
+          resource: "controllerrevisions",
+          informer: revisions as unknown as Informer<GcObject & KubeObject>,
+        },
+        ReplicationController: {
+          resource: "replicationcontrollers",
+          informer: rcs as Informer<GcObject & KubeObject>,
+        },
       },
       w,
       onError,

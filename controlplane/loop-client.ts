@@ -17,7 +17,13 @@ export type Resource =
   | "events"
   | "namespaces"
   | "leases"
-  | "persistentvolumeclaims";
+  | "persistentvolumeclaims"
+  | "replicationcontrollers"
+  | "daemonsets"
+  | "statefulsets"
+  | "controllerrevisions"
+  | "jobs"
+  | "cronjobs";
 
 export type PropagationPolicy = "Background" | "Foreground" | "Orphan";
 

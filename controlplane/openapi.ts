@@ -8,7 +8,7 @@ import { definitionName, definitions, reachable, REF_PREFIX, type Schema } from 
  * OpenAPI documents for kubectl. kubectl 1.32 asks /openapi/v3 whether the server validates fields
  * itself (the `fieldValidation` query parameter on the write operations); when it does, kubectl
  * leaves validation to the server and needs no client-side schema. Only served group-versions
- * have a v3 document: for any other (an Ingress, a batch/v1 Job) kubectl finds none, validates the
+ * have a v3 document: for any other (an Ingress, a NetworkPolicy) kubectl finds none, validates the
  * object against /openapi/v2 instead, finds no schema there either and moves on, so the object
  * ends as `no matches for kind` while the rest of the file is applied. That needs /openapi/v2 in
  * protobuf, the only form kubectl reads it in (a JSON answer fails with `proto: cannot parse

@@ -16,7 +16,7 @@ function nonNegative(spec: Obj, field: string, causes: V1StatusCause[]): void {
     causes.push(invalidValue(SPEC.child(field), v, "must be greater than or equal to 0"));
 }
 
-function validateSelector(sel: Obj, path: FieldPath, kind: string, causes: V1StatusCause[]): boolean {
+export function validateSelector(sel: Obj, path: FieldPath, kind: string, causes: V1StatusCause[]): boolean {
   const before = causes.length;
   const labels = obj(sel.matchLabels) ?? {};
   const exprs = Array.isArray(sel.matchExpressions) ? (sel.matchExpressions as unknown[]) : [];

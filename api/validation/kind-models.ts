@@ -13,4 +13,10 @@ export const KIND_MODELS: Record<string, string> = {
   ReplicaSet: "V1ReplicaSet",
   Lease: "V1Lease",
   EndpointSlice: "V1EndpointSlice",
+  ReplicationController: "V1ReplicationController",
+  DaemonSet: "V1DaemonSet",
+  StatefulSet: "V1StatefulSet",
+  ControllerRevision: "V1ControllerRevision",
+  Job: "V1Job",
+  CronJob: "V1CronJob",
 };

@@ -62,6 +62,10 @@ export function endpointsFor(svc: V1Service, pods: V1Pod[]): V1Endpoints | undef
     if (!g) groups.set(key, (g = { ports, ready: [], notReady: [] }));
     const addr: V1EndpointAddress = {
       ip: pod.status.podIP,
+      // A pod named in the Service's subdomain (a StatefulSet's) is known by its hostname there.
+      ...(pod.spec?.hostname && pod.spec.subdomain === svc.metadata?.name
+        ? { hostname: pod.spec.hostname }
+        : {}),
       ...(pod.spec?.nodeName ? { nodeName: pod.spec.nodeName } : {}),
       targetRef: {
         kind: "Pod",

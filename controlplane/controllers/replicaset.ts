@@ -17,6 +17,38 @@ const BURST = 500;
 /** The first batch of creations (upstream's SlowStartInitialBatchSize); each next batch doubles. */
 const SLOW_START_INITIAL = 1;
 
+/** What differs between the ReplicaSet controller and the ReplicationController one it also runs. */
+export interface ReplicaSetKind {
+  kind: "ReplicaSet" | "ReplicationController";
+  apiVersion: string;
+  resource: "replicasets" | "replicationcontrollers";
+  source: string;
+  /** The object as a ReplicaSet (a ReplicationController's map selector as matchLabels). */
+  asReplicaSet: (o: V1ReplicaSet) => V1ReplicaSet;
+}
+
+export const REPLICA_SET_KIND: ReplicaSetKind = {
+  kind: "ReplicaSet",
+  apiVersion: "apps/v1",
+  resource: "replicasets",
+  source: "replicaset-controller",
+  asReplicaSet: (o) => o,
+};
+
+export const REPLICATION_CONTROLLER_KIND: ReplicaSetKind = {
+  kind: "ReplicationController",
+  apiVersion: "v1",
+  resource: "replicationcontrollers",
+  source: "replication-controller",
+  asReplicaSet: (o) => ({
+    ...o,
+    spec: {
+      ...o.spec!,
+      selector: { matchLabels: (o.spec?.selector ?? {}) as unknown as Record<string, string> },
+    },
+  }),
+};
+
 export class ReplicaSetController {
   readonly queue = new WorkQueue({ baseDelayMs: 50, maxDelayMs: 30_000 });
   readonly expectations = new Expectations();
@@ -26,6 +58,7 @@ export class ReplicaSetController {
     private readonly pods: Informer<V1Pod>,
     private readonly w: ObjectWriter,
     private readonly onError?: (err: unknown) => void,
+    private readonly k: ReplicaSetKind = REPLICA_SET_KIND,
   ) {
     const enqueueRs = (rs: V1ReplicaSet): void => this.queue.add(objectKey(rs));
     replicaSets.on({
@@ -61,7 +94,7 @@ export class ReplicaSetController {
 
   private ownerKey(p: V1Pod): string | undefined {
     const ref = controllerRef(p);
-    return ref?.kind === "ReplicaSet" ? `${p.metadata?.namespace}/${ref.name}` : undefined;
+    return ref?.kind === this.k.kind ? `${p.metadata?.namespace}/${ref.name}` : undefined;
   }
 
   /** The pod's controller, or for an orphan every ReplicaSet that might adopt it. */
@@ -70,7 +103,8 @@ export class ReplicaSetController {
     if (owner) return this.queue.add(owner);
     if (controllerRef(p)) return;
     for (const rs of this.replicaSets.list(p.metadata?.namespace))
-      if (selectorMatches(rs.spec?.selector, p.metadata?.labels)) this.queue.add(objectKey(rs));
+      if (selectorMatches(this.k.asReplicaSet(rs).spec?.selector, p.metadata?.labels))
+        this.queue.add(objectKey(rs));
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
@@ -84,14 +118,15 @@ export class ReplicaSetController {
   }
 
   async reconcile(key: string): Promise<void> {
-    const rs = this.replicaSets.get(key);
-    if (!rs) return;
+    const stored = this.replicaSets.get(key);
+    if (!stored) return;
+    const rs = this.k.asReplicaSet(stored);
     const ns = rs.metadata?.namespace ?? "default";
     const diff = replicaSetDiff(rs, this.pods.list(ns), Date.now());
     for (const p of diff.adopt)
       await this.updatePod(p, [
         ...(p.metadata?.ownerReferences ?? []),
-        ownerRefFor(rs, "apps/v1", "ReplicaSet"),
+        ownerRefFor(rs, this.k.apiVersion, this.k.kind),
       ]);
     for (const p of diff.release)
       await this.updatePod(
@@ -106,7 +141,10 @@ export class ReplicaSetController {
     const want = stableStringify({ ...rs.status, ...diff.status, conditions: undefined });
     if (cur !== want) {
       try {
-        await this.w.updateStatus("replicasets", ns, { ...rs, status: { ...rs.status, ...diff.status } });
+        await this.w.updateStatus(this.k.resource, ns, {
+          ...stored,
+          status: { ...stored.status, ...diff.status },
+        });
       } catch (err) {
         if (!isConflict(err) && !isNotFound(err)) throw err;
         if (isConflict(err)) this.queue.addAfter(key, 100); // newer object on its way through the watch
@@ -145,7 +183,7 @@ export class ReplicaSetController {
           namespace: ns,
           labels: t?.metadata?.labels,
           annotations: t?.metadata?.annotations,
-          ownerReferences: [ownerRefFor(rs, "apps/v1", "ReplicaSet")],
+          ownerReferences: [ownerRefFor(rs, this.k.apiVersion, this.k.kind)],
         },
         spec: structuredClone(t?.spec) ?? { containers: [] },
       });
@@ -168,8 +206,8 @@ export class ReplicaSetController {
     if (reason) {
       await recordEvent(
         this.w,
-        "replicaset-controller",
-        { apiVersion: "apps/v1", kind: "ReplicaSet", ...rs },
+        this.k.source,
+        { ...rs, apiVersion: this.k.apiVersion, kind: this.k.kind },
         "Warning",
         "FailedCreate",
         `Error creating: ${reason?.message ?? reason}`,
@@ -178,8 +216,8 @@ export class ReplicaSetController {
     }
     await recordEvent(
       this.w,
-      "replicaset-controller",
-      { apiVersion: "apps/v1", kind: "ReplicaSet", ...rs },
+      this.k.source,
+      { ...rs, apiVersion: this.k.apiVersion, kind: this.k.kind },
       "Normal",
       "SuccessfulCreate",
       `Created ${n} pod(s)`,
@@ -202,8 +240,8 @@ export class ReplicaSetController {
     if (failed) throw (failed as PromiseRejectedResult).reason;
     await recordEvent(
       this.w,
-      "replicaset-controller",
-      { apiVersion: "apps/v1", kind: "ReplicaSet", ...rs },
+      this.k.source,
+      { ...rs, apiVersion: this.k.apiVersion, kind: this.k.kind },
       "Normal",
       "SuccessfulDelete",
       `Deleted ${pods.length} pod(s)`,

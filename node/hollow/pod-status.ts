@@ -2,7 +2,9 @@
  * What a hollow node reports for its pods, pure: every pod bound to it Running and Ready (no
  * container is started), run-to-completion pods (restartPolicy Never or OnFailure) Succeeded once
  * they have "run" long enough, pods being deleted finished off. The decision reads only the pod as
- * cached, so running it twice changes nothing.
+ * cached, so running it twice changes nothing. A container whose command is `false` or a shell's
+ * `exit N` "exits" with that code as a real one would: a Never pod is Failed, an OnFailure pod's
+ * container restarts every run (so a failing Job behaves on hollow nodes as on real ones).
  */
 import type { V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from "@kubernetes/client-node";
 
@@ -23,6 +25,19 @@ export interface HollowPodInputs {
   now: Date;
   /** How long a run-to-completion pod runs before it is Succeeded. */
   runMs: number;
+}
+
+/** The exit code a run of the pod's first failing container simulates (0: it succeeds). */
+export function simulatedExitCode(pod: V1Pod): number {
+  for (const c of pod.spec?.containers ?? []) {
+    const argv = [...(c.command ?? []), ...(c.args ?? [])];
+    const prog = (argv[0] ?? "").split("/").pop();
+    if (prog === "false") return 1;
+    const shell = prog === "sh" || prog === "bash" || prog === "ash";
+    const m = shell ? /^\s*exit\s+(\d+)\s*$/.exec(argv[argv.length - 1] ?? "") : null;
+    if (m && Number(m[1]) !== 0) return Number(m[1]) % 256;
+  }
+  return 0;
 }
 
 export function runsToCompletion(pod: V1Pod): boolean {
@@ -55,8 +70,15 @@ function condition(
   };
 }
 
-function containerStatuses(pod: V1Pod, startedAt: Date, finishedAt?: Date): V1ContainerStatus[] {
+function containerStatuses(
+  pod: V1Pod,
+  startedAt: Date,
+  finishedAt?: Date,
+  exitCode = 0,
+  restarts = 0,
+): V1ContainerStatus[] {
   const uid = pod.metadata?.uid ?? "";
+  const reason = exitCode === 0 ? "Completed" : "Error";
   return (pod.spec?.containers ?? []).map((c, i) => ({
     name: c.name,
     image: c.image ?? "",
@@ -64,11 +86,12 @@ function containerStatuses(pod: V1Pod, startedAt: Date, finishedAt?: Date): V1Co
     containerID: `${HOLLOW_CONTAINER_PREFIX}${uid}-${i}`,
     ready: !finishedAt,
     started: !finishedAt,
-    restartCount: 0,
+    restartCount: restarts,
     state: finishedAt
-      ? { terminated: { exitCode: 0, reason: "Completed", startedAt, finishedAt } }
+      ? { terminated: { exitCode, reason, startedAt, finishedAt } }
       : { running: { startedAt } },
-    lastState: {},
+    lastState:
+      restarts > 0 ? { terminated: { exitCode, reason: "Error", startedAt, finishedAt: startedAt } } : {},
   }));
 }
 
@@ -78,13 +101,15 @@ export function hollowPodStatus(
   i: HollowPodInputs,
   startedAt: Date,
   finishedAt?: Date,
+  exitCode = 0,
+  restarts = 0,
 ): V1PodStatus {
   const prev = pod.status?.conditions;
   const running = !finishedAt;
   const completed = finishedAt ? "PodCompleted" : undefined;
   return {
     ...(pod.status?.qosClass ? { qosClass: pod.status.qosClass } : {}),
-    phase: running ? "Running" : "Succeeded",
+    phase: running ? "Running" : exitCode === 0 ? "Succeeded" : "Failed",
     hostIP: i.hostIP,
     hostIPs: [{ ip: i.hostIP }],
     podIP: i.podIP,
@@ -96,7 +121,7 @@ export function hollowPodStatus(
       condition("ContainersReady", running, i.now, prev, completed),
       condition("Ready", running, i.now, prev, completed),
     ],
-    containerStatuses: containerStatuses(pod, startedAt, finishedAt),
+    containerStatuses: containerStatuses(pod, startedAt, finishedAt, exitCode, restarts),
   };
 }
 
@@ -106,7 +131,7 @@ export function sameReport(status: V1PodStatus | undefined, want: V1PodStatus): 
   const ready = (s: V1PodStatus): string | undefined => s.conditions?.find((c) => c.type === "Ready")?.status;
   const states = (s: V1PodStatus): string =>
     (s.containerStatuses ?? [])
-      .map((c) => `${c.name}:${c.ready}:${Object.keys(c.state ?? {}).join()}`)
+      .map((c) => `${c.name}:${c.ready}:${Object.keys(c.state ?? {}).join()}:${c.restartCount ?? 0}`)
       .join();
   return (
     status.phase === want.phase &&
@@ -127,9 +152,18 @@ export function hollowDecision(pod: V1Pod, i: HollowPodInputs): HollowAction {
   const startedMs = reported ?? nowMs;
   const startedAt = new Date(startedMs);
   if (runsToCompletion(pod)) {
+    const exitCode = simulatedExitCode(pod);
+    if (exitCode !== 0 && pod.spec?.restartPolicy === "OnFailure" && reported !== undefined) {
+      // Restarted in place after every failed run, as a kubelet would (without its back-off).
+      const restarts = Math.floor((nowMs - startedMs) / i.runMs);
+      const want = hollowPodStatus(pod, i, startedAt, undefined, exitCode, restarts);
+      const recheckMs = startedMs + (restarts + 1) * i.runMs - nowMs;
+      if (sameReport(pod.status, want)) return { kind: "none", recheckMs };
+      return { kind: "status", status: want, recheckMs };
+    }
     const doneAt = startedMs + i.runMs;
     if (reported !== undefined && doneAt <= nowMs)
-      return { kind: "status", status: hollowPodStatus(pod, i, startedAt, new Date(doneAt)) };
+      return { kind: "status", status: hollowPodStatus(pod, i, startedAt, new Date(doneAt), exitCode) };
     const want = hollowPodStatus(pod, i, startedAt);
     const recheckMs = Math.max(0, doneAt - nowMs);
     if (sameReport(pod.status, want)) return { kind: "none", recheckMs };

@@ -277,7 +277,7 @@ describe("kubectl apply of a file mixing served and unserved kinds", () => {
       [
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mixed-a}\ndata: {k: v}",
         "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  rules: [{host: x.example}]",
-        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: lab/sample:latest}]",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec:\n  podSelector: {}",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mixed-b}\ndata: {k: v}",
       ].join("\n---\n"),
     );
@@ -288,7 +288,7 @@ describe("kubectl apply of a file mixing served and unserved kinds", () => {
       `resource mapping not found for name: "web" namespace: "" from "${file}": no matches for kind "Ingress" in version "networking.k8s.io/v1"\nensure CRDs are installed first`,
     );
     expect(r.stderr).toContain(
-      `resource mapping not found for name: "once" namespace: "" from "${file}": no matches for kind "Job" in version "batch/v1"`,
+      `resource mapping not found for name: "deny" namespace: "" from "${file}": no matches for kind "NetworkPolicy" in version "networking.k8s.io/v1"`,
     );
     expect(r.stderr).not.toMatch(/proto:|failed to download openapi|error validating/);
     for (const n of ["mixed-a", "mixed-b"])

@@ -4,6 +4,7 @@ import { NamespaceStrategy } from "./namespace.ts";
 import { PodStrategy } from "./pod.ts";
 import { SecretStrategy } from "./secret.ts";
 import { ServiceStrategy } from "./service.ts";
+import { WorkloadStrategy } from "./workloads.ts";
 
 /**
  * The strategy of each served kind. Kinds with nothing of their own (ConfigMap, Node, Event,
@@ -21,6 +22,12 @@ export function strategyFor(info: ResourceInfo, ctx: StrategyContext): Strategy 
       return new NamespaceStrategy(info);
     case "Secret":
       return new SecretStrategy(info);
+    case "Job":
+    case "CronJob":
+    case "DaemonSet":
+    case "StatefulSet":
+    case "ReplicationController":
+      return new WorkloadStrategy(info);
     default:
       return new Strategy(info);
   }

@@ -4,7 +4,7 @@ import { ApiError, conflict } from "../../../api/status.ts";
 import type { KObject, Registry } from "../../registry.ts";
 import type { FieldsWrite } from "../../registry/apply/index.ts";
 
-/** The autoscaling/v1 Scale view of a Deployment or ReplicaSet. */
+/** The autoscaling/v1 Scale view of a Deployment, ReplicaSet, StatefulSet or ReplicationController. */
 export function toScale(info: ResourceInfo, obj: KObject): Record<string, unknown> {
   const spec = (obj.spec ?? {}) as { replicas?: number; selector?: SelectorObject };
   const status = (obj.status ?? {}) as { replicas?: number };
@@ -20,7 +20,15 @@ export function toScale(info: ResourceInfo, obj: KObject): Record<string, unknow
       creationTimestamp: m.creationTimestamp,
     },
     spec: { replicas: spec.replicas ?? 0 },
-    status: { replicas: status.replicas ?? 0, selector: selectorObjectToString(spec.selector) },
+    status: {
+      replicas: status.replicas ?? 0,
+      // A ReplicationController's selector is a plain map of labels.
+      selector: selectorObjectToString(
+        info.kind === "ReplicationController"
+          ? { matchLabels: spec.selector as unknown as Record<string, string> }
+          : spec.selector,
+      ),
+    },
   };
 }
 
