@@ -30,7 +30,11 @@ export interface LeaderElectionConfig {
   leaseDurationSeconds?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
-  /** Called once leadership is acquired; `signal` aborts when it is lost. */
+  /**
+   * Called once leadership is acquired; `signal` aborts when it is lost. When it returns a promise
+   * (the term's work), that promise settling before the term is over ends the term: the leader
+   * steps down and gives the lease up rather than hold it with nothing running.
+   */
   onStartedLeading: (signal: AbortSignal) => void | Promise<void>;
   onStoppedLeading?: () => void;
   /** Called whenever the observed holder changes (also to someone else). */
@@ -234,10 +238,20 @@ export class LeaderElector {
     outer.addEventListener("abort", stop, { once: true });
     this.leading = true;
     let workEnded = false;
-    const work = Promise.resolve()
-      .then(() => this.cfg.onStartedLeading(ctl.signal))
-      .catch((err) => this.cfg.onError?.(err))
-      .finally(() => (workEnded = true));
+    const ended = (err?: unknown): void => {
+      workEnded = true;
+      if (err !== undefined) this.cfg.onError?.(err);
+    };
+    const work = Promise.resolve().then(async () => {
+      let ret: void | Promise<void>;
+      try {
+        ret = this.cfg.onStartedLeading(ctl.signal);
+      } catch (err) {
+        return ended(err);
+      }
+      // only a term's work (a promise) ends the term when it settles; a plain callback does not
+      if (ret instanceof Promise) await ret.then(() => ended(), ended);
+    });
     let lastRenew = this.now();
     let stepDown = false;
     while (!outer.aborted) {
