@@ -30,7 +30,11 @@ export interface LeaderElectionConfig {
   leaseDurationSeconds?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
-  /** Called once leadership is acquired; `signal` aborts when it is lost. */
+  /**
+   * Called once leadership is acquired; `signal` aborts when it is lost. When it returns a promise
+   * (the term's work), that promise settling before the term is over ends the term: the leader
+   * steps down and gives the lease up rather than hold it with nothing running.
+   */
   onStartedLeading: (signal: AbortSignal) => void | Promise<void>;
   onStoppedLeading?: () => void;
   /** Called whenever the observed holder changes (also to someone else). */
@@ -233,13 +237,37 @@ export class LeaderElector {
     const stop = (): void => ctl.abort();
     outer.addEventListener("abort", stop, { once: true });
     this.leading = true;
-    const work = Promise.resolve()
-      .then(() => this.cfg.onStartedLeading(ctl.signal))
-      .catch((err) => this.cfg.onError?.(err));
+    let workEnded = false;
+    const ended = (err?: unknown): void => {
+      workEnded = true;
+      if (err !== undefined) this.cfg.onError?.(err);
+    };
+    const work = Promise.resolve().then(async () => {
+      let ret: void | Promise<void>;
+      try {
+        ret = this.cfg.onStartedLeading(ctl.signal);
+      } catch (err) {
+        return ended(err);
+      }
+      // only a term's work (a promise) ends the term when it settles; a plain callback does not
+      if (ret instanceof Promise) await ret.then(() => ended(), ended);
+    });
     let lastRenew = this.now();
+    let stepDown = false;
     while (!outer.aborted) {
       await sleep(this.retryPeriodMs, outer);
       if (outer.aborted) break;
+      // A leader whose loops have ended holds the lease and does nothing: worse than no leader.
+      // End the term (and give the lease up) so the next one starts its loops afresh.
+      if (workEnded) {
+        this.cfg.onError?.(
+          new Error(
+            `leader election ${this.cfg.namespace}/${this.cfg.name}: the loops ended while leading; stepping down`,
+          ),
+        );
+        stepDown = true;
+        break;
+      }
       if (await this.attempt()) lastRenew = this.now();
       else if (this.observedHolder !== this.cfg.identity || this.now() - lastRenew > this.renewDeadlineMs)
         break;
@@ -247,9 +275,28 @@ export class LeaderElector {
     outer.removeEventListener("abort", stop);
     ctl.abort();
     this.leading = false;
-    await work;
-    if (outer.aborted && this.cfg.releaseOnCancel !== false) await this.release();
+    await this.termEnded(work);
+    if (stepDown || (outer.aborted && this.cfg.releaseOnCancel !== false)) await this.release();
     this.cfg.onStoppedLeading?.();
+  }
+
+  /**
+   * Waits for the term's loops to stop after its signal aborted, at most a lease duration: a loop
+   * that does not stop must not keep this candidate from campaigning again (it would hold the
+   * Lease record while nothing runs). Its signal is aborted, so it does not act any more.
+   */
+  private async termEnded(work: Promise<unknown>): Promise<void> {
+    const ms = this.leaseDurationSeconds * 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), ms)));
+    const stuck = await Promise.race([work.then(() => false), late]);
+    clearTimeout(timer);
+    if (stuck)
+      this.cfg.onError?.(
+        new Error(
+          `leader election ${this.cfg.namespace}/${this.cfg.name}: the loops of the last term did not stop within ${ms / 1000} s of its end; campaigning again`,
+        ),
+      );
   }
 
   /** Gives the lease up (holderIdentity cleared) if this candidate still holds it. */

@@ -114,7 +114,17 @@ export class Scheduler {
 
   async run(signal: AbortSignal): Promise<void> {
     const informers = [this.pods.run(signal), this.nodes.run(signal)];
-    await Promise.all([this.pods.waitForSync(), this.nodes.waitForSync()]);
+    // A term may end before the caches fill (the lease lost while etcd is out and every list
+    // fails): then the informers stop unsynced, and waiting for their sync alone never ended this
+    // term, so the elector waited on it for ever and never campaigned again.
+    await Promise.race([
+      Promise.all([this.pods.waitForSync(), this.nodes.waitForSync()]),
+      new Promise((r) => signal.addEventListener("abort", r, { once: true })),
+    ]);
+    if (signal.aborted) {
+      await Promise.all(informers);
+      return;
+    }
     await Promise.all([
       runController(signal, {
         queue: this.queue,

@@ -20,6 +20,8 @@ export async function freePort(): Promise<number> {
 
 export interface TestEtcd {
   endpoint: string;
+  /** Sends sig to the etcd process (SIGSTOP/SIGCONT to freeze and thaw it). */
+  signal(sig: NodeJS.Signals): void;
   stop(): Promise<void>;
 }
 
@@ -63,6 +65,9 @@ export async function startEtcd(): Promise<TestEtcd> {
   }
   return {
     endpoint,
+    signal(sig) {
+      if (proc.exitCode === null) proc.kill(sig);
+    },
     async stop() {
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once("exit", r));
