@@ -188,6 +188,62 @@ describe("LeaderElector", () => {
     expect(store.store.objects.get("kube-system/ctl")?.spec?.holderIdentity).toBe("b");
   });
 
+  it("a term whose loops end on their own steps down and gives the lease up, then leads afresh", async () => {
+    const store = memoryLeaseStore();
+    let terms = 0;
+    const errors: string[] = [];
+    const e = new LeaderElector({
+      ...fast,
+      store,
+      namespace: "kube-system",
+      name: "ctl",
+      identity: "a",
+      // the first term's loops stop at once (as the scheduler's did when etcd was out); later
+      // terms run until their signal aborts
+      onStartedLeading: (signal) =>
+        ++terms === 1
+          ? Promise.resolve()
+          : new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
+      onError: (err) => void errors.push(String(err)),
+    });
+    const ac = new AbortController();
+    const run = e.run(ac.signal);
+    await until("terms >= 2", () => terms >= 2, 5000, { everyMs: 10 });
+    expect(errors.join("\n")).toMatch(/the loops ended while leading; stepping down/);
+    expect(e.isLeader()).toBe(true);
+    ac.abort();
+    await run;
+    expect(store.store.objects.get("kube-system/ctl")?.spec?.holderIdentity).toBeFalsy();
+  });
+
+  it("loops that never stop after a term ends do not keep the candidate from campaigning again", async () => {
+    const store = memoryLeaseStore();
+    let terms = 0;
+    const errors: string[] = [];
+    const e = new LeaderElector({
+      ...fast,
+      store,
+      namespace: "kube-system",
+      name: "ctl",
+      identity: "a",
+      // a term's work that ignores its signal and never settles
+      onStartedLeading: () => (++terms, new Promise<void>(() => {})),
+      onError: (err) => void errors.push(String(err)),
+    });
+    const ac = new AbortController();
+    const run = e.run(ac.signal);
+    await until("e.isLeader()", () => e.isLeader(), 5000, { everyMs: 10 });
+    // someone else takes the lease: the term ends, its work never stops
+    const cur = await store.get("kube-system", "ctl");
+    await store.update({ ...cur!, spec: { ...cur!.spec, holderIdentity: "b", renewTime: new Date() } });
+    // within a lease duration (1 s) of the term's end the elector campaigns again and, once
+    // b's lease expires, leads a second term
+    await until("terms >= 2", () => terms >= 2, 8000, { everyMs: 10 });
+    expect(errors.join("\n")).toMatch(/did not stop within 1 s of its end; campaigning again/);
+    ac.abort();
+    await run;
+  });
+
   it("refuses a renew deadline not shorter than the lease", () => {
     const store = memoryLeaseStore();
     expect(
