@@ -24,6 +24,7 @@ import {
   type WatchEvent,
 } from "./types.ts";
 import { watchObjects, type WatchHandle } from "./watch.ts";
+import { copyOf } from "./object-json.ts";
 
 interface ContinueToken {
   rv: number;
@@ -71,6 +72,41 @@ export class Registry {
     const got = await this.store.get<KObject>(storageKey(info, namespace, name));
     if (!got) throw notFound(info.plural, name, info.group);
     return withVersion(got.value, got.modRevision);
+  }
+
+  /**
+   * The object an update starts from. Unless `fresh`, the watch cache's newest version when it
+   * has one, saving the etcd read (kube-apiserver's GuaranteedUpdate with a cached existing
+   * object): it may be behind etcd, never ahead, and a write from it is a compare-and-swap on its
+   * mod revision, so a stale one fails and the caller reads again with `fresh` (see
+   * servedFromCache). A private copy: the caller may change it.
+   */
+  async getForUpdate(
+    info: ResourceInfo,
+    namespace: string | undefined,
+    name: string,
+    fresh = false,
+  ): Promise<KObject> {
+    if (!fresh) {
+      const hit = this.caches.get(info.plural)?.recent(storageKey(info, namespace, name));
+      if (hit) {
+        const obj = withVersion(copyOf(hit.value), hit.modRevision);
+        this.fromCache.add(obj);
+        return obj;
+      }
+    }
+    return this.get(info, namespace, name);
+  }
+
+  private readonly fromCache = new WeakSet<object>();
+
+  /**
+   * Whether getForUpdate served `obj` from the watch cache: then any failure of an update from it
+   * (a lost compare-and-swap, a precondition, validation, admission) may come from stale data and
+   * is tried once more on a fresh read, as upstream does, so clients see what etcd holds.
+   */
+  servedFromCache(obj: KObject): boolean {
+    return this.fromCache.has(obj);
   }
 
   async list(
@@ -245,28 +281,55 @@ export class Registry {
     mutate: (current: KObject) => KObject | Promise<KObject>,
     opts: GuaranteedUpdateOptions = {},
   ): Promise<KObject> {
-    return this.readModifyWrite(info, namespace, name, opts.attempts, async (current) => {
-      const next = await mutate(structuredClone(current));
-      if (stableStringify(next) === stableStringify(current)) return current;
-      return this.update(info, current, next, opts.mode ?? "main", opts.dryRun ?? false);
-    });
+    return this.readModifyWrite(
+      info,
+      namespace,
+      name,
+      opts.attempts,
+      async (current) => {
+        const next = await mutate(structuredClone(current));
+        if (stableStringify(next) === stableStringify(current)) return current;
+        return this.update(info, current, next, opts.mode ?? "main", opts.dryRun ?? false);
+      },
+      opts.dryRun,
+    );
   }
 
-  /** The one retry loop: `step` on a fresh read, again while it loses a compare-and-swap. */
+  /**
+   * The one retry loop: `step` on the current object, again while it loses a compare-and-swap.
+   * The first read may be the watch cache's copy (getForUpdate); any failure of a step on it, or
+   * a step that wrote nothing and answers with it, is tried again on etcd's, so a stale copy never
+   * reaches the caller. Dry runs read etcd.
+   */
   private async readModifyWrite<T>(
     info: ResourceInfo,
     namespace: string | undefined,
     name: string,
     attempts = 8,
     step: (current: KObject) => Promise<T>,
+    dryRun = false,
   ): Promise<T> {
+    let fresh = dryRun;
     for (let attempt = 1; ; attempt++) {
-      const current = await this.get(info, namespace, name);
+      const current = await this.getForUpdate(info, namespace, name, fresh);
+      const cached = !fresh && this.servedFromCache(current);
+      fresh = true;
+      let out: T;
       try {
-        return await step(current);
+        out = await step(current);
       } catch (err) {
+        if (cached) {
+          attempt--;
+          continue;
+        }
         if (!isWriteConflict(err) || attempt >= attempts) throw err;
+        continue;
       }
+      if (cached && (out as unknown) === current) {
+        attempt--;
+        continue;
+      }
+      return out;
     }
   }
 
@@ -313,8 +376,13 @@ export class Registry {
     name: string,
     opts: DeleteOptions,
   ): Promise<KObject> {
-    return this.readModifyWrite(info, namespace, name, undefined, (current) =>
-      this.deleteOnce(info, current, opts),
+    return this.readModifyWrite(
+      info,
+      namespace,
+      name,
+      undefined,
+      (current) => this.deleteOnce(info, current, opts),
+      opts.dryRun,
     );
   }
 

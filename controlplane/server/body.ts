@@ -179,7 +179,16 @@ export async function objectBody(
   kind: string,
   lenient = false,
 ): Promise<KObject> {
-  const body = parseBody(await readBody(req), req.headers["content-type"] ?? "");
+  return checkedObject(
+    parseBody(await readBody(req), req.headers["content-type"] ?? ""),
+    info,
+    kind,
+    lenient,
+  );
+}
+
+/** objectBody's checks of a parsed body (also for in-process callers, controlplane/local-client.ts). */
+export function checkedObject(body: unknown, info: ResourceInfo, kind: string, lenient = false): KObject {
   if (!isObject(body)) throw badRequest("the request body must be a JSON or YAML object");
   if (body.kind !== undefined && body.kind !== kind && !lenient) {
     throw badRequest(`the body's kind ${show(body.kind)} does not match the resource (expected ${kind})`);

@@ -45,12 +45,9 @@ export async function patch(ctx: RequestContext): Promise<void> {
   };
   const preconditionRv = isObject(raw) && isObject(raw.metadata) ? raw.metadata.resourceVersion : undefined;
   const result = await guaranteedUpdate(
-    async () => {
-      const current = await registry.get(info, r.namespace, r.name!);
-      await ctx.admit(current);
-      return current;
-    },
+    (fresh) => registry.getForUpdate(info, r.namespace, r.name!, fresh || ctx.dryRun),
     async (current) => {
+      await ctx.admit(current);
       if (r.subresource === "scale")
         return writeScale(registry, info, current, apply(toScale(info, current)), ctx.dryRun);
       const next = apply(current);
@@ -59,7 +56,7 @@ export async function patch(ctx: RequestContext): Promise<void> {
       return registry.update(info, current, next, r.subresource === "status" ? "status" : "main", ctx.dryRun);
     },
     // Patches without a resourceVersion precondition re-apply to the newer object, as Kubernetes does.
-    { retry: preconditionRv === undefined },
+    { retry: preconditionRv === undefined, cached: (c) => registry.servedFromCache(c) },
   );
   reply.json(200, result);
 }
