@@ -17,6 +17,14 @@ const BURST = 500;
 /** The first batch of creations (upstream's SlowStartInitialBatchSize); each next batch doubles. */
 const SLOW_START_INITIAL = 1;
 
+/** Pods by their controller's UID, orphans by `orphan/NAMESPACE` (client-go's PodControllerUIDIndex). */
+const CONTROLLER_INDEX = "replicaset-controller/controller";
+function controllerIndex(p: V1Pod): string[] {
+  const ref = controllerRef(p);
+  if (ref) return ref.uid ? [ref.uid] : [];
+  return [`orphan/${p.metadata?.namespace ?? ""}`];
+}
+
 export class ReplicaSetController {
   readonly queue = new WorkQueue({ baseDelayMs: 50, maxDelayMs: 30_000 });
   readonly expectations = new Expectations();
@@ -27,6 +35,7 @@ export class ReplicaSetController {
     private readonly w: ObjectWriter,
     private readonly onError?: (err: unknown) => void,
   ) {
+    pods.addIndex(CONTROLLER_INDEX, controllerIndex);
     const enqueueRs = (rs: V1ReplicaSet): void => this.queue.add(objectKey(rs));
     replicaSets.on({
       add: enqueueRs,
@@ -87,7 +96,14 @@ export class ReplicaSetController {
     const rs = this.replicaSets.get(key);
     if (!rs) return;
     const ns = rs.metadata?.namespace ?? "default";
-    const diff = replicaSetDiff(rs, this.pods.list(ns), Date.now());
+    // What replicaSetDiff looks at: our pods and the namespace's orphans (not every pod there).
+    const candidates = [
+      ...this.pods
+        .byIndex(CONTROLLER_INDEX, rs.metadata?.uid ?? "")
+        .filter((p) => p.metadata?.namespace === ns),
+      ...this.pods.byIndex(CONTROLLER_INDEX, `orphan/${ns}`),
+    ];
+    const diff = replicaSetDiff(rs, candidates, Date.now());
     for (const p of diff.adopt)
       await this.updatePod(p, [
         ...(p.metadata?.ownerReferences ?? []),
