@@ -57,12 +57,28 @@ function infoOf(resource: string): ResourceInfo {
   return info;
 }
 
-/** Errors as a client over HTTPS would see them: a Status code and reason (reply.ts toApiError). */
-async function asClient<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (err) {
-    throw toApiError(err);
+/**
+ * Calls in flight at once, as the REST client's pool of 64 connections bounds them (client.ts):
+ * a ReplicaSet's burst of 500 creates must queue here, not become 500 etcd transactions at once
+ * (past etcd's deadline, etcd3's circuit breaker fails every call for 5 s).
+ */
+const MAX_IN_FLIGHT = 64;
+
+class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly max: number) {}
+
+  async run<T>(f: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
+    else this.active++;
+    try {
+      return await f();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
   }
 }
 
@@ -73,6 +89,17 @@ function requestBody(obj: unknown, info: ResourceInfo): KObject {
 
 export function localLoopClient(api: LocalApi, user: UserInfo): LoopClient {
   const { registry, graph } = api;
+  const limiter = new Limiter(MAX_IN_FLIGHT);
+
+  /** Errors as a client over HTTPS would see them: a Status code and reason (reply.ts toApiError). */
+  const asClient = <T>(f: () => Promise<T>): Promise<T> =>
+    limiter.run(async () => {
+      try {
+        return await f();
+      } catch (err) {
+        throw toApiError(err);
+      }
+    });
 
   /** Authorizes as the server does; answers NodeRestriction's admission for this request. */
   async function allow(
@@ -169,7 +196,9 @@ export function localLoopClient(api: LocalApi, user: UserInfo): LoopClient {
           return { items: out.items as unknown as T[], resourceVersion: out.resourceVersion };
         }),
       watch: (resourceVersion, signal) =>
-        watchStream<T>(api, info, ns, sel, resourceVersion, signal, () => allow("watch", info, ns)),
+        watchStream<T>(api, info, ns, sel, resourceVersion, signal, () =>
+          asClient(() => allow("watch", info, ns)),
+        ),
     };
   };
 
@@ -213,7 +242,7 @@ async function* watchStream<T extends KubeObject>(
   let handle: Awaited<ReturnType<Registry["watch"]>> | undefined;
   let bookmarks: NodeJS.Timeout | undefined;
   try {
-    await asClient(authorized);
+    await authorized();
     try {
       handle = await api.registry.watch(info, namespace, sel, resourceVersion || undefined, send, (err) => {
         ended = err ?? null;
