@@ -286,9 +286,12 @@ export class Registry {
       namespace,
       name,
       opts.attempts,
-      async (current) => {
+      async (current, cached) => {
         const next = await mutate(structuredClone(current));
-        if (stableStringify(next) === stableStringify(current)) return current;
+        if (stableStringify(next) === stableStringify(current)) {
+          if (cached) throw FROM_ETCD; // nothing to write: answer with etcd's version, not the cache's
+          return current;
+        }
         return this.update(info, current, next, opts.mode ?? "main", opts.dryRun ?? false);
       },
       opts.dryRun,
@@ -297,16 +300,16 @@ export class Registry {
 
   /**
    * The one retry loop: `step` on the current object, again while it loses a compare-and-swap.
-   * The first read may be the watch cache's copy (getForUpdate); any failure of a step on it, or
-   * a step that wrote nothing and answers with it, is tried again on etcd's, so a stale copy never
-   * reaches the caller. Dry runs read etcd.
+   * The first read may be the watch cache's copy (getForUpdate, `cached`); any failure of a step
+   * on it is tried again on etcd's, and a step that would write nothing and answer with the copy
+   * throws FROM_ETCD instead, so a stale copy never reaches the caller. Dry runs read etcd.
    */
   private async readModifyWrite<T>(
     info: ResourceInfo,
     namespace: string | undefined,
     name: string,
     attempts = 8,
-    step: (current: KObject) => Promise<T>,
+    step: (current: KObject, cached: boolean) => Promise<T>,
     dryRun = false,
   ): Promise<T> {
     let fresh = dryRun;
@@ -314,22 +317,15 @@ export class Registry {
       const current = await this.getForUpdate(info, namespace, name, fresh);
       const cached = !fresh && this.servedFromCache(current);
       fresh = true;
-      let out: T;
       try {
-        out = await step(current);
+        return await step(current, cached);
       } catch (err) {
         if (cached) {
           attempt--;
           continue;
         }
         if (!isWriteConflict(err) || attempt >= attempts) throw err;
-        continue;
       }
-      if (cached && (out as unknown) === current) {
-        attempt--;
-        continue;
-      }
-      return out;
     }
   }
 
@@ -381,12 +377,17 @@ export class Registry {
       namespace,
       name,
       undefined,
-      (current) => this.deleteOnce(info, current, opts),
+      (current, cached) => this.deleteOnce(info, current, opts, cached),
       opts.dryRun,
     );
   }
 
-  private async deleteOnce(info: ResourceInfo, current: KObject, opts: DeleteOptions): Promise<KObject> {
+  private async deleteOnce(
+    info: ResourceInfo,
+    current: KObject,
+    opts: DeleteOptions,
+    cached = false,
+  ): Promise<KObject> {
     const strategy = this.strategy(info);
     const meta = current.metadata;
     const name = meta.name!;
@@ -406,7 +407,10 @@ export class Registry {
       finalizers.push("foregroundDeletion");
     if (opts.propagationPolicy === "Orphan" && !finalizers.includes("orphan")) finalizers.push("orphan");
     const grace = strategy.gracePeriod(current, opts);
-    if (grace === "unchanged") return current; // already terminating with a shorter or equal grace
+    if (grace === "unchanged") {
+      if (cached) throw FROM_ETCD; // answer with etcd's version of it
+      return current; // already terminating with a shorter or equal grace
+    }
     if (finalizers.length > 0 || grace > 0) {
       if (finalizers.length) nm.finalizers = finalizers;
       else delete nm.finalizers;
@@ -462,6 +466,9 @@ export class Registry {
     return ensureClusterDefaults(this, this.serviceIps, advertiseAddress, securePort);
   }
 }
+
+/** Thrown by a step on the watch cache's copy that would answer with it unchanged: read etcd's. */
+const FROM_ETCD = new Error("read the object from etcd");
 
 function objectName(meta: KObject["metadata"]): string {
   const n = meta.name ?? meta.generateName;
