@@ -211,6 +211,9 @@ export function localLoopClient(api: LocalApi, user: UserInfo): LoopClient {
   return { lw: lw as ListWatchFactory, writer, leases };
 }
 
+/** Watch events handed to a consumer before it gives the event loop's I/O a turn. */
+const YIELD_EVERY = 32;
+
 /**
  * A watch as an async iterable, the events of the HTTP watch handler (handlers/watch.ts) without
  * the stream: BOOKMARKs on the server's interval, 410 as an ERROR event, the end when the watch
@@ -267,8 +270,12 @@ async function* watchStream<T extends KubeObject>(
         }),
       api.bookmarkIntervalMs,
     );
+    let n = 0;
     for (;;) {
       while (head < queue.length) {
+        // A backlog is consumed in microtasks: let I/O in now and then, as a socket's reads would,
+        // so a burst of events does not hold every HTTPS request waiting.
+        if (++n % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
         if (signal?.aborted) return;
         const ev = queue[head++]!;
         if (head > 1024 && head * 2 > queue.length) {
