@@ -123,6 +123,8 @@ interface CacheIndex<T> {
   byKey: Map<string, string[]>;
 }
 
+const NAMESPACE_INDEX = "\0namespace";
+
 export class Informer<T extends KubeObject> {
   readonly cache: Cache<T> = new Map();
   private handlers: InformerHandlers<T>[] = [];
@@ -136,7 +138,12 @@ export class Informer<T extends KubeObject> {
   constructor(
     private readonly lw: ListWatcher<T>,
     private readonly opts: InformerOptions = {},
-  ) {}
+  ) {
+    // list(namespace) reads this index instead of copying and filtering the whole cache.
+    this.addIndex(NAMESPACE_INDEX, (o) =>
+      o.metadata?.namespace === undefined ? [] : [o.metadata.namespace],
+    );
+  }
 
   on(handlers: InformerHandlers<T>): void {
     this.handlers.push(handlers);
@@ -165,14 +172,16 @@ export class Informer<T extends KubeObject> {
   }
 
   private fileUnder(idx: CacheIndex<T>, key: string, obj: T | undefined): void {
-    for (const v of idx.byKey.get(key) ?? []) {
+    const values = obj ? idx.fn(obj) : [];
+    const before = idx.byKey.get(key) ?? [];
+    // Filed as before (most updates): nothing to move, and the key keeps its place in the order.
+    if (values.length === before.length && values.every((v, i) => v === before[i])) return;
+    for (const v of before) {
       const keys = idx.byValue.get(v);
       keys?.delete(key);
       if (keys?.size === 0) idx.byValue.delete(v);
     }
     idx.byKey.delete(key);
-    if (!obj) return;
-    const values = idx.fn(obj);
     if (values.length === 0) return;
     idx.byKey.set(key, values);
     for (const v of values) {
@@ -204,9 +213,9 @@ export class Informer<T extends KubeObject> {
     return this.cache.get(key);
   }
 
+  /** The cached objects, or those of one namespace (from an index: no scan of the others). */
   list(namespace?: string): T[] {
-    const all = [...this.cache.values()];
-    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
+    return namespace === undefined ? [...this.cache.values()] : this.byIndex(NAMESPACE_INDEX, namespace);
   }
 
   /** Runs until the signal aborts. Errors are reported through onError and retried. */

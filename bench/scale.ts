@@ -8,14 +8,19 @@
  * load; lab-server's RSS is sampled throughout.
  *
  *   npx tsx bench/scale.ts [--nodes 1000] [--pods 10000] [--deployments 10] [--timeout 900]
- *                          [--side-workers 2] [--profile DIR]
+ *                          [--side-workers 2] [--profile DIR] [--baseline REF]
  *
  * --profile DIR writes a V8 CPU profile of lab-server there (node --cpu-prof) on its exit.
+ * --baseline REF runs the same bench with this tree's lab-server, then with git REF's (its tree
+ * exported to a temp dir with `git archive`, sharing node_modules; the hollow agent stays this
+ * tree's, so the load is the same), each on a fresh etcd, and prints both side by side with the
+ * ratios. lab-server CPU seconds per pod is the figure least moved by other load on the
+ * machine; pods/s and latencies move with it.
  *
  * Targets (issue 18): >= 300 pods/s end to end, mutating p99 < 1 s, lab-server RSS < 1 GiB.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm, stat, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,12 +38,15 @@ const PODS = arg("pods", 10000);
 const DEPLOYMENTS = Math.max(1, arg("deployments", 10));
 const TIMEOUT_S = arg("timeout", 900);
 const SIDE_WORKERS = arg("side-workers", 2);
-const PROFILE_DIR = (() => {
-  const i = process.argv.indexOf("--profile");
+function strArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
-})();
+}
+const PROFILE_DIR = strArg("profile");
+const BASELINE = strArg("baseline");
 
 const SERVER_BIN = fileURLToPath(new URL("../bin/lab-server.js", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const AGENT_BIN = fileURLToPath(new URL("../bin/lab-agent.js", import.meta.url));
 
 function pct(sorted: number[], p: number): number {
@@ -83,14 +91,40 @@ function start(bin: string, args: string[], name: string, nodeFlags: string[] = 
 }
 let stopping = false;
 
-async function main(): Promise<void> {
+interface Result {
+  label: string;
+  nodesReadyS: number;
+  idleServerCore: number;
+  created: number;
+  scheduledRate: number;
+  runningRate: number;
+  e2e: number;
+  done: boolean;
+  p50: number;
+  p99: number;
+  calls: number;
+  sideErrors: number;
+  rssIdle: number;
+  rssEnd: number;
+  rssPeak: number;
+  agentRss: number;
+  serverCpuS: number;
+  agentCpuS: number;
+  wallS: number;
+  running: number;
+}
+
+async function trial(label: string, serverBin: string): Promise<Result> {
+  console.log(`\n--- ${label}: ${serverBin}`);
+  stopping = false;
+  procs.length = 0;
   const etcd = await startEtcd();
   const dir = await mkdtemp(join(tmpdir(), "lab-scale-"));
   const kubeconfig = join(dir, "kubeconfig");
   try {
     const port = await freePort();
     const server = start(
-      SERVER_BIN,
+      serverBin,
       [
         ...["--etcd-servers", etcd.endpoint, "--listen", `127.0.0.1:${port}`],
         ...["--cert-dir", join(dir, "pki"), "--write-kubeconfig", kubeconfig],
@@ -288,13 +322,91 @@ async function main(): Promise<void> {
     console.log(
       `  targets: >=300 pods/s end to end: ${ok(done && e2e >= 300)} (${e2e.toFixed(0)}); p99 < 1 s: ${ok(pct(latencies, 99) < 1000)}; RSS < 1 GiB: ${ok(rssPeak < 1024)}`,
     );
+    const rateOf = (m: Map<string, number>): number => (m.size ? m.size / (last(m) / 1000) : 0);
+    return {
+      label,
+      nodesReadyS: nodesS,
+      idleServerCore: idleCpu.server,
+      created: created.size,
+      scheduledRate: rateOf(scheduled),
+      runningRate: rateOf(running),
+      e2e,
+      done,
+      p50: pct(latencies, 50),
+      p99: pct(latencies, 99),
+      calls: latencies.length,
+      sideErrors,
+      rssIdle,
+      rssEnd,
+      rssPeak,
+      agentRss,
+      serverCpuS: cpu1.server - cpu0.server,
+      agentCpuS: cpu1.agent - cpu0.agent,
+      wallS: (tEnd - t0) / 1000,
+      running: running.size,
+    };
   } finally {
     stopping = true;
     for (const p of procs) p.kill("SIGTERM");
-    await sleep(PROFILE_DIR ? 10_000 : 2000); // a CPU profile is written on exit
+    // a CPU profile is written on exit; lab-server first releases its leader leases
+    const end = Date.now() + (PROFILE_DIR ? 60_000 : 5000);
+    while (Date.now() < end && procs.some((p) => p.exitCode === null && p.signalCode === null))
+      await sleep(200);
     for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
     await etcd.stop();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The tree of git `ref` in a temp dir (git archive), with this checkout's node_modules. */
+async function exportRef(ref: string): Promise<{ dir: string; serverBin: string; commit: string }> {
+  const commit = execFileSync("git", ["rev-parse", "--short", ref], { cwd: ROOT, encoding: "utf8" }).trim();
+  const dir = await mkdtemp(join(tmpdir(), "lab-scale-baseline-"));
+  execFileSync("sh", ["-c", `git archive --format=tar ${commit} | tar -x -C "${dir}"`], { cwd: ROOT });
+  await symlink(join(ROOT, "node_modules"), join(dir, "node_modules"));
+  return { dir, serverBin: join(dir, "bin/lab-server.js"), commit };
+}
+
+function sideBySide(a: Result, b: Result): void {
+  const perPod = (r: Result): number => (1000 * r.serverCpuS) / Math.max(1, r.running);
+  const rows: [string, (r: Result) => number, string, boolean][] = [
+    // name, value, unit, higher is better
+    ["pods Running per second (end to end)", (r) => r.e2e, "pods/s", true],
+    ["pods scheduled per second", (r) => r.scheduledRate, "pods/s", true],
+    ["lab-server CPU per pod (rollout)", perPod, "ms", false],
+    ["lab-server CPU, idle nodes", (r) => r.idleServerCore * 100, "% core", false],
+    ["mutating call p50", (r) => r.p50, "ms", false],
+    ["mutating call p99", (r) => r.p99, "ms", false],
+    ["lab-server RSS peak", (r) => r.rssPeak, "MiB", false],
+    ["lab-server RSS at the end", (r) => r.rssEnd, "MiB", false],
+  ];
+  console.log(`\nSIDE BY SIDE (same run, same machine; ${NODES} hollow nodes, ${PODS} pods):`);
+  console.log(`  ${"".padEnd(40)}${a.label.padStart(18)}${b.label.padStart(18)}   ratio (better > 1)`);
+  for (const [name, f, unit, higher] of rows) {
+    const x = f(a);
+    const y = f(b);
+    const ratio = higher ? y / x : x / y;
+    console.log(
+      `  ${name.padEnd(40)}${`${x.toFixed(1)} ${unit}`.padStart(18)}${`${y.toFixed(1)} ${unit}`.padStart(18)}   ${Number.isFinite(ratio) ? ratio.toFixed(2) : "-"}`,
+    );
+  }
+  for (const r of [a, b])
+    if (!r.done) console.log(`  ${r.label}: only ${r.running}/${PODS} pods Running within ${TIMEOUT_S} s`);
+}
+
+async function main(): Promise<void> {
+  if (!BASELINE) {
+    await trial("this tree", SERVER_BIN);
+    return;
+  }
+  const base = await exportRef(BASELINE);
+  try {
+    // This tree first: its modules are loaded at once, so editing the checkout meanwhile is safe.
+    const b = await trial("this tree", SERVER_BIN);
+    const a = await trial(`baseline ${base.commit}`, base.serverBin);
+    sideBySide(a, b);
+  } finally {
+    await rm(base.dir, { recursive: true, force: true });
   }
 }
 

@@ -5,11 +5,12 @@
 import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
 import type { Command } from "commander";
-import { LabClient } from "../api/client.ts";
+import { LabClient, readKubeconfig } from "../api/client.ts";
 import type { LoopsConfig } from "./controller-manager.ts";
 import { runControllerManager, runScheduler } from "./controller-manager.ts";
 import { clientListWatch } from "../api/list-watch.ts";
 import { clientLeaseStore, clientWriter } from "./lab-client-loops.ts";
+import { certificateUser, localLoopClient, type LocalApi, type LoopClient } from "./local-client.ts";
 
 export interface LoopFlags {
   kubeconfig?: string;
@@ -64,20 +65,28 @@ export function loopEventLine(e: LoopEvent, identity: string): string {
 
 /**
  * Starts both leader-elected loops; resolves once they have stopped and released their leases
- * after `signal` aborts. `log` gets one line per leadership change or error.
+ * after `signal` aborts. `log` gets one line per leadership change or error. With `local` (the
+ * API server of this process) they call it in-process as the kubeconfig's user (local-client.ts);
+ * without, over HTTPS to the kubeconfig's server.
  */
 export async function runLoopsFromFlags(
   flags: LoopFlags,
   signal: AbortSignal,
   log: (line: string) => void,
+  local?: LocalApi,
 ): Promise<void> {
   if (!flags.kubeconfig) return;
   setMaxListeners(0, signal); // both electors and every loop of a term listen on it
-  const client = await LabClient.fromKubeconfig(flags.kubeconfig);
+  let client: LabClient | undefined;
+  let api: LoopClient;
+  if (local) {
+    api = localLoopClient(local, certificateUser((await readKubeconfig(flags.kubeconfig)).cert));
+  } else {
+    client = await LabClient.fromKubeconfig(flags.kubeconfig);
+    api = { lw: clientListWatch(client), writer: clientWriter(client), leases: clientLeaseStore(client) };
+  }
   const cfg: LoopsConfig = {
-    lw: clientListWatch(client),
-    writer: clientWriter(client),
-    leases: clientLeaseStore(client),
+    ...api,
     identity: `${hostname()}_${process.pid}`,
     leaderElection: {
       leaseDurationSeconds: seconds("leader-elect-lease-duration", flags.leaderElectLeaseDuration),
@@ -95,6 +104,6 @@ export async function runLoopsFromFlags(
   try {
     await Promise.all([runControllerManager(cfg, signal), runScheduler(cfg, signal)]);
   } finally {
-    client.close();
+    client?.close();
   }
 }

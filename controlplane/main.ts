@@ -295,11 +295,15 @@ export async function main(argv: string[] = process.argv): Promise<void> {
         });
       }
     }
-    // Scheduler and controllers (leader-elected) talk to the API like any client, through --kubeconfig.
+    // Scheduler and controllers (leader-elected), as the --kubeconfig's user, call this server
+    // in-process: the same authorization, admission and validation without HTTPS to itself.
     const loopsStop = new AbortController();
-    const loops = runLoopsFromFlags(flags, loopsStop.signal, (line) => say("loops", line)).catch(
-      (err: unknown) => say("error", `control loops: ${(err as Error).message}`),
-    );
+    const loops = runLoopsFromFlags(
+      flags,
+      loopsStop.signal,
+      (line) => say("loops", line),
+      server.local,
+    ).catch((err: unknown) => say("error", `control loops: ${(err as Error).message}`));
     const shutdown = (): void => {
       loopsStop.abort(); // releases the leader leases so another master takes over at once
       void loops

@@ -49,6 +49,14 @@ export const REPLICATION_CONTROLLER_KIND: ReplicaSetKind = {
   }),
 };
 
+/** Pods by their controller's UID, orphans by `orphan/NAMESPACE` (client-go's PodControllerUIDIndex). */
+const CONTROLLER_INDEX = "replicaset-controller/controller";
+function controllerIndex(p: V1Pod): string[] {
+  const ref = controllerRef(p);
+  if (ref) return ref.uid ? [ref.uid] : [];
+  return [`orphan/${p.metadata?.namespace ?? ""}`];
+}
+
 export class ReplicaSetController {
   readonly queue = new WorkQueue({ baseDelayMs: 50, maxDelayMs: 30_000 });
   readonly expectations = new Expectations();
@@ -60,6 +68,7 @@ export class ReplicaSetController {
     private readonly onError?: (err: unknown) => void,
     private readonly k: ReplicaSetKind = REPLICA_SET_KIND,
   ) {
+    pods.addIndex(CONTROLLER_INDEX, controllerIndex);
     const enqueueRs = (rs: V1ReplicaSet): void => this.queue.add(objectKey(rs));
     replicaSets.on({
       add: enqueueRs,
@@ -122,7 +131,14 @@ export class ReplicaSetController {
     if (!stored) return;
     const rs = this.k.asReplicaSet(stored);
     const ns = rs.metadata?.namespace ?? "default";
-    const diff = replicaSetDiff(rs, this.pods.list(ns), Date.now());
+    // What replicaSetDiff looks at: our pods and the namespace's orphans (not every pod there).
+    const candidates = [
+      ...this.pods
+        .byIndex(CONTROLLER_INDEX, rs.metadata?.uid ?? "")
+        .filter((p) => p.metadata?.namespace === ns),
+      ...this.pods.byIndex(CONTROLLER_INDEX, `orphan/${ns}`),
+    ];
+    const diff = replicaSetDiff(rs, candidates, Date.now());
     for (const p of diff.adopt)
       await this.updatePod(p, [
         ...(p.metadata?.ownerReferences ?? []),

@@ -25,6 +25,7 @@ import {
   type WatchEvent,
 } from "./types.ts";
 import { watchObjects, type WatchHandle } from "./watch.ts";
+import { copyOf } from "./object-json.ts";
 
 interface ContinueToken {
   rv: number;
@@ -74,6 +75,41 @@ export class Registry {
     const got = await this.store.get<KObject>(storageKey(info, namespace, name));
     if (!got) throw notFound(info.plural, name, info.group);
     return withVersion(got.value, got.modRevision);
+  }
+
+  /**
+   * The object an update starts from. Unless `fresh`, the watch cache's newest version when it
+   * has one, saving the etcd read (kube-apiserver's GuaranteedUpdate with a cached existing
+   * object): it may be behind etcd, never ahead, and a write from it is a compare-and-swap on its
+   * mod revision, so a stale one fails and the caller reads again with `fresh` (see
+   * servedFromCache). A private copy: the caller may change it.
+   */
+  async getForUpdate(
+    info: ResourceInfo,
+    namespace: string | undefined,
+    name: string,
+    fresh = false,
+  ): Promise<KObject> {
+    if (!fresh) {
+      const hit = this.caches.get(info.plural)?.recent(storageKey(info, namespace, name));
+      if (hit) {
+        const obj = withVersion(copyOf(hit.value), hit.modRevision);
+        this.fromCache.add(obj);
+        return obj;
+      }
+    }
+    return this.get(info, namespace, name);
+  }
+
+  private readonly fromCache = new WeakSet<object>();
+
+  /**
+   * Whether getForUpdate served `obj` from the watch cache: then any failure of an update from it
+   * (a lost compare-and-swap, a precondition, validation, admission) may come from stale data and
+   * is tried once more on a fresh read, as upstream does, so clients see what etcd holds.
+   */
+  servedFromCache(obj: KObject): boolean {
+    return this.fromCache.has(obj);
   }
 
   async list(
@@ -252,26 +288,49 @@ export class Registry {
     mutate: (current: KObject) => KObject | Promise<KObject>,
     opts: GuaranteedUpdateOptions = {},
   ): Promise<KObject> {
-    return this.readModifyWrite(info, namespace, name, opts.attempts, async (current) => {
-      const next = await mutate(structuredClone(current));
-      if (stableStringify(next) === stableStringify(current)) return current;
-      return this.update(info, current, next, opts.mode ?? "main", opts.dryRun ?? false, opts.fields);
-    });
+    return this.readModifyWrite(
+      info,
+      namespace,
+      name,
+      opts.attempts,
+      async (current, cached) => {
+        const next = await mutate(structuredClone(current));
+        if (stableStringify(next) === stableStringify(current)) {
+          if (cached) throw FROM_ETCD; // nothing to write: answer with etcd's version, not the cache's
+          return current;
+        }
+        return this.update(info, current, next, opts.mode ?? "main", opts.dryRun ?? false, opts.fields);
+      },
+      opts.dryRun,
+    );
   }
 
-  /** The one retry loop: `step` on a fresh read, again while it loses a compare-and-swap. */
+  /**
+   * The one retry loop: `step` on the current object, again while it loses a compare-and-swap.
+   * The first read may be the watch cache's copy (getForUpdate, `cached`); any failure of a step
+   * on it is tried again on etcd's, and a step that would write nothing and answer with the copy
+   * throws FROM_ETCD instead, so a stale copy never reaches the caller. Dry runs read etcd.
+   */
   private async readModifyWrite<T>(
     info: ResourceInfo,
     namespace: string | undefined,
     name: string,
     attempts = 8,
-    step: (current: KObject) => Promise<T>,
+    step: (current: KObject, cached: boolean) => Promise<T>,
+    dryRun = false,
   ): Promise<T> {
+    let fresh = dryRun;
     for (let attempt = 1; ; attempt++) {
-      const current = await this.get(info, namespace, name);
+      const current = await this.getForUpdate(info, namespace, name, fresh);
+      const cached = !fresh && this.servedFromCache(current);
+      fresh = true;
       try {
-        return await step(current);
+        return await step(current, cached);
       } catch (err) {
+        if (cached) {
+          attempt--;
+          continue;
+        }
         if (!isWriteConflict(err) || attempt >= attempts) throw err;
       }
     }
@@ -320,12 +379,22 @@ export class Registry {
     name: string,
     opts: DeleteOptions,
   ): Promise<KObject> {
-    return this.readModifyWrite(info, namespace, name, undefined, (current) =>
-      this.deleteOnce(info, current, opts),
+    return this.readModifyWrite(
+      info,
+      namespace,
+      name,
+      undefined,
+      (current, cached) => this.deleteOnce(info, current, opts, cached),
+      opts.dryRun,
     );
   }
 
-  private async deleteOnce(info: ResourceInfo, current: KObject, opts: DeleteOptions): Promise<KObject> {
+  private async deleteOnce(
+    info: ResourceInfo,
+    current: KObject,
+    opts: DeleteOptions,
+    cached = false,
+  ): Promise<KObject> {
     const strategy = this.strategy(info);
     const meta = current.metadata;
     const name = meta.name!;
@@ -345,7 +414,10 @@ export class Registry {
       finalizers.push("foregroundDeletion");
     if (opts.propagationPolicy === "Orphan" && !finalizers.includes("orphan")) finalizers.push("orphan");
     const grace = strategy.gracePeriod(current, opts);
-    if (grace === "unchanged") return current; // already terminating with a shorter or equal grace
+    if (grace === "unchanged") {
+      if (cached) throw FROM_ETCD; // answer with etcd's version of it
+      return current; // already terminating with a shorter or equal grace
+    }
     if (finalizers.length > 0 || grace > 0) {
       if (finalizers.length) nm.finalizers = finalizers;
       else delete nm.finalizers;
@@ -406,6 +478,9 @@ function setManagedFields(obj: KObject, entries: unknown[] | undefined): void {
   if (entries) obj.metadata.managedFields = entries;
   else delete obj.metadata.managedFields;
 }
+
+/** Thrown by a step on the watch cache's copy that would answer with it unchanged: read etcd's. */
+const FROM_ETCD = new Error("read the object from etcd");
 
 function objectName(meta: KObject["metadata"]): string {
   const n = meta.name ?? meta.generateName;

@@ -189,6 +189,11 @@ export async function objectBody(
   const raw = await readBody(req);
   const body = parseBody(raw, req.headers["content-type"] ?? "");
   if (isObject(body)) bodyTexts.set(body, raw);
+  return checkedObject(body, info, kind, lenient);
+}
+
+/** objectBody's checks of a parsed body (also for in-process callers, controlplane/local-client.ts). */
+export function checkedObject(body: unknown, info: ResourceInfo, kind: string, lenient = false): KObject {
   if (!isObject(body)) throw badRequest("the request body must be a JSON or YAML object");
   if (body.kind !== undefined && body.kind !== kind && !lenient) {
     throw badRequest(`the body's kind ${show(body.kind)} does not match the resource (expected ${kind})`);

@@ -19,6 +19,7 @@ import {
 } from "../authz.ts";
 import { discovery, SERVER_VERSION } from "../discovery.ts";
 import { EtcdReadiness } from "../etcd-readiness.ts";
+import type { LocalApi } from "../local-client.ts";
 import { serveOpenApiV2, serveOpenApiV3 } from "../openapi.ts";
 import { rejectUpgrade, type KubeletClientTls } from "../node-proxy.ts";
 import { Registry, type KObject } from "../registry.ts";
@@ -82,6 +83,15 @@ export class ApiServer {
             fields: [{ field: "spec.nodeName", op: "=", value: node }],
           })
         ).items,
+    };
+  }
+
+  /** This server's registry and authorizer for control loops in its own process (local-client.ts). */
+  get local(): LocalApi {
+    return {
+      registry: this.registry,
+      graph: this.graph,
+      bookmarkIntervalMs: this.opts.bookmarkIntervalMs ?? 60_000,
     };
   }
 

@@ -1,4 +1,4 @@
-import { StoreError, type EtcdStore, type StoreEvent } from "./etcd-store.ts";
+import { StoreError, type EtcdStore, type StoreEvent, type Versioned } from "./etcd-store.ts";
 
 interface Subscriber<T> {
   prefix: string;
@@ -15,6 +15,12 @@ interface Subscriber<T> {
  */
 export class WatchCache<T> {
   private ring: StoreEvent<T>[] = [];
+  /**
+   * The newest version of every key an event has brought since the etcd watch started (deleted
+   * keys leave). Never ahead of etcd, possibly behind: the update path starts from it and its
+   * compare-and-swap on the mod revision tells when it was stale (see Registry.getForUpdate).
+   */
+  private readonly latest = new Map<string, Versioned<T>>();
   private readonly subs = new Set<Subscriber<T>>();
   /** Every event with a revision above this one is in the ring or still to come. */
   private coveredAfter = 0;
@@ -46,6 +52,7 @@ export class WatchCache<T> {
       const rev = await this.store.revision();
       this.coveredAfter = rev;
       this.ring = [];
+      this.latest.clear();
       this.stopWatch = await this.store.watch<T>(
         this.prefix,
         rev,
@@ -61,6 +68,8 @@ export class WatchCache<T> {
   }
 
   private ingest(ev: StoreEvent<T>): void {
+    if (ev.type === "put") this.latest.set(ev.key, { value: ev.value, modRevision: ev.modRevision });
+    else this.latest.delete(ev.key);
     this.ring.push(ev);
     if (this.ring.length > this.capacity) this.coveredAfter = this.ring.shift()!.modRevision;
     for (const sub of this.subs) {
@@ -93,6 +102,7 @@ export class WatchCache<T> {
     const subs = [...this.subs];
     this.subs.clear();
     this.ring = [];
+    this.latest.clear();
     this.starting = undefined;
     void this.stopWatch?.();
     this.stopWatch = undefined;
@@ -126,6 +136,14 @@ export class WatchCache<T> {
     };
   }
 
+  /**
+   * The newest version of `key` the watch has delivered, or undefined when it brought none (the
+   * caller reads etcd). Shared with every subscriber: not to be changed.
+   */
+  recent(key: string): Versioned<T> | undefined {
+    return this.stopWatch ? this.latest.get(key) : undefined;
+  }
+
   get watchers(): number {
     return this.subs.size;
   }
@@ -133,6 +151,7 @@ export class WatchCache<T> {
   async close(): Promise<void> {
     this.unlisten();
     this.subs.clear();
+    this.latest.clear();
     this.starting = undefined;
     // once; stopping never waits on etcd (etcd-watch.ts)
     const stop = this.stopWatch;

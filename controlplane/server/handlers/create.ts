@@ -1,4 +1,7 @@
+import type { ResourceInfo } from "../../../api/resources.ts";
 import { ApiError, badRequest } from "../../../api/status.ts";
+import type { FieldsWrite } from "../../registry/apply/index.ts";
+import type { KObject, Registry } from "../../registry.ts";
 import { bodyText, objectBody } from "../body.ts";
 import type { RequestContext } from "../context.ts";
 import { updateFields } from "../field-manager.ts";
@@ -18,15 +21,31 @@ export async function create(ctx: RequestContext): Promise<void> {
   }
   if (r.name || r.subresource)
     throw new ApiError(405, "MethodNotAllowed", "POST goes to the collection, not to a named object");
+  validateFields(ctx, body, bodyText(body));
+  reply.json(
+    201,
+    await createObject(registry, info, r.namespace, body, ctx.admit, ctx.dryRun, updateFields(ctx)),
+  );
+}
+
+/** A create of a checked body (HTTP or in-process, controlplane/local-client.ts), after authorization. */
+export async function createObject(
+  registry: Registry,
+  info: ResourceInfo,
+  namespace: string | undefined,
+  body: KObject,
+  admit: (obj: KObject) => Promise<void>,
+  dryRun: boolean,
+  fields?: FieldsWrite,
+): Promise<KObject> {
   if (info.namespaced) {
     const bodyNs = body.metadata.namespace;
-    if (bodyNs && bodyNs !== r.namespace) {
+    if (bodyNs && bodyNs !== namespace) {
       throw badRequest(
         "the namespace of the provided object does not match the namespace sent on the request",
       );
     }
   }
-  validateFields(ctx, body, bodyText(body));
-  await ctx.admit(body);
-  reply.json(201, await registry.create(info, r.namespace, body, ctx.dryRun, updateFields(ctx)));
+  await admit(body);
+  return registry.create(info, namespace, body, dryRun, fields);
 }

@@ -46,12 +46,9 @@ export async function patch(ctx: RequestContext): Promise<void> {
   if (!scale && type !== "application/json-patch+json") validateFields(ctx, raw, text.toString("utf8"));
   const preconditionRv = isObject(raw) && isObject(raw.metadata) ? raw.metadata.resourceVersion : undefined;
   const result = await guaranteedUpdate(
-    async () => {
-      const current = await registry.get(info, r.namespace, r.name!);
-      await ctx.admit(current);
-      return current;
-    },
+    (fresh) => registry.getForUpdate(info, r.namespace, r.name!, fresh || ctx.dryRun),
     async (current) => {
+      await ctx.admit(current);
       if (r.subresource === "scale")
         return writeScale(registry, info, current, apply(toScale(info, current)), ctx.dryRun, fields);
       const next = apply(current);
@@ -62,7 +59,7 @@ export async function patch(ctx: RequestContext): Promise<void> {
       return registry.update(info, current, next, mode, ctx.dryRun, fields);
     },
     // Patches without a resourceVersion precondition re-apply to the newer object, as Kubernetes does.
-    { retry: preconditionRv === undefined },
+    { retry: preconditionRv === undefined, cached: (c) => registry.servedFromCache(c) },
   );
   reply.json(200, result);
 }

@@ -2,6 +2,7 @@ import { groupVersion } from "../../../api/resources.ts";
 import type { ApiError } from "../../../api/status.ts";
 import { toTable } from "../../../api/table.ts";
 import type { KObject, WatchEvent } from "../../registry.ts";
+import { objectJson } from "../../registry/object-json.ts";
 import { wantsTable, type RequestContext } from "../context.ts";
 import { intParam, resourceVersionParam, selectors } from "../query.ts";
 import { toApiError } from "../reply.ts";
@@ -9,22 +10,6 @@ import { toApiError } from "../reply.ts";
 const DEFAULT_TIMEOUT_S = 1800;
 /** setTimeout's ceiling (a larger delay fires at once). */
 const MAX_TIMEOUT_S = Math.floor(2 ** 31 / 1000) - 1;
-
-/**
- * Watch events are shared by every subscriber of the watch cache: the JSON of an object is made
- * once per event and written to each stream (kube-apiserver's cachingObject), not once per
- * watcher. Keyed by the object and checked against its resourceVersion, which withVersion sets.
- */
-const serialized = new WeakMap<object, { rv: string | undefined; json: string }>();
-
-function objectJson(o: KObject): string {
-  const rv = o.metadata?.resourceVersion;
-  const hit = serialized.get(o);
-  if (hit && hit.rv === rv) return hit.json;
-  const json = JSON.stringify(o);
-  serialized.set(o, { rv, json });
-  return json;
-}
 
 /**
  * A watch: headers go out once the store watch runs, then one JSON event per line. It ends exactly
