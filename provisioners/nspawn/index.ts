@@ -23,11 +23,11 @@ import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import { destroyLabNetwork, ensureLabNetwork } from "../network/netns.ts";
 import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
-import { findNspawnProcesses, stopMachines } from "./processes.ts";
+import { findNspawnProcesses, powerOffMachine, stopMachines } from "./processes.ts";
 import { ensureRootfs } from "./rootfs.ts";
 import { ip, nodeNetnses, nodePaths, startNode, type NspawnRecord } from "./start.ts";
 
-export { findNspawnProcesses, stopMachines } from "./processes.ts";
+export { findNspawnProcesses, powerOffMachine, stopMachines } from "./processes.ts";
 export { nodePaths, startScript, type NspawnRecord } from "./start.ts";
 
 async function resolveRootfs(ctx: ProvisionContext): Promise<string> {
@@ -60,6 +60,7 @@ async function createNode(
     name: node.name,
     role: node.role,
     address: node.address,
+    sharesHostClock: true,
     ssh: {
       host: node.address,
       port: 22,
@@ -158,6 +159,16 @@ export const nspawnProvisioner: Provisioner = {
     for (const ns of await nodeNetnses(ctx.labName)) await ip(["netns", "del", ns]);
     await destroyLabNetwork(ctx.labName);
     await rm(ctx.state.path("nspawn"), { recursive: true, force: true });
+  },
+
+  async powerOff(ctx, node) {
+    if (!ctx.plan.nodes.some((n) => n.name === node))
+      throw new LabError({
+        code: "NODE_UNKNOWN",
+        what: `lab ${ctx.plan.lab} has no node ${node}`,
+        fix: `name one of ${ctx.plan.nodes.map((n) => n.name).join(", ")}`,
+      });
+    await powerOffMachine(ctx.plan.lab, node);
   },
 
   async collectLogs(ctx, dir) {

@@ -63,25 +63,55 @@ export async function killPids(pids: number[], timeoutMs: number): Promise<numbe
 }
 
 /**
- * Ends every machine of the lab: the nspawn processes (found by marker) and everything in the
- * lab's cgroups (a machine whose nspawn was killed keeps running under its own init), then removes
- * the cgroups. The machines' mounts live in their private namespaces and go with them.
+ * SIGKILLs what `list()` returns until it returns nothing: processes fork while they are killed,
+ * and a machine whose systemd-nspawn died keeps running under its own init.
  */
-export async function stopMachines(lab: string): Promise<void> {
+async function killUntilGone(what: string, list: () => Promise<number[]>): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (;;) {
-    const pids = [...(await findNspawnProcesses(lab)).map((p) => p.pid), ...(await labCgroupPids(lab))];
-    if (pids.length === 0) break;
+    const pids = await list();
+    if (pids.length === 0) return;
     if (Date.now() > deadline) {
       throw new LabError({
         code: "DOWN_INCOMPLETE",
-        what: `processes of lab ${lab} survived SIGKILL: ${pids.slice(0, 10).join(", ")}`,
+        what: `processes of ${what} survived SIGKILL: ${pids.slice(0, 10).join(", ")}`,
         fix: "look at them with `ps -o pid,stat,cmd -p PID`; a process in D state waits on the kernel",
         source: "host",
       });
     }
     await killPids(pids, 2000);
   }
+}
+
+/**
+ * Powers one machine off the hard way, as if its host lost power (what SIGKILL of a QEMU process
+ * is to a VM): its systemd-nspawn and every process in its cgroups killed at once, nothing shut
+ * down cleanly. Its network namespace, upper layer and cgroups stay, so `lab up` starts it again.
+ * Resolves with how many processes it killed (0: the machine was not running).
+ */
+export async function powerOffMachine(lab: string, node: string): Promise<number> {
+  const seen = new Set<number>();
+  await killUntilGone(`node ${node} of lab ${lab}`, async () => {
+    const pids = [
+      ...(await findNspawnProcesses(lab)).filter((p) => p.node === node).map((p) => p.pid),
+      ...(await labCgroupPids(lab, node)),
+    ];
+    for (const p of pids) seen.add(p);
+    return pids;
+  });
+  return seen.size;
+}
+
+/**
+ * Ends every machine of the lab: the nspawn processes (found by marker) and everything in the
+ * lab's cgroups (a machine whose nspawn was killed keeps running under its own init), then removes
+ * the cgroups. The machines' mounts live in their private namespaces and go with them.
+ */
+export async function stopMachines(lab: string): Promise<void> {
+  await killUntilGone(`lab ${lab}`, async () => [
+    ...(await findNspawnProcesses(lab)).map((p) => p.pid),
+    ...(await labCgroupPids(lab)),
+  ]);
   const left = await removeLabCgroups(lab);
   if (left.length) {
     throw new LabError({
