@@ -8,8 +8,12 @@
  *     the pinned host key (never trust-on-first-use);
  *   - create again adopts the running machines (no restart) and returns the same machines;
  *   - status says running for every node;
- *   - destroy leaves no process, namespace, link or cgroup carrying the lab's name, also when the
- *     state directory is gone first, and a second destroy is harmless.
+ *   - destroy leaves no process, namespace, link or cgroup carrying the lab's name (nor what the
+ *     provider's own `leftovers` finds: libvirt domains, networks, pools), also when the state
+ *     directory is gone first, and a second destroy is harmless.
+ * A provider whose machines exist apart from the lab (baremetal: `ownsMachines: false`) starts and
+ * stops none: create reports no machine start, and after destroy the hosts still answer SSH.
+ * One suite for every provider (qemu.test.ts, libvirt.test.ts, baremetal.test.ts, nspawn.test.ts).
  */
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -29,6 +33,10 @@ export interface ContractSubject {
   provisioner: Provisioner;
   /** Topology YAML; `NAME` is replaced by the lab name of the run. */
   topology: string;
+  /** False when the machines exist apart from the lab (baremetal): none started, none stopped. */
+  ownsMachines?: boolean;
+  /** What else of lab `lab` the provider leaves on this host when it fails (its own resources). */
+  leftovers?: (lab: string) => Promise<string[]>;
 }
 
 /** What a lab named `lab` left on this host, found by name only (the markers every provider uses). */
@@ -108,7 +116,10 @@ export function provisionerContract(title: string, make: () => Promise<ContractS
       const again = await subject.provisioner.create({ plan: p, state: state(), reporter });
       expect(again).toEqual(machines);
       const starts = reporter.events.filter((e) => e.step === "vm.start");
-      expect(starts.map((e) => e.state)).toEqual(p.nodes.map(() => "skipped"));
+      expect(starts.map((e) => e.state)).toEqual(
+        subject.ownsMachines === false ? [] : p.nodes.map(() => "skipped"),
+      );
+      for (const m of again) expect(await trySsh({ node: m.name, ...m.ssh })).toEqual({ ok: true });
     });
 
     it("status: every node running", async () => {
@@ -121,11 +132,25 @@ export function provisionerContract(title: string, make: () => Promise<ContractS
     });
 
     it("destroy without the state directory leaves nothing behind; a second destroy is harmless", async () => {
-      expect(await hostLeftovers(name)).not.toEqual([]);
+      const left = async () => [...(await hostLeftovers(name)), ...((await subject.leftovers?.(name)) ?? [])];
+      if (subject.ownsMachines !== false) expect(await left()).not.toEqual([]);
       await rm(state().dir, { recursive: true, force: true });
-      await subject.provisioner.destroy({ labName: name, state: state(), reporter: new RecordingReporter() });
-      expect(await hostLeftovers(name)).toEqual([]);
-      await subject.provisioner.destroy({ labName: name, state: state(), reporter: new RecordingReporter() });
+      const destroy = () =>
+        subject.provisioner.destroy({
+          labName: name,
+          state: state(),
+          reporter: new RecordingReporter(),
+          // A provider that does not own its machines learns them from the topology only.
+          ...(subject.ownsMachines === false ? { plan: p } : {}),
+        });
+      await destroy();
+      expect(await left()).toEqual([]);
+      await destroy();
+      if (subject.ownsMachines === false) {
+        // The hosts are not the lab's: they still run and still let us in.
+        for (const m of machines) expect(await trySsh({ node: m.name, ...m.ssh })).toEqual({ ok: true });
+        return;
+      }
       const st = await subject.provisioner.status({
         plan: p,
         state: state(),
