@@ -16,8 +16,8 @@ import { Sessions, type StepContext, type StepOutcome } from "./steps/context.ts
 import { clockStep } from "./steps/clock.ts";
 import { controlPlaneStep, executable } from "./steps/control-plane.ts";
 import { etcdStep } from "./steps/etcd.ts";
-import { joinNodesStep, nodeImages } from "./steps/join-nodes.ts";
-import { pkiStep } from "./steps/pki.ts";
+import { joinNodesStep, nodeImages, startEarlyRuntime } from "./steps/join-nodes.ts";
+import { pkiStep, startEarlyPki } from "./steps/pki.ts";
 import { vipStep } from "./steps/vip.ts";
 import { waitReadyStep } from "./steps/wait-ready.ts";
 
@@ -55,10 +55,21 @@ export const BOOTSTRAP_STEPS: BootstrapStep[] = [
     id: "join-nodes",
     title: "lab-agent on every node",
     run: joinNodesStep,
-    prepare: (ctx) => Promise.all([executable(ctx, "lab-agent"), nodeImages(ctx)]),
+    prepare: (ctx) => Promise.all([executable(ctx, "lab-agent"), nodeImages(ctx), startEarlyRuntime(ctx)]),
   },
   { id: "wait-ready", title: "every node Ready", run: (ctx) => waitReadyStep(ctx, ctx.waitReadyTimeoutMs) },
 ];
+
+/**
+ * The bootstrap's local work that needs only the plan and the lab state (certificates, bundles,
+ * image archives), started while the provisioner boots the machines: on a first `lab up` it is off
+ * the critical path. The steps take the results (memoized per lab state); failures surface there.
+ */
+export function prepareLocal(ctx: Pick<BootstrapContext, "plan" | "state">): void {
+  startEarlyPki(ctx);
+  for (const p of [executable(ctx, "lab-server"), executable(ctx, "lab-agent"), nodeImages(ctx)])
+    p.catch(() => undefined);
+}
 
 export interface BootstrapRecord {
   steps: Record<string, { finishedAt: string; changed: boolean; message?: string }>;

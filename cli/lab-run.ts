@@ -3,7 +3,7 @@
  * stable through the state), lock, provision, record, bootstrap; and the reverse.
  */
 import { existsSync } from "node:fs";
-import { bootstrapCluster } from "../bootstrap/index.ts";
+import { bootstrapCluster, prepareLocal } from "../bootstrap/index.ts";
 import { allProvisioners, provisionerFor } from "../provisioners/index.ts";
 import { hostRoutes } from "../provisioners/network/netns.ts";
 import { hostVethName, takenSubnets } from "../provisioners/network/names.ts";
@@ -51,6 +51,8 @@ export async function labUp(
     const p = await planForUp(lab, state);
     await state.writeJson("plan.json", p);
     const provisioner = provisionerFor(p.provider.type);
+    // Certificates and bundles are made while the machines boot.
+    if (opts.bootstrap !== false) prepareLocal({ plan: p, state });
     const machines = await provisioner.create({ plan: p, state, reporter, signal });
     await state.writeJson("machines.json", machines);
     if (opts.bootstrap !== false)

@@ -12,6 +12,11 @@ export interface Machine {
   role: Role;
   /** Address the bootstrap and the cluster use for this node. */
   address: string;
+  /**
+   * The machine reads the lab host's own clock (a container on this host, as nspawn machines are):
+   * there is no clock to set or keep in step, so the bootstrap's clock step leaves it alone.
+   */
+  sharesHostClock?: boolean;
   ssh: {
     host: string;
     port: number;
@@ -63,6 +68,12 @@ export interface Provisioner {
    * when the state directory is gone (host resources carry the lab's name).
    */
   destroy(ctx: Omit<ProvisionContext, "plan"> & { plan?: Plan; labName: string }): Promise<void>;
+  /**
+   * Powers one machine off the hard way, as a lost power supply would (nothing shut down cleanly);
+   * the next `create` starts it again. Providers whose machines the lab does not own (baremetal)
+   * have none.
+   */
+  powerOff?(ctx: ProvisionContext, node: string): Promise<void>;
   /** Copies consoles and logs of every machine into `dir` (for `lab export logs`). */
   collectLogs?(ctx: ProvisionContext, dir: string): Promise<void>;
 }

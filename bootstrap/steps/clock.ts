@@ -1,3 +1,4 @@
+import type { Machine } from "../../provisioners/provisioner.ts";
 import { CHRONY_CONF, renderChronyConf, renderChronyUnit, type ChronyRole } from "../../templates/chrony.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import { emptyWork } from "../applied.ts";
@@ -22,13 +23,26 @@ export function chronyRole(ctx: Pick<StepContext, "plan">, node: string): Chrony
   return node === first.name ? { serve: ctx.plan.network.cidr } : { follow: first.address };
 }
 
+/** The nodes that keep a clock of their own (not a container reading the lab host's clock). Pure. */
+export function ownClockMachines(ctx: Pick<StepContext, "plan" | "machine">): Machine[] {
+  return ctx.plan.nodes.map((n) => ctx.machine(n.name)).filter((m) => !m.sharesHostClock);
+}
+
 /**
  * Every node's clock set from the lab host, then chrony keeps them together: guests have no time
  * source (TCG guests drift seconds apart) and etcd complains about clock differences. A node is
- * skipped when chrony runs with lab's config and its clock is within a second of the host's.
+ * skipped when chrony runs with lab's config and its clock is within a second of the host's. Nodes
+ * that share the lab host's clock (nspawn machines) have nothing to set: no SSH round trip at all.
  */
 export async function clockStep(ctx: StepContext): Promise<StepOutcome> {
-  const machines = ctx.plan.nodes.map((n) => ctx.machine(n.name));
+  const machines = ownClockMachines(ctx);
+  const shared = ctx.plan.nodes.length - machines.length;
+  if (!machines.length)
+    return {
+      changed: false,
+      checkOnly: true,
+      message: `all ${shared} nodes read this host's clock: nothing to set`,
+    };
   const withoutChrony: string[] = [];
   const { changed } = await applyOnNodes(ctx, "clock.sync", machines, {
     async work(m, facts) {
@@ -69,6 +83,8 @@ export async function clockStep(ctx: StepContext): Promise<StepOutcome> {
     );
   return {
     changed: changed > 0,
-    message: `time from ${ctx.plan.masters[0]!.name} (chrony) on ${machines.length - withoutChrony.length}/${machines.length} nodes`,
+    message:
+      `time from ${ctx.plan.masters[0]!.name} (chrony) on ${machines.length - withoutChrony.length}/${machines.length} nodes` +
+      (shared ? `; ${shared} read this host's clock` : ""),
   };
 }

@@ -30,7 +30,10 @@ const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /** Builds (once per run) the executable `name` into the lab state's artifacts/ directory. */
 const built = new Map<string, Promise<Artifact>>();
-export function executable(ctx: StepContext, name: keyof typeof EXECUTABLES): Promise<Artifact> {
+export function executable(
+  ctx: Pick<StepContext, "state">,
+  name: keyof typeof EXECUTABLES,
+): Promise<Artifact> {
   const key = `${ctx.state.dir}:${name}`;
   let a = built.get(key);
   if (!a) {

@@ -1,13 +1,15 @@
 /**
- * Bare-metal acceptance on machines started independently: `lab up --machines-only` of a 2-VM qemu
- * lab gives two reachable Debian hosts; a `provider: baremetal` 1-master + 1-worker topology points
+ * Bare-metal acceptance on machines started independently: `lab up --machines-only` of a 2-node
+ * nspawn lab gives two reachable Debian hosts (systemd-nspawn machines: the same image as the VMs,
+ * at native speed; this suite tests the baremetal provider, not the VM layer); a `provider: baremetal` 1-master + 1-worker topology points
  * at them (addresses, the first lab's SSH key, host key fingerprints from its state) and `lab up`
  * brings the cluster up through the same bootstrap: nodes Ready via kubectl. `lab down` of the
  * baremetal lab removes what lab installed (units, /etc/lab, /opt/lab, /var/lib/lab) and leaves the
  * hosts running; then `lab down` of the machines lab. A second `lab up` reports every step
  * unchanged (and is timed); with lab-agent stopped on the worker, only join-nodes runs, there, and
  * starts it again. Timings are appended to
- * test-results/e2e-timings.txt. Run: flock /work/wt/vm.lock npx vitest run --project e2e test/e2e/baremetal.test.ts
+ * test-results/e2e-timings.txt. Before that, the provisioner contract (provisioner-contract.ts) for
+ * the baremetal provider on the same hosts. Run: npx vitest run --project e2e test/e2e/baremetal.test.ts
  */
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,7 +21,9 @@ import type { Machine } from "../../provisioners/provisioner.ts";
 import type { Plan } from "../../topology/plan.ts";
 import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
 import { shq } from "../../bootstrap/ssh.ts";
+import { provisionerFor } from "../../provisioners/index.ts";
 import { jsonLines, until } from "./helpers.ts";
+import { provisionerContract } from "./provisioner-contract.ts";
 
 /** Steps that only verify (one master: the VIP too): reported done with their finding on every run. */
 const CHECKS = new Set(["vip", "wait-ready"]);
@@ -99,11 +103,10 @@ metadata:
   name: ${vms}
 spec:
   provider:
-    type: qemu
+    type: nspawn
   resources:
     cpus: 1
     memory: 1Gi
-    disk: 10Gi
   masters:
     count: 1
   workers:
@@ -119,7 +122,7 @@ afterAll(async () => {
     await appendFile(
       join(repo, "test-results", "e2e-timings.txt"),
       [
-        `e2e baremetal (${metal} on the VMs of ${vms}: 1 master + 1 worker, TCG) — seconds`,
+        `e2e baremetal (${metal} on the nspawn machines of ${vms}: 1 master + 1 worker) — seconds`,
         ...timings.map(([w, s]) => `${w.padEnd(width)}  ${s.toFixed(1).padStart(6)}`),
       ].join("\n") + "\n",
     );
@@ -131,29 +134,38 @@ afterAll(async () => {
   }
 });
 
-describe("bare metal: the bootstrap on machines another lab started", () => {
-  it("comes up on the hosts, nodes Ready, and lab down removes what it installed", async () => {
+/** The machines lab, brought up once for the contract and the scenario. */
+let hosts: Promise<{ machines: Machine[]; plan: Plan }> | undefined;
+function machinesUp(): Promise<{ machines: Machine[]; plan: Plan }> {
+  hosts ??= (async () => {
     await timed("machines lab up --machines-only", ["up", "-f", "vms.yaml", "--machines-only"]);
     const state = join(home, "labs", vms);
-    const machines = JSON.parse(await readFile(join(state, "machines.json"), "utf8")) as Machine[];
-    const plan = JSON.parse(await readFile(join(state, "plan.json"), "utf8")) as Plan;
-    const nodes = await Promise.all(
-      machines.map(
-        async (m) => `    - name: ${m.name}
+    return {
+      machines: JSON.parse(await readFile(join(state, "machines.json"), "utf8")) as Machine[],
+      plan: JSON.parse(await readFile(join(state, "plan.json"), "utf8")) as Plan,
+    };
+  })();
+  return hosts;
+}
+
+/** A baremetal topology named `name` on the machines lab's hosts (their key and host keys). */
+async function metalTopology(name: string): Promise<string> {
+  const { machines, plan } = await machinesUp();
+  const nodes = await Promise.all(
+    machines.map(
+      async (m) => `    - name: ${m.name}
       role: ${m.role}
       address: ${m.address}
       ssh:
         user: ${m.ssh.user}
         key: ${m.ssh.privateKeyPath}
         hostKey: ${await fingerprint(m.ssh.hostKey)}`,
-      ),
-    );
-    await writeFile(
-      join(dir, "metal.yaml"),
-      `apiVersion: lab/v1alpha1
+    ),
+  );
+  return `apiVersion: lab/v1alpha1
 kind: Lab
 metadata:
-  name: ${metal}
+  name: ${name}
 spec:
   provider:
     type: baremetal
@@ -161,8 +173,19 @@ spec:
     cidr: ${plan.network.cidr}
   nodes:
 ${nodes.join("\n")}
-`,
-    );
+`;
+}
+
+provisionerContract("baremetal (on the nspawn machines of another lab)", async () => ({
+  provisioner: provisionerFor("baremetal"),
+  topology: await metalTopology("NAME"),
+  ownsMachines: false,
+}));
+
+describe("bare metal: the bootstrap on machines another lab started", () => {
+  it("comes up on the hosts, nodes Ready, and lab down removes what it installed", async () => {
+    const { machines } = await machinesUp();
+    await writeFile(join(dir, "metal.yaml"), await metalTopology(metal));
 
     await timed("baremetal lab up (to all nodes Ready)", ["up", "-f", "metal.yaml"]);
     await lab(["kubeconfig", "-f", "metal.yaml", "-o", kubeconfig]);
@@ -235,7 +258,8 @@ ${nodes.join("\n")}
     for (const m of machines) {
       const left = await onHost(
         m.name,
-        "ls -d /etc/lab /opt/lab /var/lib/lab /etc/systemd/system/lab-*.service 2>/dev/null; systemctl is-active lab-etcd lab-server lab-agent 2>/dev/null | grep -x active; true",
+        // lab-cgroups-rw.service is the nspawn machine's own (its provider's), not the baremetal lab's.
+        "ls -d /etc/lab /opt/lab /var/lib/lab /etc/systemd/system/lab-*.service 2>/dev/null | grep -vx /etc/systemd/system/lab-cgroups-rw.service; systemctl is-active lab-etcd lab-server lab-agent 2>/dev/null | grep -x active; true",
       );
       expect(left.exitCode, `${m.name} reachable after the baremetal lab down`).toBe(0);
       expect(left.stdout.trim(), `${m.name} leftovers`).toBe("");

@@ -2,13 +2,16 @@
  * A libvirt lab end to end through the real `lab` process and the machine's libvirtd (TCG): two
  * domains boot the built image and accept SSH with their pinned host keys, virsh shows them with
  * the lab's marker, a second `up` adopts them, and `lab down` removes domains, volumes, the
- * network, the pool and the lab's files.
+ * network, the pool and the lab's files. After it, the provisioner contract (provisioner-contract.ts)
+ * on a lab of one domain: the libvirt provider through its API.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { provisionerFor } from "../../provisioners/index.ts";
 import { E2eLab, jsonLines, repo } from "./helpers.ts";
+import { provisionerContract } from "./provisioner-contract.ts";
 
 const URI = "qemu:///system";
 let l: E2eLab;
@@ -21,19 +24,25 @@ async function labUp(): Promise<Record<string, unknown>[]> {
   return jsonLines(r.stdout);
 }
 
-/** libvirt's leftovers (domains, network, pool) on top of the lab's own files. */
-async function leftovers(): Promise<string[]> {
+/** libvirt's own leftovers of lab `name`: domains, network, pool and its directory. */
+async function libvirtLeftovers(name: string): Promise<string[]> {
   const found: string[] = [];
   const domains = (await virsh("list", "--all", "--name")).stdout.split("\n").filter(Boolean);
   for (const d of domains) {
     const xml = (await virsh("dumpxml", "--inactive", d).catch(() => ({ stdout: "" }))).stdout;
-    if (xml.includes(`lab="${l.name}"`) || d.startsWith(`lab-${l.name}-`)) found.push(`domain ${d}`);
+    if (xml.includes(`lab="${name}"`) || d.startsWith(`lab-${name}-`)) found.push(`domain ${d}`);
   }
   const nets = (await virsh("net-list", "--all", "--name")).stdout.split("\n");
-  if (nets.includes(`lab-${l.name}`)) found.push(`network lab-${l.name}`);
+  if (nets.includes(`lab-${name}`)) found.push(`network lab-${name}`);
   const pools = (await virsh("pool-list", "--all", "--name")).stdout.split("\n");
-  if (pools.includes(`lab-${l.name}`)) found.push(`pool lab-${l.name}`);
-  if (existsSync(`/var/lib/libvirt/images/lab-${l.name}`)) found.push("pool directory");
+  if (pools.includes(`lab-${name}`)) found.push(`pool lab-${name}`);
+  if (existsSync(`/var/lib/libvirt/images/lab-${name}`)) found.push("pool directory");
+  return found;
+}
+
+/** libvirt's leftovers (domains, network, pool) on top of the lab's own files. */
+async function leftovers(): Promise<string[]> {
+  const found = await libvirtLeftovers(l.name);
   if (existsSync(join(l.home, "labs", l.name))) found.push(`state ${join(l.home, "labs", l.name)}`);
   return found;
 }
@@ -125,3 +134,25 @@ describe("libvirt provisioner (real libvirtd, TCG)", () => {
     expect(await leftovers()).toEqual([]);
   });
 });
+
+provisionerContract("libvirt (one domain, qemu:///system, TCG)", async () => ({
+  provisioner: provisionerFor("libvirt"),
+  topology: `apiVersion: lab/v1alpha1
+kind: Lab
+metadata:
+  name: NAME
+spec:
+  provider:
+    type: libvirt
+    uri: ${URI}
+  resources:
+    cpus: 1
+    memory: 768Mi
+    disk: 4Gi
+  masters:
+    count: 1
+  workers:
+    count: 0
+`,
+  leftovers: libvirtLeftovers,
+}));

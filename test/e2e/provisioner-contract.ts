@@ -8,8 +8,12 @@
  *     the pinned host key (never trust-on-first-use);
  *   - create again adopts the running machines (no restart) and returns the same machines;
  *   - status says running for every node;
- *   - destroy leaves no process, namespace, link or cgroup carrying the lab's name, also when the
- *     state directory is gone first, and a second destroy is harmless.
+ *   - destroy leaves no process, namespace, link or cgroup carrying the lab's name (nor what the
+ *     provider's own `leftovers` finds: libvirt domains, networks, pools), also when the state
+ *     directory is gone first, and a second destroy is harmless.
+ * A provider whose machines exist apart from the lab (baremetal: `ownsMachines: false`) starts and
+ * stops none: create reports no machine start, and after destroy the hosts still answer SSH.
+ * One suite for every provider (qemu.test.ts, libvirt.test.ts, baremetal.test.ts, nspawn.test.ts).
  */
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -18,6 +22,8 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Machine, Provisioner } from "../../provisioners/provisioner.ts";
+import { createHash } from "node:crypto";
+import { Client } from "ssh2";
 import { trySsh } from "../../provisioners/ssh-ready.ts";
 import { checkTopology } from "../../topology/load.ts";
 import { plan, type Plan } from "../../topology/plan.ts";
@@ -29,6 +35,10 @@ export interface ContractSubject {
   provisioner: Provisioner;
   /** Topology YAML; `NAME` is replaced by the lab name of the run. */
   topology: string;
+  /** False when the machines exist apart from the lab (baremetal): none started, none stopped. */
+  ownsMachines?: boolean;
+  /** What else of lab `lab` the provider leaves on this host when it fails (its own resources). */
+  leftovers?: (lab: string) => Promise<string[]>;
 }
 
 /** What a lab named `lab` left on this host, found by name only (the markers every provider uses). */
@@ -52,6 +62,42 @@ export async function hostLeftovers(lab: string): Promise<string[]> {
   const mounts = await readFile("/proc/self/mountinfo", "utf8");
   for (const line of mounts.split("\n")) if (line.includes(`lab:${lab}/`)) found.push(`mount ${line}`);
   return found;
+}
+
+/**
+ * A login with the machine's pinned host key: a public key (trySsh, what the providers wait with)
+ * or a `SHA256:` fingerprint (what a baremetal topology pins), compared with the key presented.
+ */
+async function loginWorks(m: Machine): Promise<{ ok: boolean; error?: string }> {
+  if (!m.ssh.hostKey.startsWith("SHA256:")) {
+    const r = await trySsh({ node: m.name, ...m.ssh });
+    return r.ok ? { ok: true } : { ok: false, error: r.error };
+  }
+  const privateKey = await readFile(m.ssh.privateKeyPath);
+  return await new Promise((resolve) => {
+    const c = new Client();
+    let mismatch = false;
+    const done = (r: { ok: boolean; error?: string }) => {
+      c.removeAllListeners();
+      c.on("error", () => undefined);
+      c.end();
+      resolve(r);
+    };
+    c.on("ready", () => done({ ok: true }));
+    c.on("error", (err) => done({ ok: false, error: mismatch ? "host key does not match" : err.message }));
+    c.connect({
+      host: m.ssh.host,
+      port: m.ssh.port,
+      username: m.ssh.user,
+      privateKey,
+      readyTimeout: 20_000,
+      hostVerifier: (key: Buffer) => {
+        const fp = "SHA256:" + createHash("sha256").update(key).digest("base64").replace(/=+$/, "");
+        mismatch = fp !== m.ssh.hostKey;
+        return !mismatch;
+      },
+    });
+  });
 }
 
 export function provisionerContract(title: string, make: () => Promise<ContractSubject>): void {
@@ -92,12 +138,12 @@ export function provisionerContract(title: string, make: () => Promise<ContractS
         p.nodes.map((n) => [n.name, n.role, n.address]).sort(),
       );
       for (const m of machines) {
-        expect(m.ssh.hostKey).toMatch(/^ssh-ed25519 /);
-        expect(await trySsh({ node: m.name, ...m.ssh })).toEqual({ ok: true });
+        expect(m.ssh.hostKey).toMatch(/^(ssh-ed25519 |SHA256:)/);
+        expect(await loginWorks(m)).toEqual({ ok: true });
         // Another key under the same address is refused: the pin is checked, not recorded.
         const other = machines.find((o) => o.name !== m.name) ?? m;
         if (other !== m) {
-          const wrong = await trySsh({ node: m.name, ...m.ssh, hostKey: other.ssh.hostKey });
+          const wrong = await loginWorks({ ...m, ssh: { ...m.ssh, hostKey: other.ssh.hostKey } });
           expect(wrong.ok).toBe(false);
         }
       }
@@ -108,7 +154,10 @@ export function provisionerContract(title: string, make: () => Promise<ContractS
       const again = await subject.provisioner.create({ plan: p, state: state(), reporter });
       expect(again).toEqual(machines);
       const starts = reporter.events.filter((e) => e.step === "vm.start");
-      expect(starts.map((e) => e.state)).toEqual(p.nodes.map(() => "skipped"));
+      expect(starts.map((e) => e.state)).toEqual(
+        subject.ownsMachines === false ? [] : p.nodes.map(() => "skipped"),
+      );
+      for (const m of again) expect(await loginWorks(m)).toEqual({ ok: true });
     });
 
     it("status: every node running", async () => {
@@ -121,11 +170,25 @@ export function provisionerContract(title: string, make: () => Promise<ContractS
     });
 
     it("destroy without the state directory leaves nothing behind; a second destroy is harmless", async () => {
-      expect(await hostLeftovers(name)).not.toEqual([]);
+      const left = async () => [...(await hostLeftovers(name)), ...((await subject.leftovers?.(name)) ?? [])];
+      if (subject.ownsMachines !== false) expect(await left()).not.toEqual([]);
       await rm(state().dir, { recursive: true, force: true });
-      await subject.provisioner.destroy({ labName: name, state: state(), reporter: new RecordingReporter() });
-      expect(await hostLeftovers(name)).toEqual([]);
-      await subject.provisioner.destroy({ labName: name, state: state(), reporter: new RecordingReporter() });
+      const destroy = () =>
+        subject.provisioner.destroy({
+          labName: name,
+          state: state(),
+          reporter: new RecordingReporter(),
+          // A provider that does not own its machines learns them from the topology only.
+          ...(subject.ownsMachines === false ? { plan: p } : {}),
+        });
+      await destroy();
+      expect(await left()).toEqual([]);
+      await destroy();
+      if (subject.ownsMachines === false) {
+        // The hosts are not the lab's: they still run and still let us in.
+        for (const m of machines) expect(await loginWorks(m)).toEqual({ ok: true });
+        return;
+      }
       const st = await subject.provisioner.status({
         plan: p,
         state: state(),

@@ -2,12 +2,15 @@
  * Real VMs under TCG through the real `lab` process: image build (cached the second time), a
  * 2-node lab whose first `up` is killed mid-way and whose second `up` converges, SSH with the
  * pinned host key, VM-to-VM traffic over the lab bridge, status, and a `down` that leaves no
- * process, namespace, link or file behind.
+ * process, namespace, link or file behind. First the provisioner contract (provisioner-contract.ts)
+ * on a lab of one VM: the qemu provider through its API.
  */
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { provisionerFor } from "../../provisioners/index.ts";
 import { E2eLab, jsonLines } from "./helpers.ts";
+import { provisionerContract } from "./provisioner-contract.ts";
 
 let l: E2eLab;
 
@@ -36,6 +39,26 @@ spec:
 afterAll(async () => {
   await l?.remove();
 });
+
+provisionerContract("qemu (one VM, TCG)", async () => ({
+  provisioner: provisionerFor("qemu"),
+  topology: `apiVersion: lab/v1alpha1
+kind: Lab
+metadata:
+  name: NAME
+spec:
+  provider:
+    type: qemu
+  resources:
+    cpus: 1
+    memory: 768Mi
+    disk: 4Gi
+  masters:
+    count: 1
+  workers:
+    count: 0
+`,
+}));
 
 describe("qemu provisioner (TCG)", () => {
   it("builds the guest image once; the second build is a cache hit", async () => {

@@ -14,16 +14,17 @@ function fakeSession(
   archiveImage = new Map<string, string>(),
 ) {
   const commands: string[] = [];
+  const uploads: string[] = [];
   const s = {
     async run(cmd: string): Promise<string> {
       commands.push(cmd);
-      const ls = /images ls -q name=='([^']+)'/.exec(cmd);
-      if (ls) return imagesPresent.has(ls[1]!) ? `${ls[1]}\n` : "";
-      const imp = /images import '([^']+)'/.exec(cmd);
-      if (imp) imagesPresent.add(archiveImage.get(imp[1]!)!);
+      if (/images ls -q$/.test(cmd)) return [...imagesPresent].map((n) => `${n}\n`).join("");
+      for (const imp of cmd.matchAll(/images import '([^']+)'/g))
+        imagesPresent.add(archiveImage.get(imp[1]!)!);
       return "";
     },
     async upload(src: { data?: string | Buffer; sha256?: string }, path: string): Promise<string> {
+      uploads.push(path);
       const v = src.data !== undefined ? String(src.data) : src.sha256!;
       if (files.get(path) === v) return "unchanged";
       files.set(path, v);
@@ -38,7 +39,7 @@ function fakeSession(
       return out;
     },
   };
-  return { s: s as unknown as SshSession, commands, files, imagesPresent };
+  return { s: s as unknown as SshSession, commands, uploads, files, imagesPresent };
 }
 
 describe("join-nodes: containerd and images on a node", () => {
@@ -50,7 +51,14 @@ describe("join-nodes: containerd and images on a node", () => {
       "10.244.3.0/24",
     );
     const start = f.commands.find((c) => c.includes("systemctl"))!;
-    expect(start.indexOf("unmask")).toBeLessThan(start.indexOf("enable"));
+    expect(start.indexOf("systemctl unmask")).toBeLessThan(start.indexOf("systemctl enable"));
+    // One manager reload at most (only after an unmask): enable and unmask must not reload by themselves.
+    expect(start.match(/daemon-reload/g)).toHaveLength(1);
+    expect(start).toMatch(
+      /case "\$st" in masked\*\) systemctl unmask --no-reload containerd\.service[^;]*; \[ "\$\(systemctl show -p NeedDaemonReload --value 'containerd\.service'[^|]*\|\| systemctl daemon-reload;;/,
+    );
+    expect(start).toContain("systemctl enable --no-reload containerd.service");
+    expect(start).not.toMatch(/systemctl (enable|unmask) (?!--no-reload)/);
     expect(start).toContain("systemctl restart --no-block containerd.service");
 
     const again = fakeSession(f.files);
@@ -70,22 +78,31 @@ describe("join-nodes: containerd and images on a node", () => {
         remote: "/var/lib/lab/images/pause.tar",
         sha256: "p",
       },
+      {
+        name: "docker.io/lab/sample:latest",
+        local: "/x/sample.tar",
+        remote: "/var/lib/lab/images/sample.tar",
+        sha256: "s",
+      },
     ];
     const files = new Map<string, string>();
     const present = new Set<string>();
-    const names = new Map([[images[0]!.remote, images[0]!.name]]);
+    const names = new Map(images.map((i) => [i.remote, i.name]));
     const f = fakeSession(files, present, names);
-    expect(await importNodeImages(f.s, images)).toBe(1);
+    expect(await importNodeImages(f.s, images)).toBe(2);
     expect(
       f.commands.some((c) => c.includes("--namespace k8s.io images import '/var/lib/lab/images/pause.tar'")),
     ).toBe(true);
-    expect(present.has(images[0]!.name)).toBe(true);
+    expect(present).toEqual(new Set(images.map((i) => i.name)));
+    // Two images, two round trips besides the upload batch: one listing, one import.
+    expect(f.commands).toHaveLength(2);
     const g = fakeSession(files, present, names);
     expect(await importNodeImages(g.s, images)).toBe(0);
     expect(g.commands.some((c) => c.includes("images import"))).toBe(false);
-    present.clear(); // someone removed the image: it comes back
+    present.delete(images[1]!.name); // someone removed an image: it comes back, alone
     const h = fakeSession(files, present, names);
     expect(await importNodeImages(h.s, images)).toBe(1);
+    expect(h.commands.find((c) => c.includes("images import"))).not.toContain("pause");
   });
 
   it("renders a node config containerd accepts: cgroupfs driver, restricted oom_score_adj, Debian's CNI dir", () => {

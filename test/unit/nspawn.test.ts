@@ -10,6 +10,11 @@ import {
   nspawnArgv,
 } from "../../provisioners/nspawn/names.ts";
 import { LabFile } from "../../topology/schema.ts";
+import { plan } from "../../topology/plan.ts";
+import { clockStep, ownClockMachines } from "../../bootstrap/steps/clock.ts";
+import { joinsEarly } from "../../bootstrap/steps/join-nodes.ts";
+import type { StepContext } from "../../bootstrap/steps/context.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
 
 const spec = {
   lab: "demo",
@@ -201,5 +206,61 @@ describe("nspawn guest files", () => {
     const passwd = again.find((f) => f.path === "etc/passwd")!.content;
     expect(passwd.match(/^lab:/gm)).toHaveLength(1);
     expect(passwd).toMatch(/^lab:x:1001:/m);
+  });
+});
+
+describe("nspawn machines share the host's clock", () => {
+  const p = plan(
+    LabFile.parse({
+      apiVersion: "lab/v1alpha1",
+      kind: "Lab",
+      metadata: { name: "clk" },
+      spec: { provider: { type: "nspawn" }, masters: { count: 1 }, workers: { count: 1 } },
+    }),
+  );
+  const machine = (name: string, shares: boolean): Machine => ({
+    name,
+    role: name.startsWith("master") ? "master" : "worker",
+    address: "10.0.0.1",
+    ...(shares ? { sharesHostClock: true } : {}),
+    ssh: { host: "10.0.0.1", port: 22, user: "lab", privateKeyPath: "/k", hostKey: "ssh-ed25519 AAAA" },
+  });
+  const ctx = (shares: (n: string) => boolean) =>
+    ({
+      plan: p,
+      machine: (n: string) => machine(n, shares(n)),
+      // A round trip would throw: the step must not open a session or probe for these nodes.
+      sessions: {
+        get: () => {
+          throw new Error("SSH session opened");
+        },
+      },
+      facts: () => {
+        throw new Error("node probed");
+      },
+    }) as unknown as StepContext;
+
+  it("the clock step leaves them alone, without one SSH round trip", async () => {
+    const out = await clockStep(ctx(() => true));
+    expect(out).toEqual({
+      changed: false,
+      checkOnly: true,
+      message: "all 2 nodes read this host's clock: nothing to set",
+    });
+  });
+
+  it("join-nodes' runtime part starts early on workers and native machines, on a first join only", () => {
+    const none = { applied: new Map<string, string>() };
+    const joined = { applied: new Map([["join-nodes", "abc"]]) };
+    expect(joinsEarly(machine("master-1", true), none)).toBe(true);
+    expect(joinsEarly(machine("worker-1", false), none)).toBe(true);
+    // A VM master under TCG is busy starting etcd and lab-server: it joins in its turn.
+    expect(joinsEarly(machine("master-1", false), none)).toBe(false);
+    expect(joinsEarly(machine("worker-1", true), joined)).toBe(false);
+  });
+
+  it("only machines with a clock of their own are set", () => {
+    expect(ownClockMachines(ctx((n) => n === "master-1")).map((m) => m.name)).toEqual(["worker-1"]);
+    expect(ownClockMachines(ctx(() => false)).map((m) => m.name)).toEqual(["master-1", "worker-1"]);
   });
 });
