@@ -93,8 +93,10 @@ beforeAll(async () => {
 
 /** Set when a scenario failed: afterAll then exports the lab's logs before `lab down`. */
 let failed = false;
-afterEach((ctx) => {
+afterEach(async (ctx) => {
   if (ctx.task.result?.state === "fail") failed = true;
+  // Written after every scenario too, so a run stopped mid-way still leaves its figures.
+  await timings.write().catch(() => undefined);
 });
 
 afterAll(async () => {
@@ -624,6 +626,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
         const harm = await crashesSince("boot");
         timings.count(`${label}: lab-server/lab-agent exits this boot`, harm.flatMap((c) => c.exits).length);
         timings.count(`${label}: uncaught traces this boot`, harm.flatMap((c) => c.traces).length);
+        await timings.write().catch(() => undefined);
         expect(lost, "acknowledged creates missing after the restart").toEqual([]);
         expect(harm.flatMap((c) => [...c.exits, ...c.traces].map((x) => `${c.node}: ${x}`))).toEqual([]);
       }
