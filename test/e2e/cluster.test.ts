@@ -176,11 +176,16 @@ async function rolloutStatus(deployment: string, timeout = "10m"): Promise<void>
   });
 }
 
-/** The pid of a node's QEMU process (its cmdline names `lab:LAB/NODE`). */
+/**
+ * The pid of a node's machine process: QEMU's (its `-name lab:LAB/NODE`) or, on a topology of
+ * provider nspawn, systemd-nspawn's (its `--setenv=LAB_NODE=lab:LAB/NODE`).
+ */
 async function qemuPid(node: string): Promise<number> {
-  const r = await execa("pgrep", ["-f", "--", `-name lab:${l.name}/${node} `], { reject: false });
+  const r = await execa("pgrep", ["-f", "--", `(-name |LAB_NODE=)lab:${l.name}/${node}( |$)`], {
+    reject: false,
+  });
   const pids = r.stdout.split("\n").filter(Boolean).map(Number);
-  if (pids.length !== 1) throw new Error(`expected one QEMU process for ${node}, found ${pids.join(",")}`);
+  if (pids.length !== 1) throw new Error(`expected one machine process for ${node}, found ${pids.join(",")}`);
   return pids[0]!;
 }
 
@@ -589,17 +594,21 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       const w = await runningWorkload();
       for (let i = 1; i <= restarts; i++) {
         const label = `10. host restart ${i}/${restarts}`;
-        const r = await execa("pgrep", ["-f", "--", `-name lab:${l.name}/`], { reject: false });
+        const r = await execa("pgrep", ["-f", "--", `(-name |LAB_NODE=)lab:${l.name}/`], { reject: false });
         const pids = r.stdout.split("\n").filter(Boolean).map(Number);
-        expect(pids.length, "QEMU processes of the lab").toBeGreaterThan(0);
+        expect(pids.length, "machine processes of the lab").toBeGreaterThan(0);
         const t0 = Date.now();
         for (const pid of pids) process.kill(pid, "SIGKILL");
         for (const n of allNodes) poweredOff.add(n);
         await until("every QEMU process gone", 60_000, async () =>
           pids.every((p) => !existsSync(`/proc/${p}`)) ? true : undefined,
         );
-        // A host that restarted has none of the lab's network namespace either (/run is a tmpfs).
-        await execa("ip", ["netns", "del", `lab-${l.name}`], { reject: false });
+        // A host that restarted has none of the lab's network namespaces either (/run is a tmpfs).
+        for (const ns of (await execa("ip", ["netns", "list"])).stdout.split("\n")) {
+          const name = ns.split(" ")[0] ?? "";
+          if (name === `lab-${l.name}` || name.startsWith(`lab-${l.name}.`))
+            await execa("ip", ["netns", "del", name], { reject: false });
+        }
         const t1 = Date.now();
         const up = await l.lab(["--json", "up", "--wait", upWait], {
           reject: false,
