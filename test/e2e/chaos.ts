@@ -202,8 +202,12 @@ export class KubectlWorkload {
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Lines of a journal that mean a process of ours crashed: an uncaught exception's trace. */
-export function crashLines(journal: string): string[] {
+/**
+ * Lines of a journal that mean a process of ours crashed: an uncaught exception's trace or node's
+ * fatal markers (not logged errors: test/helpers/fault-load.ts crashLines also counts those, for a
+ * process's stderr).
+ */
+export function journalCrashLines(journal: string): string[] {
   return journal.split("\n").filter(
     (l) =>
       /Uncaught|triggerUncaughtException|FATAL ERROR|Segmentation fault|core dumped/.test(l) ||
@@ -215,4 +219,41 @@ export function crashLines(journal: string): string[] {
 /** Main-process exits systemd logged for a unit (its restarts), from `journalctl -o cat` lines. */
 export function unitExits(journal: string, unit: string): string[] {
   return journal.split("\n").filter((l) => l.includes(`${unit}: Main process exited`));
+}
+
+/** A root shell script on a lab node: its stdout and exit code (the e2e and the bench give one). */
+export type NodeShell = (node: string, script: string) => Promise<{ stdout: string; exitCode?: number }>;
+
+/** Which of `masters` holds `vip` on an interface (undefined when none answers with it). */
+export async function vipHolder(sh: NodeShell, masters: string[], vip: string): Promise<string | undefined> {
+  for (const node of masters) {
+    const r = await sh(node, "ip -o -4 addr show").catch(() => undefined);
+    if (r?.stdout.includes(` ${vip}/`)) return node;
+  }
+  return undefined;
+}
+
+/**
+ * The master whose etcd member leads now, asked through etcdctl on `via` with lab-server's etcd
+ * client certificate; `nodeOf` maps a member's address to its node.
+ */
+export async function etcdLeaderOf(
+  sh: NodeShell,
+  via: string,
+  files: { etcdCA: string; etcdCert: string; etcdKey: string },
+  nodeOf: (address: string) => string | undefined,
+): Promise<string | undefined> {
+  const r = await sh(
+    via,
+    `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${files.etcdCA} --cert=${files.etcdCert} ` +
+      `--key=${files.etcdKey} --command-timeout=10s endpoint status --cluster -w json`,
+  ).catch(() => undefined);
+  // Member ids are uint64: compared as text, not through JSON.parse.
+  for (const part of (r?.stdout ?? "").split('{"Endpoint":').slice(1)) {
+    const ep = /^"https:\/\/([\d.]+):/.exec(part)?.[1];
+    const id = /"member_id":(\d+)/.exec(part)?.[1];
+    const leader = /"leader":(\d+)/.exec(part)?.[1];
+    if (ep && id && id === leader) return nodeOf(ep);
+  }
+  return undefined;
 }

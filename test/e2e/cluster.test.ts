@@ -23,7 +23,7 @@ import { parse } from "yaml";
 import type { V1Endpoints, V1Lease, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
-import { crashLines, KubectlWorkload, unitExits } from "./chaos.ts";
+import { etcdLeaderOf, journalCrashLines, KubectlWorkload, unitExits, vipHolder } from "./chaos.ts";
 import { etcdArgs, etcdHostFiles } from "../../templates/etcd.ts";
 import { labServerHostFiles } from "../../templates/lab-server.ts";
 
@@ -681,13 +681,14 @@ async function apiAnswersThroughVip(limitMs: number, requestMs: number, interval
 
 /** Which live master holds the VIP on its interface. */
 async function vipNode(vip: string): Promise<string> {
-  for (let i = 1; i <= masterCount; i++) {
-    const node = `master-${i}`;
-    if (poweredOff.has(node)) continue;
-    const r = await onNode(node, "ip -o -4 addr show", { reject: false, timeoutMs: 30_000 });
-    if (r.stdout.includes(` ${vip}/`)) return node;
-  }
-  throw new Error(`no master holds the VIP ${vip}`);
+  const masters = liveNodes().filter((n) => n.startsWith("master-"));
+  const holder = await vipHolder(
+    (node, script) => onNode(node, script, { reject: false, timeoutMs: 30_000 }),
+    masters,
+    vip,
+  );
+  if (!holder) throw new Error(`no master holds the VIP ${vip}`);
+  return holder;
 }
 
 // ---- the chaos run (issue 17) --------------------------------------------------------------------
@@ -762,7 +763,7 @@ async function crashesSince(from: Map<string, string> | "boot"): Promise<Harm[]>
       return {
         node,
         exits: [...unitExits(journal, "lab-server.service"), ...unitExits(journal, "lab-agent.service")],
-        traces: crashLines(journal),
+        traces: journalCrashLines(journal),
       };
     }),
   );
@@ -844,23 +845,13 @@ async function startToServing(
 
 /** The master whose etcd member leads now (etcdctl on a live master, lab-server's client cert). */
 async function etcdLeader(): Promise<string> {
-  const f = labServerHostFiles();
   const machines = await l.machines();
-  return until("an etcd leader", 120_000, async () => {
-    const master = liveNodes().find((n) => n.startsWith("master-"))!;
-    const r = await onNode(
-      master,
-      `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${f.etcdCA} --cert=${f.etcdCert} ` +
-        `--key=${f.etcdKey} --command-timeout=10s endpoint status --cluster -w json`,
-      { reject: false, timeoutMs: 60_000 },
-    );
-    // Member ids are uint64: compared as text, not through JSON.parse.
-    for (const part of r.stdout.split('{"Endpoint":').slice(1)) {
-      const ep = /^"https:\/\/([\d.]+):/.exec(part)?.[1];
-      const id = /"member_id":(\d+)/.exec(part)?.[1];
-      const leader = /"leader":(\d+)/.exec(part)?.[1];
-      if (ep && id && id === leader) return machines.find((m) => m.address === ep)?.name;
-    }
-    return undefined;
-  });
+  return until("an etcd leader", 120_000, () =>
+    etcdLeaderOf(
+      (node, script) => onNode(node, script, { reject: false, timeoutMs: 60_000 }),
+      liveNodes().find((n) => n.startsWith("master-"))!,
+      labServerHostFiles(),
+      (address) => machines.find((m) => m.address === address)?.name,
+    ),
+  );
 }

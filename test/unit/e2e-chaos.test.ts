@@ -1,7 +1,7 @@
 // The chaos run's arithmetic (test/e2e/chaos.ts): the API gap of a fault window and what counts as
 // a crash in a node's journal. The workload itself runs against a real lab in test/e2e/cluster.test.ts.
 import { describe, expect, it } from "vitest";
-import { crashLines, KubectlWorkload, unitExits } from "../e2e/chaos.ts";
+import { journalCrashLines, KubectlWorkload, unitExits } from "../e2e/chaos.ts";
 
 const withAcks = (times: number[]) => {
   const w = new KubectlWorkload({ kubeconfig: "/nonexistent" }, "t");
@@ -41,7 +41,7 @@ describe("crashes in a journal", () => {
       "lab-server.service: Main process exited, code=exited, status=1/FAILURE",
       "lab-server.service: Scheduled restart job, restart counter is at 1.",
     ].join("\n");
-    expect(crashLines(journal)).toEqual([
+    expect(journalCrashLines(journal)).toEqual([
       "    at ServerResponse.writeHead (node:_http_server:345:11)",
       "    at end (/opt/lab/lib/lab-server.cjs:4567:9)",
     ]);
@@ -51,8 +51,8 @@ describe("crashes in a journal", () => {
 
   it("sees node's own fatal markers", () => {
     expect(
-      crashLines("node:internal/process/promises:391\n    triggerUncaughtException(err, true);"),
+      journalCrashLines("node:internal/process/promises:391\n    triggerUncaughtException(err, true);"),
     ).toHaveLength(1);
-    expect(crashLines("FATAL ERROR: Reached heap limit Allocation failed")).toHaveLength(1);
+    expect(journalCrashLines("FATAL ERROR: Reached heap limit Allocation failed")).toHaveLength(1);
   });
 });
