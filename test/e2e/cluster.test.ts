@@ -519,7 +519,6 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
         },
         async () => {
           await apiAnswersThroughVip(300_000, 5_000, 500);
-          timings.add(`6c. etcd leader after the SIGSTOP: ${await etcdLeader()}`, 0);
         },
       );
       expectNoHarm(r, {});
