@@ -5,6 +5,12 @@
  *
  *   npx tsx bench/server-start.ts --lab NAME [--node master-1] [--rounds 2]
  *   npx tsx bench/server-start.ts -f examples/one-master.yaml
+ *   npx tsx bench/server-start.ts --lab NAME --baseline /path/to/other/checkout --no-unit-restart
+ *
+ * --baseline DIR: the "installed" column is DIR's build instead (bundled from that checkout and
+ * uploaded beside this tree's), e.g. main before a start-time change. --no-unit-restart skips the
+ * restart of the installed unit (for a lab another run is using). Rounds alternate the builds;
+ * this tree's first round is its cold start (no V8 code cache in the guest yet), printed apart.
  *
  * Needs a lab that `lab up` brought up (a master with lab-server and lab-agent installed). The
  * bench uploads this tree's bundles beside the installed ones (/opt/lab/lib/*.bench.mjs), then on
@@ -32,6 +38,8 @@ const { values } = parseArgs({
     file: { type: "string", short: "f" },
     node: { type: "string", default: "master-1" },
     rounds: { type: "string", default: "2" },
+    baseline: { type: "string" },
+    "no-unit-restart": { type: "boolean", default: false },
   },
 });
 
@@ -49,7 +57,7 @@ try {
 }
 
 /** The measuring script run on the node: prints `RESULT <what> <build> <seconds>` lines. */
-const script = (rounds: number) => String.raw`
+const script = (rounds: number, base: string, unitRestart: boolean) => String.raw`
 set -u
 unit=${HOST_PATHS.unitDir}/lab-server.service
 args=$(sed -n 's/^ExecStart=[^ ]* //p' $unit | tr ' ' '\n' | grep -v -e '^--kubeconfig=' -e '^--cluster-cidr=' -e '^--node-cidr-mask-size=' -e '^--pod-eviction-timeout=')
@@ -76,36 +84,57 @@ agent() {
   echo "RESULT agent-load $1 $(since $t0)"
 }
 for i in $(seq ${rounds}); do
-  server installed ${HOST_PATHS.lib}/lab-server.mjs
+  server installed ${HOST_PATHS.lib}/lab-server${base}.mjs
   server this-tree ${HOST_PATHS.lib}/lab-server.bench.mjs
-  agent installed ${HOST_PATHS.lib}/lab-agent.mjs
+  agent installed ${HOST_PATHS.lib}/lab-agent${base}.mjs
   agent this-tree ${HOST_PATHS.lib}/lab-agent.bench.mjs
 done
+echo "RESULT guest-load - $(cut -d' ' -f1 /proc/loadavg)"
+${unitRestart ? "" : "exit 0"}
 since=$(date '+%Y-%m-%d %H:%M:%S'); t0=$(now)
 systemctl restart lab-server
 end=$(( $(date +%s) + 300 ))
 until journalctl -u lab-server --since "$since" -o cat | grep -q 'listening on'; do sleep 0.2; [ $(date +%s) -gt $end ] && break; done
 echo "RESULT unit-restart-listening installed $(since $t0)"
-echo "RESULT guest-load - $(cut -d' ' -f1 /proc/loadavg)"
 `;
 
 const out = await mkdtemp(join(tmpdir(), "lab-bench-start-"));
 const session = await SshSession.connect(found.machine, { timeoutMs: 60_000 });
 try {
-  const built = await buildLabExecutables(resolve(import.meta.dirname, ".."), out);
+  const built = await buildLabExecutables(resolve(import.meta.dirname, ".."), join(out, "tree"));
+  // The baseline checkout bundles itself with its own bootstrap/artifacts.ts (its own layout).
+  const baseline = values.baseline
+    ? await (
+        (await import(resolve(values.baseline, "bootstrap/artifacts.ts"))) as {
+          buildLabExecutables: typeof buildLabExecutables;
+        }
+      ).buildLabExecutables(resolve(values.baseline), join(out, "base"))
+    : undefined;
   const { readFile } = await import("node:fs/promises");
+  // Every file of a build in lib/ (a loader and its bundle, or one bundle), under a bench name.
+  const libFiles = (a: (typeof built)["lab-server"], tag: string) =>
+    a.files
+      .filter((f) => f.remote.startsWith(`${HOST_PATHS.lib}/`))
+      .map((f) => ({ local: f.local, remote: f.remote.replace(/\.(mjs|cjs)$/, `.${tag}.$1`) }));
+  const uploads = (["lab-server", "lab-agent"] as const).flatMap((name) => [
+    ...libFiles(built[name], "bench"),
+    ...(baseline ? libFiles(baseline[name], "base") : []),
+  ]);
   await session.uploadMany(
     await Promise.all(
-      (["lab-server", "lab-agent"] as const).map(async (name) => ({
-        source: { data: await readFile(built[name].files.find((f) => f.remote.endsWith(".mjs"))!.local) },
-        remotePath: `${HOST_PATHS.lib}/${name}.bench.mjs`,
+      uploads.map(async (u) => ({
+        source: { data: await readFile(u.local) },
+        remotePath: u.remote,
         mode: 0o644,
         owner: "root:root",
       })),
     ),
   );
   const rounds = Math.max(1, Number(values.rounds));
-  const r = await session.sudo("bash -s", { stdin: script(rounds), timeoutMs: 60 * 60_000 });
+  const r = await session.sudo("bash -s", {
+    stdin: script(rounds, baseline ? ".base" : "", !values["no-unit-restart"]),
+    timeoutMs: 60 * 60_000,
+  });
   const rows = new Map<string, Map<string, number[]>>();
   let load = "";
   for (const line of r.stdout.split("\n")) {
@@ -119,8 +148,14 @@ try {
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const first = values.baseline ? "baseline" : "installed";
   console.log(`node ${found.machine.name}, ${rounds} rounds, guest load ${load} at the end`);
-  console.log("what                    installed   this tree   installed/this tree");
+  console.log(`every round, seconds: ${first} | this tree`);
+  for (const [what, byBuild] of rows)
+    console.log(
+      `  ${what.padEnd(22)}  ${(byBuild.get("installed") ?? []).join(" ")} | ${(byBuild.get("this-tree") ?? []).join(" ")}`,
+    );
+  console.log(`what                    ${first.padStart(9)}   this tree   ${first}/this tree   (medians)`);
   for (const [what, byBuild] of rows) {
     const a = byBuild.get("installed");
     const b = byBuild.get("this-tree");

@@ -68,8 +68,66 @@ export function renderLauncher(name: string): string {
 }
 
 /**
- * Bundles `entry` into `outDir/NAME.mjs` and writes its launcher. ESM output with a `require`
- * shim, because some dependencies (grpc, protobuf) still call require() for Node built-ins.
+ * The loader `NAME.mjs` that runs the bundle `NAME.cjs` through V8's code cache. Node 20 has no
+ * module compile cache (`module.enableCompileCache` is Node 22) and its startup snapshots cannot
+ * hold `node:http` (`--build-snapshot` fails in `methods.toSorted`), so the loader compiles the
+ * CommonJS bundle with `vm.Script` and `cachedData`: the first run writes the cache beside the
+ * bundle 30 s after start (or at exit, if sooner), with every function compiled by then; later
+ * starts skip parsing and compiling them. The cache file is named by the bundle's hash (V8 checks
+ * only the source length), a rejected one (another Node or other flags) is written again, and
+ * LAB_V8_CACHE=0 turns it off.
+ */
+export function renderLoader(name: string, bundleSha256: string): string {
+  const key = bundleSha256.slice(0, 16);
+  return `// Written by lab: runs ${name}.cjs through V8's code cache (see bootstrap/artifacts.ts).
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { basename, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import vm from "node:vm";
+const bundle = fileURLToPath(import.meta.url).replace(/\\.mjs$/, ".cjs");
+const dir = dirname(bundle);
+const stem = basename(bundle, ".cjs");
+const cacheFile = join(dir, \`.\${stem}-${key}.v8cache\`);
+const useCache = process.env.LAB_V8_CACHE !== "0";
+let cachedData;
+if (useCache) {
+  try {
+    cachedData = readFileSync(cacheFile);
+  } catch {}
+}
+const script = new vm.Script(
+  "(function (exports, require, module, __filename, __dirname, __labImportMetaUrl) {" +
+    readFileSync(bundle, "utf8") +
+    "\\n})",
+  { filename: bundle, ...(cachedData ? { cachedData } : {}) },
+);
+if (useCache && (!cachedData || script.cachedDataRejected)) {
+  let written = false;
+  const write = () => {
+    if (written) return;
+    written = true;
+    try {
+      const tmp = \`\${cacheFile}.\${process.pid}\`;
+      writeFileSync(tmp, script.createCachedData(), { mode: 0o644 });
+      renameSync(tmp, cacheFile);
+      for (const f of readdirSync(dir))
+        if (f.startsWith(\`.\${stem}-\`) && f.endsWith(".v8cache") && join(dir, f) !== cacheFile)
+          rmSync(join(dir, f), { force: true });
+    } catch {}
+  };
+  setTimeout(write, 30_000).unref();
+  process.once("exit", write);
+}
+const module = { exports: {} };
+script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, dir, import.meta.url);
+`;
+}
+
+/**
+ * Bundles `entry` into `outDir/NAME.cjs` (CommonJS, every npm dependency inlined) beside its loader
+ * `NAME.mjs` (renderLoader) and writes its launcher. `import.meta.url` in the bundle is the
+ * loader's URL, so an entry's "run when executed" check sees the file node was started with.
  */
 export async function buildExecutable(opts: {
   name: string;
@@ -89,7 +147,8 @@ export async function buildExecutable(opts: {
     });
   }
   await mkdir(opts.outDir, { recursive: true });
-  const bundle = join(opts.outDir, `${opts.name}.mjs`);
+  const bundle = join(opts.outDir, `${opts.name}.cjs`);
+  const loader = join(opts.outDir, `${opts.name}.mjs`);
   const tmp = `${bundle}.tmp-${process.pid}`;
   try {
     await build({
@@ -97,7 +156,7 @@ export async function buildExecutable(opts: {
       outfile: tmp,
       bundle: true,
       platform: "node",
-      format: "esm",
+      format: "cjs",
       target: "node20",
       sourcemap: false,
       minify: false,
@@ -105,17 +164,8 @@ export async function buildExecutable(opts: {
       // Assets travel inside the bundle: `import criProto from "./cri.proto"` gives the text.
       loader: { ".proto": "text", ".txt": "text" },
       logLevel: "silent",
-      banner: {
-        // CommonJS dependencies also expect __dirname/__filename (etcd3 finds its .proto files by them).
-        js: [
-          'import { createRequire as __labCreateRequire } from "node:module";',
-          'import { fileURLToPath as __labFileURLToPath } from "node:url";',
-          'import { dirname as __labDirname } from "node:path";',
-          "const require = __labCreateRequire(import.meta.url);",
-          "const __filename = __labFileURLToPath(import.meta.url);",
-          "const __dirname = __labDirname(__filename);",
-        ].join(" "),
-      },
+      // The loader passes its own URL (renderLoader); CommonJS has no import.meta.
+      define: { "import.meta.url": "__labImportMetaUrl" },
     });
   } catch (err) {
     throw new LabError({
@@ -126,6 +176,8 @@ export async function buildExecutable(opts: {
     });
   }
   await rename(tmp, bundle);
+  const bundleSha256 = await sha256File(bundle);
+  await writeFile(loader, renderLoader(opts.name, bundleSha256));
   const launcher = join(opts.outDir, opts.name);
   await writeFile(launcher, renderLauncher(opts.name), { mode: 0o755 });
   const assets: ArtifactFile[] = [];
@@ -145,10 +197,16 @@ export async function buildExecutable(opts: {
     files: [
       ...assets,
       {
-        local: bundle,
+        local: loader,
         remote: `${HOST_PATHS.lib}/${opts.name}.mjs`,
         mode: 0o644,
-        sha256: await sha256File(bundle),
+        sha256: await sha256File(loader),
+      },
+      {
+        local: bundle,
+        remote: `${HOST_PATHS.lib}/${opts.name}.cjs`,
+        mode: 0o644,
+        sha256: bundleSha256,
       },
       {
         local: launcher,

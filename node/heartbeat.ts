@@ -104,6 +104,9 @@ export interface HeartbeatOptions {
   statusRefreshMs?: number;
 }
 
+/** Conflicts in a row register() merges again before it gives up (the caller's wait retries). */
+const MAX_REGISTER_CONFLICTS = 5;
+
 export class Heartbeat {
   private timer: NodeJS.Timeout | undefined;
   private lease: V1Lease | undefined;
@@ -117,7 +120,8 @@ export class Heartbeat {
   /** Creates or merges the Node and writes its first status. Throws when the API is unreachable. */
   async register(): Promise<V1Node> {
     const { client, registration: reg } = this.o;
-    for (;;) {
+    // A conflict means someone else wrote the Node in between; a few in a row is not a race.
+    for (let conflicts = 0; ; conflicts++) {
       const existing = await client.get("nodes", reg.nodeName).catch((err: unknown) => {
         if (isCode(err, 404)) return undefined;
         throw err;
@@ -131,7 +135,7 @@ export class Heartbeat {
         return node;
       } catch (err) {
         // someone else wrote the Node in between (IPAM, a second agent start): merge again
-        if (isCode(err, 409)) continue;
+        if (isCode(err, 409) && conflicts < MAX_REGISTER_CONFLICTS) continue;
         throw err;
       }
     }

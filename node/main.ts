@@ -22,6 +22,7 @@ import { parseLabels, parseTaints, type NodeRegistration } from "./node-status.t
 import { runNetworkLoops, startDns } from "./network-loops.ts";
 import { AgentServer, DEFAULT_AGENT_PORT } from "./server/server.ts";
 import { apiObjectSource } from "./volumes/manager.ts";
+import { waitUntilReady } from "../topology/readiness.ts";
 
 export interface AgentFlags {
   kubeconfig: string;
@@ -105,6 +106,9 @@ export function agentCommand(): Command {
 
 type Log = (msg: string) => void;
 
+/** How long the agent waits for the API to take its Node before it exits (and systemd restarts it). */
+export const REGISTER_WAIT_MS = 20 * 60_000;
+
 function describeEvent(e: AgentEvent): string {
   switch (e.kind) {
     case "action":
@@ -164,18 +168,36 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
     registration,
     onError: (what, err) => log(`${what}: ${errText(err)} (API ${client.current})`),
   });
-  // The API may not be up yet (the node boots with the masters): keep trying.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const node = await heartbeat.register();
-      log(`registered node ${f.nodeName} (podCIDR ${node.spec?.podCIDR ?? "none"}) via ${client.current}`);
-      break;
-    } catch (err) {
-      if (signal.aborted) throw err;
-      if (attempt % 5 === 0) log(`registering node ${f.nodeName}: ${errText(err)}; retrying`);
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
+  // The API may not be up yet (the node boots with the masters): one named wait on the readiness
+  // primitive. Each attempt is bounded (the client's 30 s per request), the whole wait too: past
+  // it the agent exits naming what it waited for, and systemd starts it again (Restart=always).
+  let registered: V1Node | undefined;
+  let pending = 0;
+  await waitUntilReady(
+    {
+      name: `the API (${servers.join(", ")}) to register node ${f.nodeName}`,
+      lookAt: "`journalctl -u lab-server` on the masters",
+      async probe() {
+        try {
+          registered = await heartbeat.register();
+          return { ready: true };
+        } catch (err) {
+          return { ready: false, detail: errText(err) };
+        }
+      },
+    },
+    {
+      timeoutMs: REGISTER_WAIT_MS,
+      intervalMs: 2_000,
+      // register() makes up to four requests of at most 30 s each.
+      attemptTimeoutMs: 130_000,
+      signal,
+      onPending: (detail) => {
+        if (pending++ % 5 === 0) log(`registering node ${f.nodeName}: ${detail ?? "no answer"}; retrying`);
+      },
+    },
+  );
+  log(`registered node ${f.nodeName} (podCIDR ${registered?.spec?.podCIDR ?? "none"}) via ${client.current}`);
   heartbeat.start();
 
   const sink: PodStatusSink = {

@@ -15,7 +15,7 @@
  * topology. Scenarios that need more machines than the topology has (6 and 6a need 3 masters, 5 two
  * workers) are reported skipped.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -23,6 +23,9 @@ import { parse } from "yaml";
 import type { V1Endpoints, V1Lease, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
+import { etcdLeaderOf, journalCrashLines, KubectlWorkload, unitExits, vipHolder } from "./chaos.ts";
+import { etcdArgs, etcdHostFiles } from "../../templates/etcd.ts";
+import { labServerHostFiles } from "../../templates/lab-server.ts";
 
 const attach = process.env.LAB_E2E_ATTACH;
 // CI runs the default lab (issue 8): ~8 min to come up on a 2-core TCG runner, ~16 min for the suite.
@@ -47,6 +50,18 @@ let clusterIP = "";
 const serviceDns = "sample.default.svc.cluster.local";
 /** Nodes powered off by a scenario: later scenarios must not use them. */
 const poweredOff = new Set<string>();
+const allNodes = [
+  ...Array.from({ length: masterCount }, (_, i) => `master-${i + 1}`),
+  ...Array.from({ length: workerCount }, (_, i) => `worker-${i + 1}`),
+];
+const liveNodes = () => allNodes.filter((n) => !poweredOff.has(n));
+/** The chaos scenarios' background kubectl workload (creates, lists, a watch), from 6a on. */
+let workload: KubectlWorkload | undefined;
+/** Host restarts in scenario 10 (issue 17 asks 3 of 3; CI does 1 for time). */
+const restarts = Math.max(1, Number(process.env.LAB_E2E_RESTARTS || "1"));
+/** `lab up --wait` of the first bring-up and of every rerun after a host restart. */
+const upWait = "15m";
+const upWaitMs = 15 * 60_000;
 
 beforeAll(async () => {
   if (attach) {
@@ -58,7 +73,7 @@ beforeAll(async () => {
   l = await E2eLab.create("ce", topologyText.replace(/^(\s*name:\s*)\S+\s*$/m, "$1NAME"));
   const t0 = Date.now();
   // TCG on 2 shared cores: give the nodes 15 min to turn Ready (lab up's default wait is 5 min).
-  const up = await l.lab(["--json", "up", "--wait", "15m"], { reject: false });
+  const up = await l.lab(["--json", "up", "--wait", upWait], { reject: false });
   timings.add("lab up total", Date.now() - t0);
   const events = jsonLines(up.stdout);
   for (const e of events) {
@@ -78,11 +93,14 @@ beforeAll(async () => {
 
 /** Set when a scenario failed: afterAll then exports the lab's logs before `lab down`. */
 let failed = false;
-afterEach((ctx) => {
+afterEach(async (ctx) => {
   if (ctx.task.result?.state === "fail") failed = true;
+  // Written after every scenario too, so a run stopped mid-way still leaves its figures.
+  await timings.write().catch(() => undefined);
 });
 
 afterAll(async () => {
+  await workload?.stop();
   await timings.write().catch(() => undefined);
   if (l && failed && !poweredOffAll())
     await l.lab(["export", "logs", "--lab", l.name, join(repo, "test-results", "e2e-cluster-logs")], {
@@ -158,11 +176,16 @@ async function rolloutStatus(deployment: string, timeout = "10m"): Promise<void>
   });
 }
 
-/** The pid of a node's QEMU process (its cmdline names `lab:LAB/NODE`). */
+/**
+ * The pid of a node's machine process: QEMU's (its `-name lab:LAB/NODE`) or, on a topology of
+ * provider nspawn, systemd-nspawn's (its `--setenv=LAB_NODE=lab:LAB/NODE`).
+ */
 async function qemuPid(node: string): Promise<number> {
-  const r = await execa("pgrep", ["-f", "--", `-name lab:${l.name}/${node} `], { reject: false });
+  const r = await execa("pgrep", ["-f", "--", `(-name |LAB_NODE=)lab:${l.name}/${node}( |$)`], {
+    reject: false,
+  });
   const pids = r.stdout.split("\n").filter(Boolean).map(Number);
-  if (pids.length !== 1) throw new Error(`expected one QEMU process for ${node}, found ${pids.join(",")}`);
+  if (pids.length !== 1) throw new Error(`expected one machine process for ${node}, found ${pids.join(",")}`);
   return pids[0]!;
 }
 
@@ -364,6 +387,36 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
     await l.kubectl(["delete", "pod", "memory-hog", "--wait=false"]);
   });
 
+  it("4b. start time in a TCG guest: lab-agent (a worker) and lab-server (a master without the VIP), from systemd's Started to serving, 10 s or less", async () => {
+    const agentNode = workerCount ? "worker-1" : "master-1";
+    const serverNode =
+      masterCount > 1 ? allNodes.find((n) => n.startsWith("master-") && n !== "master-1")! : "master-1";
+    let vipHolder = "";
+    if (masterCount > 1) vipHolder = await vipNode(await labVip());
+    const master = masterCount > 1 && serverNode === vipHolder ? "master-1" : serverNode;
+    const cursors = await journalCursors([agentNode, master]);
+    await onNode(agentNode, "systemctl restart lab-agent.service");
+    const agentMs = await startToServing(
+      agentNode,
+      cursors.get(agentNode),
+      "lab-agent.service",
+      /serving logs and exec/,
+    );
+    const registeredMs = await startToServing(
+      agentNode,
+      cursors.get(agentNode),
+      "lab-agent.service",
+      /registered node/,
+    );
+    timings.add(`4b. lab-agent start on ${agentNode} (Started → serving logs and exec)`, agentMs);
+    timings.add(`4b. lab-agent start on ${agentNode} (Started → node registered)`, registeredMs);
+    await onNode(master, "systemctl restart lab-server.service");
+    const serverMs = await startToServing(master, cursors.get(master), "lab-server.service", /listening on/);
+    timings.add(`4b. lab-server start on ${master} (Started → listening)`, serverMs);
+    expect(agentMs, "lab-agent from start to serving").toBeLessThanOrEqual(10_000);
+    expect(serverMs, "lab-server from start to listening").toBeLessThanOrEqual(10_000);
+  });
+
   it.skipIf(workerCount < 2)(
     "5. self-healing, node: a worker powered off goes NotReady; its pods run on the other worker",
     async () => {
@@ -396,29 +449,88 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
   );
 
   it.skipIf(masterCount < 3)(
-    "6a. the VIP follows lab-server: stopped on the VIP holder, the API answers through the VIP again within 10 s",
+    "6a. the VIP follows lab-server: stopped on the VIP holder, the API answers through the VIP again within 10 s; no acked write lost, nothing crashes",
     async () => {
       const vip = await labVip();
       const holder = await vipNode(vip);
-      await onNode(holder, "systemctl stop lab-server.service");
       let took = 0;
       let next = "";
-      try {
-        const t0 = Date.now();
-        await apiAnswersThroughVip(120_000, 5_000, 500);
-        took = Date.now() - t0;
-        timings.add(`6a. lab-server stopped on ${holder} → API answers through the VIP`, took);
-        next = await vipNode(vip);
-      } finally {
-        await onNode(holder, "systemctl start lab-server.service");
-      }
+      const r = await underFault(
+        `6a. lab-server stopped on ${holder}`,
+        async () => {
+          await onNode(holder, "systemctl stop lab-server.service");
+          try {
+            const t0 = Date.now();
+            await apiAnswersThroughVip(120_000, 5_000, 500);
+            took = Date.now() - t0;
+            timings.add(`6a. lab-server stopped on ${holder} → API answers through the VIP`, took);
+            next = await vipNode(vip);
+          } finally {
+            await onNode(holder, "systemctl start lab-server.service");
+          }
+        },
+        async (cursors) => {
+          const ms = await startToServing(holder, cursors.get(holder), "lab-server.service", /listening on/);
+          timings.add(`6a. lab-server start on ${holder} (systemd Started → listening, guest journal)`, ms);
+        },
+      );
       expect(next, "another master took the VIP").not.toBe(holder);
       expect(took).toBeLessThan(10_000);
+      expectNoHarm(r, {});
+      expect(r.gapMs, "API gap through the VIP").toBeLessThanOrEqual(10_000);
     },
   );
 
   it.skipIf(masterCount < 3)(
-    "6. leader election and HA: the master with the VIP and the controller lease powered off; the API answers through the VIP, a new leader, a scale-up completes",
+    "6b. kill -9 lab-server on the VIP holder: systemd restarts it; the API gap through the VIP ≤ 10 s, no acked write lost, nothing else crashes",
+    async () => {
+      const holder = await vipNode(await labVip());
+      const r = await underFault(
+        `6b. kill -9 lab-server on ${holder}`,
+        async () => {
+          await onNode(holder, "kill -9 $(systemctl show -p MainPID --value lab-server.service)");
+        },
+        async (cursors) => {
+          const ms = await startToServing(holder, cursors.get(holder), "lab-server.service", /listening on/);
+          timings.add(`6b. lab-server restart on ${holder} (systemd Started → listening, guest journal)`, ms);
+          await apiAnswersThroughVip(300_000, 5_000, 500);
+        },
+      );
+      // The one exit systemd logs is the kill itself.
+      expectNoHarm(r, { [holder]: 1 });
+      expect(r.gapMs, "API gap through the VIP").toBeLessThanOrEqual(10_000);
+    },
+  );
+
+  it.skipIf(masterCount < 3)(
+    "6c. SIGSTOP of the etcd leader for 15 s: the API gap through the VIP ≤ etcd's election timeout + 10 s, no acked write lost, nothing crashes",
+    async () => {
+      const leader = await etcdLeader();
+      const pid = "$(systemctl show -p MainPID --value lab-etcd.service)";
+      const r = await underFault(
+        `6c. etcd leader on ${leader} SIGSTOP 15 s`,
+        async () => {
+          await onNode(leader, `kill -STOP ${pid}`);
+          try {
+            await new Promise((done) => setTimeout(done, 15_000));
+          } finally {
+            await onNode(leader, `kill -CONT ${pid}`, { timeoutMs: 120_000 });
+          }
+        },
+        async () => {
+          await apiAnswersThroughVip(300_000, 5_000, 500);
+        },
+      );
+      expectNoHarm(r, {});
+      // Writes stop until the followers elect a new leader, which they do only after
+      // --election-timeout without a heartbeat (10 s in templates/etcd.ts, for TCG): issue 17's
+      // 10 s target is measured above the election.
+      expect(r.gapMs, "API gap through the VIP").toBeLessThanOrEqual(ETCD_ELECTION_MS + 10_000);
+    },
+  );
+
+  it.skipIf(masterCount < 3)(
+    "6. leader election and HA: the master with the VIP and the controller lease powered off; the API answers through the VIP (gap ≤ 10 s, + etcd's election when it led etcd), a new leader, a scale-up completes; no acked write lost",
     async () => {
       const leaseArgs = ["get", "lease", "-n", "kube-system", "kube-controller-manager"];
       const lease = await l.kubectlJson<V1Lease>(leaseArgs);
@@ -437,27 +549,29 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       }
       const leaderNode = holder.split("_")[0]!;
       expect(leaderNode, "the VIP holder also holds the controller lease").toBe(vipHolder);
-      const t0 = Date.now();
-      await powerOff(leaderNode);
-      await apiAnswersThroughVip(300_000, 15_000, 1_000);
-      timings.add(`6. ${leaderNode} powered off → API answers through the VIP`, Date.now() - t0);
-      const newHolder = await until(
-        "a new controller-manager leader",
-        300_000,
+      const ledEtcd = (await etcdLeader()) === leaderNode;
+      let newHolder = "";
+      const r = await underFault(
+        `6. ${leaderNode} powered off${ledEtcd ? " (etcd leader too)" : ""}`,
         async () => {
-          const ls = await l.kubectlJson<V1Lease>([
-            "get",
-            "lease",
-            "-n",
-            "kube-system",
-            "kube-controller-manager",
-          ]);
-          const h = ls.spec?.holderIdentity;
-          return h && h !== holder && !h.startsWith(`${leaderNode}_`) ? h : undefined;
+          await powerOff(leaderNode);
         },
-        1_000,
+        async () => {
+          const t0 = Date.now();
+          await apiAnswersThroughVip(300_000, 15_000, 1_000);
+          timings.add(`6. ${leaderNode} powered off → API answers through the VIP`, Date.now() - t0);
+          newHolder = await until(
+            "a new controller-manager leader",
+            300_000,
+            async () => {
+              const h = (await l.kubectlJson<V1Lease>(leaseArgs)).spec?.holderIdentity;
+              return h && h !== holder && !h.startsWith(`${leaderNode}_`) ? h : undefined;
+            },
+            1_000,
+          );
+          timings.add(`6. ${leaderNode} powered off → new lease holder`, Date.now() - t0);
+        },
       );
-      timings.add(`6. ${leaderNode} powered off → new lease holder`, Date.now() - t0);
       expect(newHolder.split("_")[0]).not.toBe(leaderNode);
       const t1 = Date.now();
       const have = running(await samplePods()).length;
@@ -465,6 +579,78 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       await rolloutStatus("sample");
       timings.add(`6. scale-up after the failure completes`, Date.now() - t1);
       expect(running(await samplePods())).toHaveLength(have + 2);
+      expectNoHarm(r, {});
+      expect(r.gapMs, "API gap through the VIP").toBeLessThanOrEqual(
+        10_000 + (ledEtcd ? ETCD_ELECTION_MS : 0),
+      );
+    },
+  );
+
+  it(
+    `10. simulated host restart (${restarts}x): every QEMU process killed, then lab up returns inside its deadline; every node Ready, no acked write lost, the watch saw every acked create`,
+    { timeout: restarts * 45 * 60_000 },
+    async () => {
+      const w = await runningWorkload();
+      for (let i = 1; i <= restarts; i++) {
+        const label = `10. host restart ${i}/${restarts}`;
+        const r = await execa("pgrep", ["-f", "--", `(-name |LAB_NODE=)lab:${l.name}/`], { reject: false });
+        const pids = r.stdout.split("\n").filter(Boolean).map(Number);
+        expect(pids.length, "machine processes of the lab").toBeGreaterThan(0);
+        const t0 = Date.now();
+        for (const pid of pids) process.kill(pid, "SIGKILL");
+        for (const n of allNodes) poweredOff.add(n);
+        await until("every QEMU process gone", 60_000, async () =>
+          pids.every((p) => !existsSync(`/proc/${p}`)) ? true : undefined,
+        );
+        // A host that restarted has none of the lab's network namespaces either (/run is a tmpfs).
+        for (const ns of (await execa("ip", ["netns", "list"])).stdout.split("\n")) {
+          const name = ns.split(" ")[0] ?? "";
+          if (name === `lab-${l.name}` || name.startsWith(`lab-${l.name}.`))
+            await execa("ip", ["netns", "del", name], { reject: false });
+        }
+        const t1 = Date.now();
+        const up = await l.lab(["--json", "up", "--wait", upWait], {
+          reject: false,
+          timeoutMs: upWaitMs + 20 * 60_000,
+        });
+        timings.add(`${label}: lab up`, Date.now() - t1);
+        const events = jsonLines(up.stdout);
+        const waitReady = events.find((e) => e.step === "wait-ready" && typeof e.elapsedMs === "number");
+        if (waitReady) timings.add(`${label}: lab up's wait-ready`, waitReady.elapsedMs as number);
+        expect(up.exitCode, `lab up after the restart: ${up.stderr.slice(-2000)}`).toBe(0);
+        expect(waitReady?.elapsedMs as number, "wait-ready within lab up --wait").toBeLessThanOrEqual(
+          upWaitMs + 15_000,
+        );
+        poweredOff.clear();
+        await apiAnswersThroughVip(300_000, 15_000, 1_000);
+        timings.add(`${label}: QEMU killed → API answers through the VIP`, Date.now() - t0);
+        await until("every node Ready", 600_000, async () => {
+          const ns = await items<V1Node>(["get", "nodes"]);
+          return ns.length === allNodes.length && ns.every((n) => nodeReady(n) === "True") ? true : undefined;
+        });
+        timings.add(`${label}: QEMU killed → every node Ready`, Date.now() - t0);
+        const lost = await until(`${label}: a list of the workload`, 300_000, () => w.lost());
+        timings.count(`${label}: acked creates lost`, lost.length);
+        const harm = await crashesSince("boot");
+        timings.count(`${label}: lab-server/lab-agent exits this boot`, harm.flatMap((c) => c.exits).length);
+        timings.count(`${label}: uncaught traces this boot`, harm.flatMap((c) => c.traces).length);
+        await timings.write().catch(() => undefined);
+        expect(lost, "acknowledged creates missing after the restart").toEqual([]);
+        expect(harm.flatMap((c) => [...c.exits, ...c.traces].map((x) => `${c.node}: ${x}`))).toEqual([]);
+      }
+      // The whole chaos run, from 6a on: every acked create reached the watch; no list was stale.
+      await until("the watch shows every acknowledged create", 180_000, async () =>
+        w.unwatched().length === 0 ? true : undefined,
+      ).catch(() => undefined);
+      await w.stop();
+      timings.count("chaos workload: acked creates", w.acked.length);
+      timings.count("chaos workload: failed creates", w.failedCreates);
+      timings.count("chaos workload: lists (ok)", w.listsOk);
+      timings.count("chaos workload: stale lists", w.staleLists.length);
+      timings.count("chaos workload: watch starts", w.watchStarts);
+      timings.count("chaos workload: acked creates the watch missed", w.unwatched().length);
+      expect(w.unwatched(), w.summary()).toEqual([]);
+      expect(w.staleLists, "lists missing a create acknowledged before them").toEqual([]);
     },
   );
 
@@ -494,11 +680,177 @@ async function apiAnswersThroughVip(limitMs: number, requestMs: number, interval
 
 /** Which live master holds the VIP on its interface. */
 async function vipNode(vip: string): Promise<string> {
-  for (let i = 1; i <= masterCount; i++) {
-    const node = `master-${i}`;
-    if (poweredOff.has(node)) continue;
-    const r = await onNode(node, "ip -o -4 addr show", { reject: false, timeoutMs: 30_000 });
-    if (r.stdout.includes(` ${vip}/`)) return node;
+  const masters = liveNodes().filter((n) => n.startsWith("master-"));
+  const holder = await vipHolder(
+    (node, script) => onNode(node, script, { reject: false, timeoutMs: 30_000 }),
+    masters,
+    vip,
+  );
+  if (!holder) throw new Error(`no master holds the VIP ${vip}`);
+  return holder;
+}
+
+// ---- the chaos run (issue 17) --------------------------------------------------------------------
+
+/** etcd's --election-timeout in templates/etcd.ts: a stopped leader is replaced only after it. */
+const ETCD_ELECTION_MS = Number(
+  /--election-timeout=(\d+)/.exec(etcdArgs(etcdConfigForArgs()).join(" "))?.[1] ?? "1000",
+);
+function etcdConfigForArgs(): Parameters<typeof etcdArgs>[0] {
+  const m = { name: "m", address: "10.0.0.1" };
+  return { member: m, cluster: [m], clusterToken: "t", dataDir: "/d", files: etcdHostFiles() };
+}
+
+/** The workload, started by the first chaos scenario; resolves once it acknowledges creates. */
+async function runningWorkload(): Promise<KubectlWorkload> {
+  if (!workload) {
+    workload = new KubectlWorkload({ kubeconfig: l.kubeconfig });
+    workload.start();
   }
-  throw new Error(`no master holds the VIP ${vip}`);
+  const w = workload;
+  const since = Date.now();
+  await until("the workload's creates are acknowledged", 300_000, async () =>
+    w.acksSince(since) >= 3 ? true : undefined,
+  );
+  return w;
+}
+
+interface Harm {
+  node: string;
+  /** systemd's "Main process exited" lines of lab-server and lab-agent. */
+  exits: string[];
+  /** Lines of an uncaught exception's trace. */
+  traces: string[];
+}
+
+interface FaultResult {
+  gapMs: number;
+  lost: string[];
+  harm: Harm[];
+}
+
+/** Each live node's journal position now: a fault's crashes are counted after it. */
+async function journalCursors(nodes = liveNodes()): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  await Promise.all(
+    nodes.map(async (node) => {
+      const r = await onNode(node, "journalctl -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p'", {
+        reject: false,
+        timeoutMs: 120_000,
+      });
+      const c = r.stdout.trim().split("\n").at(-1);
+      if (r.exitCode === 0 && c) out.set(node, c);
+    }),
+  );
+  return out;
+}
+
+/** lab-server's and lab-agent's exits and traces in each live node's journal since `from`. */
+async function crashesSince(from: Map<string, string> | "boot"): Promise<Harm[]> {
+  return Promise.all(
+    liveNodes().map(async (node) => {
+      const cursor = from === "boot" ? undefined : from.get(node);
+      const since = cursor ? `--after-cursor='${cursor}'` : "-b";
+      const journal = await until(`the journal of ${node}`, 180_000, async () => {
+        const r = await onNode(
+          node,
+          `journalctl ${since} -u lab-server.service -u lab-agent.service -o cat --no-pager`,
+          { reject: false, timeoutMs: 120_000 },
+        );
+        return r.exitCode === 0 ? r.stdout : undefined;
+      });
+      return {
+        node,
+        exits: [...unitExits(journal, "lab-server.service"), ...unitExits(journal, "lab-agent.service")],
+        traces: journalCrashLines(journal),
+      };
+    }),
+  );
+}
+
+/**
+ * One fault under the workload: `inject` it, wait until `settle` says it is over, then keep the
+ * window open 10 s more and until 3 creates are acknowledged (a VIP that moves back is inside it).
+ * Records the API gap, the acked creates lost and the crashes in the timings.
+ */
+async function underFault(
+  label: string,
+  inject: (cursors: Map<string, string>) => Promise<void>,
+  settle: (cursors: Map<string, string>) => Promise<void>,
+): Promise<FaultResult> {
+  const w = await runningWorkload();
+  const cursors = await journalCursors();
+  const ackedBefore = w.acked.length;
+  const t0 = Date.now();
+  await inject(cursors);
+  await settle(cursors);
+  const settled = Date.now();
+  await until(`${label}: creates acknowledged again`, 300_000, async () =>
+    w.acksSince(settled) >= 3 && Date.now() - settled >= 10_000 ? true : undefined,
+  );
+  const gapMs = w.gap(t0);
+  const lost = await until(`${label}: a list of the workload`, 120_000, () => w.lost());
+  const harm = await crashesSince(cursors);
+  timings.add(`${label}: API gap (longest without an acked create, through the VIP)`, gapMs);
+  timings.count(`${label}: acked creates in the window`, w.acked.length - ackedBefore);
+  timings.count(`${label}: acked creates lost`, lost.length);
+  timings.count(`${label}: lab-server/lab-agent exits`, harm.flatMap((h) => h.exits).length);
+  timings.count(`${label}: uncaught traces`, harm.flatMap((h) => h.traces).length);
+  return { gapMs, lost, harm };
+}
+
+/** No acked write lost, no trace, and exactly the exits the fault caused (`expected` per node). */
+function expectNoHarm(r: FaultResult, expected: Record<string, number>): void {
+  expect(r.lost, "acknowledged creates missing").toEqual([]);
+  expect(r.harm.flatMap((h) => h.traces.map((t) => `${h.node}: ${t}`))).toEqual([]);
+  const exits = r.harm.filter((h) => h.exits.length !== (expected[h.node] ?? 0));
+  expect(
+    exits.map((h) => `${h.node}: ${h.exits.join(" | ") || "no exit"}`),
+    `exits other than ${JSON.stringify(expected)}`,
+  ).toEqual([]);
+}
+
+/**
+ * How long a unit took from systemd's "Started" to the line saying it serves, in the node's journal
+ * after `cursor` (both stamps from the guest's clock). Waits for the line (5 min).
+ */
+async function startToServing(
+  node: string,
+  cursor: string | undefined,
+  unit: string,
+  serving: RegExp,
+): Promise<number> {
+  const since = cursor ? `--after-cursor='${cursor}'` : "-b";
+  return until(
+    `${unit} on ${node} serving`,
+    300_000,
+    async () => {
+      const r = await onNode(node, `journalctl ${since} -u ${unit} -o short-unix --no-pager`, {
+        reject: false,
+        timeoutMs: 60_000,
+      });
+      let started: number | undefined;
+      for (const line of r.stdout.split("\n")) {
+        const m = /^(\d+(?:\.\d+)?) \S+ (.*)$/.exec(line);
+        if (!m) continue;
+        if (/: Started /.test(m[2]!) || /^systemd\[1\]: Started/.test(m[2]!)) started = Number(m[1]);
+        else if (started !== undefined && serving.test(m[2]!)) return (Number(m[1]) - started) * 1000;
+      }
+      return undefined;
+    },
+    1_000,
+  );
+}
+
+/** The master whose etcd member leads now (etcdctl on a live master, lab-server's client cert). */
+async function etcdLeader(): Promise<string> {
+  const machines = await l.machines();
+  return until("an etcd leader", 120_000, () =>
+    etcdLeaderOf(
+      (node, script) => onNode(node, script, { reject: false, timeoutMs: 60_000 }),
+      liveNodes().find((n) => n.startsWith("master-"))!,
+      labServerHostFiles(),
+      (address) => machines.find((m) => m.address === address)?.name,
+    ),
+  );
 }

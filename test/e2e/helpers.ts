@@ -162,6 +162,8 @@ export const seconds = (ms: number): number => Math.round(ms / 100) / 10;
  */
 export class Timings {
   readonly rows: [string, number][] = [];
+  /** Counted figures (acked writes lost, crashes...), printed as integers after the seconds. */
+  readonly counts: [string, number][] = [];
 
   constructor(
     readonly suite: string,
@@ -170,6 +172,10 @@ export class Timings {
 
   add(what: string, ms: number): void {
     this.rows.push([what, seconds(ms)]);
+  }
+
+  count(what: string, n: number): void {
+    this.counts.push([what, n]);
   }
 
   /** Runs `fn` and records how long it took (also when it throws, marked "(failed)"). */
@@ -186,28 +192,38 @@ export class Timings {
   }
 
   async write(): Promise<void> {
-    if (!this.rows.length) return;
+    if (!this.rows.length && !this.counts.length) return;
     const out = join(repo, "test-results");
     await mkdir(out, { recursive: true });
-    type Section = { title: string; seconds: Record<string, number> };
+    type Section = { title: string; seconds: Record<string, number>; counts?: Record<string, number> };
     const all = (await readFile(join(out, "e2e-timings.json"), "utf8")
       .then((t) => JSON.parse(t) as Record<string, Section>)
       .catch(() => ({}))) as Record<string, Section>;
     // Object.fromEntries keeps the first occurrence order; duplicate names get a counter.
-    const named: Record<string, number> = {};
-    for (const [w, s] of this.rows) {
-      let key = w;
-      for (let i = 2; key in named; i++) key = `${w} #${i}`;
-      named[key] = s;
-    }
-    all[this.suite] = { title: this.title, seconds: named };
+    const byName = (rows: [string, number][]) => {
+      const named: Record<string, number> = {};
+      for (const [w, s] of rows) {
+        let key = w;
+        for (let i = 2; key in named; i++) key = `${w} #${i}`;
+        named[key] = s;
+      }
+      return named;
+    };
+    all[this.suite] = {
+      title: this.title,
+      seconds: byName(this.rows),
+      ...(this.counts.length ? { counts: byName(this.counts) } : {}),
+    };
     await writeFile(join(out, "e2e-timings.json"), JSON.stringify(all, null, 2) + "\n");
     const tables = Object.values(all).map((sec) => {
       const entries = Object.entries(sec.seconds);
-      const width = Math.max(...entries.map(([w]) => w.length));
+      const counts = Object.entries(sec.counts ?? {});
+      const width = Math.max(...[...entries, ...counts].map(([w]) => w.length));
       return [
         `${sec.title} — seconds`,
         ...entries.map(([w, s]) => `  ${w.padEnd(width)}  ${s.toFixed(1).padStart(7)}`),
+        ...(counts.length ? [`${sec.title} — counts`] : []),
+        ...counts.map(([w, n]) => `  ${w.padEnd(width)}  ${String(n).padStart(7)}`),
       ].join("\n");
     });
     await writeFile(join(out, "e2e-timings.txt"), tables.join("\n\n") + "\n");

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
-import { copyFile, mkdtemp, rm, mkdir } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -26,18 +26,32 @@ describe("self-contained executables", () => {
       entry: "test/fixtures/tiny-entry/main.ts",
       outDir: join(dir, "out"),
     });
-    expect(a.files.map((f) => f.remote)).toEqual(["/opt/lab/lib/tiny.mjs", "/opt/lab/bin/tiny"]);
-    // A target-like tree with no node_modules anywhere: the runtime copy and the bundle.
+    expect(a.files.map((f) => f.remote)).toEqual([
+      "/opt/lab/lib/tiny.mjs",
+      "/opt/lab/lib/tiny.cjs",
+      "/opt/lab/bin/tiny",
+    ]);
+    // A target-like tree with no node_modules anywhere: the runtime copy, the loader and the bundle.
     const target = join(dir, "target");
     await mkdir(target);
     const runtime = await nodeRuntime();
     await copyFile(runtime.local, join(target, "node"));
     await copyFile(a.files[0]!.local, join(target, "tiny.mjs"));
-    const r = await execa(join(target, "node"), [join(target, "tiny.mjs"), "lab", "--flag"], { cwd: target });
+    await copyFile(a.files[1]!.local, join(target, "tiny.cjs"));
+    const run = () =>
+      execa(join(target, "node"), [join(target, "tiny.mjs"), "lab", "--flag"], { cwd: target });
+    const r = await run();
     expect(r.stdout).toContain("greeting: hello lab");
     expect(r.stdout).toContain("- --flag");
     expect(r.stdout).toContain(`proto: syntax = "proto3";`);
-    expect(a.files[0]!.sha256).toBe(await sha256File(a.files[0]!.local));
+    for (const f of a.files) expect(f.sha256).toBe(await sha256File(f.local));
+    // The first run left V8's code cache beside the bundle, named by the bundle's hash; the next
+    // run takes it (same output) and leaves it as it was.
+    const cache = join(target, `.tiny-${a.files[1]!.sha256.slice(0, 16)}.v8cache`);
+    const first = await readFile(cache);
+    expect(first.length).toBeGreaterThan(0);
+    expect((await run()).stdout).toBe(r.stdout);
+    expect(await readFile(cache)).toEqual(first);
     expect(runtime.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(renderLauncher("tiny")).toContain('exec /opt/lab/bin/node /opt/lab/lib/tiny.mjs "$@"');
   });
