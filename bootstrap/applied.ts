@@ -15,7 +15,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { NODE_CONTAINERD } from "../templates/lab-agent.ts";
 import { HOST_PATHS } from "../templates/paths.ts";
-import { SHA256_SIDECAR, sha256, shq } from "./ssh.ts";
+import { SHA256_SIDECAR, sha256, shq } from "../ssh/session.ts";
 
 /** Where each node keeps one marker per applied step (removed by `lab down` with /var/lib/lab). */
 export const APPLIED_DIR = `${HOST_PATHS.varLib}/applied`;
@@ -247,7 +247,7 @@ export function staleReason(
 }
 
 /**
- * The version of the code that applies the steps: a hash of bootstrap/steps/, bootstrap/ssh.ts
+ * The version of the code that applies the steps: a hash of bootstrap/steps/, ssh/session.ts
  * and this file. A changed command in a step makes every marker stale, so a `lab up` with a new
  * lab runs every step once again (as before markers existed) instead of trusting an old result.
  */
@@ -258,7 +258,11 @@ export function bootstrapCodeVersion(): Promise<string> {
     const stepsDir = `${here}steps`;
     const steps = (await readdir(stepsDir)).filter((n) => n.endsWith(".ts")).sort();
     const h = createHash("sha256");
-    for (const path of [...steps.map((n) => `${stepsDir}/${n}`), `${here}ssh.ts`, `${here}applied.ts`]) {
+    for (const path of [
+      ...steps.map((n) => `${stepsDir}/${n}`),
+      `${here}../ssh/session.ts`,
+      `${here}applied.ts`,
+    ]) {
       h.update(path.slice(here.length))
         .update("\0")
         .update(await readFile(path))

@@ -9,7 +9,7 @@ import type { Machine } from "../provisioners/provisioner.ts";
 import { LabError } from "../topology/errors.ts";
 import { LAB_UNITS } from "../templates/paths.ts";
 import { APPLIED_DIR } from "./applied.ts";
-import { SshSession } from "./ssh.ts";
+import { SshSession } from "../ssh/session.ts";
 
 /** What is collected from each machine: file name → command (run as root). */
 export function logCommands(lines = 5000): Record<string, string> {

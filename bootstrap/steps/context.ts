@@ -4,8 +4,8 @@
  * only when their bytes differ. A node whose result still stands is skipped without a round trip.
  */
 import type { Machine } from "../../provisioners/provisioner.ts";
-import type { JumpPool } from "../../provisioners/ssh-jump.ts";
-import type { LabDialer } from "../dialer.ts";
+import type { JumpPool } from "../../ssh/jump.ts";
+import type { LabDialer } from "../../ssh/dialer.ts";
 import type { PlannedNode } from "../../topology/plan.ts";
 import type { BootstrapContext } from "../index.ts";
 import {
@@ -16,7 +16,7 @@ import {
   type NodeFacts,
   type NodeWork,
 } from "../applied.ts";
-import { SshSession, shq } from "../ssh.ts";
+import { SshSession, shq } from "../../ssh/session.ts";
 
 export interface StepOutcome {
   /** True when the step changed something on a machine or in the state. */

@@ -14,7 +14,7 @@ import {
   type ArtifactFile,
 } from "../artifacts.ts";
 import { etcdMembers } from "../etcd.ts";
-import type { SshSession } from "../ssh.ts";
+import type { SshSession } from "../../ssh/session.ts";
 import { emptyWork, type NodeWork } from "../applied.ts";
 import {
   applyOnNodes,

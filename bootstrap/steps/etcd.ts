@@ -2,7 +2,7 @@ import type { Machine } from "../../provisioners/provisioner.ts";
 import { renderEtcdUnit, clientURL } from "../../templates/etcd.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import { etcdctlHealthArgs, etcdMemberConfig, etcdMembers, waitForEtcdHealthy } from "../etcd.ts";
-import { shq } from "../ssh.ts";
+import { shq } from "../../ssh/session.ts";
 import { emptyWork } from "../applied.ts";
 import {
   applyOnNodes,

@@ -21,7 +21,7 @@ import {
 } from "./context.ts";
 import { executable, executableUploads, installExecutable } from "./control-plane.ts";
 import { sha256File } from "../artifacts.ts";
-import { shq, type SshSession } from "../ssh.ts";
+import { shq, type SshSession } from "../../ssh/session.ts";
 import { agentServingFiles, nodeIdentityFiles } from "./files.ts";
 
 export const CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule";

@@ -6,7 +6,7 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { SshSession, shq } from "../../bootstrap/ssh.ts";
+import { SshSession, shq } from "../../ssh/session.ts";
 import { runtimeArch } from "../../bootstrap/artifacts.ts";
 import { collectMachineLogs } from "../../bootstrap/logs.ts";
 import { LabError } from "../../topology/errors.ts";

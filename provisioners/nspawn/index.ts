@@ -42,7 +42,7 @@ import { BRIDGE, netnsName } from "../network/names.ts";
 import { destroyLabNetwork, ensureLabNetwork } from "../network/netns.ts";
 import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
 import { pidAlive } from "../qemu/processes.ts";
-import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
+import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
 import { ensureNodeCgroups, hierarchies, labCgroupPids, removeLabCgroups } from "./cgroups.ts";
 import type { SeedInput } from "../../cloud-init/seed.ts";
 import { directFiles, homeDirs, nspawnSeed, upperFiles, UPPER_LINKS, type DirectFile } from "./guest.ts";

@@ -18,7 +18,7 @@ import { destroyLabNetwork, ensureLabNetwork, ensureTap } from "../network/netns
 import { netnsName } from "../network/names.ts";
 import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
 import { vmMachine, writeNodeSeed } from "../vm-node.ts";
-import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
+import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
 import { decideAccel, probeAccel, type Accel } from "./accel.ts";
 import { qemuArgv, type VmSpec } from "./argv.ts";
 import { findVmProcesses, pidAlive } from "./processes.ts";

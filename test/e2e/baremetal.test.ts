@@ -18,7 +18,7 @@ import { fingerprint } from "../../provisioners/keys.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import type { Plan } from "../../topology/plan.ts";
 import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
-import { shq } from "../../bootstrap/ssh.ts";
+import { shq } from "../../ssh/session.ts";
 import { jsonLines, until } from "./helpers.ts";
 
 /** Steps that only verify (one master: the VIP too): reported done with their finding on every run. */

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Machine, Provisioner } from "../../provisioners/provisioner.ts";
-import { trySsh } from "../../provisioners/ssh-ready.ts";
+import { trySsh } from "../../ssh/ready.ts";
 import { checkTopology } from "../../topology/load.ts";
 import { plan, type Plan } from "../../topology/plan.ts";
 import { RecordingReporter } from "../../topology/progress.ts";

@@ -12,7 +12,7 @@ import { request } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApiTunnel, type TunnelEvent } from "../../bootstrap/api-tunnel.ts";
-import { labDialer } from "../../bootstrap/dialer.ts";
+import { labDialer } from "../../ssh/dialer.ts";
 import { createCA, issueCertificate } from "../../bootstrap/pki.ts";
 import { adminGet } from "../../bootstrap/steps/wait-ready.ts";
 import type { Machine, SshJump } from "../../provisioners/provisioner.ts";

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { createTestHosts, type TestHosts, testMachine } from "../support/ssh-hosts.ts";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { collectMachineLogs } from "../../bootstrap/logs.ts";
-import { SHA256_SIDECAR, SshSession, fingerprintOfBlob, sha256, sha256OfFile } from "../../bootstrap/ssh.ts";
+import { SHA256_SIDECAR, SshSession, fingerprintOfBlob, sha256, sha256OfFile } from "../../ssh/session.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import { fingerprint } from "../../provisioners/keys.ts";
 import { LabError } from "../../topology/errors.ts";

@@ -8,7 +8,7 @@ import {
   type NodeFacts,
   type NodeWork,
 } from "../../bootstrap/applied.ts";
-import { sha256 } from "../../bootstrap/ssh.ts";
+import { sha256 } from "../../ssh/session.ts";
 
 const work = (): NodeWork => ({
   ...emptyWork(),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ensureContainerd, importNodeImages, type ImageArchive } from "../../bootstrap/steps/join-nodes.ts";
-import type { SshSession } from "../../bootstrap/ssh.ts";
+import type { SshSession } from "../../ssh/session.ts";
 import {
   NODE_CONTAINERD,
   renderNodeCniConfig,

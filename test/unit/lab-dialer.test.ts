@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { apiTargets, defaultTunnelPort } from "../../bootstrap/api-tunnel.ts";
-import { apiBehindJump, jumpFor } from "../../bootstrap/dialer.ts";
+import { apiBehindJump, jumpFor } from "../../ssh/dialer.ts";
 import type { Machine, SshJump } from "../../provisioners/provisioner.ts";
 
 const hv = (host: string): SshJump => ({

@@ -9,7 +9,7 @@ import {
   knownHostsName,
   parseRemoteUri,
 } from "../../provisioners/libvirt/remote.ts";
-import { jumpFingerprint } from "../../provisioners/ssh-jump.ts";
+import { jumpFingerprint } from "../../ssh/jump.ts";
 
 const ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq2b0ZkY4o1xS0z0Hc8c7q0v0Jr8b7h3cX8m9bqk1aZ";
 const RSA = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { unreachableHint } from "../../provisioners/ssh-ready.ts";
+import { unreachableHint } from "../../ssh/ready.ts";
 
 describe("unreachableHint", () => {
   it("says that nothing answered ARP when the address is unreachable, and where to look", () => {

@@ -12,7 +12,7 @@ import type { ClientRequest } from "node:http";
 import { request as httpsRequest, type RequestOptions } from "node:https";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { Machine, SshJump } from "../provisioners/provisioner.ts";
-import { forwardOut, JumpPool } from "../provisioners/ssh-jump.ts";
+import { forwardOut, JumpPool } from "./jump.ts";
 import { LabError } from "../topology/errors.ts";
 import { deadlineController } from "../topology/readiness.ts";
 

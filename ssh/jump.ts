@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import { Client, type ServerHostKeyAlgorithm } from "ssh2";
 import { LabError } from "../topology/errors.ts";
-import type { SshJump } from "./provisioner.ts";
+import type { SshJump } from "../provisioners/provisioner.ts";
 
 const fingerprintOfBlob = (blob: Buffer) =>
   "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");

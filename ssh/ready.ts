@@ -7,9 +7,9 @@ import { readFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import { Client } from "ssh2";
 import { LabError } from "../topology/errors.ts";
-import type { SshJump } from "./provisioner.ts";
+import type { SshJump } from "../provisioners/provisioner.ts";
 import { deadlineController, untilAborted, waitUntilReady } from "../topology/readiness.ts";
-import { connectJump, forwardOut, type JumpConnection } from "./ssh-jump.ts";
+import { connectJump, forwardOut, type JumpConnection } from "./jump.ts";
 
 /** One SSH login attempt of ssh-ready: a host that took the TCP connection but said nothing is retried after this. */
 export const SSH_ATTEMPT_MS = 10_000;

@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import type { Machine } from "../provisioners/provisioner.ts";
-import { connectJump, forwardOut, type JumpConnection, type JumpPool } from "../provisioners/ssh-jump.ts";
+import { connectJump, forwardOut, type JumpConnection, type JumpPool } from "./jump.ts";
 import { LabError } from "../topology/errors.ts";
 import { shq } from "../lib/shell.ts";
 
