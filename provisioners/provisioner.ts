@@ -3,6 +3,7 @@
  * with a pinned host key; everything after that (PKI, etcd, lab-server, lab-agent) is the same
  * SSH bootstrap for VMs and bare metal, which never asks what kind of machine it got.
  */
+import type { SshEndpoint } from "../ssh/endpoint.ts";
 import type { Plan, Role } from "../topology/plan.ts";
 import type { Reporter } from "../topology/progress.ts";
 import type { LabState } from "../topology/state.ts";
@@ -12,29 +13,8 @@ export interface Machine {
   role: Role;
   /** Address the bootstrap and the cluster use for this node. */
   address: string;
-  ssh: {
-    host: string;
-    port: number;
-    user: string;
-    /** Path of the private key file (mode 0600). */
-    privateKeyPath: string;
-    /** Pinned host public key in OpenSSH form (`ssh-ed25519 AAAA...`); never trust-on-first-use. */
-    hostKey: string;
-    /**
-     * Reach the machine through this SSH host (a remote hypervisor whose lab network only it can
-     * reach): the connection is forwarded from there to host:port. Pinned like the machine itself.
-     */
-    jump?: SshJump;
-  };
-}
-
-export interface SshJump {
-  host: string;
-  port: number;
-  user: string;
-  privateKeyPath: string;
-  /** Pinned host key: an OpenSSH public key or a `SHA256:` fingerprint; never trust-on-first-use. */
-  hostKey: string;
+  /** How to log in: host, port, user, key, the pinned host key and the jump host if any. */
+  ssh: SshEndpoint;
 }
 
 export type MachineState = "running" | "stopped" | "missing" | "unknown";

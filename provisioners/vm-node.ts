@@ -2,7 +2,8 @@
 import { writeSeedIso } from "../cloud-init/iso.ts";
 import { renderSeed } from "../cloud-init/seed.ts";
 import type { Plan, PlannedNode } from "../topology/plan.ts";
-import type { Machine, SshJump } from "./provisioner.ts";
+import type { SshJump } from "../ssh/endpoint.ts";
+import type { Machine } from "./provisioner.ts";
 
 /** Writes the node's seed image (label cidata): its hostname, login user and key, host key and static address. */
 export async function writeNodeSeed(

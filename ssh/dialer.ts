@@ -11,10 +11,13 @@ import type { Duplex } from "node:stream";
 import type { ClientRequest } from "node:http";
 import { request as httpsRequest, type RequestOptions } from "node:https";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
-import type { Machine, SshJump } from "../provisioners/provisioner.ts";
+import type { SshHost, SshJump } from "./endpoint.ts";
 import { forwardOut, JumpPool } from "./jump.ts";
 import { LabError } from "../topology/errors.ts";
 import { deadlineController } from "../topology/readiness.ts";
+
+/** A machine the dialer reaches: its name and SSH endpoint, its role and its lab address. */
+type Machine = SshHost & { role: string; address: string };
 
 export interface DialOptions {
   timeoutMs?: number;

@@ -4,21 +4,16 @@
  * the readiness check and the bootstrap's sessions, so both reach VMs on a remote lab network the
  * same way, and by the libvirt provisioner for the few commands it runs on the hypervisor itself.
  */
-import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
-import { Client, type ServerHostKeyAlgorithm } from "ssh2";
+import { Client } from "ssh2";
 import { LabError } from "../topology/errors.ts";
-import type { SshJump } from "../provisioners/provisioner.ts";
+import type { SshJump } from "./endpoint.ts";
+import { fingerprintOfBlob, keyAlgorithms, pinnedFingerprint } from "./host-key.ts";
 
-const fingerprintOfBlob = (blob: Buffer) =>
-  "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
-
-/** The `SHA256:` fingerprint a pin stands for (a fingerprint as is, or that of a public key). */
+/** The `SHA256:` fingerprint a pin stands for; an empty pin stands for no key at all. */
 export function jumpFingerprint(hostKey: string): string {
-  const k = hostKey.trim();
-  if (k.startsWith("SHA256:")) return k;
-  return fingerprintOfBlob(Buffer.from(k.split(/\s+/)[1] ?? "", "base64"));
+  return pinnedFingerprint(hostKey) ?? fingerprintOfBlob(Buffer.alloc(0));
 }
 
 export interface JumpConnection {
@@ -26,14 +21,6 @@ export interface JumpConnection {
   /** The host key the jump host presented, as an OpenSSH public key (`ssh-ed25519 AAAA...`). */
   hostPublicKey: string;
   close(): void;
-}
-
-/** Host key algorithms that present a key of the pinned type; undefined for a bare fingerprint. */
-function keyAlgorithms(hostKey: string): ServerHostKeyAlgorithm[] | undefined {
-  const type = hostKey.trim().split(/\s+/)[0];
-  if (!type || type.startsWith("SHA256:")) return undefined;
-  if (type === "ssh-rsa") return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
-  return [type as ServerHostKeyAlgorithm];
 }
 
 const where = (j: SshJump) => `${j.user}@${j.host}:${j.port}`;

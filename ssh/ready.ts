@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import { Client } from "ssh2";
 import { LabError } from "../topology/errors.ts";
-import type { SshJump } from "../provisioners/provisioner.ts";
+import type { SshJump } from "./endpoint.ts";
 import { deadlineController, untilAborted, waitUntilReady } from "../topology/readiness.ts";
 import { connectJump, forwardOut, type JumpConnection } from "./jump.ts";
 

@@ -1,18 +1,18 @@
 /**
- * SSH sessions to machines (ssh2): exec with exit code, timeouts and cancellation; sudo; SFTP upload
- * verified by sha256 and skipped when the remote file already has that hash. The host key is pinned:
- * a machine's key must match `Machine.ssh.hostKey` (a public key or a SHA256 fingerprint). Only when
+ * SSH sessions to machines (ssh2): exec with exit code, timeouts and cancellation; sudo; uploads
+ * verified by sha256 (ssh/upload.ts). The host key is pinned: a machine's key must match
+ * `ssh.hostKey` (a public key or a SHA256 fingerprint). Only when
  * the caller allows it (the topology's acceptNewHostKey) is an unknown key accepted, and the caller
  * records what was seen.
  */
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
-import type { Machine } from "../provisioners/provisioner.ts";
-import { connectJump, forwardOut, type JumpConnection, type JumpPool } from "./jump.ts";
-import { LabError } from "../topology/errors.ts";
 import { shq } from "../lib/shell.ts";
+import { LabError } from "../topology/errors.ts";
+import type { SshHost } from "./endpoint.ts";
+import { fingerprintOfBlob, pinnedFingerprint } from "./host-key.ts";
+import { connectJump, forwardOut, type JumpConnection, type JumpPool } from "./jump.ts";
+import { failureDetail, upload, uploadMany, type UploadItem, type UploadSource } from "./upload.ts";
 
 export interface ExecResult {
   stdout: string;
@@ -36,40 +36,8 @@ export interface ConnectOptions {
   jumps?: JumpPool;
 }
 
-/** `SHA256:...` of a raw SSH public key blob, as `ssh-keygen -l` prints it. */
-export function fingerprintOfBlob(blob: Buffer): string {
-  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
-}
-
-/** The fingerprint a pin stands for: a `SHA256:` string as is, or that of an OpenSSH public key. */
-export function pinnedFingerprint(hostKey: string): string | undefined {
-  const k = hostKey.trim();
-  if (!k) return undefined;
-  if (k.startsWith("SHA256:")) return k;
-  const blob = k.split(/\s+/)[1];
-  return blob ? fingerprintOfBlob(Buffer.from(blob, "base64")) : undefined;
-}
-
 /** Single-quotes a string for a POSIX shell (lib/shell.ts; re-exported for the bootstrap steps). */
 export { shq };
-
-/** Total size of the files `uploadMany` writes in one exec (base64 on stdin) instead of over SFTP. */
-const INLINE_MAX = 1024 * 1024;
-
-interface InlineItem {
-  source: { data: Buffer | string };
-  remotePath: string;
-  mode?: number;
-  owner?: string;
-}
-
-export const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
-
-export async function sha256OfFile(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
 
 export class SshSession {
   /** Commands run so far: each is a round trip that costs seconds on a busy TCG guest. */
@@ -78,7 +46,7 @@ export class SshSession {
   /** Fingerprint of the host key the server presented. */
   readonly seenHostKey: string;
   private constructor(
-    readonly machine: Machine,
+    readonly machine: SshHost,
     private readonly client: Client,
     seen: string,
     private readonly jump?: JumpConnection,
@@ -90,7 +58,7 @@ export class SshSession {
     return `${this.machine.name} (${this.machine.ssh.user}@${this.machine.ssh.host}:${this.machine.ssh.port})`;
   }
 
-  static async connect(machine: Machine, opts: ConnectOptions = {}): Promise<SshSession> {
+  static async connect<M extends SshHost>(machine: M, opts: ConnectOptions = {}): Promise<SshSession> {
     const m = machine.ssh;
     const where = `${machine.name} (${m.user}@${m.host}:${m.port})`;
     const expected = pinnedFingerprint(m.hostKey);
@@ -288,10 +256,9 @@ export class SshSession {
   async run(command: string, opts: ExecOptions & { root?: boolean; what?: string } = {}): Promise<string> {
     const r = await (opts.root ? this.sudo(command, opts) : this.exec(command, opts));
     if (r.code !== 0) {
-      const detail = (r.stderr || r.stdout).trim().split("\n").slice(-5).join(" | ");
       throw new LabError({
         code: "REMOTE_COMMAND_FAILED",
-        what: `${opts.what ?? `\`${command.slice(0, 160)}\``} failed on ${this.machine.name} (exit ${r.code}): ${detail}`,
+        what: `${opts.what ?? `\`${command.slice(0, 160)}\``} failed on ${this.machine.name} (exit ${r.code}): ${failureDetail(r)}`,
         where: this.machine.name,
         source: "host",
       });
@@ -306,273 +273,27 @@ export class SshSession {
     return /^([0-9a-f]{64})\s/.exec(out)?.[1];
   }
 
-  private sftp(): Promise<SFTPWrapper> {
+  /** An SFTP channel on this connection (uploads use it; the caller ends it). */
+  openSftp(): Promise<SFTPWrapper> {
     return new Promise((resolve, reject) => this.client.sftp((err, s) => (err ? reject(err) : resolve(s))));
   }
 
-  /**
-   * Puts `data` (or a local file) at `remotePath` as root with `mode`, owned by `owner`. Skips the
-   * transfer when the remote file already has the same sha256 (mode and owner are still applied);
-   * otherwise uploads to a temporary file, verifies its sha256, then moves it into place atomically.
-   */
-  async upload(
-    source: { data: Buffer | string } | { file: string; sha256?: string },
+  /** `upload` in ssh/upload.ts: one file, verified by sha256, skipped when already there. */
+  upload(
+    source: UploadSource,
     remotePath: string,
     opts: { mode?: number; owner?: string; signal?: AbortSignal } = {},
   ): Promise<"uploaded" | "unchanged"> {
-    const data = "data" in source ? Buffer.from(source.data) : undefined;
-    const want = data
-      ? sha256(data)
-      : ((source as { sha256?: string }).sha256 ?? (await sha256OfFile((source as { file: string }).file)));
-    const mode = (opts.mode ?? 0o644).toString(8);
-    const owner = opts.owner ?? "root:root";
-    // Large files (the Node runtime, bundles) keep their verified hash in a sidecar: re-hashing
-    // 99 MB costs ~40 s per step under TCG. The sidecar is trusted only while size, mtime and
-    // inode are the ones recorded right after the verified upload.
-    const sidecar = !data;
-    const check = await this.run(unchangedCheck(remotePath, want, owner, mode, sidecar), {
-      root: true,
-      signal: opts.signal,
-      timeoutMs: 300_000,
-    });
-    if (check.trim() === "unchanged") return "unchanged";
-    // /var/tmp: disk-backed, where /tmp may be a small tmpfs on a real host.
-    const tmp = `/var/tmp/.lab-upload-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
-    const sftp = await this.sftp();
-    try {
-      await new Promise<void>((resolve, reject) => {
-        if (!data) {
-          // Large files (the ~100 MB Node runtime) stream from disk with parallel SFTP writes.
-          sftp.fastPut((source as { file: string }).file, tmp, { mode: 0o600 }, (err) =>
-            err ? reject(err) : resolve(),
-          );
-          return;
-        }
-        const ws = sftp.createWriteStream(tmp, { mode: 0o600 });
-        ws.on("error", reject);
-        ws.on("close", () => resolve());
-        ws.end(data);
-      });
-    } finally {
-      sftp.end();
-    }
-    const got = await this.remoteSha256(tmp, false);
-    if (got !== want) {
-      await this.exec(`rm -f ${shq(tmp)}`);
-      throw new LabError({
-        code: "UPLOAD_CORRUPT",
-        what: `upload to ${this.machine.name}:${remotePath} arrived corrupted (sha256 ${got ?? "none"}, expected ${want})`,
-        where: this.machine.name,
-        fix: "retry; check the host's disk space and the network",
-        source: "host",
-      });
-    }
-    const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
-    await this.run(
-      `mkdir -p ${shq(dir)} && chown ${shq(owner)} ${shq(tmp)} && chmod ${mode} ${shq(tmp)} && mv -f ${shq(tmp)} ${shq(remotePath + ".lab-new")} && mv -f ${shq(remotePath + ".lab-new")} ${shq(remotePath)}` +
-        (sidecar
-          ? ` && printf '%s %s\\n' ${want} "$(stat -c '%s %Y %i' ${shq(remotePath)})" > ${shq(remotePath + SHA256_SIDECAR)}`
-          : ""),
-      {
-        root: true,
-        signal: opts.signal,
-      },
-    );
-    return "uploaded";
+    return upload(this, { source, remotePath, mode: opts.mode, owner: opts.owner }, opts);
   }
 
-  /**
-   * Small files (configuration, certificates, units) in ONE round trip: a script on stdin that, per
-   * file, leaves it alone when its sha256 matches (mode and owner still applied), else decodes it
-   * beside its destination (umask 077), checks its sha256 and moves it into place. No SFTP session, no second
-   * and third exec: each costs seconds on a busy TCG guest.
-   */
-  private async uploadInline(items: InlineItem[], opts: { signal?: AbortSignal }): Promise<string[]> {
-    const script = [
-      ...items.map((it, i) => {
-        const data = Buffer.from(it.source.data);
-        const p = shq(it.remotePath);
-        const tmp = shq(`${it.remotePath}.lab-new`);
-        const owner = shq(it.owner ?? "root:root");
-        const mode = (it.mode ?? 0o644).toString(8);
-        const want = sha256(data);
-        const dir = shq(it.remotePath.replace(/\/[^/]*$/, "") || "/");
-        const b64 = data.toString("base64").replace(/.{1,76}/g, "$&\n");
-        return [
-          `if [ -f ${p} ] && [ "$(sha256sum ${p} | cut -d' ' -f1)" = ${want} ]; then chown ${owner} ${p} && chmod ${mode} ${p} || exit 1`,
-          // umask 077 only for the decode: the file stays unreadable until chmod gives it its mode, while
-          // directories made on the way keep the usual 0755 (etcd must traverse /etc/lab/pki)
-          `else mkdir -p ${dir} && (umask 077 && base64 -d > ${tmp}) <<'LAB_FILE_${i}' || exit 1`,
-          `${b64}LAB_FILE_${i}`,
-          `[ "$(sha256sum ${tmp} | cut -d' ' -f1)" = ${want} ] || { echo "corrupt ${i}"; exit 3; }`,
-          `chown ${owner} ${tmp} && chmod ${mode} ${tmp} && mv -f ${tmp} ${p} && echo "uploaded ${i}" || exit 1`,
-          "fi",
-        ].join("\n");
-      }),
-    ].join("\n");
-    const shell = this.machine.ssh.user === "root" ? "sh -s" : "sudo -n sh -s";
-    const r = await this.exec(shell, { stdin: script + "\n", signal: opts.signal, timeoutMs: 300_000 });
-    const corrupt = /^corrupt (\d+)$/m.exec(r.stdout);
-    if (corrupt) {
-      throw new LabError({
-        code: "UPLOAD_CORRUPT",
-        what: `upload to ${this.machine.name} arrived corrupted: ${items[Number(corrupt[1])]!.remotePath}`,
-        where: this.machine.name,
-        fix: "retry; check the host's disk space",
-        source: "host",
-      });
-    }
-    if (r.code !== 0) {
-      const detail = (r.stderr || r.stdout).trim().split("\n").slice(-5).join(" | ");
-      throw new LabError({
-        code: "REMOTE_COMMAND_FAILED",
-        what: `writing ${items.length} file(s) failed on ${this.machine.name} (exit ${r.code}): ${detail}`,
-        where: this.machine.name,
-        source: "host",
-      });
-    }
-    const done = new Set([...r.stdout.matchAll(/^uploaded (\d+)$/gm)].map((m) => Number(m[1])));
-    return items.filter((_, i) => done.has(i)).map((it) => it.remotePath);
-  }
-
-  /**
-   * Like `upload` for many files with a constant number of round trips (one check, one SFTP
-   * session, one verify, one move), whatever their number: under TCG every exec costs seconds.
-   * Returns the remote paths that were uploaded.
-   */
-  async uploadMany(
-    items: {
-      source: { data: Buffer | string } | { file: string; sha256?: string };
-      remotePath: string;
-      mode?: number;
-      owner?: string;
-    }[],
-    opts: { signal?: AbortSignal } = {},
-  ): Promise<string[]> {
-    if (!items.length) return [];
-    const inline = items.every((it) => "data" in it.source);
-    if (
-      inline &&
-      items.reduce((n, it) => n + Buffer.byteLength((it.source as { data: string | Buffer }).data), 0) <=
-        INLINE_MAX
-    )
-      return this.uploadInline(items as InlineItem[], opts);
-    const files = await Promise.all(
-      items.map(async (it) => {
-        const data = "data" in it.source ? Buffer.from(it.source.data) : undefined;
-        const src = it.source as { file: string; sha256?: string };
-        const want = data ? sha256(data) : (src.sha256 ?? (await sha256OfFile(src.file)));
-        return {
-          ...it,
-          data,
-          want,
-          mode: (it.mode ?? 0o644).toString(8),
-          owner: it.owner ?? "root:root",
-          tmp: `/var/tmp/.lab-upload-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`,
-        };
-      }),
-    );
-    const check = files
-      .map((f, i) =>
-        unchangedCheck(f.remotePath, f.want, f.owner, f.mode, !f.data).replace(
-          /echo unchanged/,
-          `echo unchanged ${i}`,
-        ),
-      )
-      .join("\n");
-    const out = await this.run(check, { root: true, signal: opts.signal, timeoutMs: 300_000 });
-    const same = new Set(
-      out
-        .split("\n")
-        .flatMap((l) => (/^unchanged (\d+)$/.exec(l.trim()) ? [Number(l.trim().split(" ")[1])] : [])),
-    );
-    const todo = files.filter((_, i) => !same.has(i));
-    if (!todo.length) return [];
-    const sftp = await this.sftp();
-    try {
-      await Promise.all(
-        todo.map(
-          (f) =>
-            new Promise<void>((resolve, reject) => {
-              if (!f.data) {
-                sftp.fastPut((f.source as { file: string }).file, f.tmp, { mode: 0o600 }, (err) =>
-                  err ? reject(err) : resolve(),
-                );
-                return;
-              }
-              const ws = sftp.createWriteStream(f.tmp, { mode: 0o600 });
-              ws.on("error", reject);
-              ws.on("close", () => resolve());
-              ws.end(f.data);
-            }),
-        ),
-      );
-    } finally {
-      sftp.end();
-    }
-    const sums = await this.run(`sha256sum ${todo.map((f) => shq(f.tmp)).join(" ")}`, {
-      signal: opts.signal,
-      timeoutMs: 300_000,
-    });
-    const got = new Map(
-      sums.split("\n").flatMap((l) => {
-        const m = /^([0-9a-f]{64})\s+\*?(\S+)$/.exec(l.trim());
-        return m ? [[m[2]!, m[1]!] as const] : [];
-      }),
-    );
-    const bad = todo.filter((f) => got.get(f.tmp) !== f.want);
-    if (bad.length) {
-      await this.exec(`rm -f ${todo.map((f) => shq(f.tmp)).join(" ")}`);
-      throw new LabError({
-        code: "UPLOAD_CORRUPT",
-        what: `upload to ${this.machine.name} arrived corrupted: ${bad.map((f) => `${f.remotePath} (sha256 ${got.get(f.tmp) ?? "none"}, expected ${f.want})`).join(", ")}`,
-        where: this.machine.name,
-        fix: "retry; check the host's disk space and the network",
-        source: "host",
-      });
-    }
-    const move = todo
-      .map((f) => {
-        const dir = f.remotePath.replace(/\/[^/]*$/, "") || "/";
-        const dst = shq(f.remotePath);
-        return (
-          `mkdir -p ${shq(dir)} && chown ${shq(f.owner)} ${shq(f.tmp)} && chmod ${f.mode} ${shq(f.tmp)} && mv -f ${shq(f.tmp)} ${shq(f.remotePath + ".lab-new")} && mv -f ${shq(f.remotePath + ".lab-new")} ${dst}` +
-          (!f.data
-            ? ` && printf '%s %s\\n' ${f.want} "$(stat -c '%s %Y %i' ${dst})" > ${shq(f.remotePath + SHA256_SIDECAR)}`
-            : "")
-        );
-      })
-      .join(" && ");
-    // as long as the other round trips here: a master busy starting its services is slow to fork sudo
-    await this.run(move, { root: true, signal: opts.signal, timeoutMs: 300_000 });
-    return todo.map((f) => f.remotePath);
+  /** `uploadMany` in ssh/upload.ts: many files in a constant number of round trips. */
+  uploadMany(items: UploadItem[], opts: { signal?: AbortSignal } = {}): Promise<string[]> {
+    return uploadMany(this, items, opts);
   }
 
   close(): void {
     this.client.end();
     this.jump?.close();
   }
-}
-
-/** Suffix of the file that records a large upload's sha256 with the size, mtime and inode it had. */
-export const SHA256_SIDECAR = ".lab-sha256";
-
-/**
- * One remote command: prints `unchanged` (after applying owner and mode) when `path` already has
- * sha256 `want`. With `sidecar`, a recorded hash is trusted while `stat` still matches it.
- */
-export function unchangedCheck(
-  path: string,
-  want: string,
-  owner: string,
-  mode: string,
-  sidecar: boolean,
-): string {
-  const p = shq(path);
-  const hash = sidecar
-    ? `st=$(stat -c '%s %Y %i' ${p}); if [ -f ${shq(path + SHA256_SIDECAR)} ] && [ "$(cut -d' ' -f2- ${shq(path + SHA256_SIDECAR)})" = "$st" ]; then h=$(cut -d' ' -f1 ${shq(path + SHA256_SIDECAR)}); else h=$(sha256sum ${p} | cut -d' ' -f1); fi`
-    : `h=$(sha256sum ${p} | cut -d' ' -f1)`;
-  // A file verified by a full hash gets its sidecar now, so the next run skips the hashing.
-  const record = sidecar ? ` && printf '%s %s\\n' "$h" "$st" > ${shq(path + SHA256_SIDECAR)}` : "";
-  return `if [ -f ${p} ]; then ${hash}; if [ "$h" = ${shq(want)} ]; then chown ${shq(owner)} ${p} && chmod ${mode} ${p}${record} && echo unchanged; fi; fi`;
 }

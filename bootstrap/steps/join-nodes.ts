@@ -20,7 +20,7 @@ import {
   type StepOutcome,
 } from "./context.ts";
 import { executable, executableUploads, installExecutable } from "./control-plane.ts";
-import { sha256File } from "../artifacts.ts";
+import { sha256OfFile } from "../../lib/digest.ts";
 import { shq, type SshSession } from "../../ssh/session.ts";
 import { agentServingFiles, nodeIdentityFiles } from "./files.ts";
 
@@ -69,7 +69,7 @@ export function nodeImages(ctx: StepContext): Promise<ImageArchive[]> {
           name: spec.name,
           local,
           remote: `${NODE_CONTAINERD.imagesDir}/${file}`,
-          sha256: await sha256File(local),
+          sha256: await sha256OfFile(local),
         };
       }),
     );

@@ -8,8 +8,8 @@ import {
   EXECUTABLE_ASSETS,
   nodeRuntime,
   renderLauncher,
-  sha256File,
 } from "../../bootstrap/artifacts.ts";
+import { sha256OfFile } from "../../lib/digest.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -37,7 +37,7 @@ describe("self-contained executables", () => {
     expect(r.stdout).toContain("greeting: hello lab");
     expect(r.stdout).toContain("- --flag");
     expect(r.stdout).toContain(`proto: syntax = "proto3";`);
-    expect(a.files[0]!.sha256).toBe(await sha256File(a.files[0]!.local));
+    expect(a.files[0]!.sha256).toBe(await sha256OfFile(a.files[0]!.local));
     expect(runtime.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(renderLauncher("tiny")).toContain('exec /opt/lab/bin/node /opt/lab/lib/tiny.mjs "$@"');
   });

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SshSession } from "../../ssh/session.ts";
 import { generateEd25519 } from "../../provisioners/keys.ts";
-import type { Machine, SshJump } from "../../provisioners/provisioner.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
+import type { SshJump } from "../../ssh/endpoint.ts";
 import { JumpPool } from "../../ssh/jump.ts";
 import { waitSshReady } from "../../ssh/ready.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";

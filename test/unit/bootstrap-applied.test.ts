@@ -8,7 +8,7 @@ import {
   type NodeFacts,
   type NodeWork,
 } from "../../bootstrap/applied.ts";
-import { sha256 } from "../../ssh/session.ts";
+import { sha256 } from "../../lib/digest.ts";
 
 const work = (): NodeWork => ({
   ...emptyWork(),

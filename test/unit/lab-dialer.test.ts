@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { apiTargets, defaultTunnelPort } from "../../bootstrap/api-tunnel.ts";
 import { apiBehindJump, jumpFor } from "../../ssh/dialer.ts";
-import type { Machine, SshJump } from "../../provisioners/provisioner.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
+import type { SshJump } from "../../ssh/endpoint.ts";
 
 const hv = (host: string): SshJump => ({
   host,

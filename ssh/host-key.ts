@@ -1,0 +1,25 @@
+/** Host-key pinning: fingerprints as `ssh-keygen -l` prints them, and what a pin stands for. */
+import { createHash } from "node:crypto";
+import type { ServerHostKeyAlgorithm } from "ssh2";
+
+/** `SHA256:...` of a raw SSH public key blob, as `ssh-keygen -l` prints it. */
+export function fingerprintOfBlob(blob: Buffer): string {
+  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+}
+
+/** The fingerprint a pin stands for: a `SHA256:` string as is, or that of an OpenSSH public key. */
+export function pinnedFingerprint(hostKey: string): string | undefined {
+  const k = hostKey.trim();
+  if (!k) return undefined;
+  if (k.startsWith("SHA256:")) return k;
+  const blob = k.split(/\s+/)[1];
+  return blob ? fingerprintOfBlob(Buffer.from(blob, "base64")) : undefined;
+}
+
+/** Host key algorithms that present a key of the pinned type; undefined for a bare fingerprint. */
+export function keyAlgorithms(hostKey: string): ServerHostKeyAlgorithm[] | undefined {
+  const type = hostKey.trim().split(/\s+/)[0];
+  if (!type || type.startsWith("SHA256:")) return undefined;
+  if (type === "ssh-rsa") return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
+  return [type as ServerHostKeyAlgorithm];
+}
