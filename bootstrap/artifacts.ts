@@ -6,7 +6,6 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile, rename } from "node:fs/promises";
-import { arch } from "node:os";
 import { join, posix, resolve } from "node:path";
 import { build } from "esbuild";
 import { sha256OfFile } from "../lib/digest.ts";
@@ -51,11 +50,6 @@ export const EXECUTABLE_ASSETS: Record<ExecutableName, { from: string; to: strin
   // The CRI client carries its gRPC definitions inline (node/cri/api-proto.ts): nothing to ship.
   "lab-agent": [],
 };
-
-/** The architecture (`uname -m` form) the shipped Node runtime runs on. */
-export function runtimeArch(): string {
-  return arch() === "x64" ? "x86_64" : arch() === "arm64" ? "aarch64" : arch();
-}
 
 export function renderLauncher(name: string): string {
   return `#!/bin/sh\n# Written by lab: ${name} is a bundle run by lab's own Node runtime.\nexec ${HOST_PATHS.bin}/node ${HOST_PATHS.lib}/${name}.mjs "$@"\n`;

@@ -6,9 +6,9 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { runtimeArch } from "../../lib/arch.ts";
+import { collectOverSsh } from "../../ssh/collect.ts";
 import { SshSession, shq } from "../../ssh/session.ts";
-import { runtimeArch } from "../../bootstrap/artifacts.ts";
-import { collectMachineLogs } from "../../bootstrap/logs.ts";
 import { LabError } from "../../topology/errors.ts";
 import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import type { LabState } from "../../topology/state.ts";
@@ -54,6 +54,12 @@ export async function machineFor(state: LabState, node: PlannedNode): Promise<Ma
     },
   };
 }
+
+/** A host's own logs, collected as root: file name → command. */
+const HOST_LOGS: Record<string, string> = {
+  "journal.txt": "journalctl -b --no-pager -o short-iso -n 5000 2>&1",
+  "dmesg.txt": "dmesg 2>&1",
+};
 
 export interface BaremetalOptions {
   requirements?: Requirements;
@@ -232,10 +238,13 @@ export class BaremetalProvisioner implements Provisioner {
     );
   }
 
-  /** Journals and unit states of every host into `dir/NODE/` (for `lab export logs`). */
+  /**
+   * What a bare-metal host has instead of a serial console: its boot journal and kernel log, into
+   * `dir/NODE/` (for `lab export logs`; the journals of lab's units come from the bootstrap).
+   */
   async collectLogs(ctx: ProvisionContext, dir: string): Promise<void> {
     const machines = await Promise.all(ctx.plan.nodes.map((n) => machineFor(ctx.state, n)));
-    const r = await collectMachineLogs(machines, dir, ctx.signal);
+    const r = await collectOverSsh(machines, dir, HOST_LOGS, ctx.signal);
     if (r.failed.length)
       ctx.reporter.notice(`could not collect logs from ${r.failed.join(", ")} (see its error.txt)`);
   }
