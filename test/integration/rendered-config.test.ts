@@ -19,17 +19,9 @@ import {
 import { renderChronyUnit } from "../../templates/chrony.ts";
 import { renderLabAgentUnit } from "../../templates/lab-agent.ts";
 import { renderLabServerUnit } from "../../templates/lab-server.ts";
-import { plan } from "../../topology/plan.ts";
-import { LabFile } from "../../topology/schema.ts";
+import { labPlan } from "../helpers/lab-plan.ts";
 
-const p = plan(
-  LabFile.parse({
-    apiVersion: "lab/v1alpha1",
-    kind: "Lab",
-    metadata: { name: "render" },
-    spec: { network: { cidr: "10.240.0.0/24" } },
-  }),
-);
+const p = labPlan("render", { network: { cidr: "10.240.0.0/24" } });
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-render-"));

@@ -4,19 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BOOTSTRAP_STEPS, bootstrapCluster, type BootstrapRecord } from "../../bootstrap/index.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
-import { plan } from "../../topology/plan.ts";
 import { RecordingReporter } from "../../topology/progress.ts";
-import { LabFile } from "../../topology/schema.ts";
 import { LabState } from "../../topology/state.ts";
+import { labPlan } from "../helpers/lab-plan.ts";
 
-const p = plan(
-  LabFile.parse({
-    apiVersion: "lab/v1alpha1",
-    kind: "Lab",
-    metadata: { name: "run" },
-    spec: { network: { cidr: "10.250.0.0/24" } },
-  }),
-);
+const p = labPlan("run", { network: { cidr: "10.250.0.0/24" } });
 const machines: Machine[] = p.nodes.map((n) => ({
   name: n.name,
   role: n.role,

@@ -9,17 +9,9 @@ import { nodesReadiness } from "../../bootstrap/steps/wait-ready.ts";
 import { vipHolders } from "../../bootstrap/steps/vip.ts";
 import { etcdMemberConfig } from "../../bootstrap/etcd.ts";
 import { etcdArgs } from "../../templates/etcd.ts";
-import { plan } from "../../topology/plan.ts";
-import { LabFile } from "../../topology/schema.ts";
+import { labPlan } from "../helpers/lab-plan.ts";
 
-const p = plan(
-  LabFile.parse({
-    apiVersion: "lab/v1alpha1",
-    kind: "Lab",
-    metadata: { name: "steps" },
-    spec: { network: { cidr: "10.220.0.0/24" } },
-  }),
-);
+const p = labPlan("steps", { network: { cidr: "10.220.0.0/24" } });
 
 describe("bootstrap steps", () => {
   it("run in the documented order", () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { agentPath, assertLogsAvailable, assertRunning, nodeTarget } from "../../controlplane/node-proxy.ts";
 import { formatLine, parseCriLog, parseLogQuery, selectLines } from "../../node/server/cri-log.ts";
 import { chooseSubprotocol, exitStatus, frame, parseExecQuery } from "../../node/server/exec-protocol.ts";
+import { labPlan } from "../helpers/lab-plan.ts";
 
 const LOG = [
   "2026-11-27T01:00:00.000000001Z stdout F one",
@@ -141,17 +142,8 @@ describe("lab-server's way to the pod's agent", () => {
 describe("certificates for the agents' logs/exec port", () => {
   it("lab-server's kubelet-client identity and one serving certificate per node (name and address)", async () => {
     const { certSpecs } = await import("../../bootstrap/pki.ts");
-    const { plan } = await import("../../topology/plan.ts");
-    const { LabFile } = await import("../../topology/schema.ts");
     const { KUBELET_CLIENT_CN, KUBELET_CLIENT_GROUP } = await import("../../node/server/server.ts");
-    const p = plan(
-      LabFile.parse({
-        apiVersion: "lab/v1alpha1",
-        kind: "Lab",
-        metadata: { name: "pki" },
-        spec: { network: { cidr: "10.210.0.0/24" } },
-      }),
-    );
+    const p = labPlan("pki", { network: { cidr: "10.210.0.0/24" } });
     const specs = certSpecs(p);
     expect(specs.find((s) => s.id === "apiserver-kubelet-client")).toMatchObject({
       cn: KUBELET_CLIENT_CN,
