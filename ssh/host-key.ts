@@ -1,6 +1,17 @@
 /** Host-key pinning: fingerprints as `ssh-keygen -l` prints them, and what a pin stands for. */
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import type { ServerHostKeyAlgorithm } from "ssh2";
+import type { LabError } from "../topology/errors.ts";
+
+/** The client's private key at `path`; when it cannot be read, the error `missing(reason)` says what to fix. */
+export async function readClientKey(path: string, missing: (reason: string) => LabError): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw missing((err as Error).message);
+  }
+}
 
 /** `SHA256:...` of a raw SSH public key blob, as `ssh-keygen -l` prints it. */
 export function fingerprintOfBlob(blob: Buffer): string {

@@ -4,12 +4,11 @@
  * the readiness check and the bootstrap's sessions, so both reach VMs on a remote lab network the
  * same way, and by the libvirt provisioner for the few commands it runs on the hypervisor itself.
  */
-import { readFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import { Client } from "ssh2";
 import { LabError } from "../topology/errors.ts";
 import type { SshJump } from "./endpoint.ts";
-import { fingerprintOfBlob, keyAlgorithms, pinnedFingerprint } from "./host-key.ts";
+import { fingerprintOfBlob, keyAlgorithms, pinnedFingerprint, readClientKey } from "./host-key.ts";
 
 /** The `SHA256:` fingerprint a pin stands for; an empty pin stands for no key at all. */
 export function jumpFingerprint(hostKey: string): string {
@@ -30,17 +29,16 @@ export async function connectJump(
   jump: SshJump,
   opts: { timeoutMs?: number; signal?: AbortSignal } = {},
 ): Promise<JumpConnection> {
-  let privateKey: Buffer;
-  try {
-    privateKey = await readFile(jump.privateKeyPath);
-  } catch (err) {
-    throw new LabError({
-      code: "SSH_KEY_MISSING",
-      what: `cannot read the SSH key for the hypervisor ${where(jump)}: ${(err as Error).message}`,
-      where: "spec.provider.uri",
-      fix: "give a readable key with ?keyfile=PATH in the libvirt URI, or create ~/.ssh/id_ed25519",
-    });
-  }
+  const privateKey = await readClientKey(
+    jump.privateKeyPath,
+    (reason) =>
+      new LabError({
+        code: "SSH_KEY_MISSING",
+        what: `cannot read the SSH key for the hypervisor ${where(jump)}: ${reason}`,
+        where: "spec.provider.uri",
+        fix: "give a readable key with ?keyfile=PATH in the libvirt URI, or create ~/.ssh/id_ed25519",
+      }),
+  );
   const expected = jumpFingerprint(jump.hostKey);
   const client = new Client();
   let seen: Buffer | undefined;

@@ -7,24 +7,15 @@ import { readFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import { Client } from "ssh2";
 import { LabError } from "../topology/errors.ts";
-import type { SshJump } from "./endpoint.ts";
+import type { SshEndpoint } from "./endpoint.ts";
 import { deadlineController, untilAborted, waitUntilReady } from "../topology/readiness.ts";
 import { connectJump, forwardOut, type JumpConnection } from "./jump.ts";
 
 /** One SSH login attempt of ssh-ready: a host that took the TCP connection but said nothing is retried after this. */
 export const SSH_ATTEMPT_MS = 10_000;
 
-export interface SshTarget {
-  node: string;
-  host: string;
-  port: number;
-  user: string;
-  privateKeyPath: string;
-  /** `ssh-ed25519 AAAA...` */
-  hostKey: string;
-  /** Reach host:port through this SSH host (a remote hypervisor). */
-  jump?: SshJump;
-}
+/** A machine's SSH endpoint (hostKey `ssh-ed25519 AAAA...`), named by its node. */
+export type SshTarget = SshEndpoint & { node: string };
 
 export type AttemptResult = { ok: true } | { ok: false; error: string; hostKeyMismatch?: boolean };
 

@@ -5,12 +5,11 @@
  * the caller allows it (the topology's acceptNewHostKey) is an unknown key accepted, and the caller
  * records what was seen.
  */
-import { readFile } from "node:fs/promises";
 import { Client, type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { shq } from "../lib/shell.ts";
 import { LabError } from "../topology/errors.ts";
 import type { SshHost } from "./endpoint.ts";
-import { fingerprintOfBlob, pinnedFingerprint } from "./host-key.ts";
+import { fingerprintOfBlob, pinnedFingerprint, readClientKey } from "./host-key.ts";
 import { connectJump, forwardOut, type JumpConnection, type JumpPool } from "./jump.ts";
 import { failureDetail, upload, uploadMany, type UploadItem, type UploadSource } from "./upload.ts";
 
@@ -63,17 +62,16 @@ export class SshSession {
     const where = `${machine.name} (${m.user}@${m.host}:${m.port})`;
     const expected = pinnedFingerprint(m.hostKey);
     let seen = "";
-    let privateKey: Buffer;
-    try {
-      privateKey = await readFile(m.privateKeyPath);
-    } catch (err) {
-      throw new LabError({
-        code: "SSH_KEY_MISSING",
-        what: `cannot read SSH private key ${m.privateKeyPath}: ${(err as Error).message}`,
-        where: machine.name,
-        fix: "set ssh.key in the topology to a readable private key file",
-      });
-    }
+    const privateKey = await readClientKey(
+      m.privateKeyPath,
+      (reason) =>
+        new LabError({
+          code: "SSH_KEY_MISSING",
+          what: `cannot read SSH private key ${m.privateKeyPath}: ${reason}`,
+          where: machine.name,
+          fix: "set ssh.key in the topology to a readable private key file",
+        }),
+    );
     // A machine on a remote hypervisor's lab network: tunnel through the hypervisor (pinned too).
     let jump: JumpConnection | undefined;
     let sock: ConnectConfig["sock"];

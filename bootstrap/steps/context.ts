@@ -17,6 +17,8 @@ import {
   type NodeWork,
 } from "../applied.ts";
 import { SshSession, shq } from "../../ssh/session.ts";
+import { HOST_PATHS } from "../../templates/paths.ts";
+import { failedEvent } from "../../topology/progress.ts";
 
 export interface StepOutcome {
   /** True when the step changed something on a machine or in the state. */
@@ -90,6 +92,19 @@ export async function installFiles(
     { signal },
   );
   return uploaded.length;
+}
+
+/**
+ * A shell snippet that disables and masks a distribution unit that would hold what lab's own unit
+ * needs (a port), and records it in masked-units so `lab down` unmasks it. Does nothing when the
+ * unit is absent or already masked.
+ */
+export function maskDistroUnit(unit: string): string {
+  return `if systemctl cat ${unit} >/dev/null 2>&1 && [ "$(systemctl is-enabled ${unit} 2>/dev/null)" != masked ]; then
+  systemctl disable --now ${unit} >/dev/null 2>&1 || true
+  systemctl mask ${unit} >/dev/null
+  mkdir -p ${HOST_PATHS.etc} && echo ${unit} >> ${HOST_PATHS.etc}/masked-units
+fi`;
 }
 
 /**
@@ -173,13 +188,7 @@ export async function applyOnNodes(
         });
         return { ran: true, changed };
       } catch (err) {
-        ctx.reporter.event({
-          step: stepId,
-          node: m.name,
-          state: "failed",
-          message: err instanceof Error ? err.message : String(err),
-          elapsedMs: Date.now() - started,
-        });
+        ctx.reporter.event(failedEvent(stepId, m.name, started, err));
         throw err;
       }
     }),

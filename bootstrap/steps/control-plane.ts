@@ -16,13 +16,8 @@ import {
 import { etcdMembers } from "../etcd.ts";
 import type { SshSession } from "../../ssh/session.ts";
 import { emptyWork, type NodeWork } from "../applied.ts";
-import {
-  applyOnNodes,
-  ensureUnitRunning,
-  installFiles,
-  type StepContext,
-  type StepOutcome,
-} from "./context.ts";
+import { applyOnNodes, ensureUnitRunning, installFiles } from "./context.ts";
+import type { StepContext, StepOutcome } from "./context.ts";
 import { apiServerFiles, controllerManagerFiles } from "./files.ts";
 import { adminGet } from "./wait-ready.ts";
 
