@@ -4,7 +4,7 @@
  * SSH bootstrap for VMs and bare metal, which never asks what kind of machine it got.
  */
 import type { SshEndpoint } from "../ssh/endpoint.ts";
-import type { Plan, Role } from "../topology/plan.ts";
+import type { Plan, PlannedNode, Role } from "../topology/plan.ts";
 import type { Reporter } from "../topology/progress.ts";
 import type { LabState } from "../topology/state.ts";
 
@@ -15,6 +15,11 @@ export interface Machine {
   address: string;
   /** How to log in: host, port, user, key, the pinned host key and the jump host if any. */
   ssh: SshEndpoint;
+}
+
+/** A planned node as a Machine that is logged into at its own address. */
+export function nodeMachine(node: PlannedNode, ssh: Omit<SshEndpoint, "host">): Machine {
+  return { name: node.name, role: node.role, address: node.address, ssh: { host: node.address, ...ssh } };
 }
 
 export type MachineState = "running" | "stopped" | "missing" | "unknown";

@@ -13,7 +13,13 @@ import { LabError } from "../../topology/errors.ts";
 import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import type { LabState } from "../../topology/state.ts";
 import { ensureLabSshKey } from "../keys.ts";
-import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
+import {
+  nodeMachine,
+  type Machine,
+  type MachineStatus,
+  type ProvisionContext,
+  type Provisioner,
+} from "../provisioner.ts";
 import {
   FACTS_SCRIPT,
   defaultRequirements,
@@ -41,18 +47,12 @@ interface RecordedHostKey {
 export async function machineFor(state: LabState, node: PlannedNode): Promise<Machine> {
   const key = node.ssh.key ? expandHome(node.ssh.key) : (await ensureLabSshKey(state)).privateKeyPath;
   const recorded = await state.readJson<RecordedHostKey>(`hosts/${node.name}/accepted-host-key.json`);
-  return {
-    name: node.name,
-    role: node.role,
-    address: node.address,
-    ssh: {
-      host: node.address,
-      port: node.ssh.port,
-      user: node.ssh.user,
-      privateKeyPath: key,
-      hostKey: node.ssh.hostKey ?? recorded?.fingerprint ?? "",
-    },
-  };
+  return nodeMachine(node, {
+    port: node.ssh.port,
+    user: node.ssh.user,
+    privateKeyPath: key,
+    hostKey: node.ssh.hostKey ?? recorded?.fingerprint ?? "",
+  });
 }
 
 /** A host's own logs, collected as root: file name → command. */

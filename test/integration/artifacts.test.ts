@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
 import { copyFile, mkdtemp, rm, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,9 +14,7 @@ import { sha256OfFile } from "../../lib/digest.ts";
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-artifacts-"));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  return () => rm(dir, { recursive: true, force: true });
 });
 
 describe("self-contained executables", () => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,9 +18,7 @@ const machines: Machine[] = p.nodes.map((n) => ({
 let home: string;
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), "lab-run-"));
-});
-afterAll(async () => {
-  await rm(home, { recursive: true, force: true });
+  return () => rm(home, { recursive: true, force: true });
 });
 
 describe("bootstrapCluster", () => {
