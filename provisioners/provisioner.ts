@@ -22,6 +22,12 @@ export function nodeMachine(node: PlannedNode, ssh: Omit<SshEndpoint, "host">): 
   return { name: node.name, role: node.role, address: node.address, ssh: { host: node.address, ...ssh } };
 }
 
+/**
+ * The step every provider reports per machine once it accepts SSH with its pinned host key: where
+ * provisioning ends for that node (the CLI shows the node ready on it). Declared once, here.
+ */
+export const MACHINE_READY_STEP = "vm.ssh-ready";
+
 export type MachineState = "running" | "stopped" | "missing" | "unknown";
 
 export interface MachineStatus {
