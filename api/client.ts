@@ -12,179 +12,34 @@
  */
 import { Agent, request, type RequestOptions } from "node:https";
 import { createSecureContext } from "node:tls";
-import { readFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
-import { parse as parseYaml } from "yaml";
-import type {
-  CoreV1Event,
-  V1ConfigMap,
-  V1ControllerRevision,
-  V1CronJob,
-  V1DaemonSet,
-  V1Job,
-  V1ReplicationController,
-  V1StatefulSet,
-  V1Deployment,
-  V1Endpoints,
-  V1EndpointSlice,
-  V1Lease,
-  V1Namespace,
-  V1Node,
-  V1PersistentVolumeClaim,
-  V1Pod,
-  V1ReplicaSet,
-  V1Secret,
-  V1Service,
-  V1ServiceAccount,
-  V1Status,
-} from "@kubernetes/client-node";
-import { RESOURCES, type ResourceInfo } from "./resources.ts";
+import type { V1Status } from "@kubernetes/client-node";
 import { deadlineController, untilAborted } from "../lib/deadline.ts";
+import {
+  ApiStatusError,
+  type ClientConfig,
+  type DeleteOptions,
+  type ListOptions,
+  type ObjectList,
+  type PatchType,
+  type Plural,
+  type ResourceTypes,
+  type WatchEvent,
+  type WatchOptions,
+} from "./client-types.ts";
+import { readKubeconfig } from "./kubeconfig.ts";
+import { query, resourcePath } from "./resource-path.ts";
 
-export interface ResourceTypes {
-  namespaces: V1Namespace;
-  nodes: V1Node;
-  pods: V1Pod;
-  services: V1Service;
-  endpoints: V1Endpoints;
-  endpointslices: V1EndpointSlice;
-  configmaps: V1ConfigMap;
-  secrets: V1Secret;
-  events: CoreV1Event;
-  serviceaccounts: V1ServiceAccount;
-  deployments: V1Deployment;
-  replicasets: V1ReplicaSet;
-  leases: V1Lease;
-  /** Not served yet: the client answers `unknown resource` until a RESOURCES entry exists. */
-  persistentvolumeclaims: V1PersistentVolumeClaim;
-  replicationcontrollers: V1ReplicationController;
-  daemonsets: V1DaemonSet;
-  statefulsets: V1StatefulSet;
-  controllerrevisions: V1ControllerRevision;
-  jobs: V1Job;
-  cronjobs: V1CronJob;
-}
-export type Plural = keyof ResourceTypes;
-
-export interface ObjectList<T> {
-  apiVersion?: string;
-  kind?: string;
-  metadata: { resourceVersion?: string; continue?: string };
-  items: T[];
-}
-
-export interface WatchEvent<T> {
-  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK";
-  object: T;
-}
-
-export interface ListOptions {
-  namespace?: string;
-  labelSelector?: string;
-  fieldSelector?: string;
-  limit?: number;
-  continue?: string;
-}
-
-export interface WatchOptions extends Omit<ListOptions, "limit" | "continue"> {
-  resourceVersion?: string;
-  allowWatchBookmarks?: boolean;
-  timeoutSeconds?: number;
-  signal?: AbortSignal;
-}
-
-export type PatchType = "merge" | "json" | "strategic";
-
-export interface DeleteOptions {
-  gracePeriodSeconds?: number;
-  propagationPolicy?: "Foreground" | "Background" | "Orphan";
-  preconditions?: { uid?: string; resourceVersion?: string };
-}
-
-export interface ClientConfig {
-  /** https://host:port */
-  server: string;
-  ca: Buffer | string;
-  cert: Buffer | string;
-  key: Buffer | string;
-  /** Per-request timeout for non-watch calls. */
-  timeoutMs?: number;
-  /**
-   * Connections kept for non-watch calls (default 64); more calls at once wait for a free one
-   * instead of each opening its own TLS connection. Watches have their own, unbounded pool.
-   */
-  maxSockets?: number;
-}
-
-/** A failed API call: the HTTP code and the server's Status. */
-export class ApiStatusError extends Error {
-  constructor(
-    readonly code: number,
-    readonly reason: string,
-    readonly status: V1Status | undefined,
-  ) {
-    super(status?.message ?? `HTTP ${code}`);
-  }
-}
+// The client's types, its paths and kubeconfig reading live in their own files; importers of
+// api/client.ts keep one place to import from.
+export * from "./client-types.ts";
+export { readKubeconfig } from "./kubeconfig.ts";
 
 const PATCH_TYPES: Record<PatchType, string> = {
   merge: "application/merge-patch+json",
   json: "application/json-patch+json",
   strategic: "application/strategic-merge-patch+json",
 };
-
-function info(plural: string): ResourceInfo {
-  const r = RESOURCES.find((x) => x.plural === plural);
-  if (!r) throw new Error(`unknown resource "${plural}"`);
-  return r;
-}
-
-export function resourcePath(
-  plural: string,
-  namespace?: string,
-  name?: string,
-  subresource?: string,
-): string {
-  const r = info(plural);
-  let p = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
-  if (r.namespaced && namespace) p += `/namespaces/${encodeURIComponent(namespace)}`;
-  p += `/${r.plural}`;
-  if (name) p += `/${encodeURIComponent(name)}`;
-  if (subresource) p += `/${subresource}`;
-  return p;
-}
-
-function query(params: Record<string, string | number | boolean | undefined>): string {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, String(v));
-  const s = q.toString();
-  return s ? `?${s}` : "";
-}
-
-/** The server, CA and client certificate of a kubeconfig's current context. */
-export async function readKubeconfig(path: string): Promise<ClientConfig> {
-  const kc = parseYaml(await readFile(path, "utf8")) as {
-    "current-context"?: string;
-    contexts?: { name: string; context: { cluster: string; user: string } }[];
-    clusters?: { name: string; cluster: Record<string, string> }[];
-    users?: { name: string; user: Record<string, string> }[];
-  };
-  const ctx = kc.contexts?.find((c) => c.name === kc["current-context"]) ?? kc.contexts?.[0];
-  const cluster = kc.clusters?.find((c) => c.name === ctx?.context.cluster)?.cluster;
-  const user = kc.users?.find((u) => u.name === ctx?.context.user)?.user;
-  if (!cluster || !user) throw new Error(`kubeconfig ${path} has no usable context`);
-  const load = async (data: string | undefined, file: string | undefined): Promise<Buffer> => {
-    if (data) return Buffer.from(data, "base64");
-    if (file) return readFile(file);
-    throw new Error(`kubeconfig ${path} lacks a certificate or key`);
-  };
-  return {
-    server: cluster.server!,
-    ca: await load(cluster["certificate-authority-data"], cluster["certificate-authority"]),
-    cert: await load(user["client-certificate-data"], user["client-certificate"]),
-    key: await load(user["client-key-data"], user["client-key"]),
-  };
-}
 
 export class LabClient {
   private readonly agent: Agent;

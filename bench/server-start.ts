@@ -27,7 +27,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildLabExecutables } from "../bootstrap/artifacts.ts";
-import { SshSession } from "../bootstrap/ssh.ts";
+import { SshSession } from "../ssh/session.ts";
 import { resolveLabName } from "../cli/commands/lab-name.ts";
 import { findMachine } from "../cli/commands/ssh.ts";
 import { HOST_PATHS } from "../templates/paths.ts";

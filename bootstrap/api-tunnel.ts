@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { LabError } from "../topology/errors.ts";
-import type { LabDialer } from "./dialer.ts";
+import type { LabDialer } from "../ssh/dialer.ts";
 
 export interface TunnelTarget {
   host: string;

@@ -4,12 +4,11 @@
  * tiny launcher script. Nothing is npm-installed on a target; the bootstrap uploads these files and
  * skips those whose sha256 is already there.
  */
-import { createHash } from "node:crypto";
-import { createReadStream, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile, rename } from "node:fs/promises";
-import { arch } from "node:os";
 import { join, posix, resolve } from "node:path";
 import { build } from "esbuild";
+import { sha256OfFile } from "../lib/digest.ts";
 import { LabError } from "../topology/errors.ts";
 import { HOST_PATHS } from "../templates/paths.ts";
 
@@ -51,17 +50,6 @@ export const EXECUTABLE_ASSETS: Record<ExecutableName, { from: string; to: strin
   // The CRI client carries its gRPC definitions inline (node/cri/api-proto.ts): nothing to ship.
   "lab-agent": [],
 };
-
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
-
-/** The architecture (`uname -m` form) the shipped Node runtime runs on. */
-export function runtimeArch(): string {
-  return arch() === "x64" ? "x86_64" : arch() === "arm64" ? "aarch64" : arch();
-}
 
 export function renderLauncher(name: string): string {
   return `#!/bin/sh\n# Written by lab: ${name} is a bundle run by lab's own Node runtime.\nexec ${HOST_PATHS.bin}/node ${HOST_PATHS.lib}/${name}.mjs "$@"\n`;
@@ -176,7 +164,7 @@ export async function buildExecutable(opts: {
     });
   }
   await rename(tmp, bundle);
-  const bundleSha256 = await sha256File(bundle);
+  const bundleSha256 = await sha256OfFile(bundle);
   await writeFile(loader, renderLoader(opts.name, bundleSha256));
   const launcher = join(opts.outDir, opts.name);
   await writeFile(launcher, renderLauncher(opts.name), { mode: 0o755 });
@@ -188,7 +176,7 @@ export async function buildExecutable(opts: {
         local,
         remote: posix.normalize(`${a.to}/${f}`),
         mode: 0o644,
-        sha256: await sha256File(local),
+        sha256: await sha256OfFile(local),
       });
     }
   }
@@ -200,7 +188,7 @@ export async function buildExecutable(opts: {
         local: loader,
         remote: `${HOST_PATHS.lib}/${opts.name}.mjs`,
         mode: 0o644,
-        sha256: await sha256File(loader),
+        sha256: await sha256OfFile(loader),
       },
       {
         local: bundle,
@@ -212,7 +200,7 @@ export async function buildExecutable(opts: {
         local: launcher,
         remote: `${HOST_PATHS.bin}/${opts.name}`,
         mode: 0o755,
-        sha256: await sha256File(launcher),
+        sha256: await sha256OfFile(launcher),
       },
     ],
   };
@@ -224,7 +212,7 @@ export async function buildExecutable(opts: {
  */
 let runtimeSha256: Promise<string> | undefined;
 export async function nodeRuntime(): Promise<ArtifactFile> {
-  runtimeSha256 ??= sha256File(process.execPath);
+  runtimeSha256 ??= sha256OfFile(process.execPath);
   runtimeSha256.catch(() => (runtimeSha256 = undefined));
   return {
     local: process.execPath,

@@ -11,7 +11,8 @@ import type { Machine } from "../provisioners/provisioner.ts";
 import { NODE_CONTAINERD } from "../templates/lab-agent.ts";
 import { LabError } from "../topology/errors.ts";
 import { step, type Reporter } from "../topology/progress.ts";
-import { sha256OfFile, shq, SshSession } from "./ssh.ts";
+import { sha256OfFile } from "../lib/digest.ts";
+import { shq, SshSession } from "../ssh/session.ts";
 
 const run = promisify(execFile);
 

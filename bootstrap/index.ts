@@ -11,7 +11,7 @@ import type { Plan } from "../topology/plan.ts";
 import type { Reporter } from "../topology/progress.ts";
 import type { LabState } from "../topology/state.ts";
 import { bootstrapCodeVersion, parseProbe, probeScript, type NodeFacts } from "./applied.ts";
-import { labDialer } from "./dialer.ts";
+import { labDialer } from "../ssh/dialer.ts";
 import { Sessions, type StepContext, type StepOutcome } from "./steps/context.ts";
 import { clockStep } from "./steps/clock.ts";
 import { controlPlaneStep, executable } from "./steps/control-plane.ts";

@@ -82,20 +82,14 @@ export function certSpecs(plan: Plan): CertSpec[] {
   const specs: CertSpec[] = [];
   for (const m of plan.masters) {
     const names = { dns: sortUnique([m.name, "localhost"]), ips: sortUnique([m.address, "127.0.0.1"]) };
-    specs.push({
-      id: `etcd/${m.name}-peer`,
-      ca: "etcd/ca",
-      cn: m.name,
-      usages: ["server", "client"],
-      ...names,
-    });
-    specs.push({
-      id: `etcd/${m.name}-server`,
-      ca: "etcd/ca",
-      cn: m.name,
-      usages: ["server", "client"],
-      ...names,
-    });
+    for (const kind of ["peer", "server"])
+      specs.push({
+        id: `etcd/${m.name}-${kind}`,
+        ca: "etcd/ca",
+        cn: m.name,
+        usages: ["server", "client"],
+        ...names,
+      });
   }
   specs.push({ id: "apiserver-etcd-client", ca: "etcd/ca", cn: "lab-server", usages: ["client"] });
   specs.push({ id: "apiserver", ca: "ca", cn: "lab-server", usages: ["server"], ...apiServerSANs(plan) });

@@ -5,7 +5,7 @@
  */
 import type { V1NodeList } from "@kubernetes/client-node";
 import { LabError } from "../topology/errors.ts";
-import { labDialer } from "./dialer.ts";
+import { labDialer } from "../ssh/dialer.ts";
 import { apiEndpoint } from "./kubeconfig.ts";
 import { adminGet, nodesReadiness } from "./steps/wait-ready.ts";
 import type { Machine } from "../provisioners/provisioner.ts";
@@ -21,7 +21,7 @@ import {
   type EtcdStatusRow,
   type MemberHealth,
 } from "./etcd.ts";
-import { SshSession, shq } from "./ssh.ts";
+import { SshSession, shq } from "../ssh/session.ts";
 
 export interface EtcdMemberStatus {
   name: string;

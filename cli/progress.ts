@@ -3,6 +3,7 @@
  * plain lines on stderr otherwise, JSON lines on stdout with --json.
  */
 import { Listr, type ListrTaskWrapper } from "listr2";
+import { MACHINE_READY_STEP } from "../provisioners/provisioner.ts";
 import type { Reporter, StepEvent } from "../topology/progress.ts";
 
 export interface CliReporter extends Reporter {
@@ -97,7 +98,7 @@ function listrReporter(nodes: string[]): CliReporter {
       });
       if (e.state === "failed" && !finished.has(name))
         settle(name, new Error(`${e.step}: ${e.message ?? "failed"}`));
-      if (name !== LAB && e.step === "vm.ssh-ready" && (e.state === "done" || e.state === "skipped")) {
+      if (name !== LAB && e.step === MACHINE_READY_STEP && (e.state === "done" || e.state === "skipped")) {
         withTask(name, (t) => (t.title = `${name}: ready`));
         settle(name);
       }

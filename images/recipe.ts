@@ -4,10 +4,9 @@
  * an unchanged recipe is found in the cache (a second build is instant).
  */
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { LabError } from "../topology/errors.ts";
+import { LabError, readUserFile } from "../topology/errors.ts";
 import { guestFiles, MASKED_UNITS, ENABLED_UNITS } from "./guest-config.ts";
 
 /** Bumped when the build procedure itself changes in a way the recipe does not show. */
@@ -92,16 +91,15 @@ export async function loadRecipe(nameOrPath = DEBIAN_12.name): Promise<Recipe> {
       fix: `use one of ${Object.keys(BUILTIN_RECIPES).join(", ")} or a path to a recipe file`,
     });
   }
-  let text: string;
-  try {
-    text = await readFile(nameOrPath, "utf8");
-  } catch (err) {
-    throw new LabError({
-      code: "IMAGE_RECIPE_UNREADABLE",
-      what: `cannot read recipe ${nameOrPath}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      fix: "check the path",
-    });
-  }
+  const text = await readUserFile(
+    nameOrPath,
+    (code) =>
+      new LabError({
+        code: "IMAGE_RECIPE_UNREADABLE",
+        what: `cannot read recipe ${nameOrPath}: ${code}`,
+        fix: "check the path",
+      }),
+  );
   const parsed = Recipe.safeParse(parseYaml(text));
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

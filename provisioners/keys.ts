@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
+import { fingerprintOfBlob } from "../ssh/host-key.ts";
 import { LabError } from "../topology/errors.ts";
 import type { LabState } from "../topology/state.ts";
 
@@ -43,9 +44,7 @@ export async function generateEd25519(comment: string): Promise<KeyPair> {
 
 /** SHA256 fingerprint (`SHA256:...`, as ssh-keygen -l prints it) of an OpenSSH public key. */
 export async function fingerprint(publicKey: string): Promise<string> {
-  const { createHash } = await import("node:crypto");
-  const blob = Buffer.from(publicKey.trim().split(/\s+/)[1] ?? "", "base64");
-  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+  return fingerprintOfBlob(Buffer.from(publicKey.trim().split(/\s+/)[1] ?? "", "base64"));
 }
 
 /** The lab's client key pair, created once under the lab state as `ssh/id_ed25519` (0600). */

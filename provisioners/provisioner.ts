@@ -3,7 +3,8 @@
  * with a pinned host key; everything after that (PKI, etcd, lab-server, lab-agent) is the same
  * SSH bootstrap for VMs and bare metal, which never asks what kind of machine it got.
  */
-import type { Plan, Role } from "../topology/plan.ts";
+import type { SshEndpoint } from "../ssh/endpoint.ts";
+import type { Plan, PlannedNode, Role } from "../topology/plan.ts";
 import type { Reporter } from "../topology/progress.ts";
 import type { LabState } from "../topology/state.ts";
 
@@ -17,30 +18,20 @@ export interface Machine {
    * there is no clock to set or keep in step, so the bootstrap's clock step leaves it alone.
    */
   sharesHostClock?: boolean;
-  ssh: {
-    host: string;
-    port: number;
-    user: string;
-    /** Path of the private key file (mode 0600). */
-    privateKeyPath: string;
-    /** Pinned host public key in OpenSSH form (`ssh-ed25519 AAAA...`); never trust-on-first-use. */
-    hostKey: string;
-    /**
-     * Reach the machine through this SSH host (a remote hypervisor whose lab network only it can
-     * reach): the connection is forwarded from there to host:port. Pinned like the machine itself.
-     */
-    jump?: SshJump;
-  };
+  /** How to log in: host, port, user, key, the pinned host key and the jump host if any. */
+  ssh: SshEndpoint;
 }
 
-export interface SshJump {
-  host: string;
-  port: number;
-  user: string;
-  privateKeyPath: string;
-  /** Pinned host key: an OpenSSH public key or a `SHA256:` fingerprint; never trust-on-first-use. */
-  hostKey: string;
+/** A planned node as a Machine that is logged into at its own address. */
+export function nodeMachine(node: PlannedNode, ssh: Omit<SshEndpoint, "host">): Machine {
+  return { name: node.name, role: node.role, address: node.address, ssh: { host: node.address, ...ssh } };
 }
+
+/**
+ * The step every provider reports per machine once it accepts SSH with its pinned host key: where
+ * provisioning ends for that node (the CLI shows the node ready on it). Declared once, here.
+ */
+export const MACHINE_READY_STEP = "vm.ssh-ready";
 
 export type MachineState = "running" | "stopped" | "missing" | "unknown";
 

@@ -2,7 +2,8 @@
 import { writeSeedIso } from "../cloud-init/iso.ts";
 import { renderSeed } from "../cloud-init/seed.ts";
 import type { Plan, PlannedNode } from "../topology/plan.ts";
-import type { Machine, SshJump } from "./provisioner.ts";
+import type { SshJump } from "../ssh/endpoint.ts";
+import { nodeMachine, type Machine } from "./provisioner.ts";
 
 /** Writes the node's seed image (label cidata): its hostname, login user and key, host key and static address. */
 export async function writeNodeSeed(
@@ -35,17 +36,11 @@ export function vmMachine(
   hostPublicKey: string,
   jump?: SshJump,
 ): Machine {
-  return {
-    name: node.name,
-    role: node.role,
-    address: node.address,
-    ssh: {
-      host: node.address,
-      port: 22,
-      user: node.ssh.user,
-      privateKeyPath,
-      hostKey: hostPublicKey,
-      ...(jump ? { jump } : {}),
-    },
-  };
+  return nodeMachine(node, {
+    port: 22,
+    user: node.ssh.user,
+    privateKeyPath,
+    hostKey: hostPublicKey,
+    ...(jump ? { jump } : {}),
+  });
 }

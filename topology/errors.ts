@@ -2,6 +2,8 @@
  * Errors as values: what went wrong, where (a field path, a node, a file position) and how to fix it.
  * The CLI prints one line per error and picks the exit code from `source`; stack traces only with --debug.
  */
+import { readFile } from "node:fs/promises";
+
 export type ErrorSource = "user" | "host" | "internal";
 
 export interface LabErrorInit {
@@ -64,4 +66,13 @@ export function formatProblem(p: { what: string; where?: string; fix?: string })
 export function formatLocatedProblem(p: Problem): string {
   const pos = p.file ? `${p.file}${p.line ? `:${p.line}:${p.column ?? 1}` : ""} ` : "";
   return `${pos}${p.path || "(file)"}: ${p.message}${p.fix ? `: ${p.fix}` : ""}`;
+}
+
+/** The text of a file the user named; when it cannot be read, `unreadable(code)` says which and what to do. */
+export async function readUserFile(path: string, unreadable: (code: string) => LabError): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    throw unreadable((err as NodeJS.ErrnoException).code ?? String(err));
+  }
 }

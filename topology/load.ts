@@ -2,11 +2,10 @@
  * Reads a topology file: YAML → zod → cross-field checks, collecting every problem with its
  * file:line:column before reporting, so `lab validate` shows them all at once.
  */
-import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
-import { LabError, ProblemsError, type Problem } from "./errors.ts";
+import { LabError, ProblemsError, readUserFile, type Problem } from "./errors.ts";
 import { LabFile, type Lab } from "./schema.ts";
 import { crossFieldProblems } from "./validate.ts";
 import { DEFAULT_LAB_YAML } from "./default-lab.ts";
@@ -229,16 +228,15 @@ export async function loadTopology(file?: string, cwd = process.cwd()): Promise<
     if (!r.lab) throw new ProblemsError(r.problems, "the built-in default topology is invalid (a bug)");
     return { lab: r.lab, source: "(built-in default)" };
   }
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    throw new LabError({
-      code: "TOPOLOGY_UNREADABLE",
-      what: `cannot read topology file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      fix: "check the path given with -f, or run without -f to use ./lab.yaml or the built-in default",
-    });
-  }
+  const text = await readUserFile(
+    path,
+    (code) =>
+      new LabError({
+        code: "TOPOLOGY_UNREADABLE",
+        what: `cannot read topology file ${path}: ${code}`,
+        fix: "check the path given with -f, or run without -f to use ./lab.yaml or the built-in default",
+      }),
+  );
   const display = path.startsWith(cwd + "/") ? path.slice(cwd.length + 1) : path;
   const r = checkTopology(text, display);
   if (!r.lab) throw new ProblemsError(r.problems, `${display} is invalid`);

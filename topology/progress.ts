@@ -49,13 +49,23 @@ export async function step<T>(
     reporter.event({ step: id, node: opts.node, state: "done", elapsedMs: Date.now() - started });
     return result;
   } catch (err) {
-    reporter.event({
-      step: id,
-      node: opts.node,
-      state: "failed",
-      message: err instanceof Error ? err.message : String(err),
-      elapsedMs: Date.now() - started,
-    });
+    reporter.event(failedEvent(id, opts.node, started, err));
     throw err;
   }
+}
+
+/** The `failed` event of a step that started at `started`, with the error's message. */
+export function failedEvent(
+  step: string,
+  node: string | undefined,
+  started: number,
+  err: unknown,
+): StepEvent {
+  return {
+    step,
+    node,
+    state: "failed",
+    message: err instanceof Error ? err.message : String(err),
+    elapsedMs: Date.now() - started,
+  };
 }

@@ -2,20 +2,11 @@ import type { Machine } from "../../provisioners/provisioner.ts";
 import { CHRONY_CONF, renderChronyConf, renderChronyUnit, type ChronyRole } from "../../templates/chrony.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import { emptyWork } from "../applied.ts";
-import {
-  applyOnNodes,
-  ensureUnitRunning,
-  installFiles,
-  type StepContext,
-  type StepOutcome,
-} from "./context.ts";
+import { applyOnNodes, ensureUnitRunning, installFiles, maskDistroUnit } from "./context.ts";
+import type { StepContext, StepOutcome } from "./context.ts";
 
 /** The distribution's chrony.service would hold port 123 with an internet pool: masked, recorded. */
-export const MASK_DISTRO_CHRONY = `if systemctl cat chrony.service >/dev/null 2>&1 && [ "$(systemctl is-enabled chrony.service 2>/dev/null)" != masked ]; then
-  systemctl disable --now chrony.service >/dev/null 2>&1 || true
-  systemctl mask chrony.service >/dev/null
-  mkdir -p ${HOST_PATHS.etc} && echo chrony.service >> ${HOST_PATHS.etc}/masked-units
-fi`;
+const MASK_DISTRO_CHRONY = maskDistroUnit("chrony.service");
 
 /** Who serves time and who follows: the first master serves the lab subnet. Pure. */
 export function chronyRole(ctx: Pick<StepContext, "plan">, node: string): ChronyRole {

@@ -4,8 +4,8 @@
  * only when their bytes differ. A node whose result still stands is skipped without a round trip.
  */
 import type { Machine } from "../../provisioners/provisioner.ts";
-import type { JumpPool } from "../../provisioners/ssh-jump.ts";
-import type { LabDialer } from "../dialer.ts";
+import type { JumpPool } from "../../ssh/jump.ts";
+import type { LabDialer } from "../../ssh/dialer.ts";
 import type { PlannedNode } from "../../topology/plan.ts";
 import type { BootstrapContext } from "../index.ts";
 import {
@@ -16,7 +16,9 @@ import {
   type NodeFacts,
   type NodeWork,
 } from "../applied.ts";
-import { SshSession, shq } from "../ssh.ts";
+import { SshSession, shq } from "../../ssh/session.ts";
+import { HOST_PATHS } from "../../templates/paths.ts";
+import { failedEvent } from "../../topology/progress.ts";
 
 export interface StepOutcome {
   /** True when the step changed something on a machine or in the state. */
@@ -104,6 +106,19 @@ export function reloadIfNeeded(unit: string): string {
 }
 
 /**
+ * A shell snippet that disables and masks a distribution unit that would hold what lab's own unit
+ * needs (a port), and records it in masked-units so `lab down` unmasks it. Does nothing when the
+ * unit is absent or already masked.
+ */
+export function maskDistroUnit(unit: string): string {
+  return `if systemctl cat ${unit} >/dev/null 2>&1 && [ "$(systemctl is-enabled ${unit} 2>/dev/null)" != masked ]; then
+  systemctl disable --now ${unit} >/dev/null 2>&1 || true
+  systemctl mask ${unit} >/dev/null
+  mkdir -p ${HOST_PATHS.etc} && echo ${unit} >> ${HOST_PATHS.etc}/masked-units
+fi`;
+}
+
+/**
  * Makes `unit` enabled and running; restarts it only when its unit file or inputs changed.
  * `--no-block`: etcd is Type=notify and is not "started" until its peers are up. Resolves true
  * when it (re)started the unit. `enable --no-reload`: plain `systemctl enable` reloads the manager
@@ -188,13 +203,7 @@ export async function applyOnNodes(
         });
         return { ran: true, changed };
       } catch (err) {
-        ctx.reporter.event({
-          step: stepId,
-          node: m.name,
-          state: "failed",
-          message: err instanceof Error ? err.message : String(err),
-          elapsedMs: Date.now() - started,
-        });
+        ctx.reporter.event(failedEvent(stepId, m.name, started, err));
         throw err;
       }
     }),

@@ -14,15 +14,10 @@ import {
   type ArtifactFile,
 } from "../artifacts.ts";
 import { etcdMembers } from "../etcd.ts";
-import type { SshSession } from "../ssh.ts";
+import type { SshSession } from "../../ssh/session.ts";
 import { emptyWork, type NodeWork } from "../applied.ts";
-import {
-  applyOnNodes,
-  ensureUnitRunning,
-  installFiles,
-  type StepContext,
-  type StepOutcome,
-} from "./context.ts";
+import { applyOnNodes, ensureUnitRunning, installFiles } from "./context.ts";
+import type { StepContext, StepOutcome } from "./context.ts";
 import { apiServerFiles, controllerManagerFiles } from "./files.ts";
 import { adminGet } from "./wait-ready.ts";
 

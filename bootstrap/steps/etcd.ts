@@ -2,26 +2,17 @@ import type { Machine } from "../../provisioners/provisioner.ts";
 import { renderEtcdUnit, clientURL } from "../../templates/etcd.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import { etcdctlHealthArgs, etcdMemberConfig, etcdMembers, waitForEtcdHealthy } from "../etcd.ts";
-import { shq } from "../ssh.ts";
+import { shq } from "../../ssh/session.ts";
 import { emptyWork } from "../applied.ts";
-import {
-  applyOnNodes,
-  ensureUnitRunning,
-  installFiles,
-  type StepContext,
-  type StepOutcome,
-} from "./context.ts";
+import { applyOnNodes, ensureUnitRunning, installFiles, maskDistroUnit } from "./context.ts";
+import type { StepContext, StepOutcome } from "./context.ts";
 import { etcdFiles } from "./files.ts";
 
 /**
  * Debian's etcd-server package starts its own `etcd.service` on localhost:2379; it would hold the
  * port lab's member needs. It is masked (and recorded, so `lab down` unmasks it).
  */
-export const MASK_DISTRO_ETCD = `if systemctl cat etcd.service >/dev/null 2>&1 && [ "$(systemctl is-enabled etcd.service 2>/dev/null)" != masked ]; then
-  systemctl disable --now etcd.service >/dev/null 2>&1 || true
-  systemctl mask etcd.service >/dev/null
-  mkdir -p ${HOST_PATHS.etc} && echo etcd.service >> ${HOST_PATHS.etc}/masked-units
-fi`;
+const MASK_DISTRO_ETCD = maskDistroUnit("etcd.service");
 
 export async function etcdStep(ctx: StepContext): Promise<StepOutcome> {
   const masters = ctx.plan.masters.map((m) => ctx.machine(m.name));

@@ -22,8 +22,8 @@ import {
   type StepOutcome,
 } from "./context.ts";
 import { executable, executableUploads, installExecutable } from "./control-plane.ts";
-import { sha256File } from "../artifacts.ts";
-import { shq, type SshSession } from "../ssh.ts";
+import { sha256OfFile } from "../../lib/digest.ts";
+import { shq, type SshSession } from "../../ssh/session.ts";
 import { agentServingFiles, nodeIdentityFiles } from "./files.ts";
 
 export const CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule";
@@ -71,7 +71,7 @@ export function nodeImages(ctx: Pick<StepContext, "state">): Promise<ImageArchiv
           name: spec.name,
           local,
           remote: `${NODE_CONTAINERD.imagesDir}/${file}`,
-          sha256: await sha256File(local),
+          sha256: await sha256OfFile(local),
         };
       }),
     );

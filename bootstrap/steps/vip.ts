@@ -12,13 +12,8 @@ import { HOST_PATHS } from "../../templates/paths.ts";
 import { LabError } from "../../topology/errors.ts";
 import { waitUntilReady } from "../../topology/readiness.ts";
 import { emptyWork } from "../applied.ts";
-import {
-  applyOnNodes,
-  ensureUnitRunning,
-  installFiles,
-  type StepContext,
-  type StepOutcome,
-} from "./context.ts";
+import { applyOnNodes, ensureUnitRunning, installFiles } from "./context.ts";
+import type { StepContext, StepOutcome } from "./context.ts";
 import { nodeIdentityFiles } from "./files.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { V1NodeList } from "@kubernetes/client-node";
 import { LabError } from "../../topology/errors.ts";
 import type { Plan } from "../../topology/plan.ts";
-import { labRequest, type LabDialer } from "../dialer.ts";
+import { labRequest, type LabDialer } from "../../ssh/dialer.ts";
 import { waitUntilReady } from "../../topology/readiness.ts";
 import { apiEndpoint } from "../kubeconfig.ts";
 import type { StepContext, StepOutcome } from "./context.ts";

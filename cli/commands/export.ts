@@ -68,7 +68,7 @@ export async function exportLogs(labName: string, dir: string): Promise<ExportRe
     );
   });
   const provisioner = provisionerFor(plan.provider.type);
-  if (provisioner.collectLogs && plan.provider.type !== "baremetal")
+  if (provisioner.collectLogs)
     await attempt("consoles", () =>
       provisioner.collectLogs!({ plan, state, reporter: silentReporter }, `${dir}/consoles`),
     );

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { apiTargets, defaultTunnelPort, startApiTunnel } from "../../bootstrap/api-tunnel.ts";
-import { apiBehindJump, labDialer } from "../../bootstrap/dialer.ts";
+import { apiBehindJump, labDialer } from "../../ssh/dialer.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import { LabError } from "../../topology/errors.ts";
 import type { Plan } from "../../topology/plan.ts";

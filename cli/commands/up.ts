@@ -6,7 +6,7 @@ import { planForUp, labUp } from "../lab-run.ts";
 import type { GlobalOptions } from "../output.ts";
 import { createReporter, printResultLine } from "../progress.ts";
 import { LabState } from "../../topology/state.ts";
-import { apiBehindJump } from "../../bootstrap/dialer.ts";
+import { apiBehindJump } from "../../ssh/dialer.ts";
 
 export function registerUp(program: Command): void {
   program

@@ -6,14 +6,20 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { SshSession, shq } from "../../bootstrap/ssh.ts";
-import { runtimeArch } from "../../bootstrap/artifacts.ts";
-import { collectMachineLogs } from "../../bootstrap/logs.ts";
+import { runtimeArch } from "../../lib/arch.ts";
+import { collectOverSsh } from "../../ssh/collect.ts";
+import { SshSession, shq } from "../../ssh/session.ts";
 import { LabError } from "../../topology/errors.ts";
 import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import type { LabState } from "../../topology/state.ts";
 import { ensureLabSshKey } from "../keys.ts";
-import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
+import {
+  nodeMachine,
+  type Machine,
+  type MachineStatus,
+  type ProvisionContext,
+  type Provisioner,
+} from "../provisioner.ts";
 import {
   FACTS_SCRIPT,
   defaultRequirements,
@@ -41,19 +47,19 @@ interface RecordedHostKey {
 export async function machineFor(state: LabState, node: PlannedNode): Promise<Machine> {
   const key = node.ssh.key ? expandHome(node.ssh.key) : (await ensureLabSshKey(state)).privateKeyPath;
   const recorded = await state.readJson<RecordedHostKey>(`hosts/${node.name}/accepted-host-key.json`);
-  return {
-    name: node.name,
-    role: node.role,
-    address: node.address,
-    ssh: {
-      host: node.address,
-      port: node.ssh.port,
-      user: node.ssh.user,
-      privateKeyPath: key,
-      hostKey: node.ssh.hostKey ?? recorded?.fingerprint ?? "",
-    },
-  };
+  return nodeMachine(node, {
+    port: node.ssh.port,
+    user: node.ssh.user,
+    privateKeyPath: key,
+    hostKey: node.ssh.hostKey ?? recorded?.fingerprint ?? "",
+  });
 }
+
+/** A host's own logs, collected as root: file name → command. */
+const HOST_LOGS: Record<string, string> = {
+  "journal.txt": "journalctl -b --no-pager -o short-iso -n 5000 2>&1",
+  "dmesg.txt": "dmesg 2>&1",
+};
 
 export interface BaremetalOptions {
   requirements?: Requirements;
@@ -232,10 +238,13 @@ export class BaremetalProvisioner implements Provisioner {
     );
   }
 
-  /** Journals and unit states of every host into `dir/NODE/` (for `lab export logs`). */
+  /**
+   * What a bare-metal host has instead of a serial console: its boot journal and kernel log, into
+   * `dir/NODE/` (for `lab export logs`; the journals of lab's units come from the bootstrap).
+   */
   async collectLogs(ctx: ProvisionContext, dir: string): Promise<void> {
     const machines = await Promise.all(ctx.plan.nodes.map((n) => machineFor(ctx.state, n)));
-    const r = await collectMachineLogs(machines, dir, ctx.signal);
+    const r = await collectOverSsh(machines, dir, HOST_LOGS, ctx.signal);
     if (r.failed.length)
       ctx.reporter.notice(`could not collect logs from ${r.failed.join(", ")} (see its error.txt)`);
   }

@@ -9,10 +9,10 @@ import { buildImage } from "../../images/build.ts";
 import { isImagePath, loadRecipe } from "../../images/recipe.ts";
 import { inspectUserImage } from "../../images/user-image.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
-import type { SshJump } from "../provisioner.ts";
-import { connectJump, execOnJump } from "../ssh-jump.ts";
+import type { SshJump } from "../../ssh/endpoint.ts";
+import { connectJump, execOnJump } from "../../ssh/jump.ts";
 import { writeNodeSeed } from "../vm-node.ts";
-import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
+import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
 import type { GuestImage, LibvirtDeps } from "./index.ts";
 
 /** The console's last lines on a remote hypervisor, read over the pinned jump. */

@@ -14,7 +14,13 @@ import { LabError } from "../../topology/errors.ts";
 import { step } from "../../topology/progress.ts";
 import { type DomainType } from "../../templates/libvirt-domain.ts";
 import { ensureLabSshKey } from "../keys.ts";
-import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
+import {
+  MACHINE_READY_STEP,
+  type Machine,
+  type MachineStatus,
+  type ProvisionContext,
+  type Provisioner,
+} from "../provisioner.ts";
 import { knownHostsName } from "./remote.ts";
 import { openLibvirt, type LibvirtConnection } from "./connection.ts";
 import { DEFAULT_URI, isLabObjectName, isLocalUri, poolName, POOL_PARENT, volumes } from "./names.ts";
@@ -98,7 +104,7 @@ export class LibvirtProvisioner implements Provisioner {
       // All domains boot at once; wait for them together.
       await Promise.all(
         machines.map(({ machine: m, consoleLog }) =>
-          step(reporter, "vm.ssh-ready", () => this.deps.waitForSsh(ctx, m, consoleLog), {
+          step(reporter, MACHINE_READY_STEP, () => this.deps.waitForSsh(ctx, m, consoleLog), {
             node: m.name,
             message: `waiting for SSH on ${m.address} with the pinned host key${m.ssh.jump ? ` (through ${m.ssh.jump.host})` : ""}`,
           }),

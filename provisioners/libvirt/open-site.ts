@@ -2,8 +2,9 @@
 import { execa } from "execa";
 import { LabError } from "../../topology/errors.ts";
 import { step } from "../../topology/progress.ts";
-import type { ProvisionContext, SshJump } from "../provisioner.ts";
-import { connectJump, execOnJump } from "../ssh-jump.ts";
+import type { SshJump } from "../../ssh/endpoint.ts";
+import type { ProvisionContext } from "../provisioner.ts";
+import { connectJump, execOnJump } from "../../ssh/jump.ts";
 import { localKvmFacts, type KvmFacts } from "./accel.ts";
 import { hypervisorJump, parseRemoteUri } from "./remote.ts";
 import { type LibvirtConnection } from "./connection.ts";

@@ -11,7 +11,7 @@ import { readFile } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
 import { LabError } from "../../topology/errors.ts";
-import type { SshJump } from "../provisioner.ts";
+import type { SshJump } from "../../ssh/endpoint.ts";
 
 export interface RemoteUri {
   transport: "ssh" | "libssh" | "libssh2";

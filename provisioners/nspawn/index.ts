@@ -21,8 +21,14 @@ import type { PlannedNode } from "../../topology/plan.ts";
 import { step } from "../../topology/progress.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import { destroyLabNetwork, ensureLabNetwork } from "../network/netns.ts";
-import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
-import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
+import {
+  MACHINE_READY_STEP,
+  type Machine,
+  type MachineStatus,
+  type ProvisionContext,
+  type Provisioner,
+} from "../provisioner.ts";
+import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
 import { findNspawnProcesses, powerOffMachine, stopMachines } from "./processes.ts";
 import { ensureRootfs } from "./rootfs.ts";
 import { ip, nodeNetnses, nodePaths, startNode, type NspawnRecord } from "./start.ts";
@@ -86,7 +92,7 @@ async function createNode(
   const log = nodePaths(state, node.name).consoleLog;
   await step(
     reporter,
-    "vm.ssh-ready",
+    MACHINE_READY_STEP,
     () =>
       waitSshReady(
         { node: node.name, ...machine.ssh },

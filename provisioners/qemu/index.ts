@@ -16,9 +16,15 @@ import type { LabState } from "../../topology/state.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
 import { destroyLabNetwork, ensureLabNetwork, ensureTap } from "../network/netns.ts";
 import { netnsName } from "../network/names.ts";
-import type { Machine, MachineStatus, ProvisionContext, Provisioner } from "../provisioner.ts";
+import {
+  MACHINE_READY_STEP,
+  type Machine,
+  type MachineStatus,
+  type ProvisionContext,
+  type Provisioner,
+} from "../provisioner.ts";
 import { vmMachine, writeNodeSeed } from "../vm-node.ts";
-import { consoleTail, sshTimeoutMs, waitSshReady } from "../ssh-ready.ts";
+import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
 import { decideAccel, probeAccel, type Accel } from "./accel.ts";
 import { qemuArgv, type VmSpec } from "./argv.ts";
 import { findVmProcesses, pidAlive } from "./processes.ts";
@@ -165,7 +171,7 @@ async function createVm(
   }
   await step(
     reporter,
-    "vm.ssh-ready",
+    MACHINE_READY_STEP,
     () =>
       waitSshReady(
         { node: node.name, ...machine.ssh },

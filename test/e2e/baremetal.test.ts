@@ -20,7 +20,7 @@ import { fingerprint } from "../../provisioners/keys.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import type { Plan } from "../../topology/plan.ts";
 import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
-import { shq } from "../../bootstrap/ssh.ts";
+import { shq } from "../../ssh/session.ts";
 import { provisionerFor } from "../../provisioners/index.ts";
 import { jsonLines, until } from "./helpers.ts";
 import { provisionerContract } from "./provisioner-contract.ts";

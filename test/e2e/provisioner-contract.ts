@@ -24,7 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Machine, Provisioner } from "../../provisioners/provisioner.ts";
 import { createHash } from "node:crypto";
 import { Client } from "ssh2";
-import { trySsh } from "../../provisioners/ssh-ready.ts";
+import { trySsh } from "../../ssh/ready.ts";
 import { checkTopology } from "../../topology/load.ts";
 import { plan, type Plan } from "../../topology/plan.ts";
 import { RecordingReporter } from "../../topology/progress.ts";

@@ -22,17 +22,16 @@ async function openssl(args: string[]): Promise<void> {
   await run("openssl", args);
 }
 
+/** openssl req arguments for a new unencrypted P-256 key. */
+const NEW_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
 export async function makeTestPki(): Promise<TestPki> {
   const dir = await mkdtemp(join(tmpdir(), "lab-pki-"));
   const p = (f: string): string => join(dir, f);
   await openssl([
     "req",
     "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
+    ...NEW_EC_KEY,
     "-keyout",
     p("ca.key"),
     "-out",
@@ -46,11 +45,7 @@ export async function makeTestPki(): Promise<TestPki> {
     await writeFile(p(`${name}.ext`), ext);
     await openssl([
       "req",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
+      ...NEW_EC_KEY,
       "-keyout",
       p(`${name}.key`),
       "-out",

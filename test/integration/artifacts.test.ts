@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
 import { copyFile, mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -8,15 +8,13 @@ import {
   EXECUTABLE_ASSETS,
   nodeRuntime,
   renderLauncher,
-  sha256File,
 } from "../../bootstrap/artifacts.ts";
+import { sha256OfFile } from "../../lib/digest.ts";
 
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-artifacts-"));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  return () => rm(dir, { recursive: true, force: true });
 });
 
 describe("self-contained executables", () => {
@@ -44,7 +42,7 @@ describe("self-contained executables", () => {
     expect(r.stdout).toContain("greeting: hello lab");
     expect(r.stdout).toContain("- --flag");
     expect(r.stdout).toContain(`proto: syntax = "proto3";`);
-    for (const f of a.files) expect(f.sha256).toBe(await sha256File(f.local));
+    for (const f of a.files) expect(f.sha256).toBe(await sha256OfFile(f.local));
     // The first run left V8's code cache beside the bundle, named by the bundle's hash; the next
     // run takes it (same output) and leaves it as it was.
     const cache = join(target, `.tiny-${a.files[1]!.sha256.slice(0, 16)}.v8cache`);

@@ -16,7 +16,7 @@ import { LabFile } from "../../topology/schema.ts";
 import { LabState } from "../../topology/state.ts";
 import { RecordingReporter } from "../../topology/progress.ts";
 import { LabError } from "../../topology/errors.ts";
-import { runtimeArch } from "../../bootstrap/artifacts.ts";
+import { runtimeArch } from "../../lib/arch.ts";
 
 let env: TestHosts;
 let home: string;

@@ -18,7 +18,8 @@ import {
   writeMarkerCommand,
   type NodeWork,
 } from "../../bootstrap/applied.ts";
-import { SshSession, sha256 } from "../../bootstrap/ssh.ts";
+import { sha256 } from "../../lib/digest.ts";
+import { SshSession } from "../../ssh/session.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
 import { createTestHosts, type TestHosts, testMachine } from "../support/ssh-hosts.ts";
 

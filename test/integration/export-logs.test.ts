@@ -8,10 +8,9 @@ import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
-import { LabFile } from "../../topology/schema.ts";
-import { plan } from "../../topology/plan.ts";
 import { LabState } from "../../topology/state.ts";
 import type { Machine } from "../../provisioners/provisioner.ts";
+import { labPlan } from "../helpers/lab-plan.ts";
 
 const labBin = resolve(import.meta.dirname, "../../bin/lab.js");
 let home = "";
@@ -20,14 +19,11 @@ const saved = process.env.LAB_HOME;
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), "lab-export-"));
   process.env.LAB_HOME = home;
-  const p = plan(
-    LabFile.parse({
-      apiVersion: "lab/v1alpha1",
-      kind: "Lab",
-      metadata: { name: "broken" },
-      spec: { network: { cidr: "10.249.7.0/24" }, masters: { count: 1 }, workers: { count: 1 } },
-    }),
-  );
+  const p = labPlan("broken", {
+    network: { cidr: "10.249.7.0/24" },
+    masters: { count: 1 },
+    workers: { count: 1 },
+  });
   const state = new LabState("broken");
   await state.writeJson("plan.json", p);
   // Port 1 on loopback: nothing listens, so each connect is refused at once.

@@ -13,9 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { ensurePki } from "../../bootstrap/pki.ts";
-import { plan } from "../../topology/plan.ts";
-import { LabFile } from "../../topology/schema.ts";
 import { LabState } from "../../topology/state.ts";
+import { labPlan } from "../helpers/lab-plan.ts";
 
 let home: string;
 let server: Server;
@@ -25,17 +24,7 @@ beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), "lab-kubeconfig-"));
   const state = new LabState("kc", home);
   await state.ensure();
-  await ensurePki(
-    state,
-    plan(
-      LabFile.parse({
-        apiVersion: "lab/v1alpha1",
-        kind: "Lab",
-        metadata: { name: "kc" },
-        spec: { network: { cidr: "10.230.0.0/24" } },
-      }),
-    ),
-  );
+  await ensurePki(state, labPlan("kc", { network: { cidr: "10.230.0.0/24" } }));
   const pem = (f: string) => readFile(state.path("pki", f), "utf8");
   server = createServer(
     {

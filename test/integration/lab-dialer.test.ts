@@ -12,10 +12,11 @@ import { request } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApiTunnel, type TunnelEvent } from "../../bootstrap/api-tunnel.ts";
-import { labDialer } from "../../bootstrap/dialer.ts";
+import { labDialer } from "../../ssh/dialer.ts";
 import { createCA, issueCertificate } from "../../bootstrap/pki.ts";
 import { adminGet } from "../../bootstrap/steps/wait-ready.ts";
-import type { Machine, SshJump } from "../../provisioners/provisioner.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
+import type { SshJump } from "../../ssh/endpoint.ts";
 import { LabState } from "../../topology/state.ts";
 import { createTestHosts, type TestHosts } from "../support/ssh-hosts.ts";
 

@@ -13,21 +13,12 @@ import { freePort, startEtcd, type TestEtcd } from "../helpers/etcd.ts";
 import { FakeKubelet } from "../helpers/fake-kubelet.ts";
 import { kubeconfigYaml } from "../helpers/test-apiserver.ts";
 import { makeTestPki, type TestPki } from "../helpers/test-pki.ts";
+import { until } from "../helpers/until.ts";
 
 let etcd: TestEtcd;
 let pki: TestPki;
 const servers: { proc: ChildProcess; client: LabClient; log: string[] }[] = [];
 let kubelet: FakeKubelet | undefined;
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const live = (pods: V1Pod[]): V1Pod[] => pods.filter((p) => !p.metadata?.deletionTimestamp);
 const ready = (p: V1Pod): boolean =>

@@ -2,7 +2,7 @@ import { execa } from "execa";
 import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { LabError } from "../../topology/errors.ts";
 import { LabState, labHome } from "../../topology/state.ts";
 import { REPO_ROOT } from "../helpers/cli.ts";
@@ -10,9 +10,7 @@ import { REPO_ROOT } from "../helpers/cli.ts";
 let home: string;
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), "lab-state-"));
-});
-afterAll(async () => {
-  await rm(home, { recursive: true, force: true });
+  return () => rm(home, { recursive: true, force: true });
 });
 
 describe("lab state directory", () => {

@@ -28,7 +28,7 @@ import {
   volumes,
 } from "../../provisioners/libvirt/names.ts";
 import { generateEd25519 } from "../../provisioners/keys.ts";
-import { connectJump, execOnJump } from "../../provisioners/ssh-jump.ts";
+import { connectJump, execOnJump } from "../../ssh/jump.ts";
 import { LabError } from "../../topology/errors.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
 import { deriveLabCidr, plan, type Plan } from "../../topology/plan.ts";

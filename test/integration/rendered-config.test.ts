@@ -2,7 +2,7 @@
  * The rendered systemd units and keepalived configuration, checked by the real tools that will read
  * them on the machines: `systemd-analyze verify` and `keepalived --config-test`.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,23 +19,13 @@ import {
 import { renderChronyUnit } from "../../templates/chrony.ts";
 import { renderLabAgentUnit } from "../../templates/lab-agent.ts";
 import { renderLabServerUnit } from "../../templates/lab-server.ts";
-import { plan } from "../../topology/plan.ts";
-import { LabFile } from "../../topology/schema.ts";
+import { labPlan } from "../helpers/lab-plan.ts";
 
-const p = plan(
-  LabFile.parse({
-    apiVersion: "lab/v1alpha1",
-    kind: "Lab",
-    metadata: { name: "render" },
-    spec: { network: { cidr: "10.240.0.0/24" } },
-  }),
-);
+const p = labPlan("render", { network: { cidr: "10.240.0.0/24" } });
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-render-"));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  return () => rm(dir, { recursive: true, force: true });
 });
 
 async function verify(name: string, text: string): Promise<string[]> {

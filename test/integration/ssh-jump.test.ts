@@ -5,11 +5,12 @@
  * host keys pinned, and a wrong jump host key stops them.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SshSession } from "../../bootstrap/ssh.ts";
+import { SshSession } from "../../ssh/session.ts";
 import { generateEd25519 } from "../../provisioners/keys.ts";
-import type { Machine, SshJump } from "../../provisioners/provisioner.ts";
-import { JumpPool } from "../../provisioners/ssh-jump.ts";
-import { waitSshReady } from "../../provisioners/ssh-ready.ts";
+import type { Machine } from "../../provisioners/provisioner.ts";
+import type { SshJump } from "../../ssh/endpoint.ts";
+import { JumpPool } from "../../ssh/jump.ts";
+import { waitSshReady } from "../../ssh/ready.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
 import { createTestHosts, type TestHosts, testMachine } from "../support/ssh-hosts.ts";
 

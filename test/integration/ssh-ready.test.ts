@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateEd25519 } from "../../provisioners/keys.ts";
-import { waitSshReady } from "../../provisioners/ssh-ready.ts";
+import { waitSshReady } from "../../ssh/ready.ts";
 
 let dir = "";
 afterAll(async () => {
