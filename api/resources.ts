@@ -58,6 +58,17 @@ export const RESOURCES: readonly ResourceInfo[] = [
     scale: true,
   }),
   r("coordination.k8s.io", "v1", "Lease", "leases", true),
+  r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, { shortNames: ["pdb"], status: true }),
+  r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, {
+    shortNames: ["hpa"],
+    inAll: true,
+    status: true,
+  }),
+  // Served converted from and to the stored autoscaling/v2 (kubectl 1.32's `autoscale` posts v1).
+  r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, {
+    shortNames: ["hpa"],
+    status: true,
+  }),
 ];
 
 export function groupVersion(info: Pick<ResourceInfo, "group" | "version">): string {

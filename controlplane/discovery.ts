@@ -60,6 +60,15 @@ function resourceList(group: string, version: string): Record<string, unknown> {
       });
       resources.push({ name: "pods/log", singularName: "", namespaced: true, kind: "Pod", verbs: ["get"] });
       resources.push({
+        name: "pods/eviction",
+        singularName: "",
+        namespaced: true,
+        group: "policy",
+        version: "v1",
+        kind: "Eviction",
+        verbs: ["create"],
+      });
+      resources.push({
         name: "pods/exec",
         singularName: "",
         namespaced: true,

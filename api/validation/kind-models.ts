@@ -12,4 +12,6 @@ export const KIND_MODELS: Record<string, string> = {
   Deployment: "V1Deployment",
   ReplicaSet: "V1ReplicaSet",
   Lease: "V1Lease",
+  PodDisruptionBudget: "V1PodDisruptionBudget",
+  HorizontalPodAutoscaler: "V2HorizontalPodAutoscaler",
 };

@@ -24,6 +24,7 @@ import { ANONYMOUS, CertAuthenticator, unauthorized } from "./auth.ts";
 import type { RequestContext } from "./context.ts";
 import { HANDLERS } from "./handlers/index.ts";
 import { HealthThread } from "./health-thread.ts";
+import { convertingRegistry } from "./conversion.ts";
 import { Reply, toApiError } from "./reply.ts";
 import { cleanPath, parseResourcePath, requestUrl, verbOf, type Route } from "./request-info.ts";
 import { checkSubresource, servePodStream, serveUpgrade } from "./subresources/index.ts";
@@ -284,7 +285,7 @@ export class ApiServer {
       verb,
       attrs,
       dryRun: q.getAll("dryRun").includes("All"),
-      registry: this.registry,
+      registry: convertingRegistry(this.registry, route.info),
       node,
       admit: async (obj: KObject) => {
         if (node === undefined) return;
