@@ -24,6 +24,8 @@ import type {
   V1Namespace,
   V1Node,
   V1PersistentVolumeClaim,
+  V1PodDisruptionBudget,
+  V2HorizontalPodAutoscaler,
   V1Pod,
   V1ReplicaSet,
   V1Secret,
@@ -47,6 +49,8 @@ export interface ResourceTypes {
   deployments: V1Deployment;
   replicasets: V1ReplicaSet;
   leases: V1Lease;
+  poddisruptionbudgets: V1PodDisruptionBudget;
+  horizontalpodautoscalers: V2HorizontalPodAutoscaler;
   /** Not served yet: the client answers `unknown resource` until a RESOURCES entry exists. */
   persistentvolumeclaims: V1PersistentVolumeClaim;
 }
@@ -289,6 +293,11 @@ export class LabClient {
       throw new ApiStatusError(code, st?.reason ?? "Unknown", st ?? { message: text || `HTTP ${code}` });
     }
     return parsed as T;
+  }
+
+  /** Any API path the typed methods do not cover (a kind's scale, metrics.k8s.io): JSON in and out. */
+  request<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+    return this.call(method, path, body, contentType);
   }
 
   get<P extends Plural>(plural: P, name: string, namespace?: string): Promise<ResourceTypes[P]> {

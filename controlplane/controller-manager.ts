@@ -11,8 +11,10 @@ import type {
   V1Lease,
   V1Node,
   V1Pod,
+  V1PodDisruptionBudget,
   V1ReplicaSet,
   V1Service,
+  V2HorizontalPodAutoscaler,
 } from "@kubernetes/client-node";
 import type { KubeObject } from "../api/informer.ts";
 import { Informer } from "../api/informer.ts";
@@ -20,6 +22,9 @@ import type { LeaseStore } from "../api/leader-election.ts";
 import { LeaderElector } from "../api/leader-election.ts";
 import type { ListWatchFactory, ObjectWriter } from "./loop-client.ts";
 import { DeploymentController } from "./controllers/deployment.ts";
+import { DisruptionController } from "./controllers/disruption.ts";
+import { HorizontalPodAutoscalerController } from "./controllers/hpa.ts";
+import type { PodMetricsReader, ScaleClient } from "./controllers/scale-client.ts";
 import { EndpointsController } from "./controllers/endpoints.ts";
 import type { GcObject } from "./controllers/gc-decision.ts";
 import { GarbageCollector } from "./controllers/garbage-collector.ts";
@@ -40,6 +45,12 @@ export interface LoopsConfig {
   /** Pod network to carve per-node CIDRs from; no IPAM without it. */
   clusterCidr?: string;
   nodeCidrMaskSize?: number;
+  /** Any kind's scale subresource: the disruption and HPA controllers run only with it. */
+  scales?: ScaleClient;
+  /** metrics.k8s.io pod metrics: the HPA controller runs only with it (and scales). */
+  podMetrics?: PodMetricsReader;
+  /** How often each HPA is evaluated (upstream's --horizontal-pod-autoscaler-sync-period, 15 s). */
+  hpaSyncPeriodMs?: number;
   /** Where loops report errors and leadership changes (the engine never prints). */
   onEvent?: (e: {
     component: string;
@@ -65,7 +76,11 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   const deployments = inf<V1Deployment>("deployments");
   const services = inf<V1Service>("services");
   const endpoints = inf<V1Endpoints>("endpoints");
+  const budgets = cfg.scales ? inf<V1PodDisruptionBudget>("poddisruptionbudgets") : undefined;
+  const hpas = cfg.scales && cfg.podMetrics ? inf<V2HorizontalPodAutoscaler>("horizontalpodautoscalers") : undefined;
   const informers = [pods, nodes, leases, replicaSets, deployments, services, endpoints];
+  if (budgets) informers.push(budgets as unknown as Informer<V1Pod>);
+  if (hpas) informers.push(hpas as unknown as Informer<V1Pod>);
   const running = informers.map((i) => i.run(signal));
   await Promise.race([
     Promise.all(informers.map((i) => i.waitForSync())),
@@ -91,6 +106,22 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
       onError,
     ).run(signal),
   ];
+  if (budgets && cfg.scales)
+    loops.push(
+      new DisruptionController(budgets, pods, replicaSets, deployments, w, cfg.scales, onError).run(signal),
+    );
+  if (hpas && cfg.scales && cfg.podMetrics)
+    loops.push(
+      new HorizontalPodAutoscalerController(
+        hpas,
+        pods,
+        w,
+        cfg.scales,
+        cfg.podMetrics,
+        onError,
+        cfg.hpaSyncPeriodMs,
+      ).run(signal),
+    );
   if (cfg.clusterCidr)
     loops.push(new NodeIpamController(nodes, w, cfg.clusterCidr, cfg.nodeCidrMaskSize, onError).run(signal));
   await Promise.all([...loops, ...running]);

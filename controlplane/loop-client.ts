@@ -16,7 +16,9 @@ export type Resource =
   | "events"
   | "namespaces"
   | "leases"
-  | "persistentvolumeclaims";
+  | "persistentvolumeclaims"
+  | "poddisruptionbudgets"
+  | "horizontalpodautoscalers";
 
 export type PropagationPolicy = "Background" | "Foreground" | "Orphan";
 

@@ -10,6 +10,7 @@ import type { LoopsConfig } from "./controller-manager.ts";
 import { runControllerManager, runScheduler } from "./controller-manager.ts";
 import { clientListWatch } from "../api/list-watch.ts";
 import { clientLeaseStore, clientWriter } from "./lab-client-loops.ts";
+import { clientPodMetrics, clientScales } from "./controllers/scale-client.ts";
 
 export interface LoopFlags {
   kubeconfig?: string;
@@ -78,6 +79,8 @@ export async function runLoopsFromFlags(
     lw: clientListWatch(client),
     writer: clientWriter(client),
     leases: clientLeaseStore(client),
+    scales: clientScales(client),
+    podMetrics: clientPodMetrics(client),
     identity: `${hostname()}_${process.pid}`,
     leaderElection: {
       leaseDurationSeconds: seconds("leader-elect-lease-duration", flags.leaderElectLeaseDuration),
