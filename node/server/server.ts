@@ -6,6 +6,7 @@
  *
  *   GET /containerLogs/{ns}/{pod}/{container}?follow&tailLines&previous&timestamps&sinceSeconds&limitBytes
  *   GET /exec/{ns}/{pod}/{container}?command=...&stdin&stdout&stderr&tty   (WebSocket upgrade)
+ *   GET /stats/summary   (resource usage for metrics.k8s.io)
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -43,6 +44,8 @@ export interface AgentServerOptions {
   /** containerd's socket, for `ctr task exec`. */
   containerdAddress: string;
   tls: { cert: Buffer; key: Buffer; clientCa: Buffer };
+  /** GET /stats/summary: the node's and its containers' usage (node/stats.ts); 404 without it. */
+  stats?: () => unknown;
   /** ctr binary (tests may point elsewhere). */
   ctr?: string;
   log?: (msg: string) => void;
@@ -147,6 +150,12 @@ export class AgentServer {
       const url = new URL(req.url ?? "/", "https://agent");
       if (url.pathname === "/healthz") {
         res.writeHead(200, { "Content-Type": "text/plain" }).end("ok");
+        return;
+      }
+      if (url.pathname === "/stats/summary" && this.opts.stats) {
+        if (req.method !== "GET") throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed`);
+        const body = JSON.stringify(this.opts.stats());
+        res.writeHead(200, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) }).end(body);
         return;
       }
       const target = parseTarget(url.pathname);
