@@ -71,7 +71,8 @@ export function rateNanoCores(
   prev: { usageCoreNanoSeconds: number; atMs: number } | undefined,
   cur: { usageCoreNanoSeconds: number; atMs: number },
 ): number | undefined {
-  if (!prev || cur.atMs <= prev.atMs || cur.usageCoreNanoSeconds < prev.usageCoreNanoSeconds) return undefined;
+  if (!prev || cur.atMs <= prev.atMs || cur.usageCoreNanoSeconds < prev.usageCoreNanoSeconds)
+    return undefined;
   return ((cur.usageCoreNanoSeconds - prev.usageCoreNanoSeconds) / (cur.atMs - prev.atMs)) * 1e6;
 }
 
@@ -101,10 +102,12 @@ export function hollowSummary(nodeName: string, pods: V1Pod[], now: number): Sum
     const m = p.metadata ?? {};
     const a = m.annotations ?? {};
     const cpuSet = a[HOLLOW_CPU_ANNOTATION] !== undefined ? cpuMillis(a[HOLLOW_CPU_ANNOTATION]) : undefined;
-    const memSet = a[HOLLOW_MEMORY_ANNOTATION] !== undefined ? memoryBytes(a[HOLLOW_MEMORY_ANNOTATION]) : undefined;
+    const memSet =
+      a[HOLLOW_MEMORY_ANNOTATION] !== undefined ? memoryBytes(a[HOLLOW_MEMORY_ANNOTATION]) : undefined;
     const containers = (p.spec?.containers ?? []).map((c) => {
       const seed = `${m.uid ?? ""}/${c.name}`;
-      const cNano = cpuSet !== undefined ? cpuSet * 1e6 : (1 + spread(seed, 4)) * 1e6 + spread(seed + "n", 1e6);
+      const cNano =
+        cpuSet !== undefined ? cpuSet * 1e6 : (1 + spread(seed, 4)) * 1e6 + spread(seed + "n", 1e6);
       const cMem = memSet ?? (4 + spread(seed, 12)) * 2 ** 20 + spread(seed + "b", 2 ** 20);
       cpu += cNano;
       mem += cMem;

@@ -58,7 +58,10 @@ export const RESOURCES: readonly ResourceInfo[] = [
     scale: true,
   }),
   r("coordination.k8s.io", "v1", "Lease", "leases", true),
-  r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, { shortNames: ["pdb"], status: true }),
+  r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, {
+    shortNames: ["pdb"],
+    status: true,
+  }),
   r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, {
     shortNames: ["hpa"],
     inAll: true,

@@ -48,7 +48,9 @@ function hpaTargets(hpa: Obj): string {
   if (metrics.length === 0) return "<none>";
   const current = arr(status.currentMetrics).map(o);
   const parts = metrics.map((m, i) => metricText(m, current[i]?.type === m.type ? current[i] : undefined));
-  return parts.length > 2 ? `${parts.slice(0, 2).join(", ")} + ${parts.length - 2} more...` : parts.join(", ");
+  return parts.length > 2
+    ? `${parts.slice(0, 2).join(", ")} + ${parts.length - 2} more...`
+    : parts.join(", ");
 }
 
 export interface PolicyPrinter {

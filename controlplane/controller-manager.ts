@@ -77,7 +77,8 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   const services = inf<V1Service>("services");
   const endpoints = inf<V1Endpoints>("endpoints");
   const budgets = cfg.scales ? inf<V1PodDisruptionBudget>("poddisruptionbudgets") : undefined;
-  const hpas = cfg.scales && cfg.podMetrics ? inf<V2HorizontalPodAutoscaler>("horizontalpodautoscalers") : undefined;
+  const hpas =
+    cfg.scales && cfg.podMetrics ? inf<V2HorizontalPodAutoscaler>("horizontalpodautoscalers") : undefined;
   const informers = [pods, nodes, leases, replicaSets, deployments, services, endpoints];
   if (budgets) informers.push(budgets as unknown as Informer<V1Pod>);
   if (hpas) informers.push(hpas as unknown as Informer<V1Pod>);

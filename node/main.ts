@@ -138,7 +138,11 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
   if (f.tlsCertFile || f.tlsPrivateKeyFile || f.clientCaFile) {
     if (!f.tlsCertFile || !f.tlsPrivateKeyFile || !f.clientCaFile)
       throw new Error("--tls-cert-file, --tls-private-key-file and --client-ca-file go together");
-    sampler = new StatsSampler({ cri, nodeName: f.nodeName, onError: (err) => log(`stats: ${errText(err)}`) });
+    sampler = new StatsSampler({
+      cri,
+      nodeName: f.nodeName,
+      onError: (err) => log(`stats: ${errText(err)}`),
+    });
     const stats = sampler;
     server = new AgentServer({
       cri,

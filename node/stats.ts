@@ -129,7 +129,11 @@ export class StatsSampler {
     return {
       node: {
         nodeName: this.o.nodeName,
-        cpu: { time, usageNanoCores: this.node.nanoCores, ...(this.prevNode ? { usageCoreNanoSeconds: this.prevNode.usageCoreNanoSeconds } : {}) },
+        cpu: {
+          time,
+          usageNanoCores: this.node.nanoCores,
+          ...(this.prevNode ? { usageCoreNanoSeconds: this.prevNode.usageCoreNanoSeconds } : {}),
+        },
         memory: { time, workingSetBytes: this.node.workingSet },
       },
       pods: this.pods,

@@ -89,7 +89,12 @@ function validateTarget(t: unknown, path: FieldPath, causes: V1StatusCause[]): v
     causes.push(notSupported(path.child("type"), target.type, TARGET_TYPES));
   const util = target.averageUtilization;
   if (target.type === "Utilization" && (util === undefined || util === null))
-    causes.push(required(path.child("averageUtilization"), "must set either a target raw value or a target utilization"));
+    causes.push(
+      required(
+        path.child("averageUtilization"),
+        "must set either a target raw value or a target utilization",
+      ),
+    );
   if (typeof util === "number" && util < 1)
     causes.push(invalidValue(path.child("averageUtilization"), util, "must be greater than 0"));
 }
@@ -100,9 +105,13 @@ function validateMetric(m: Obj, path: FieldPath, causes: V1StatusCause[]): void 
     causes.push(notSupported(path.child("type"), type, METRIC_TYPES));
     return;
   }
-  const field = { Resource: "resource", ContainerResource: "containerResource", Pods: "pods", Object: "object", External: "external" }[
-    type as string
-  ]!;
+  const field = {
+    Resource: "resource",
+    ContainerResource: "containerResource",
+    Pods: "pods",
+    Object: "object",
+    External: "external",
+  }[type as string]!;
   const src = obj(m[field]);
   if (!src) {
     causes.push(required(path.child(field), `must populate information for the given metric source`));
@@ -127,7 +136,9 @@ function validateRules(r: unknown, path: FieldPath, causes: V1StatusCause[]): vo
       invalidValue(
         path.child("stabilizationWindowSeconds"),
         w,
-        w < 0 ? "must be greater than or equal to zero" : `must be less than or equal to ${MAX_WINDOW_SECONDS}`,
+        w < 0
+          ? "must be greater than or equal to zero"
+          : `must be less than or equal to ${MAX_WINDOW_SECONDS}`,
       ),
     );
   if (rules.selectPolicy !== undefined && !SELECT_POLICIES.includes(String(rules.selectPolicy)))
@@ -138,7 +149,8 @@ function validateRules(r: unknown, path: FieldPath, causes: V1StatusCause[]): vo
   policies.forEach((raw, i) => {
     const p = obj(raw) ?? {};
     const pp = path.child("policies").index(i);
-    if (!POLICY_TYPES.includes(String(p.type))) causes.push(notSupported(pp.child("type"), p.type, POLICY_TYPES));
+    if (!POLICY_TYPES.includes(String(p.type)))
+      causes.push(notSupported(pp.child("type"), p.type, POLICY_TYPES));
     if (typeof p.value !== "number" || p.value <= 0)
       causes.push(invalidValue(pp.child("value"), p.value, "must be greater than zero"));
     if (typeof p.periodSeconds !== "number" || p.periodSeconds <= 0 || p.periodSeconds > MAX_PERIOD_SECONDS)
@@ -174,7 +186,9 @@ export function validateHorizontalPodAutoscaler(o: Obj, causes: V1StatusCause[])
   if (typeof max !== "number") causes.push(required(SPEC.child("maxReplicas")));
   else if (max < 1) causes.push(invalidValue(SPEC.child("maxReplicas"), max, "must be greater than 0"));
   else if (typeof min === "number" && max < min)
-    causes.push(invalidValue(SPEC.child("maxReplicas"), max, "must be greater than or equal to `minReplicas`"));
+    causes.push(
+      invalidValue(SPEC.child("maxReplicas"), max, "must be greater than or equal to `minReplicas`"),
+    );
   const metrics = Array.isArray(spec.metrics) ? spec.metrics : [];
   metrics.forEach((m, i) => validateMetric(obj(m) ?? {}, SPEC.child("metrics").index(i), causes));
   const behavior = obj(spec.behavior);

@@ -27,7 +27,10 @@ import { controllerRef } from "./labels.ts";
 import type { ScaleClient } from "./scale-client.ts";
 
 /** A nil selector selects nothing, an empty one every pod (policy/v1). */
-export function budgetSelects(pdb: V1PodDisruptionBudget, labels: Record<string, string> | undefined): boolean {
+export function budgetSelects(
+  pdb: V1PodDisruptionBudget,
+  labels: Record<string, string> | undefined,
+): boolean {
   const sel = pdb.spec?.selector;
   if (!sel) return false;
   return matchesLabels(selectorObjectToRequirements(sel), labels ?? {});
@@ -81,7 +84,10 @@ export class DisruptionController {
   }
 
   /** The replicas of the controller behind `ref`, keyed by that controller's uid (two RSs of one Deployment count once). */
-  private async controllerScale(ns: string, ref: V1OwnerReference): Promise<{ uid: string; replicas: number }> {
+  private async controllerScale(
+    ns: string,
+    ref: V1OwnerReference,
+  ): Promise<{ uid: string; replicas: number }> {
     if (ref.kind === "ReplicaSet" && ref.apiVersion === "apps/v1") {
       const rs = this.replicaSets.get(`${ns}/${ref.name}`);
       if (rs && rs.metadata?.uid === ref.uid) {
@@ -97,7 +103,12 @@ export class DisruptionController {
       const d = this.deployments.get(`${ns}/${ref.name}`);
       if (d && d.metadata?.uid === ref.uid) return { uid: ref.uid, replicas: d.spec?.replicas ?? 1 };
     }
-    const scale = await this.scales.getScale({ apiVersion: ref.apiVersion, kind: ref.kind, namespace: ns, name: ref.name });
+    const scale = await this.scales.getScale({
+      apiVersion: ref.apiVersion,
+      kind: ref.kind,
+      namespace: ns,
+      name: ref.name,
+    });
     return { uid: ref.uid, replicas: scale.replicas };
   }
 
@@ -144,7 +155,10 @@ export class DisruptionController {
       disrupted[pod] = at as string;
       nextExpiry = Math.min(nextExpiry, t + DELETION_TIMEOUT_MS);
     }
-    const withDisrupted = { ...pdb, status: { ...pdb.status, disruptedPods: disrupted } } as unknown as V1PodDisruptionBudget;
+    const withDisrupted = {
+      ...pdb,
+      status: { ...pdb.status, disruptedPods: disrupted },
+    } as unknown as V1PodDisruptionBudget;
     const numbers = budgetStatus(withDisrupted, pods, expected, now);
     if (failure !== undefined) numbers.disruptionsAllowed = 0;
     const generation = pdb.metadata?.generation;
@@ -158,7 +172,10 @@ export class DisruptionController {
     };
     if (stableStringify(status) !== stableStringify(pdb.status)) {
       try {
-        await this.w.updateStatus("poddisruptionbudgets", ns, { ...pdb, status } as unknown as V1PodDisruptionBudget);
+        await this.w.updateStatus("poddisruptionbudgets", ns, {
+          ...pdb,
+          status,
+        } as unknown as V1PodDisruptionBudget);
       } catch (err) {
         if (isConflict(err)) return { requeueAfterMs: 100 };
         if (!isNotFound(err)) throw err;
@@ -167,7 +184,7 @@ export class DisruptionController {
         await recordEvent(
           this.w,
           "controllermanager",
-          { apiVersion: "policy/v1", kind: "PodDisruptionBudget", ...pdb },
+          { ...pdb, apiVersion: "policy/v1", kind: "PodDisruptionBudget" },
           "Warning",
           "CalculateExpectedPodCountFailed",
           `Failed to calculate the number of expected pods: ${failure}`,
@@ -176,7 +193,7 @@ export class DisruptionController {
         await recordEvent(
           this.w,
           "controllermanager",
-          { apiVersion: "policy/v1", kind: "PodDisruptionBudget", ...pdb },
+          { ...pdb, apiVersion: "policy/v1", kind: "PodDisruptionBudget" },
           "Normal",
           "NoPods",
           "No matching pods found",

@@ -100,7 +100,8 @@ export function cpuReplicas(
   if (Math.abs(1 - newRatio) <= TOLERANCE || (ratio < 1 && newRatio > 1) || (ratio > 1 && newRatio < 1))
     return keep;
   const replicas = Math.ceil(newRatio * filled.length);
-  if ((newRatio < 1 && replicas > currentReplicas) || (newRatio > 1 && replicas < currentReplicas)) return keep;
+  if ((newRatio < 1 && replicas > currentReplicas) || (newRatio > 1 && replicas < currentReplicas))
+    return keep;
   return { replicas, utilization, averageMillis };
 }
 
@@ -109,7 +110,9 @@ export interface ScaleEvent {
   delta: number;
 }
 
-const DEFAULT_UP: Required<Pick<V2HPAScalingRules, "stabilizationWindowSeconds" | "selectPolicy" | "policies">> = {
+const DEFAULT_UP: Required<
+  Pick<V2HPAScalingRules, "stabilizationWindowSeconds" | "selectPolicy" | "policies">
+> = {
   stabilizationWindowSeconds: 0,
   selectPolicy: "Max",
   policies: [
@@ -174,7 +177,11 @@ export function normalize(
       return p.type === "Pods" ? start + p.value : Math.ceil(start * (1 + p.value / 100));
     });
     const limit =
-      up.selectPolicy === "Disabled" ? current : up.selectPolicy === "Min" ? Math.min(...limits) : Math.max(...limits);
+      up.selectPolicy === "Disabled"
+        ? current
+        : up.selectPolicy === "Min"
+          ? Math.min(...limits)
+          : Math.max(...limits);
     if (replicas > limit) {
       replicas = Math.max(limit, current);
       limitedBy = "ScaleUpLimit";

@@ -6,7 +6,11 @@
  * FailedGetResourceMetric, FailedGetScale, FailedRescale). Recommendations and scale events are
  * kept in memory per HPA, as upstream does: a new leader starts with an empty window.
  */
-import type { V1Pod, V2HorizontalPodAutoscaler, V2HorizontalPodAutoscalerCondition } from "@kubernetes/client-node";
+import type {
+  V1Pod,
+  V2HorizontalPodAutoscaler,
+  V2HorizontalPodAutoscalerCondition,
+} from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
 import { runController } from "../../api/controller.ts";
@@ -25,7 +29,13 @@ export const HPA_SYNC_PERIOD_MS = 15_000;
 type Condition = V2HorizontalPodAutoscalerCondition;
 const nowText = (): string => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 
-function setCondition(list: Condition[], type: string, status: "True" | "False", reason: string, message: string): void {
+function setCondition(
+  list: Condition[],
+  type: string,
+  status: "True" | "False",
+  reason: string,
+  message: string,
+): void {
   const i = list.findIndex((c) => c.type === type);
   const old = list[i];
   const c = {
@@ -33,7 +43,9 @@ function setCondition(list: Condition[], type: string, status: "True" | "False",
     status,
     reason,
     message,
-    lastTransitionTime: (old && old.status === status ? old.lastTransitionTime : nowText()) as unknown as Date,
+    lastTransitionTime: (old && old.status === status
+      ? old.lastTransitionTime
+      : nowText()) as unknown as Date,
   };
   if (i >= 0) list[i] = c;
   else list.push(c);
@@ -75,11 +87,16 @@ export class HorizontalPodAutoscalerController {
     });
   }
 
-  private event(hpa: V2HorizontalPodAutoscaler, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
+  private event(
+    hpa: V2HorizontalPodAutoscaler,
+    type: "Normal" | "Warning",
+    reason: string,
+    message: string,
+  ): Promise<void> {
     return recordEvent(
       this.w,
       "horizontal-pod-autoscaler",
-      { apiVersion: "autoscaling/v2", kind: "HorizontalPodAutoscaler", ...hpa },
+      { ...hpa, apiVersion: "autoscaling/v2", kind: "HorizontalPodAutoscaler" },
       type,
       reason,
       message,
@@ -99,9 +116,11 @@ export class HorizontalPodAutoscalerController {
       name: ref?.name ?? "",
     };
     const conditions: Condition[] = structuredClone(hpa.status?.conditions ?? []);
-    const status = { ...(hpa.status ?? {}), observedGeneration: hpa.metadata?.generation, conditions } as NonNullable<
-      V2HorizontalPodAutoscaler["status"]
-    >;
+    const status = {
+      ...(hpa.status ?? {}),
+      observedGeneration: hpa.metadata?.generation,
+      conditions,
+    } as NonNullable<V2HorizontalPodAutoscaler["status"]>;
     let scale;
     try {
       scale = await this.scales.getScale(target);
@@ -119,7 +138,13 @@ export class HorizontalPodAutoscalerController {
     let recommended = current;
     let metricName = "";
     if (current === 0 && min !== 0) {
-      setCondition(conditions, "ScalingActive", "False", "ScalingDisabled", "scaling is disabled since the replica count of the target is zero");
+      setCondition(
+        conditions,
+        "ScalingActive",
+        "False",
+        "ScalingDisabled",
+        "scaling is disabled since the replica count of the target is zero",
+      );
       status.desiredReplicas = 0;
       await this.writeStatus(key, hpa, status);
       return next;
@@ -134,14 +159,20 @@ export class HorizontalPodAutoscalerController {
         const pods = this.pods.list(ns).filter((p) => matchesLabels(sel, p.metadata?.labels));
         const usage = new Map<string, number>();
         for (const m of await this.metrics.list(ns, scale.selector))
-          usage.set(m.metadata.name, m.containers.reduce((a, c) => a + nanoCores(c.usage.cpu) / 1e6, 0));
+          usage.set(
+            m.metadata.name,
+            m.containers.reduce((a, c) => a + nanoCores(c.usage.cpu) / 1e6, 0),
+          );
         const r = cpuReplicas(current, targetUtil, pods, usage);
         recommended = r.replicas;
         metricName = "cpu resource utilization (percentage of request)";
         status.currentMetrics = [
           {
             type: "Resource",
-            resource: { name: "cpu", current: { averageUtilization: r.utilization, averageValue: `${r.averageMillis}m` } },
+            resource: {
+              name: "cpu",
+              current: { averageUtilization: r.utilization, averageValue: `${r.averageMillis}m` },
+            },
           },
         ];
         setCondition(
@@ -160,7 +191,13 @@ export class HorizontalPodAutoscalerController {
           "FailedGetResourceMetric",
           `the HPA was unable to compute the replica count: ${msg}`,
         );
-        setCondition(conditions, "AbleToScale", "True", "SucceededGetScale", "the HPA controller was able to get the target's current scale");
+        setCondition(
+          conditions,
+          "AbleToScale",
+          "True",
+          "SucceededGetScale",
+          "the HPA controller was able to get the target's current scale",
+        );
         await this.event(hpa, "Warning", "FailedGetResourceMetric", msg);
         status.desiredReplicas = current;
         await this.writeStatus(key, hpa, status);
@@ -170,7 +207,13 @@ export class HorizontalPodAutoscalerController {
     const now = Date.now();
     const history = (this.history.get(key) ?? []).filter(
       (h) =>
-        h.at > now - Math.max(rules(hpa, "up").stabilizationWindowSeconds, rules(hpa, "down").stabilizationWindowSeconds) * 1000,
+        h.at >
+        now -
+          Math.max(
+            rules(hpa, "up").stabilizationWindowSeconds,
+            rules(hpa, "down").stabilizationWindowSeconds,
+          ) *
+            1000,
     );
     const events = (this.events.get(key) ?? []).filter((e) => e.at > now - 1800_000);
     const n = normalize(hpa, current, recommended, history, events, now);
@@ -178,16 +221,45 @@ export class HorizontalPodAutoscalerController {
     this.history.set(key, history);
     const desired = n.replicas;
     if (n.limitedBy === "TooManyReplicas")
-      setCondition(conditions, "ScalingLimited", "True", "TooManyReplicas", "the desired replica count is more than the maximum replica count");
+      setCondition(
+        conditions,
+        "ScalingLimited",
+        "True",
+        "TooManyReplicas",
+        "the desired replica count is more than the maximum replica count",
+      );
     else if (n.limitedBy === "TooFewReplicas")
-      setCondition(conditions, "ScalingLimited", "True", "TooFewReplicas", "the desired replica count is less than the minimum replica count");
+      setCondition(
+        conditions,
+        "ScalingLimited",
+        "True",
+        "TooFewReplicas",
+        "the desired replica count is less than the minimum replica count",
+      );
     else if (n.limitedBy === "ScaleUpLimit")
-      setCondition(conditions, "ScalingLimited", "True", "ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate");
+      setCondition(
+        conditions,
+        "ScalingLimited",
+        "True",
+        "ScaleUpLimit",
+        "the desired replica count is increasing faster than the maximum scale rate",
+      );
     else if (n.limitedBy === "ScaleDownLimit")
-      setCondition(conditions, "ScalingLimited", "True", "ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate");
-    else setCondition(conditions, "ScalingLimited", "False", "DesiredWithinRange", "the desired count is within the acceptable range");
-    void min;
-    void max;
+      setCondition(
+        conditions,
+        "ScalingLimited",
+        "True",
+        "ScaleDownLimit",
+        "the desired replica count is decreasing faster than the maximum scale rate",
+      );
+    else
+      setCondition(
+        conditions,
+        "ScalingLimited",
+        "False",
+        "DesiredWithinRange",
+        "the desired count is within the acceptable range",
+      );
     status.desiredReplicas = desired;
     if (desired !== current) {
       try {
@@ -195,22 +267,33 @@ export class HorizontalPodAutoscalerController {
       } catch (err) {
         const msg = `the HPA controller was unable to update the target scale: ${(err as Error).message}`;
         setCondition(conditions, "AbleToScale", "False", "FailedUpdateScale", msg);
-        await this.event(hpa, "Warning", "FailedRescale", `New size: ${desired}; reason: ${(err as Error).message}`);
+        await this.event(
+          hpa,
+          "Warning",
+          "FailedRescale",
+          `New size: ${desired}; reason: ${(err as Error).message}`,
+        );
         await this.writeStatus(key, hpa, status);
         return next;
       }
       events.push({ at: now, delta: desired - current });
       this.events.set(key, events);
       status.lastScaleTime = nowText() as unknown as Date;
-      setCondition(conditions, "AbleToScale", "True", "SucceededRescale", `the HPA controller was able to update the target scale to ${desired}`);
+      setCondition(
+        conditions,
+        "AbleToScale",
+        "True",
+        "SucceededRescale",
+        `the HPA controller was able to update the target scale to ${desired}`,
+      );
       const why =
-        n.limitedBy === "TooFewReplicas" || n.limitedBy === "TooManyReplicas"
-          ? n.limitedBy === "TooFewReplicas"
+        current > max
+          ? "Current number of replicas above Spec.MaxReplicas"
+          : current < min
             ? "Current number of replicas below Spec.MinReplicas"
-            : "Current number of replicas above Spec.MaxReplicas"
-          : desired > current
-            ? `${metricName} above target`
-            : "All metrics below target";
+            : desired > current
+              ? `${metricName} above target`
+              : "All metrics below target";
       await this.event(hpa, "Normal", "SuccessfulRescale", `New size: ${desired}; reason: ${why}`);
     } else if (n.stabilized && recommended < current)
       setCondition(
@@ -220,7 +303,14 @@ export class HorizontalPodAutoscalerController {
         "ScaleDownStabilized",
         "recent recommendations were higher than current one, applying the highest recent recommendation",
       );
-    else setCondition(conditions, "AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size");
+    else
+      setCondition(
+        conditions,
+        "AbleToScale",
+        "True",
+        "ReadyForNewScale",
+        "recommended size matches current size",
+      );
     await this.writeStatus(key, hpa, status);
     return next;
   }

@@ -66,7 +66,12 @@ export function clientScales(c: LabClient): ScaleClient {
     },
     async setScale(t, replicas) {
       return toScale(
-        await c.request<ScaleObject>("PATCH", scalePath(t), { spec: { replicas } }, "application/merge-patch+json"),
+        await c.request<ScaleObject>(
+          "PATCH",
+          scalePath(t),
+          { spec: { replicas } },
+          "application/merge-patch+json",
+        ),
       );
     },
   };

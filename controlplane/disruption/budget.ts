@@ -88,6 +88,9 @@ export function disruptionCondition(
     reason,
     message: failure ?? "",
     observedGeneration: generation,
-    lastTransitionTime: old?.status === status && old.lastTransitionTime ? old.lastTransitionTime : new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    lastTransitionTime:
+      old?.status === status && old.lastTransitionTime
+        ? old.lastTransitionTime
+        : new Date().toISOString().replace(/\.\d+Z$/, "Z"),
   };
 }

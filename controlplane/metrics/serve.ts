@@ -66,8 +66,12 @@ export interface MetricsRoute {
 /** A metrics.k8s.io path taken apart; undefined when it names nothing served. */
 export function parseMetricsPath(path: string): MetricsRoute | undefined {
   if (!path.startsWith(PREFIX + "/")) return undefined;
-  const segs = path.slice(PREFIX.length + 1).split("/").map(decodeURIComponent);
-  if (segs[0] === "nodes" && segs.length <= 2) return { info: NODE_METRICS, ...(segs[1] ? { name: segs[1] } : {}) };
+  const segs = path
+    .slice(PREFIX.length + 1)
+    .split("/")
+    .map(decodeURIComponent);
+  if (segs[0] === "nodes" && segs.length <= 2)
+    return { info: NODE_METRICS, ...(segs[1] ? { name: segs[1] } : {}) };
   if (segs[0] === "pods" && segs.length === 1) return { info: POD_METRICS };
   if (segs[0] === "namespaces" && segs[2] === "pods" && segs.length <= 4 && segs[1])
     return { info: POD_METRICS, namespace: segs[1], ...(segs[3] ? { name: segs[3] } : {}) };
@@ -87,13 +91,18 @@ function nodeMetrics(node: V1Node, s: Summary): NodeMetrics {
     },
     timestamp: s.node.cpu.time,
     window: WINDOW,
-    usage: { cpu: cpuQuantity(s.node.cpu.usageNanoCores), memory: memoryQuantity(s.node.memory.workingSetBytes) },
+    usage: {
+      cpu: cpuQuantity(s.node.cpu.usageNanoCores),
+      memory: memoryQuantity(s.node.memory.workingSetBytes),
+    },
   };
 }
 
 function podMetrics(pod: V1Pod, s: Summary): PodMetrics | undefined {
   const m = pod.metadata ?? {};
-  const stats = s.pods.find((p) => p.podRef.uid === m.uid || (p.podRef.namespace === m.namespace && p.podRef.name === m.name));
+  const stats = s.pods.find(
+    (p) => p.podRef.uid === m.uid || (p.podRef.namespace === m.namespace && p.podRef.name === m.name),
+  );
   if (!stats || stats.containers.length === 0) return undefined;
   return {
     kind: "PodMetrics",
@@ -126,7 +135,9 @@ function table(items: (NodeMetrics | PodMetrics)[]): Record<string, unknown> {
       ? x.usage
       : {
           cpu: cpuQuantity(sum(x.containers.map((c) => Number(c.usage.cpu.replace(/n$/, ""))))),
-          memory: memoryQuantity(sum(x.containers.map((c) => Number(c.usage.memory.replace(/Ki$/, "")) * 1024))),
+          memory: memoryQuantity(
+            sum(x.containers.map((c) => Number(c.usage.memory.replace(/Ki$/, "")) * 1024)),
+          ),
         };
   return {
     kind: "Table",
@@ -150,7 +161,11 @@ export async function serveMetrics(
   source: MetricsSource,
 ): Promise<unknown> {
   if (method !== "GET")
-    throw new ApiError(405, "MethodNotAllowed", `the server does not allow this method on the requested resource`);
+    throw new ApiError(
+      405,
+      "MethodNotAllowed",
+      `the server does not allow this method on the requested resource`,
+    );
   const sel = parseLabelSelector(q.get("labelSelector") ?? "");
   const wantsTable = /as=Table/.test(req.headers.accept ?? "");
   let items: (NodeMetrics | PodMetrics)[];
@@ -168,8 +183,13 @@ export async function serveMetrics(
         kind: "nodes",
       });
   } else {
-    const pods = ((await registry.list(PODS, route.namespace, { labels: sel, fields: [] })).items as unknown as V1Pod[]).filter(
-      (p) => (route.name ? p.metadata?.name === route.name : true) && p.spec?.nodeName && p.status?.phase === "Running",
+    const pods = (
+      (await registry.list(PODS, route.namespace, { labels: sel, fields: [] })).items as unknown as V1Pod[]
+    ).filter(
+      (p) =>
+        (route.name ? p.metadata?.name === route.name : true) &&
+        p.spec?.nodeName &&
+        p.status?.phase === "Running",
     );
     const byName = new Map(nodes.map((n) => [n.metadata?.name ?? "", n]));
     const summaries = new Map<string, Promise<Summary | undefined>>();
@@ -184,11 +204,16 @@ export async function serveMetrics(
       if (m) items.push(m);
     }
     if (route.name && items.length === 0)
-      throw new ApiError(404, "NotFound", `podmetrics.metrics.k8s.io "${route.namespace}/${route.name}" not found`, {
-        name: route.name,
-        group: METRICS_GROUP,
-        kind: "pods",
-      });
+      throw new ApiError(
+        404,
+        "NotFound",
+        `podmetrics.metrics.k8s.io "${route.namespace}/${route.name}" not found`,
+        {
+          name: route.name,
+          group: METRICS_GROUP,
+          kind: "pods",
+        },
+      );
   }
   if (wantsTable) return table(items);
   if (route.name) return items[0];

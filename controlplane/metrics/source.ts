@@ -27,10 +27,24 @@ export interface MetricsSourceOptions {
   timeoutMs?: number;
 }
 
-function fetchSummary(tls: KubeletClientTls, host: string, port: number, timeoutMs: number): Promise<Summary> {
+function fetchSummary(
+  tls: KubeletClientTls,
+  host: string,
+  port: number,
+  timeoutMs: number,
+): Promise<Summary> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host, port, path: "/stats/summary", method: "GET", cert: tls.cert, key: tls.key, ca: tls.ca, timeout: timeoutMs },
+      {
+        host,
+        port,
+        path: "/stats/summary",
+        method: "GET",
+        cert: tls.cert,
+        key: tls.key,
+        ca: tls.ca,
+        timeout: timeoutMs,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -38,7 +52,9 @@ function fetchSummary(tls: KubeletClientTls, host: string, port: number, timeout
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8");
           if ((res.statusCode ?? 0) !== 200)
-            return reject(new Error(`agent at ${host}:${port} answered ${res.statusCode}: ${text.slice(0, 200)}`));
+            return reject(
+              new Error(`agent at ${host}:${port} answered ${res.statusCode}: ${text.slice(0, 200)}`),
+            );
           try {
             resolve(JSON.parse(text) as Summary);
           } catch {
@@ -47,7 +63,9 @@ function fetchSummary(tls: KubeletClientTls, host: string, port: number, timeout
         });
       },
     );
-    req.on("timeout", () => req.destroy(new Error(`agent at ${host}:${port} did not answer within ${timeoutMs} ms`)));
+    req.on("timeout", () =>
+      req.destroy(new Error(`agent at ${host}:${port} did not answer within ${timeoutMs} ms`)),
+    );
     req.on("error", reject);
     req.end();
   });
@@ -62,7 +80,8 @@ export class MetricsSource {
   ) {}
 
   async nodes(): Promise<V1Node[]> {
-    return (await this.registry.list(NODES, undefined, { labels: [], fields: [] })).items as unknown as V1Node[];
+    return (await this.registry.list(NODES, undefined, { labels: [], fields: [] }))
+      .items as unknown as V1Node[];
   }
 
   /** The node's summary, or undefined when it cannot be had now (the node is left out, as metrics-server does). */

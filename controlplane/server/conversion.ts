@@ -138,13 +138,17 @@ export function conversionFor(info: ResourceInfo): Conversion | undefined {
 export function convertingRegistry(registry: Registry, served: ResourceInfo): Registry {
   const c = conversionFor(served);
   if (!c) return registry;
-  const is = (info: ResourceInfo): boolean => groupVersion(info) === groupVersion(served) && info.plural === served.plural;
+  const is = (info: ResourceInfo): boolean =>
+    groupVersion(info) === groupVersion(served) && info.plural === served.plural;
   const out = (x: KObject): KObject => c.fromStorage(x);
   const view = Object.create(registry) as Registry;
   Object.assign(view, {
     get: async (info: ResourceInfo, ns: string | undefined, name: string) =>
       is(info) ? out(await registry.get(c.storage, ns, name)) : registry.get(info, ns, name),
-    list: async (info: ResourceInfo, ...rest: Parameters<Registry["list"]> extends [unknown, ...infer R] ? R : never) => {
+    list: async (
+      info: ResourceInfo,
+      ...rest: Parameters<Registry["list"]> extends [unknown, ...infer R] ? R : never
+    ) => {
       if (!is(info)) return registry.list(info, ...rest);
       const page = await registry.list(c.storage, ...rest);
       return { ...page, items: page.items.map(out) };
@@ -163,8 +167,10 @@ export function convertingRegistry(registry: Registry, served: ResourceInfo): Re
       is(info)
         ? out(await registry.update(c.storage, c.toStorage(current), c.toStorage(next), mode, dryRun))
         : registry.update(info, current, next, mode, dryRun),
-    delete: async (info: ResourceInfo, ...rest: Parameters<Registry["delete"]> extends [unknown, ...infer R] ? R : never) =>
-      is(info) ? out(await registry.delete(c.storage, ...rest)) : registry.delete(info, ...rest),
+    delete: async (
+      info: ResourceInfo,
+      ...rest: Parameters<Registry["delete"]> extends [unknown, ...infer R] ? R : never
+    ) => (is(info) ? out(await registry.delete(c.storage, ...rest)) : registry.delete(info, ...rest)),
     watch: (
       info: ResourceInfo,
       ns: string | undefined,

@@ -255,7 +255,10 @@ export class ApiServer {
       const attrs: Attributes = { verb: metricsRoute.name ? "get" : "list", ...metricsRoute };
       const decision = await authorize(user, attrs, this.graph);
       if (!decision.allowed) throw forbidden(attrs, decision.reason);
-      return reply.json(200, await serveMetrics(metricsRoute, method, url.searchParams, req, this.registry, this.metrics));
+      return reply.json(
+        200,
+        await serveMetrics(metricsRoute, method, url.searchParams, req, this.registry, this.metrics),
+      );
     }
     const route = parseResourcePath(path);
     if (!route)

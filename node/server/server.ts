@@ -153,9 +153,12 @@ export class AgentServer {
         return;
       }
       if (url.pathname === "/stats/summary" && this.opts.stats) {
-        if (req.method !== "GET") throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed`);
+        if (req.method !== "GET")
+          throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed`);
         const body = JSON.stringify(this.opts.stats());
-        res.writeHead(200, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) }).end(body);
+        res
+          .writeHead(200, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) })
+          .end(body);
         return;
       }
       const target = parseTarget(url.pathname);

@@ -1,5 +1,8 @@
 import type { V1StatusCause } from "@kubernetes/client-node";
-import { validateHorizontalPodAutoscaler, validatePodDisruptionBudget } from "../../../api/validation/policy.ts";
+import {
+  validateHorizontalPodAutoscaler,
+  validatePodDisruptionBudget,
+} from "../../../api/validation/policy.ts";
 import { Strategy } from "../strategy.ts";
 import type { KObject } from "../types.ts";
 
@@ -55,7 +58,10 @@ export class HorizontalPodAutoscalerStrategy extends Strategy {
     spec.minReplicas ??= 1;
     if (!Array.isArray(spec.metrics) || spec.metrics.length === 0)
       spec.metrics = [
-        { type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 80 } } },
+        {
+          type: "Resource",
+          resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 80 } },
+        },
       ];
     const behavior = obj(spec.behavior);
     if (behavior) defaultBehavior(behavior);

@@ -40,7 +40,10 @@ function deleteOptionsOf(eviction: KObject, dryRun: boolean): DeleteOptions {
 function canIgnoreBudget(pod: V1Pod): boolean {
   const phase = pod.status?.phase;
   return (
-    phase === "Succeeded" || phase === "Failed" || phase === "Pending" || pod.metadata?.deletionTimestamp !== undefined
+    phase === "Succeeded" ||
+    phase === "Failed" ||
+    phase === "Pending" ||
+    pod.metadata?.deletionTimestamp !== undefined
   );
 }
 
@@ -81,9 +84,17 @@ export async function evict(
     budgetName,
     (b) => {
       const pdb = b as V1PodDisruptionBudget & KObject;
-      const st = pdb.status ?? { currentHealthy: 0, desiredHealthy: 0, disruptionsAllowed: 0, expectedPods: 0 };
+      const st = pdb.status ?? {
+        currentHealthy: 0,
+        desiredHealthy: 0,
+        disruptionsAllowed: 0,
+        expectedPods: 0,
+      };
       // An unready pod does not count as healthy: with the budget met it may go without spending it.
-      if (!podReady(pod) && (pdb.spec?.unhealthyPodEvictionPolicy === "AlwaysAllow" || st.currentHealthy >= st.desiredHealthy)) {
+      if (
+        !podReady(pod) &&
+        (pdb.spec?.unhealthyPodEvictionPolicy === "AlwaysAllow" || st.currentHealthy >= st.desiredHealthy)
+      ) {
         return b;
       }
       if ((st.observedGeneration ?? 0) < (pdb.metadata.generation ?? 0))
@@ -97,7 +108,10 @@ export async function evict(
       pdb.status = {
         ...st,
         disruptionsAllowed: st.disruptionsAllowed - 1,
-        disruptedPods: { ...(st.disruptedPods ?? {}), [name]: new Date().toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date },
+        disruptedPods: {
+          ...(st.disruptedPods ?? {}),
+          [name]: new Date().toISOString().replace(/\.\d+Z$/, "Z") as unknown as Date,
+        },
       };
       return pdb;
     },
