@@ -73,7 +73,8 @@ export function rateNanoCores(
 ): number | undefined {
   if (!prev || cur.atMs <= prev.atMs || cur.usageCoreNanoSeconds < prev.usageCoreNanoSeconds)
     return undefined;
-  return ((cur.usageCoreNanoSeconds - prev.usageCoreNanoSeconds) / (cur.atMs - prev.atMs)) * 1e6;
+  // ns of CPU per ms of wall time, times 1000 ms/s: nanocores
+  return ((cur.usageCoreNanoSeconds - prev.usageCoreNanoSeconds) / (cur.atMs - prev.atMs)) * 1e3;
 }
 
 /** Pod annotations that set a hollow pod's figures per container (tests steer the HPA with them). */
