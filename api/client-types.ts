@@ -13,6 +13,8 @@ import type {
   V1Namespace,
   V1Node,
   V1PersistentVolumeClaim,
+  V1PodDisruptionBudget,
+  V2HorizontalPodAutoscaler,
   V1Pod,
   V1ReplicaSet,
   V1ReplicationController,
@@ -37,6 +39,8 @@ export interface ResourceTypes {
   deployments: V1Deployment;
   replicasets: V1ReplicaSet;
   leases: V1Lease;
+  poddisruptionbudgets: V1PodDisruptionBudget;
+  horizontalpodautoscalers: V2HorizontalPodAutoscaler;
   /** Not served yet: the client answers `unknown resource` until a RESOURCES entry exists. */
   persistentvolumeclaims: V1PersistentVolumeClaim;
   replicationcontrollers: V1ReplicationController;

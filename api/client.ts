@@ -160,6 +160,11 @@ export class LabClient {
     return parsed as T;
   }
 
+  /** Any API path the typed methods do not cover (a kind's scale, metrics.k8s.io): JSON in and out. */
+  request<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+    return this.call(method, path, body, contentType);
+  }
+
   get<P extends Plural>(plural: P, name: string, namespace?: string): Promise<ResourceTypes[P]> {
     return this.call("GET", resourcePath(plural, namespace, name));
   }

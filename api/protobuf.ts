@@ -355,9 +355,28 @@ const KINDS: Record<string, Schema> = {
     ],
     3: ["status", {}],
   },
+  // autoscaling/v1, as `kubectl autoscale` posts it
+  HorizontalPodAutoscaler: {
+    1: ["metadata", objectMeta],
+    2: [
+      "spec",
+      {
+        1: ["scaleTargetRef", { 1: ["kind", "string"], 2: ["name", "string"], 3: ["apiVersion", "string"] }],
+        2: ["minReplicas", "int"],
+        3: ["maxReplicas", "int"],
+        4: ["targetCPUUtilizationPercentage", "int"],
+      },
+    ],
+    3: ["status", {}],
+  },
 };
 
-const API_VERSIONS: Record<string, string> = { Deployment: "apps/v1", Job: "batch/v1", CronJob: "batch/v1" };
+const API_VERSIONS: Record<string, string> = {
+  Deployment: "apps/v1",
+  Job: "batch/v1",
+  CronJob: "batch/v1",
+  HorizontalPodAutoscaler: "autoscaling/v1",
+};
 
 /** Pointer fields where an explicit zero means something. */
 const KEEP_ZERO = new Set([

@@ -77,6 +77,20 @@ export const RESOURCES: readonly ResourceInfo[] = [
   r("apps", "v1", "ControllerRevision", "controllerrevisions", true),
   r("batch", "v1", "Job", "jobs", true, { inAll: true, status: true }),
   r("batch", "v1", "CronJob", "cronjobs", true, { shortNames: ["cj"], inAll: true, status: true }),
+  r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, {
+    shortNames: ["pdb"],
+    status: true,
+  }),
+  r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, {
+    shortNames: ["hpa"],
+    inAll: true,
+    status: true,
+  }),
+  // Served converted from and to the stored autoscaling/v2 (kubectl 1.32's `autoscale` posts v1).
+  r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, {
+    shortNames: ["hpa"],
+    status: true,
+  }),
 ];
 
 export function groupVersion(info: Pick<ResourceInfo, "group" | "version">): string {

@@ -1,4 +1,5 @@
 /** Server-side printing: the meta.k8s.io/v1 Table that `kubectl get` asks for (`as=Table`). */
+import { POLICY_PRINTERS } from "./table-policy.ts";
 
 type Obj = Record<string, unknown>;
 type Cell = string | number;
@@ -555,6 +556,12 @@ const PRINTERS: Record<string, Printer> = {
     columns: [NAME, col("Holder"), AGE],
     cells: (l, now) => [str(o(l.metadata).name), str(o(l.spec).holderIdentity, ""), age(l, now)],
   },
+  ...Object.fromEntries(
+    Object.entries(POLICY_PRINTERS).map(([kind, p]) => [
+      kind,
+      { columns: p.columns, cells: (x: Obj, now: number) => p.cells(x, (y) => age(y, now)) },
+    ]),
+  ),
 };
 
 /** A printer that trips over an unexpected value prints the name and blanks, never throws out of a list or watch. */

@@ -18,8 +18,10 @@ import type {
   V1Lease,
   V1Node,
   V1Pod,
+  V1PodDisruptionBudget,
   V1ReplicaSet,
   V1Service,
+  V2HorizontalPodAutoscaler,
 } from "@kubernetes/client-node";
 import type { KubeObject } from "../api/informer.ts";
 import { Informer } from "../api/informer.ts";
@@ -27,6 +29,9 @@ import type { LeaseStore } from "../api/leader-election.ts";
 import { LeaderElector } from "../api/leader-election.ts";
 import type { ListWatchFactory, ObjectWriter } from "./loop-client.ts";
 import { DeploymentController } from "./controllers/deployment.ts";
+import { DisruptionController } from "./controllers/disruption.ts";
+import { HorizontalPodAutoscalerController } from "./controllers/hpa.ts";
+import type { PodMetricsReader, ScaleClient } from "./controllers/scale-client.ts";
 import { EndpointsController } from "./controllers/endpoints.ts";
 import { EndpointSliceController } from "./controllers/endpointslices.ts";
 import type { GcObject } from "./controllers/gc-decision.ts";
@@ -56,6 +61,12 @@ export interface LoopsConfig {
   job?: JobControllerOptions;
   /** The CronJob controller's clock (tests run minutes in seconds). */
   cronClock?: CronClock;
+  /** Any kind's scale subresource: the disruption and HPA controllers run only with it. */
+  scales?: ScaleClient;
+  /** metrics.k8s.io pod metrics: the HPA controller runs only with it (and scales). */
+  podMetrics?: PodMetricsReader;
+  /** How often each HPA is evaluated (upstream's --horizontal-pod-autoscaler-sync-period, 15 s). */
+  hpaSyncPeriodMs?: number;
   /** Where loops report errors and leadership changes (the engine never prints). */
   onEvent?: (e: {
     component: string;
@@ -81,6 +92,9 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   const deployments = inf<V1Deployment>("deployments");
   const services = inf<V1Service>("services");
   const endpoints = inf<V1Endpoints>("endpoints");
+  const budgets = cfg.scales ? inf<V1PodDisruptionBudget>("poddisruptionbudgets") : undefined;
+  const hpas =
+    cfg.scales && cfg.podMetrics ? inf<V2HorizontalPodAutoscaler>("horizontalpodautoscalers") : undefined;
   const slices = inf<V1EndpointSlice>("endpointslices");
   // Workloads (issue 19).
   const jobs = inf<V1Job>("jobs");
@@ -90,7 +104,7 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   const revisions = inf<V1ControllerRevision>("controllerrevisions");
   const rcs = inf<V1ReplicationController>("replicationcontrollers");
   const workloads = [jobs, cronJobs, daemonSets, statefulSets, revisions, rcs];
-  const informers = [
+  const informers: Pick<Informer<KubeObject>, "run" | "waitForSync">[] = [
     pods,
     nodes,
     leases,
@@ -101,6 +115,8 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     slices,
     ...workloads,
   ];
+  if (budgets) informers.push(budgets);
+  if (hpas) informers.push(hpas);
   const running = informers.map((i) => i.run(signal));
   await Promise.race([
     Promise.all(informers.map((i) => i.waitForSync())),
@@ -150,6 +166,22 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
       onError,
     ).run(signal),
   ];
+  if (budgets && cfg.scales)
+    loops.push(
+      new DisruptionController(budgets, pods, replicaSets, deployments, w, cfg.scales, onError).run(signal),
+    );
+  if (hpas && cfg.scales && cfg.podMetrics)
+    loops.push(
+      new HorizontalPodAutoscalerController(
+        hpas,
+        pods,
+        w,
+        cfg.scales,
+        cfg.podMetrics,
+        onError,
+        cfg.hpaSyncPeriodMs,
+      ).run(signal),
+    );
   if (cfg.clusterCidr)
     loops.push(new NodeIpamController(nodes, w, cfg.clusterCidr, cfg.nodeCidrMaskSize, onError).run(signal));
   await Promise.all([...loops, ...running]);

@@ -1,4 +1,5 @@
 import { groupVersion, RESOURCES, type ResourceInfo } from "../api/resources.ts";
+import { METRICS_GROUP, METRICS_VERSION, metricsResourceList } from "./metrics/serve.ts";
 
 /** Discovery documents kubectl reads before anything else (/api, /apis, /api/v1, /apis/G/V). */
 
@@ -60,6 +61,15 @@ function resourceList(group: string, version: string): Record<string, unknown> {
       });
       resources.push({ name: "pods/log", singularName: "", namespaced: true, kind: "Pod", verbs: ["get"] });
       resources.push({
+        name: "pods/eviction",
+        singularName: "",
+        namespaced: true,
+        group: "policy",
+        version: "v1",
+        kind: "Eviction",
+        verbs: ["create"],
+      });
+      resources.push({
         name: "pods/exec",
         singularName: "",
         namespaced: true,
@@ -87,10 +97,14 @@ function resourceList(group: string, version: string): Record<string, unknown> {
 
 export function groups(): { name: string; versions: string[] }[] {
   const names = [...new Set(RESOURCES.filter((r) => r.group !== "").map((r) => r.group))];
-  return names.map((name) => ({
-    name,
-    versions: [...new Set(RESOURCES.filter((r) => r.group === name).map((r) => r.version))],
-  }));
+  return [
+    ...names.map((name) => ({
+      name,
+      versions: [...new Set(RESOURCES.filter((r) => r.group === name).map((r) => r.version))],
+    })),
+    // served from the nodes on request, not stored (metrics/serve.ts)
+    { name: METRICS_GROUP, versions: [METRICS_VERSION] },
+  ];
 }
 
 function apiGroup(g: { name: string; versions: string[] }): Record<string, unknown> {
@@ -114,6 +128,7 @@ export function discovery(path: string, serverAddress: string): Record<string, u
   const g = groups().find((x) => x.name === m[1]);
   if (!g) return undefined;
   if (!m[2]) return apiGroup(g);
+  if (g.name === METRICS_GROUP) return m[2] === METRICS_VERSION ? metricsResourceList() : undefined;
   return g.versions.includes(m[2]) ? resourceList(g.name, m[2]) : undefined;
 }
 

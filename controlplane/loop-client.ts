@@ -23,7 +23,9 @@ export type Resource =
   | "statefulsets"
   | "controllerrevisions"
   | "jobs"
-  | "cronjobs";
+  | "cronjobs"
+  | "poddisruptionbudgets"
+  | "horizontalpodautoscalers";
 
 export type PropagationPolicy = "Background" | "Foreground" | "Orphan";
 

@@ -11,6 +11,7 @@ import { runControllerManager, runScheduler } from "./controller-manager.ts";
 import { clientListWatch } from "../api/list-watch.ts";
 import { clientLeaseStore, clientWriter } from "./lab-client-loops.ts";
 import { certificateUser, localLoopClient, type LocalApi, type LoopClient } from "./local-client.ts";
+import { clientPodMetrics, clientScales } from "./controllers/scale-client.ts";
 
 export interface LoopFlags {
   kubeconfig?: string;
@@ -77,16 +78,16 @@ export async function runLoopsFromFlags(
 ): Promise<void> {
   if (!flags.kubeconfig) return;
   setMaxListeners(0, signal); // both electors and every loop of a term listen on it
-  let client: LabClient | undefined;
-  let api: LoopClient;
-  if (local) {
-    api = localLoopClient(local, certificateUser((await readKubeconfig(flags.kubeconfig)).cert));
-  } else {
-    client = await LabClient.fromKubeconfig(flags.kubeconfig);
-    api = { lw: clientListWatch(client), writer: clientWriter(client), leases: clientLeaseStore(client) };
-  }
+  const client = await LabClient.fromKubeconfig(flags.kubeconfig);
+  const api: LoopClient = local
+    ? localLoopClient(local, certificateUser((await readKubeconfig(flags.kubeconfig)).cert))
+    : { lw: clientListWatch(client), writer: clientWriter(client), leases: clientLeaseStore(client) };
   const cfg: LoopsConfig = {
     ...api,
+    // Scales and pod metrics go over HTTPS to the server even for in-process loops (only the
+    // disruption and HPA controllers use them).
+    scales: clientScales(client),
+    podMetrics: clientPodMetrics(client),
     identity: `${hostname()}_${process.pid}`,
     leaderElection: {
       leaseDurationSeconds: seconds("leader-elect-lease-duration", flags.leaderElectLeaseDuration),
@@ -104,6 +105,6 @@ export async function runLoopsFromFlags(
   try {
     await Promise.all([runControllerManager(cfg, signal), runScheduler(cfg, signal)]);
   } finally {
-    client?.close();
+    client.close();
   }
 }

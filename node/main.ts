@@ -21,6 +21,7 @@ import { Heartbeat, hostFacts } from "./heartbeat.ts";
 import { parseLabels, parseTaints, type NodeRegistration } from "./node-status.ts";
 import { runNetworkLoops, startDns } from "./network-loops.ts";
 import { AgentServer, DEFAULT_AGENT_PORT } from "./server/server.ts";
+import { StatsSampler } from "./stats.ts";
 import { apiObjectSource } from "./volumes/manager.ts";
 import { waitUntilReady } from "../topology/readiness.ts";
 
@@ -136,12 +137,20 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
 
   // The logs/exec endpoint first: the Node publishes its port (which may be a free one in tests).
   let server: AgentServer | undefined;
+  let sampler: StatsSampler | undefined;
   let kubeletPort: number | undefined;
   if (f.tlsCertFile || f.tlsPrivateKeyFile || f.clientCaFile) {
     if (!f.tlsCertFile || !f.tlsPrivateKeyFile || !f.clientCaFile)
       throw new Error("--tls-cert-file, --tls-private-key-file and --client-ca-file go together");
+    sampler = new StatsSampler({
+      cri,
+      nodeName: f.nodeName,
+      onError: (err) => log(`stats: ${errText(err)}`),
+    });
+    const stats = sampler;
     server = new AgentServer({
       cri,
+      stats: () => stats.summary(),
       tls: {
         cert: await readFile(f.tlsCertFile),
         key: await readFile(f.tlsPrivateKeyFile),
@@ -276,6 +285,7 @@ export async function runAgent(f: AgentFlags, log: Log, signal: AbortSignal): Pr
       log,
     }),
     ...[pods, services, endpoints, nodes].map((i) => i.run(watches.signal)),
+    ...(sampler ? [sampler.run(watches.signal)] : []),
   ];
 
   return async () => {

@@ -19,4 +19,6 @@ export const KIND_MODELS: Record<string, string> = {
   ControllerRevision: "V1ControllerRevision",
   Job: "V1Job",
   CronJob: "V1CronJob",
+  PodDisruptionBudget: "V1PodDisruptionBudget",
+  HorizontalPodAutoscaler: "V2HorizontalPodAutoscaler",
 };

@@ -62,7 +62,9 @@ export class Registry {
       nodePorts: new NodePortAllocator(store),
       afterDelete: (info, obj) => this.strategy(info).afterDelete(obj),
     };
-    for (const info of RESOURCES) this.strategies.set(info.plural, strategyFor(info, this.ctx));
+    // The first entry of a plural is its storage version (a later one is served converted).
+    for (const info of RESOURCES)
+      if (!this.strategies.has(info.plural)) this.strategies.set(info.plural, strategyFor(info, this.ctx));
     const source = { list: this.list.bind(this), cache: this.watchCache.bind(this) };
     this.namespaces = new NamespaceGate(store, source);
   }

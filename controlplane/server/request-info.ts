@@ -21,6 +21,7 @@ export const SUBRESOURCES = [
   "attach",
   "portforward",
   "finalize",
+  "eviction",
 ];
 
 /** The request URL, parsed; a URL Node cannot parse is the client's error, not a 500. */

@@ -30,6 +30,9 @@ import { ANONYMOUS, CertAuthenticator, unauthorized } from "./auth.ts";
 import type { RequestContext } from "./context.ts";
 import { HANDLERS } from "./handlers/index.ts";
 import { HealthThread } from "./health-thread.ts";
+import { convertingRegistry } from "./conversion.ts";
+import { MetricsSource } from "../metrics/source.ts";
+import { parseMetricsPath, serveMetrics } from "../metrics/serve.ts";
 import { Reply, toApiError } from "./reply.ts";
 import { cleanPath, parseResourcePath, requestUrl, verbOf, type Route } from "./request-info.ts";
 import { checkSubresource, servePodStream, serveUpgrade } from "./subresources/index.ts";
@@ -70,9 +73,12 @@ export class ApiServer {
   private readonly authenticator = new CertAuthenticator();
   /** The Node authorizer's view of the cluster: read from the registry on each check, no cache. */
   private readonly graph: NodeGraph;
+  /** metrics.k8s.io: summaries asked of the node agents (metrics/source.ts). */
+  private readonly metrics: MetricsSource;
 
   constructor(private readonly opts: ApiServerOptions) {
     this.registry = new Registry(opts.store, new ServiceIpAllocator(opts.store, opts.serviceClusterIpRange));
+    this.metrics = new MetricsSource(this.registry, { kubeletClient: opts.kubeletClient });
     this.readiness = new EtcdReadiness(opts.store);
     const pods = findResource("", "v1", "pods")!;
     this.graph = {
@@ -296,6 +302,16 @@ export class ApiServer {
         throw new ApiError(405, "MethodNotAllowed", `${method} is not allowed on ${path}`);
       return reply.json(200, disc);
     }
+    const metricsRoute = parseMetricsPath(path);
+    if (metricsRoute) {
+      const attrs: Attributes = { verb: metricsRoute.name ? "get" : "list", ...metricsRoute };
+      const decision = await authorize(user, attrs, this.graph);
+      if (!decision.allowed) throw forbidden(attrs, decision.reason);
+      return reply.json(
+        200,
+        await serveMetrics(metricsRoute, method, url.searchParams, req, this.registry, this.metrics),
+      );
+    }
     const route = parseResourcePath(path);
     if (!route)
       throw new ApiError(
@@ -336,7 +352,7 @@ export class ApiServer {
       verb,
       attrs,
       dryRun: q.getAll("dryRun").includes("All"),
-      registry: this.registry,
+      registry: convertingRegistry(this.registry, route.info),
       node,
       admit: async (obj: KObject) => {
         if (node === undefined) return;

@@ -13,6 +13,13 @@ import type {
   PodSandboxStatus,
 } from "./types.ts";
 
+/** One container's figures as CRI reports them (nanosecond timestamps; absent values are null). */
+export interface CriContainerStats {
+  attributes: { id: string; labels: Record<string, string> } | null;
+  cpu: { timestamp: number; usageCoreNanoSeconds: { value: number } | null } | null;
+  memory: { timestamp: number; workingSetBytes: { value: number } | null } | null;
+}
+
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
 type Stub = Record<
   string,
@@ -139,6 +146,14 @@ export class CriClient {
   ): Promise<Container[]> {
     const res = await this.call<{ containers: Container[] }>(this.runtime, "ListContainers", { filter });
     return res.containers;
+  }
+
+  /** Cumulative CPU and the memory working set of the runtime's containers (CRI ListContainerStats). */
+  async listContainerStats(labelSelector: Record<string, string> = {}): Promise<CriContainerStats[]> {
+    const res = await this.call<{ stats: CriContainerStats[] }>(this.runtime, "ListContainerStats", {
+      filter: { labelSelector },
+    });
+    return res.stats ?? [];
   }
 
   async containerStatus(containerId: string): Promise<ContainerStatus> {

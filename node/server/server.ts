@@ -1,11 +1,12 @@
 /**
- * lab-agent's HTTPS endpoint (the kubelet's port 10250): container logs and exec, for lab-server
+ * lab-agent's HTTPS endpoint (the kubelet's port 10250): container logs, streams and stats, for lab-server
  * only. TLS requires a client certificate from the cluster CA, and of those only the apiserver's
  * kubelet-client identity (KUBELET_CLIENT_CN in O=system:masters) is let in: a node's or a user's
  * certificate from the same CA gets 403.
  *
  *   GET /containerLogs/{ns}/{pod}/{container}?follow&tailLines&previous&timestamps&sinceSeconds&limitBytes
  *   /exec, /attach, /portForward: WebSocket or SPDY upgrades, served by upgrade.ts
+ *   GET /stats/summary   (resource usage for metrics.k8s.io)
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
@@ -27,6 +28,8 @@ export const DEFAULT_AGENT_PORT = 10250;
 export interface AgentServerOptions {
   cri: CriClient;
   tls: { cert: Buffer; key: Buffer; clientCa: Buffer };
+  /** GET /stats/summary: the node's and its containers' usage (node/stats.ts); 404 without it. */
+  stats?: () => unknown;
   log?: (msg: string) => void;
 }
 
@@ -105,6 +108,15 @@ export class AgentServer {
       const url = new URL(req.url ?? "/", "https://agent");
       if (url.pathname === "/healthz") {
         res.writeHead(200, { "Content-Type": "text/plain" }).end("ok");
+        return;
+      }
+      if (url.pathname === "/stats/summary" && this.opts.stats) {
+        if (req.method !== "GET")
+          throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed`);
+        const body = JSON.stringify(this.opts.stats());
+        res
+          .writeHead(200, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) })
+          .end(body);
         return;
       }
       if (parseStreamTarget(url.pathname))

@@ -2,6 +2,7 @@ import type { ResourceInfo } from "../../../api/resources.ts";
 import { Strategy, type StrategyContext } from "../strategy.ts";
 import { NamespaceStrategy } from "./namespace.ts";
 import { PodStrategy } from "./pod.ts";
+import { HorizontalPodAutoscalerStrategy, PodDisruptionBudgetStrategy } from "./policy.ts";
 import { SecretStrategy } from "./secret.ts";
 import { ServiceStrategy } from "./service.ts";
 import { WorkloadStrategy } from "./workloads.ts";
@@ -28,6 +29,10 @@ export function strategyFor(info: ResourceInfo, ctx: StrategyContext): Strategy 
     case "StatefulSet":
     case "ReplicationController":
       return new WorkloadStrategy(info);
+    case "PodDisruptionBudget":
+      return new PodDisruptionBudgetStrategy(info);
+    case "HorizontalPodAutoscaler":
+      return new HorizontalPodAutoscalerStrategy(info);
     default:
       return new Strategy(info);
   }

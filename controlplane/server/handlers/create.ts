@@ -7,11 +7,16 @@ import type { RequestContext } from "../context.ts";
 import { updateFields } from "../field-manager.ts";
 import { validateFields } from "../field-validation.ts";
 import { success } from "../reply.ts";
-import { bind } from "../subresources/index.ts";
+import { bind, evict } from "../subresources/index.ts";
 
 export async function create(ctx: RequestContext): Promise<void> {
   const { route: r, registry, reply } = ctx;
   const { info } = r;
+  if (r.subresource === "eviction") {
+    if (info.kind !== "Pod") throw new ApiError(404, "NotFound", "eviction is a pods subresource");
+    const eviction = await objectBody(ctx.req, info, "Eviction", true);
+    return reply.json(201, await evict(registry, r.namespace!, r.name!, eviction, ctx.dryRun));
+  }
   const binding = r.subresource === "binding";
   const body = await objectBody(ctx.req, info, binding ? "Binding" : info.kind, binding);
   if (binding) {
