@@ -46,6 +46,10 @@ export const EXECUTABLE_ASSETS: Record<ExecutableName, { from: string; to: strin
       to: `${HOST_PATHS.opt}/proto`,
       files: ["rpc.proto", "kv.proto", "auth.proto"],
     },
+    // Upstream's OpenAPI definitions, read beside the bundle (controlplane/openapi/definitions.ts
+    // resolves them from the loader's URL): without them every /openapi call fails and kubectl
+    // apply's validation with it ("failed to download openapi").
+    { from: "controlplane/openapi", to: HOST_PATHS.lib, files: ["k8s-definitions.json"] },
   ],
   // The CRI client carries its gRPC definitions inline (node/cri/api-proto.ts): nothing to ship.
   "lab-agent": [],

@@ -10,6 +10,8 @@ import {
   renderLauncher,
 } from "../../bootstrap/artifacts.ts";
 import { sha256OfFile } from "../../lib/digest.ts";
+import { freePort, startEtcd } from "../helpers/etcd.ts";
+import { until } from "../helpers/until.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -89,6 +91,52 @@ describe("self-contained executables", () => {
     });
     expect(r.stderr).not.toMatch(/Error/);
     expect(r.stdout).toContain("--etcd-servers");
+
+    // Started for real from the shipped files (standalone, over a real etcd): OpenAPI v2 and v3
+    // and kubectl explain work, which need upstream's definitions shipped beside the bundle.
+    const etcd = await startEtcd();
+    const port = await freePort();
+    const kubeconfig = join(dir, "bundle.kubeconfig");
+    const server = execa(
+      process.execPath,
+      [
+        join(root, "opt/lab/lib/lab-server.mjs"),
+        "--etcd-servers",
+        etcd.endpoint,
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--cert-dir",
+        join(dir, "bundle-pki"),
+        "--write-kubeconfig",
+        kubeconfig,
+      ],
+      { cwd: root, reject: false, all: true },
+    );
+    const kubectl = (args: string[]) =>
+      execa("/usr/bin/kubectl", ["--kubeconfig", kubeconfig, "--request-timeout=10s", ...args], {
+        reject: false,
+      });
+    try {
+      await until(
+        "the bundled lab-server answers /readyz",
+        async () =>
+          server.exitCode === undefined && (await kubectl(["get", "--raw", "/readyz"])).exitCode === 0,
+        90_000,
+        { everyMs: 500 },
+      );
+      const v2 = await kubectl(["get", "--raw", "/openapi/v2"]);
+      expect(v2.stderr).toBe("");
+      expect(v2.stdout).toContain("io.k8s.api.apps.v1.DeploymentSpec");
+      const v3 = await kubectl(["get", "--raw", "/openapi/v3/apis/apps/v1"]);
+      expect(v3.stdout).toContain("io.k8s.api.apps.v1.DeploymentSpec");
+      const explain = await kubectl(["explain", "deployment.spec.strategy"]);
+      expect(explain.stderr).toBe("");
+      expect(explain.stdout).toContain("rollingUpdate");
+    } finally {
+      server.kill("SIGTERM");
+      await server;
+      await etcd.stop();
+    }
   });
 
   it("says which entry is missing", async () => {
