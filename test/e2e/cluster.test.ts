@@ -1,14 +1,21 @@
 /**
- * The cluster's promises on a real lab, with stock kubectl: ONE lab (the default topology,
- * examples/default.yaml: 3 masters + 2 workers + VIP, unless LAB_E2E_TOPOLOGY names another, e.g.
- * examples/one-master-two-workers.yaml for a quicker run without the HA scenarios) comes
- * up in beforeAll under TCG; the scenarios run in order against it,
- * the destructive ones (worker power-off, master power-off) last; afterAll runs `lab down` even when
- * a scenario failed. Timings go to test-results/e2e-timings.{txt,json}.
+ * The HA suite on QEMU, with stock kubectl: ONE lab (the default topology, examples/default.yaml:
+ * 3 masters + 2 workers + VIP, unless LAB_E2E_TOPOLOGY names another) comes up in beforeAll under
+ * TCG; the scenarios run in order against it, the destructive ones (worker power-off, master
+ * power-off, host restart) last; afterAll runs `lab down` even when a scenario failed. Timings go
+ * to test-results/e2e-timings.{txt,json}.
+ *
+ * What needs no VM (load balancing and DNS, logs and exec, scaling, container self-heal, rolling
+ * update and undo, OOM) runs on nspawn nodes in nspawn.test.ts, at native speed; this file keeps
+ * what only VMs show: start times in a TCG guest, the VIP and the leases across faults of masters
+ * under a background kubectl workload, a worker and a master powered off.
  *
  * "From a pod" means: on the pod's node, enter the pod container's namespaces (`ctr task ls` gives
- * its pid, `nsenter` its mount/net/pid namespaces) and run the image's busybox, so the scenarios do
- * not depend on `kubectl exec` (scenario 2b tests that on its own).
+ * its pid, `nsenter` its mount/net/pid namespaces) and run the image's busybox.
+ *
+ * Scenario 10 (every QEMU process killed, as a host restart, then `lab up` again) costs a second
+ * bring-up under TCG (~15 min on CI): it runs with LAB_E2E_RESTARTS=N (issue 17 asks 3); CI runs
+ * the same restart on nspawn machines (nspawn.test.ts) instead.
  *
  * Development against a lab kept up by hand: LAB_E2E_ATTACH=DIR (a dir holding lab.yaml and the
  * lab's LAB_HOME in DIR/home) reuses that lab and leaves it up; LAB_E2E_TOPOLOGY=FILE picks another
@@ -45,9 +52,8 @@ const timings = new Timings(
   "cluster",
   `e2e cluster (${masterCount} masters + ${workerCount} workers${masterCount > 1 ? " + VIP" : ""}, TCG)`,
 );
-/** The sample Service's ClusterIP and, once the dns branch's resolver answers, its DNS name. */
+/** The sample Service's ClusterIP. */
 let clusterIP = "";
-const serviceDns = "sample.default.svc.cluster.local";
 /** Nodes powered off by a scenario: later scenarios must not use them. */
 const poweredOff = new Set<string>();
 const allNodes = [
@@ -57,8 +63,8 @@ const allNodes = [
 const liveNodes = () => allNodes.filter((n) => !poweredOff.has(n));
 /** The chaos scenarios' background kubectl workload (creates, lists, a watch), from 6a on. */
 let workload: KubectlWorkload | undefined;
-/** Host restarts in scenario 10 (issue 17 asks 3 of 3; CI does 1 for time). */
-const restarts = Math.max(1, Number(process.env.LAB_E2E_RESTARTS || "1"));
+/** Host restarts in scenario 10 (issue 17 asks 3 of 3; 0, the default, skips it: see above). */
+const restarts = Math.max(0, Number(process.env.LAB_E2E_RESTARTS || "0"));
 /** `lab up --wait` of the first bring-up and of every rerun after a host restart. */
 const upWait = "15m";
 const upWaitMs = 15 * 60_000;
@@ -245,146 +251,6 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
     await until("client pod Running", 300_000, async () =>
       (await l.kubectlJson<V1Pod>(["get", "pod", "client"])).status?.phase === "Running" ? true : undefined,
     );
-  });
-
-  it("2. service discovery and load balancing: the DNS name answers; 300 requests reach all 3 replicas", async () => {
-    const names = running(await samplePods())
-      .map((p) => p.metadata!.name!)
-      .sort();
-    const viaIP = await timings.time("2. 300 requests to the ClusterIP", () =>
-      requests(`http://${clusterIP}/`, 300),
-    );
-    expect(viaIP.failed).toBe(0);
-    expect([...viaIP.by.keys()].sort()).toEqual(names);
-    for (const n of names) expect(viaIP.by.get(n)).toBeGreaterThan(30);
-
-    const lookup = await inPod(
-      "client",
-      `nslookup ${serviceDns} 2>&1; echo; timeout 3 wget -q -O - http://sample/`,
-      {
-        reject: false,
-      },
-    );
-    expect(lookup.stdout, "the Service's DNS name resolves to its ClusterIP from a pod").toContain(clusterIP);
-    expect(names, "the short name answers with a replica's pod name").toContain(
-      lookup.stdout.trim().split("\n").at(-1),
-    );
-  });
-
-  it("2b. kubectl logs and exec reach a pod on a worker through lab-server and lab-agent", async () => {
-    const pod = running(await samplePods())[0]!.metadata!.name!;
-    await timings.time("2b. kubectl logs + 2 exec", async () => {
-      const logs = await l.kubectl(["logs", pod, "--tail=5"], { reject: false });
-      expect(logs.exitCode, logs.stderr).toBe(0);
-      const exit3 = await l.kubectl(["exec", "client", "--", "sh", "-c", "echo out; exit 3"], {
-        reject: false,
-      });
-      expect(exit3.stdout).toBe("out");
-      expect(exit3.exitCode).toBe(3);
-      const cat = await l.kubectl(["exec", "-i", "client", "--", "cat"], { input: "hi\n" });
-      expect(cat.stdout).toBe("hi");
-    });
-  });
-
-  it("3. horizontal scaling: 6 replicas, then 2; the Service's endpoints follow", async () => {
-    for (const replicas of [6, 2]) {
-      const t0 = Date.now();
-      await l.kubectl(["scale", "deployment/sample", `--replicas=${replicas}`]);
-      await rolloutStatus("sample");
-      const ips = await until(`endpoints of ${replicas} pods`, 300_000, async () => {
-        const pods = await samplePods();
-        const ready = running(pods);
-        const ips = await endpointIPs("sample");
-        return pods.length === replicas &&
-          ready.length === replicas &&
-          JSON.stringify(ips) === JSON.stringify(ready.map((p) => p.status!.podIP).sort())
-          ? ips
-          : undefined;
-      });
-      timings.add(`3. scale to ${replicas}: endpoints follow`, Date.now() - t0);
-      expect(ips).toHaveLength(replicas);
-    }
-    const r = await requests(`http://${clusterIP}/`, 40);
-    expect(r.failed).toBe(0);
-    expect(r.by.size).toBe(2);
-    // Back to 3 for the scenarios after this one.
-    await l.kubectl(["scale", "deployment/sample", "--replicas=3"]);
-    await rolloutStatus("sample");
-  });
-
-  it("4. self-healing, container: its process killed on the node, it restarts; the Service keeps answering", async () => {
-    const victim = running(await samplePods())[0]!;
-    const before = victim.status!.containerStatuses![0]!.restartCount;
-    const { node, pid } = await containerPid(victim);
-    const t0 = Date.now();
-    await onNode(node, `kill -9 ${pid}`);
-    const during = await requests(`http://${clusterIP}/`, 20);
-    const after = await until("restartCount grows and the pod is Ready again", 300_000, async () => {
-      const p = await l.kubectlJson<V1Pod>(["get", "pod", victim.metadata!.name!]);
-      return p.status!.containerStatuses![0]!.restartCount > before && running([p]).length ? p : undefined;
-    });
-    timings.add("4. killed container restarted and Ready", Date.now() - t0);
-    expect(after.status!.containerStatuses![0]!.restartCount).toBeGreaterThan(before);
-    // Other replicas answered while it was down (a request may hit it before its endpoint is gone).
-    expect(during.by.size).toBeGreaterThan(0);
-    const r = await requests(`http://${clusterIP}/`, 30);
-    expect(r.failed).toBe(0);
-    expect(r.by.size).toBe(3);
-  });
-
-  it("7. rolling update and rollback with no failed request to the Service", async () => {
-    // A client loop in the client pod for the whole update and undo; it stops when /tmp/stop exists.
-    const loop = inPod(
-      "client",
-      `rm -f /tmp/stop; ok=0; failed=0
-       while [ ! -f /tmp/stop ]; do
-         if timeout 3 wget -q -O /dev/null http://${clusterIP}/; then ok=$((ok+1)); else failed=$((failed+1)); fi
-         sleep 0.2 # a steady trickle, not a busy loop that starves a 1-vCPU worker
-       done
-       echo "ok=$ok failed=$failed"`,
-      { timeoutMs: 20 * 60_000, reject: false },
-    );
-    try {
-      await timings.time("7. rolling update (env change)", async () => {
-        await l.kubectl(["set", "env", "deployment/sample", "RELEASE=2"]);
-        await rolloutStatus("sample");
-      });
-      const updated = running(await samplePods());
-      expect(updated).toHaveLength(3);
-      for (const p of updated)
-        expect(p.spec!.containers[0]!.env).toContainEqual({ name: "RELEASE", value: "2" });
-      await timings.time("7. rollout undo", async () => {
-        await l.kubectl(["rollout", "undo", "deployment/sample"]);
-        await rolloutStatus("sample");
-      });
-      const back = await until("3 replicas of the first revision", 120_000, async () => {
-        const pods = running(await samplePods());
-        return pods.length === 3 && pods.every((p) => !p.spec!.containers[0]!.env?.length) ? pods : undefined;
-      });
-      expect(back).toHaveLength(3);
-    } finally {
-      await inPod("client", "touch /tmp/stop", { reject: false });
-    }
-    const out = (await loop).stdout;
-    const m = /ok=(\d+) failed=(\d+)/.exec(out);
-    expect(m, out).not.toBeNull();
-    expect(Number(m![1])).toBeGreaterThan(20);
-    expect(Number(m![2]), `requests during the update: ${out.trim()}`).toBe(0);
-  });
-
-  it("8. resource limits: a pod over its memory limit is OOMKilled and kubectl says so", async () => {
-    const t0 = Date.now();
-    await l.kubectl(["apply", "-f", app("memory-hog.yaml")]);
-    const pod = await until("memory-hog terminated", 300_000, async () => {
-      const p = await l.kubectlJson<V1Pod>(["get", "pod", "memory-hog"]);
-      return p.status?.containerStatuses?.[0]?.state?.terminated ? p : undefined;
-    });
-    timings.add("8. memory hog OOMKilled", Date.now() - t0);
-    const terminated = pod.status!.containerStatuses![0]!.state!.terminated!;
-    expect(terminated.reason).toBe("OOMKilled");
-    expect(terminated.exitCode).toBe(137);
-    expect((await l.kubectl(["get", "pod", "memory-hog"])).stdout).toMatch(/memory-hog\s+0\/1\s+OOMKilled/);
-    await l.kubectl(["delete", "pod", "memory-hog", "--wait=false"]);
   });
 
   it("4b. start time in a TCG guest: lab-agent (a worker) and lab-server (a master without the VIP), from systemd's Started to serving, 10 s or less", async () => {
@@ -586,7 +452,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
     },
   );
 
-  it(
+  it.skipIf(restarts < 1)(
     `10. simulated host restart (${restarts}x): every QEMU process killed, then lab up returns inside its deadline; every node Ready, no acked write lost, the watch saw every acked create`,
     { timeout: restarts * 45 * 60_000 },
     async () => {

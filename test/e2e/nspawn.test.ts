@@ -19,6 +19,7 @@ import type { V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labCgroupPids } from "../../provisioners/nspawn/cgroups.ts";
 import { findNspawnProcesses, nspawnProvisioner, powerOffMachine } from "../../provisioners/nspawn/index.ts";
+import { KubectlWorkload } from "./chaos.ts";
 import { clusterOps, nodeReady, nspawnOnNode, running } from "./cluster-helpers.ts";
 import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
 import { hostLeftovers, provisionerContract } from "./provisioner-contract.ts";
@@ -317,6 +318,49 @@ describe("the default topology on nspawn machines (examples/nspawn.yaml)", () =>
     if (client.spec!.nodeName === survivor) {
       const r = await c.requests(`http://${clusterIP}/`, 30);
       expect(r.failed).toBe(0);
+    }
+  });
+
+  it("10. simulated host restart: every machine's processes killed and the lab's network namespaces gone; lab up returns inside its deadline, every node Ready, the Deployment serves again, no acked create lost", async () => {
+    // A background kubectl workload (creates, lists, a watch) across the restart (chaos.ts).
+    const w = new KubectlWorkload({ kubeconfig: l.kubeconfig });
+    w.start();
+    try {
+      await until("the workload's first acked creates", 120_000, async () =>
+        w.acked.length >= 3 ? true : undefined,
+      );
+      const nodes = ["master-1", "master-2", "master-3", "worker-1", "worker-2"];
+      const t0 = Date.now();
+      // What a host restart leaves: no machine process (every one SIGKILLed) and, /run being a
+      // tmpfs, none of the lab's network namespaces.
+      for (const n of nodes) await powerOffMachine(l.name, n);
+      expect(await findNspawnProcesses(l.name)).toEqual([]);
+      for (const ns of (await execa("ip", ["netns", "list"])).stdout.split("\n")) {
+        const name = ns.split(" ")[0] ?? "";
+        if (name === `lab-${l.name}` || name.startsWith(`lab-${l.name}.`))
+          await execa("ip", ["netns", "del", name], { reject: false });
+      }
+      const up = await l.lab(["--json", "up", "--wait", "5m"], { reject: false, timeoutMs: 10 * 60_000 });
+      timings.add("10. host restart: lab up again", Date.now() - t0);
+      expect(up.exitCode, `lab up after the restart: ${up.stderr.slice(-2000)}`).toBe(0);
+      await until("every node Ready", 300_000, async () => {
+        const ns = await c.items<V1Node>(["get", "nodes"]);
+        return ns.length === nodes.length && ns.every((n) => nodeReady(n) === "True") ? true : undefined;
+      });
+      timings.add("10. host restart: every node Ready", Date.now() - t0);
+      const ready = await until("3 sample pods Ready and the Service answering", 300_000, async () => {
+        const pods = running(await c.samplePods());
+        if (pods.length !== 3) return undefined;
+        const r = await c.requests(`http://${clusterIP}/`, 10);
+        return r.failed === 0 ? pods : undefined;
+      });
+      timings.add("10. host restart: the Service answers from 3 pods", Date.now() - t0);
+      expect(ready).toHaveLength(3);
+      const lost = await until("a list of the workload", 120_000, () => w.lost());
+      timings.count("10. host restart: acked creates lost", lost.length);
+      expect(lost, `acknowledged creates missing after the restart (${w.summary()})`).toEqual([]);
+    } finally {
+      await w.stop();
     }
   });
 
