@@ -120,7 +120,7 @@ describe("self-contained executables", () => {
       await until(
         "the bundled lab-server answers /readyz",
         async () =>
-          server.exitCode === undefined && (await kubectl(["get", "--raw", "/readyz"])).exitCode === 0,
+          server.exitCode === null && (await kubectl(["get", "--raw", "/readyz"])).exitCode === 0,
         90_000,
         { everyMs: 500 },
       );
