@@ -25,7 +25,8 @@ spec:
       containers:
       - name: burn
         image: lab/sample:latest
-        command: ["/bin/sh", "-c", "while [ ! -e /tmp/stop ]; do :; done; exec sleep 100000"]
+        # holds 8 MB in a shell variable (a working set kubectl top shows in Mi), then burns CPU
+        command: ["/bin/sh", "-c", "x=$(head -c 8000000 /dev/zero | tr '\\\\0' a); while [ ! -e /tmp/stop ]; do :; done; exec sleep 100000"]
         resources: {requests: {cpu: 100m}, limits: {cpu: 300m}}
 ---
 apiVersion: autoscaling/v2
@@ -101,22 +102,27 @@ describe("metrics, autoscaling and drain on nspawn machines", () => {
       2000,
     );
     // figures measured from the containers' cgroups (a burner gets up to its 300m limit, less on a loaded host)
+    let lastTop = "";
     const top = await until(
       "kubectl top pods with 3 burners using CPU and memory",
-      60_000,
+      90_000,
       async () => {
         const r = await l.kubectl(["top", "pods", "-l", "app=burner", "--no-headers"], { reject: false });
+        lastTop = `${r.stdout}\n${r.stderr}`;
         const rows = r.stdout
           .trim()
           .split("\n")
           .filter(Boolean)
           .map((x) => x.trim().split(/\s+/));
-        return rows.length === 3 && rows.every((x) => parseInt(x[1]!, 10) > 0 && parseInt(x[2]!, 10) > 0)
+        // CPU measured from the cgroups (non-zero; up to the 300m limit), memory the 8 MB held
+        return rows.length === 3 && rows.every((x) => parseInt(x[1]!, 10) > 0 && parseInt(x[2]!, 10) >= 5)
           ? rows
           : undefined;
       },
       3000,
-    );
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}; last kubectl top pods: ${lastTop}`);
+    });
     expect(top).toHaveLength(3);
     const nodes = await l.kubectl(["top", "nodes", "--no-headers"]);
     const rows = nodes.stdout
