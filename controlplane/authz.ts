@@ -1,5 +1,6 @@
 import type { ResourceInfo } from "../api/resources.ts";
 import { ApiError } from "../api/status.ts";
+import type { RbacDecision, RbacRequest } from "./rbac/rules.ts";
 
 /** Who is calling: from the verified client certificate (CN = user, O = groups). */
 export interface UserInfo {
@@ -21,6 +22,8 @@ type Obj = Record<string, unknown>;
 export interface NodeGraph {
   /** The pods in `namespace` whose spec.nodeName is `node`. */
   podsOnNode(node: string, namespace: string): Promise<Obj[]>;
+  /** The RBAC authorizer (controlplane/rbac/), consulted only where the fixed policy denies. */
+  rbac?: { authorize(user: UserInfo, req: RbacRequest): Promise<RbacDecision> };
 }
 
 /** Control-plane identities that may do anything besides system:masters. */
@@ -35,7 +38,8 @@ const READ = new Set(["get", "list", "watch"]);
  * `node` is set when the caller is a node whose request is allowed only for some objects: the
  * handler hands each object it is about to touch to admitNode (Kubernetes' NodeRestriction).
  */
-export type Decision = { allowed: true; node: string | undefined } | { allowed: false; reason: string };
+export type Decision =
+  { allowed: true; node: string | undefined; reason?: string } | { allowed: false; reason: string };
 
 const ALLOW: Decision = Object.freeze({ allowed: true, node: undefined });
 
@@ -192,14 +196,39 @@ async function authorizeNode(
 }
 
 /**
- * The authorization policy: system:masters and control-plane users may do anything; a node
- * (system:node:NAME in system:nodes) is held to Kubernetes' Node authorizer. Everyone else: 403.
+ * The fixed policy: system:masters and control-plane users may do anything; a node
+ * (system:node:NAME in system:nodes) is held to Kubernetes' Node authorizer. Everyone else: denied.
  */
-export async function authorize(user: UserInfo, a: Attributes, graph: NodeGraph): Promise<Decision> {
+async function fixedPolicy(user: UserInfo, a: Attributes, graph: NodeGraph): Promise<Decision> {
   if (user.groups.includes("system:masters") || PRIVILEGED_USERS.has(user.name)) return ALLOW;
   const node = nodeName(user);
   if (node === undefined) return { allowed: false, reason: rbacReason(user, a) };
   return authorizeNode(node, user, a, graph);
+}
+
+/** The request in RBAC's terms. */
+export function rbacRequestOf(a: Attributes): RbacRequest {
+  return {
+    resourceRequest: true,
+    verb: a.verb,
+    apiGroup: a.info.group,
+    resource: a.info.plural,
+    ...(a.subresource ? { subresource: a.subresource } : {}),
+    ...(a.name ? { name: a.name } : {}),
+    ...(a.namespace ? { namespace: a.namespace } : {}),
+  };
+}
+
+/**
+ * The authorization chain, as kube-apiserver's `--authorization-mode=Node,RBAC` plus the
+ * privileged groups: the fixed policy first, and where it denies, RBAC (when the server has it).
+ * A denial keeps the fixed policy's reason, which reads as upstream's RBAC denial.
+ */
+export async function authorize(user: UserInfo, a: Attributes, graph: NodeGraph): Promise<Decision> {
+  const fixed = await fixedPolicy(user, a, graph);
+  if (fixed.allowed || !graph.rbac) return fixed;
+  const r = await graph.rbac.authorize(user, rbacRequestOf(a));
+  return r.allowed ? { allowed: true, node: undefined, reason: r.reason } : fixed;
 }
 
 /**

@@ -23,6 +23,8 @@ import type { LocalApi } from "../local-client.ts";
 import { serveOpenApiV2, serveOpenApiV3 } from "../openapi.ts";
 import { rejectUpgrade, type KubeletClientTls } from "../node-proxy.ts";
 import { Registry, type KObject } from "../registry.ts";
+import { RbacAuthorizer } from "../rbac/authorizer.ts";
+import { ensureBootstrapPolicy } from "../rbac/bootstrap-policy.ts";
 import { ServiceIpAllocator } from "../service-ips.ts";
 import type { EtcdStore } from "../storage/etcd-store.ts";
 import { startCompactor } from "../storage/compactor.ts";
@@ -89,6 +91,7 @@ export class ApiServer {
             fields: [{ field: "spec.nodeName", op: "=", value: node }],
           })
         ).items,
+      rbac: new RbacAuthorizer(this.registry),
     };
   }
 
@@ -228,6 +231,7 @@ export class ApiServer {
     for (let delay = 1000; !this.stopping; delay = Math.min(delay * 2, 10_000)) {
       try {
         await this.registry.ensureDefaults(this.opts.advertiseAddress, this.opts.securePort);
+        await ensureBootstrapPolicy(this.registry);
         this.defaultsPending = undefined;
         return;
       } catch (err) {
