@@ -1,6 +1,6 @@
-import type { ResourceInfo } from "../api/resources.ts";
+import { RESOURCES, type ResourceInfo } from "../api/resources.ts";
 import { ApiError } from "../api/status.ts";
-import type { RbacDecision, RbacRequest } from "./rbac/rules.ts";
+import type { PolicyRule, RbacDecision, RbacRequest } from "./rbac/rules.ts";
 
 /** Who is calling: from the verified client certificate (CN = user, O = groups). */
 export interface UserInfo {
@@ -23,7 +23,11 @@ export interface NodeGraph {
   /** The pods in `namespace` whose spec.nodeName is `node`. */
   podsOnNode(node: string, namespace: string): Promise<Obj[]>;
   /** The RBAC authorizer (controlplane/rbac/), consulted only where the fixed policy denies. */
-  rbac?: { authorize(user: UserInfo, req: RbacRequest): Promise<RbacDecision> };
+  rbac?: {
+    authorize(user: UserInfo, req: RbacRequest): Promise<RbacDecision>;
+    /** Every rule the user holds in the namespace (SelfSubjectRulesReview). */
+    rulesFor(user: UserInfo, namespace: string | undefined): Promise<PolicyRule[]>;
+  };
 }
 
 /** Control-plane identities that may do anything besides system:masters. */
@@ -42,6 +46,11 @@ export type Decision =
   { allowed: true; node: string | undefined; reason?: string } | { allowed: false; reason: string };
 
 const ALLOW: Decision = Object.freeze({ allowed: true, node: undefined });
+
+/** system:masters and the control-plane users: allowed everything by the fixed policy. */
+export function isPrivileged(user: UserInfo): boolean {
+  return user.groups.includes("system:masters") || PRIVILEGED_USERS.has(user.name);
+}
 
 /** The node's name when the user is a node identity (system:node:NAME in group system:nodes). */
 export function nodeName(user: UserInfo): string | undefined {
@@ -200,10 +209,32 @@ async function authorizeNode(
  * (system:node:NAME in system:nodes) is held to Kubernetes' Node authorizer. Everyone else: denied.
  */
 async function fixedPolicy(user: UserInfo, a: Attributes, graph: NodeGraph): Promise<Decision> {
-  if (user.groups.includes("system:masters") || PRIVILEGED_USERS.has(user.name)) return ALLOW;
+  if (isPrivileged(user)) return ALLOW;
   const node = nodeName(user);
   if (node === undefined) return { allowed: false, reason: rbacReason(user, a) };
   return authorizeNode(node, user, a, graph);
+}
+
+/**
+ * The ResourceInfo behind group/resource for attributes that do not come from a served path
+ * (access reviews, impersonation's users and groups): the served kind when there is one, else a
+ * stand-in that only names the resource.
+ */
+export function resourceInfoFor(group: string, plural: string, namespaced: boolean): ResourceInfo {
+  const served = RESOURCES.find((r) => r.group === group && r.plural === plural);
+  if (served) return served;
+  return {
+    group,
+    version: "",
+    kind: "",
+    plural,
+    singular: "",
+    namespaced,
+    shortNames: [],
+    inAll: false,
+    status: false,
+    scale: false,
+  };
 }
 
 /** The request in RBAC's terms. */

@@ -16,12 +16,14 @@ import type {
   V1Endpoints,
   V1EndpointSlice,
   V1Lease,
+  V1Namespace,
   V1Node,
   V1Pod,
   V1PodDisruptionBudget,
   V1ReplicaSet,
   V1Service,
   V2HorizontalPodAutoscaler,
+  V1ServiceAccount,
 } from "@kubernetes/client-node";
 import type { KubeObject } from "../api/informer.ts";
 import { Informer } from "../api/informer.ts";
@@ -44,6 +46,7 @@ import { CronJobController, type CronClock } from "./controllers/cronjob.ts";
 import { DaemonSetController } from "./controllers/daemonset.ts";
 import { JobController, type JobControllerOptions } from "./controllers/job.ts";
 import { StatefulSetController } from "./controllers/statefulset.ts";
+import { ServiceAccountsController } from "./controllers/serviceaccounts.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 
 export interface LoopsConfig {
@@ -104,6 +107,9 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   const revisions = inf<V1ControllerRevision>("controllerrevisions");
   const rcs = inf<V1ReplicationController>("replicationcontrollers");
   const workloads = [jobs, cronJobs, daemonSets, statefulSets, revisions, rcs];
+  // Workload identity (issue 20): a `default` ServiceAccount in every namespace.
+  const namespaces = inf<V1Namespace>("namespaces");
+  const serviceAccounts = inf<V1ServiceAccount>("serviceaccounts");
   const informers: Pick<Informer<KubeObject>, "run" | "waitForSync">[] = [
     pods,
     nodes,
@@ -114,6 +120,8 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     endpoints,
     slices,
     ...workloads,
+    namespaces,
+    serviceAccounts,
   ];
   if (budgets) informers.push(budgets);
   if (hpas) informers.push(hpas);
@@ -137,6 +145,7 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     new CronJobController(cronJobs, jobs, w, onError, cfg.cronClock).run(signal),
     new DaemonSetController(daemonSets, nodes, pods, revisions, w, onError).run(signal),
     new StatefulSetController(statefulSets, pods, revisions, w, onError).run(signal),
+    new ServiceAccountsController(namespaces, serviceAccounts, w, onError).run(signal),
     new ReplicaSetController(
       rcs as unknown as Informer<V1ReplicaSet>,
       pods,

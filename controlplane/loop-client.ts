@@ -25,7 +25,8 @@ export type Resource =
   | "jobs"
   | "cronjobs"
   | "poddisruptionbudgets"
-  | "horizontalpodautoscalers";
+  | "horizontalpodautoscalers"
+  | "serviceaccounts";
 
 export type PropagationPolicy = "Background" | "Foreground" | "Orphan";
 

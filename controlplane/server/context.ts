@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { Attributes, UserInfo } from "../authz.ts";
 import type { KubeletClientTls } from "../node-proxy.ts";
 import type { KObject, Registry } from "../registry.ts";
+import type { ServiceAccountTokens } from "../serviceaccount/tokens.ts";
 import type { Reply } from "./reply.ts";
 import type { Route, Verb } from "./request-info.ts";
 
@@ -26,6 +27,8 @@ export interface RequestContext {
     bookmarkIntervalMs: number;
     /** Ends of the running watches, so stop() can end them. */
     watches: Set<() => void>;
+    /** Service-account token signer (serviceaccounts/token). */
+    tokens: ServiceAccountTokens | undefined;
   };
 }
 

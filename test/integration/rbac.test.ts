@@ -1,0 +1,350 @@
+/**
+ * Workload identity and RBAC as kubectl 1.32 sees them, on real etcd + lab-server: the default
+ * ClusterRoles, `kubectl auth can-i` (and `--list`, `-n`, `--as`) for an admin, a service account
+ * before and after a RoleBinding and a node, ClusterRole aggregation, `kubectl create token` and
+ * requests with that bearer token (allowed, denied, tampered, expired).
+ */
+import { setMaxListeners } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { V1Namespace, V1ServiceAccount } from "@kubernetes/client-node";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LabClient } from "../../api/client.ts";
+import { Informer } from "../../api/informer.ts";
+import { clientListWatch } from "../../api/list-watch.ts";
+import { ServiceAccountsController } from "../../controlplane/controllers/serviceaccounts.ts";
+import { clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+import { until } from "../helpers/until.ts";
+
+let s: TestApiServer;
+let dir: string;
+let nodeKubeconfig: string;
+let client: LabClient;
+const loops = new AbortController();
+let loopsDone: Promise<unknown> = Promise.resolve();
+const SA = "system:serviceaccount:default:default";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function kubectlWith(kubeconfig: string, ...args: string[]): Promise<Run> {
+  const r = await execa("/usr/bin/kubectl", args, {
+    env: { KUBECONFIG: kubeconfig, HOME: dir },
+    reject: false,
+    timeout: 60_000,
+  });
+  if (r.timedOut) throw new Error(`kubectl ${args.join(" ")} did not finish within 60 s`);
+  return { code: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+const kubectl = (...args: string[]): Promise<Run> => kubectlWith(s.kubeconfig, ...args);
+
+async function ok(...args: string[]): Promise<string> {
+  const r = await kubectl(...args);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** `kubectl auth can-i ...`: "yes" (exit 0) or "no" (exit 1), anything else is a failure. */
+async function canI(kubeconfig: string, ...args: string[]): Promise<"yes" | "no"> {
+  const r = await kubectlWith(kubeconfig, "auth", "can-i", ...args);
+  const answer = r.stdout.trim();
+  if (r.code === 0 && answer === "yes") return "yes";
+  if (r.code === 1 && answer === "no") return "no";
+  throw new Error(
+    `kubectl auth can-i ${args.join(" ")}: exit ${r.code}, stdout ${r.stdout}, stderr ${r.stderr}`,
+  );
+}
+
+/** A kubeconfig that authenticates with a bearer token only (no client certificate). */
+async function tokenKubeconfig(name: string, token: string): Promise<string> {
+  const file = join(dir, `${name}.kubeconfig`);
+  await writeFile(
+    file,
+    [
+      "apiVersion: v1",
+      "kind: Config",
+      "clusters:",
+      "- name: lab",
+      "  cluster:",
+      `    server: ${s.url}`,
+      `    certificate-authority: ${s.pki.caCert}`,
+      "users:",
+      "- name: sa",
+      "  user:",
+      `    token: ${token}`,
+      "contexts:",
+      "- name: lab",
+      "  context:",
+      "    cluster: lab",
+      "    user: sa",
+      "    namespace: default",
+      "current-context: lab",
+      "",
+    ].join("\n"),
+    { mode: 0o600 },
+  );
+  return file;
+}
+
+function claimsOf(token: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()) as Record<string, unknown>;
+}
+
+async function apply(yaml: string): Promise<Run> {
+  const file = join(dir, `apply-${Math.random().toString(36).slice(2)}.yaml`);
+  await writeFile(file, yaml);
+  return kubectl("apply", "-f", file);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lab-rbac-"));
+  s = await startTestApiServer();
+  const node = await s.pki.client("node1", "system:node:node1", ["system:nodes"]);
+  nodeKubeconfig = join(dir, "node1.kubeconfig");
+  await writeFile(nodeKubeconfig, kubeconfigYaml(s.url, s.pki.caCert, node.cert, node.key, "node1"));
+  client = await LabClient.fromKubeconfig(s.kubeconfig);
+  setMaxListeners(0, loops.signal);
+  // The controller manager's ServiceAccounts controller alone, over HTTPS like in a lab.
+  const lw = clientListWatch(client);
+  const namespaces = new Informer<V1Namespace>(lw("namespaces"));
+  const accounts = new Informer<V1ServiceAccount>(lw("serviceaccounts"));
+  const running = [namespaces.run(loops.signal), accounts.run(loops.signal)];
+  await Promise.all([namespaces.waitForSync(), accounts.waitForSync()]);
+  loopsDone = Promise.all([
+    ...running,
+    new ServiceAccountsController(namespaces, accounts, clientWriter(client)).run(loops.signal),
+  ]);
+}, 120_000);
+
+afterAll(async () => {
+  loops.abort();
+  await loopsDone.catch(() => undefined);
+  await s?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("default policy", () => {
+  it("creates the bootstrap ClusterRoles and bindings, printed as upstream", async () => {
+    const roles = await ok("get", "clusterroles");
+    expect(roles.split("\n")[0]).toMatch(/^NAME\s+CREATED AT$/);
+    for (const r of ["cluster-admin", "admin", "edit", "view", "system:basic-user"])
+      expect(roles).toMatch(new RegExp(`^${r}\\s+\\d{4}-\\d\\d-\\d\\dT`, "m"));
+    const binding = await ok("get", "clusterrolebinding", "cluster-admin", "-o", "wide");
+    expect(binding.split("\n")[0]).toMatch(/^NAME\s+ROLE\s+AGE\s+USERS\s+GROUPS\s+SERVICEACCOUNTS$/);
+    expect(binding).toMatch(/^cluster-admin\s+ClusterRole\/cluster-admin\s+\S+\s+system:masters/m);
+  });
+
+  it("rejects a binding to an unknown role kind with a Status naming the field", async () => {
+    const r = await apply(
+      [
+        "apiVersion: rbac.authorization.k8s.io/v1",
+        "kind: RoleBinding",
+        "metadata: {name: bad, namespace: default}",
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Foo, name: edit}",
+        "subjects: [{kind: User, name: alice}]",
+      ].join("\n"),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(
+      'RoleBinding "bad" is invalid: roleRef.kind: Unsupported value: "Foo": supported values: "Role", "ClusterRole"',
+    );
+  });
+});
+
+describe("kubectl auth can-i", () => {
+  it("answers yes to everything for the admin (system:masters)", async () => {
+    expect(await canI(s.kubeconfig, "delete", "pods")).toBe("yes");
+    expect(await canI(s.kubeconfig, "*", "*")).toBe("yes");
+    expect(await canI(s.kubeconfig, "create", "clusterrolebindings")).toBe("yes");
+  });
+
+  it("holds a node to the Node authorizer", async () => {
+    expect(await canI(nodeKubeconfig, "get", "nodes")).toBe("yes");
+    expect(await canI(nodeKubeconfig, "list", "pods", "--all-namespaces")).toBe("yes");
+    expect(await canI(nodeKubeconfig, "create", "deployments")).toBe("no");
+    expect(await canI(nodeKubeconfig, "list", "secrets")).toBe("no");
+  });
+
+  it("gives the default service account nothing until a RoleBinding to edit, then only in that namespace", async () => {
+    await until(
+      "the ServiceAccounts controller to create default/default",
+      async () => (await kubectl("get", "sa", "default", "-n", "default")).code === 0,
+      20_000,
+    );
+    expect(await canI(s.kubeconfig, "delete", "pods", `--as=${SA}`)).toBe("no");
+    expect(await canI(s.kubeconfig, "list", "pods", `--as=${SA}`)).toBe("no");
+    await ok(
+      "create",
+      "rolebinding",
+      "sa-edit",
+      "--clusterrole=edit",
+      "--serviceaccount=default:default",
+      "-n",
+      "default",
+    );
+    expect(await canI(s.kubeconfig, "delete", "pods", `--as=${SA}`)).toBe("yes");
+    expect(await canI(s.kubeconfig, "create", "deployments.apps", `--as=${SA}`)).toBe("yes");
+    expect(await canI(s.kubeconfig, "delete", "pods", `--as=${SA}`, "-n", "kube-system")).toBe("no");
+    expect(await canI(s.kubeconfig, "create", "rolebindings", `--as=${SA}`)).toBe("no");
+    expect(await canI(s.kubeconfig, "get", "nodes", `--as=${SA}`)).toBe("no");
+  });
+
+  it("lists the service account's rules with --list", async () => {
+    const r = await kubectl("auth", "can-i", "--list", `--as=${SA}`, "-n", "default");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split("\n")[0]).toMatch(/^Resources\s+Non-Resource URLs\s+Resource Names\s+Verbs$/);
+    expect(r.stdout).toMatch(
+      /^selfsubjectaccessreviews\.authorization\.k8s\.io\s+\[\]\s+\[\]\s+\[create\]$/m,
+    );
+    expect(r.stdout).toMatch(
+      /^pods\s+\[\]\s+\[\]\s+\[create delete deletecollection patch update get list watch\]$/m,
+    );
+    expect(r.stdout).toMatch(/^\s+\[\/api\/\*\]\s+\[\]\s+\[get\]$/m);
+    const elsewhere = await kubectl("auth", "can-i", "--list", `--as=${SA}`, "-n", "kube-system");
+    expect(elsewhere.stdout).not.toMatch(/^pods\s/m);
+  });
+
+  it("adds the rules of a ClusterRole labelled aggregate-to-edit to edit (and admin)", async () => {
+    expect(await canI(s.kubeconfig, "create", "leases.coordination.k8s.io", `--as=${SA}`)).toBe("no");
+    const r = await apply(
+      [
+        "apiVersion: rbac.authorization.k8s.io/v1",
+        "kind: ClusterRole",
+        "metadata:",
+        "  name: leases-editor",
+        "  labels: {rbac.authorization.k8s.io/aggregate-to-edit: 'true'}",
+        "rules:",
+        "- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create, get]}",
+      ].join("\n"),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(await canI(s.kubeconfig, "create", "leases.coordination.k8s.io", `--as=${SA}`)).toBe("yes");
+    expect(await canI(s.kubeconfig, "delete", "leases.coordination.k8s.io", `--as=${SA}`)).toBe("no");
+  });
+
+  it("refuses impersonation to a caller without the impersonate verb", async () => {
+    const token = (await ok("create", "token", "default")).trim();
+    const kc = await tokenKubeconfig("sa-imp", token);
+    const r = await kubectlWith(kc, "get", "pods", "--as=alice");
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(
+      `users "alice" is forbidden: User "${SA}" cannot impersonate resource "users" in API group "" at the cluster scope`,
+    );
+  });
+});
+
+describe("service-account tokens", () => {
+  it("kubectl create token prints a JWT with upstream's claims", async () => {
+    const token = (await ok("create", "token", "default")).trim();
+    expect(token.split(".")).toHaveLength(3);
+    const header = JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString()) as Record<
+      string,
+      unknown
+    >;
+    expect(header.alg).toBe("ES256");
+    const c = claimsOf(token);
+    expect(c.sub).toBe(SA);
+    expect(c.iss).toBe("https://kubernetes.default.svc.cluster.local");
+    expect(c.aud).toEqual(["https://kubernetes.default.svc.cluster.local"]);
+    expect((c.exp as number) - (c.iat as number)).toBe(3600);
+    const sa = JSON.parse(await ok("get", "sa", "default", "-o", "json")) as { metadata: { uid: string } };
+    expect(c["kubernetes.io"]).toEqual({
+      namespace: "default",
+      serviceaccount: { name: "default", uid: sa.metadata.uid },
+    });
+    const short = claimsOf((await ok("create", "token", "default", "--duration=10m")).trim());
+    expect((short.exp as number) - (short.iat as number)).toBe(600);
+    const tooShort = await kubectl("create", "token", "default", "--duration=1m");
+    expect(tooShort.code).not.toBe(0);
+    expect(tooShort.stderr).toContain(
+      "spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes",
+    );
+    const missing = await kubectl("create", "token", "nobody");
+    expect(missing.stderr).toContain('serviceaccounts "nobody" not found');
+  });
+
+  it("authenticates the bearer token as the service account, authorized by RBAC", async () => {
+    const token = (await ok("create", "token", "default")).trim();
+    const kc = await tokenKubeconfig("sa", token);
+    const pods = await kubectlWith(kc, "get", "pods");
+    expect(pods.code, pods.stderr).toBe(0);
+    expect(pods.stderr).toContain("No resources found in default namespace.");
+    const denied = await kubectlWith(kc, "get", "secrets", "-n", "kube-system");
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr).toContain(
+      `secrets is forbidden: User "${SA}" cannot list resource "secrets" in API group "" in the namespace "kube-system"`,
+    );
+    expect(await canI(kc, "delete", "pods")).toBe("yes");
+    expect(await canI(kc, "get", "nodes")).toBe("no");
+  });
+
+  it("answers 401 to a tampered, an expired, a foreign and an orphaned token", async () => {
+    const token = (await ok("create", "token", "default")).trim();
+    const [h, p, sig] = token.split(".");
+    const claims = claimsOf(token);
+    const forged = Buffer.from(
+      JSON.stringify({ ...claims, sub: "system:serviceaccount:kube-system:default" }),
+    ).toString("base64url");
+    const sa = JSON.parse(await ok("get", "sa", "default", "-o", "json")) as { metadata: { uid: string } };
+    const expired = s.server.tokens.issue({
+      namespace: "default",
+      name: "default",
+      uid: sa.metadata.uid,
+      audiences: [],
+      expirationSeconds: 600,
+      now: Math.floor(Date.now() / 1000) - 3600,
+    }).token;
+    await ok("create", "serviceaccount", "shortlived");
+    const orphan = (await ok("create", "token", "shortlived")).trim();
+    // Authenticated while its service account exists (denied by RBAC, not refused as unknown).
+    expect(await canI(await tokenKubeconfig("orphan-before", orphan), "get", "pods")).toBe("no");
+    await ok("delete", "serviceaccount", "shortlived");
+    const cases: Record<string, string> = {
+      tampered: `${h}.${forged}.${sig}`,
+      "bad signature": `${h}.${p}.${sig!.slice(0, -4)}AAAA`,
+      expired,
+      "not a jwt": "abc",
+      orphan,
+    };
+    for (const [name, bad] of Object.entries(cases)) {
+      const r = await kubectlWith(await tokenKubeconfig(name.replace(/ /g, "-"), bad), "get", "pods");
+      expect(r.code, name).not.toBe(0);
+      expect(r.stderr, name).toContain("error: You must be logged in to the server (Unauthorized)");
+    }
+    // The server answers on: the good token still works.
+    expect((await kubectlWith(await tokenKubeconfig("still", token), "get", "pods")).code).toBe(0);
+  });
+});
+
+describe("the default ServiceAccount", () => {
+  it("is created in a new namespace and made again when deleted", async () => {
+    await ok("create", "namespace", "team");
+    await until(
+      "team/default ServiceAccount",
+      async () => (await kubectl("get", "sa", "default", "-n", "team")).code === 0,
+      20_000,
+    );
+    const first = JSON.parse(await ok("get", "sa", "default", "-n", "team", "-o", "json")) as {
+      metadata: { uid: string };
+    };
+    await ok("delete", "sa", "default", "-n", "team");
+    await until(
+      "team/default ServiceAccount made again",
+      async () => {
+        const r = await kubectl("get", "sa", "default", "-n", "team", "-o", "json");
+        return (
+          r.code === 0 &&
+          (JSON.parse(r.stdout) as { metadata: { uid: string } }).metadata.uid !== first.metadata.uid
+        );
+      },
+      20_000,
+    );
+  });
+});
