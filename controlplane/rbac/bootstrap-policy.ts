@@ -246,14 +246,23 @@ export function bootstrapClusterRoleBindings(): KObject[] {
   ];
 }
 
-/** Creates each default ClusterRole and ClusterRoleBinding that is missing. */
+/** Creates each default ClusterRole and ClusterRoleBinding that is missing (one list each, then the creates). */
 export async function ensureBootstrapPolicy(registry: Registry): Promise<void> {
   const roles = findResource(G, "v1", "clusterroles")!;
   const bindings = findResource(G, "v1", "clusterrolebindings")!;
-  const create = (info: typeof roles, obj: KObject): Promise<unknown> =>
-    registry.create(info, undefined, obj).catch((err: unknown) => {
-      if (!(err instanceof ApiError && err.reason === "AlreadyExists")) throw err;
-    });
-  for (const r of bootstrapClusterRoles()) await create(roles, r);
-  for (const b of bootstrapClusterRoleBindings()) await create(bindings, b);
+  for (const [info, wanted] of [
+    [roles, bootstrapClusterRoles()],
+    [bindings, bootstrapClusterRoleBindings()],
+  ] as const) {
+    const have = new Set(
+      (await registry.list(info, undefined, { labels: [], fields: [] })).items.map((o) => o.metadata.name),
+    );
+    for (const obj of wanted) {
+      if (have.has(obj.metadata.name)) continue;
+      await registry.create(info, undefined, obj).catch((err: unknown) => {
+        // Another master made it meanwhile.
+        if (!(err instanceof ApiError && err.reason === "AlreadyExists")) throw err;
+      });
+    }
+  }
 }
