@@ -7,6 +7,7 @@ import { findResource } from "../../api/resources.ts";
 import type { Registry } from "../registry.ts";
 import {
   decide,
+  effectiveRules,
   grantsFor,
   type BindingObject,
   type Identity,
@@ -15,6 +16,7 @@ import {
   type RbacPolicy,
   type RbacRequest,
   type RoleObject,
+  type RoleRef,
 } from "./rules.ts";
 
 const G = "rbac.authorization.k8s.io";
@@ -44,6 +46,26 @@ export class RbacAuthorizer {
 
   async authorize(user: Identity, req: RbacRequest): Promise<RbacDecision> {
     return decide(user, req, await this.policy(req.resourceRequest ? req.namespace : undefined));
+  }
+
+  /**
+   * The rules a binding's roleRef grants (a Role of `namespace` or a ClusterRole, aggregation
+   * resolved); undefined for a roleRef validation will refuse. A missing role is a 404.
+   */
+  async roleRefRules(
+    ref: RoleRef | undefined,
+    namespace: string | undefined,
+  ): Promise<PolicyRule[] | undefined> {
+    if (!ref || typeof ref.name !== "string" || ref.name === "") return undefined;
+    if (ref.kind === "Role" && namespace) {
+      const role = (await this.registry.get(ROLES, namespace, ref.name)) as unknown as RoleObject;
+      return Array.isArray(role.rules) ? role.rules : [];
+    }
+    if (ref.kind !== "ClusterRole") return undefined;
+    const role = (await this.registry.get(CLUSTER_ROLES, undefined, ref.name)) as unknown as RoleObject;
+    if (!role.aggregationRule) return Array.isArray(role.rules) ? role.rules : [];
+    const all = (await this.registry.list(CLUSTER_ROLES, undefined, ALL)).items as unknown as RoleObject[];
+    return effectiveRules(role, all);
   }
 
   /** Every rule the caller holds in `namespace` (SelfSubjectRulesReview). */

@@ -22,6 +22,8 @@ export interface RequestContext {
   node: string | undefined;
   /** NodeRestriction: throws 403 when a node may not touch this object (no-op for other users). */
   admit(obj: KObject): Promise<void>;
+  /** Admission of the object about to be written (RBAC's escalation checks); a no-op for other kinds. */
+  admitNew(obj: KObject): Promise<void>;
   server: {
     kubeletClient: KubeletClientTls | undefined;
     bookmarkIntervalMs: number;

@@ -25,6 +25,7 @@ import { rejectUpgrade, type KubeletClientTls } from "../node-proxy.ts";
 import { Registry, type KObject } from "../registry.ts";
 import { RbacAuthorizer } from "../rbac/authorizer.ts";
 import { ensureBootstrapPolicy } from "../rbac/bootstrap-policy.ts";
+import { admitRbacWrite } from "../rbac/admission.ts";
 import { ServiceIpAllocator } from "../service-ips.ts";
 import type { EtcdStore } from "../storage/etcd-store.ts";
 import { startCompactor } from "../storage/compactor.ts";
@@ -87,6 +88,7 @@ export class ApiServer {
   private readonly bearer: BearerAuthenticator;
   /** The Node authorizer's view of the cluster: read from the registry on each check, no cache. */
   private readonly graph: NodeGraph;
+  private readonly rbac: RbacAuthorizer;
   /** metrics.k8s.io: summaries asked of the node agents (metrics/source.ts). */
   private readonly metrics: MetricsSource;
 
@@ -95,6 +97,7 @@ export class ApiServer {
     this.metrics = new MetricsSource(this.registry, { kubeletClient: opts.kubeletClient });
     this.readiness = new EtcdReadiness(opts.store);
     const pods = findResource("", "v1", "pods")!;
+    this.rbac = new RbacAuthorizer(this.registry);
     this.graph = {
       podsOnNode: async (node, namespace) =>
         (
@@ -103,7 +106,7 @@ export class ApiServer {
             fields: [{ field: "spec.nodeName", op: "=", value: node }],
           })
         ).items,
-      rbac: new RbacAuthorizer(this.registry),
+      rbac: this.rbac,
     };
     const sa = opts.serviceAccount;
     this.tokens = ServiceAccountTokens.fromPem(
@@ -418,6 +421,8 @@ export class ApiServer {
         const why = await admitNode(node, attrs, obj, this.graph);
         if (why) throw forbidden(attrs, `${rbacReason(user, attrs)}: ${why}`);
       },
+      admitNew: (obj: KObject) =>
+        admitRbacWrite(user, route.info, route.namespace, obj, this.graph, this.rbac),
       server: {
         kubeletClient: this.opts.kubeletClient,
         bookmarkIntervalMs: this.opts.bookmarkIntervalMs ?? 60_000,

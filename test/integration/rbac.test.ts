@@ -240,6 +240,132 @@ describe("kubectl auth can-i", () => {
   });
 });
 
+describe("escalation prevention", () => {
+  const ADMIN_SA = "system:serviceaccount:esc:default";
+  const GROUPS = '["system:serviceaccounts" "system:serviceaccounts:esc" "system:authenticated"]';
+
+  it("lets a namespace admin hand out edit but not cluster-admin, and write only roles within its rights", async () => {
+    await ok("create", "namespace", "esc");
+    await ok(
+      "create",
+      "rolebinding",
+      "esc-admin",
+      "--clusterrole=admin",
+      "--serviceaccount=esc:default",
+      "-n",
+      "esc",
+    );
+    const as = `--as=${ADMIN_SA}`;
+    const edit = await kubectl(
+      "create",
+      "rolebinding",
+      "dev-edit",
+      "--clusterrole=edit",
+      "--user=dev",
+      "-n",
+      "esc",
+      as,
+    );
+    expect(edit.code, edit.stderr).toBe(0);
+    const root = await kubectl(
+      "create",
+      "rolebinding",
+      "dev-root",
+      "--clusterrole=cluster-admin",
+      "--user=dev",
+      "-n",
+      "esc",
+      as,
+    );
+    expect(root.code).not.toBe(0);
+    expect(root.stderr).toContain(
+      `rolebindings.rbac.authorization.k8s.io "dev-root" is forbidden: user "${ADMIN_SA}" (groups=${GROUPS}) is attempting to grant RBAC permissions not currently held:\n{APIGroups:["*"], Resources:["*"], Verbs:["*"]}\n{NonResourceURLs:["*"], Verbs:["*"]}`,
+    );
+    const podsRole = await kubectl(
+      "create",
+      "role",
+      "pod-reader",
+      "--verb=get,list",
+      "--resource=pods",
+      "-n",
+      "esc",
+      as,
+    );
+    expect(podsRole.code, podsRole.stderr).toBe(0);
+    const nodesRole = await kubectl(
+      "create",
+      "role",
+      "node-reader",
+      "--verb=get",
+      "--resource=nodes",
+      "-n",
+      "esc",
+      as,
+    );
+    expect(nodesRole.code).not.toBe(0);
+    expect(nodesRole.stderr).toContain(
+      `roles.rbac.authorization.k8s.io "node-reader" is forbidden: user "${ADMIN_SA}" (groups=${GROUPS}) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[""], Resources:["nodes"], Verbs:["get"]}`,
+    );
+    // Nothing of the refused writes was stored; the admin (system:masters) may write anything.
+    expect((await kubectl("get", "rolebinding", "dev-root", "-n", "esc")).code).not.toBe(0);
+    expect(
+      (
+        await kubectl(
+          "create",
+          "rolebinding",
+          "dev-root",
+          "--clusterrole=cluster-admin",
+          "--user=dev",
+          "-n",
+          "esc",
+        )
+      ).code,
+    ).toBe(0);
+  });
+
+  it("lets a holder of the bind verb bind a role it does not hold", async () => {
+    const r = await apply(
+      [
+        "apiVersion: rbac.authorization.k8s.io/v1",
+        "kind: Role",
+        "metadata: {name: binder, namespace: esc}",
+        "rules:",
+        "- {apiGroups: [rbac.authorization.k8s.io], resources: [rolebindings], verbs: [create]}",
+        "- {apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], verbs: [bind], resourceNames: [view]}",
+      ].join("\n"),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    await ok("create", "serviceaccount", "binder", "-n", "esc");
+    await ok("create", "rolebinding", "binder", "--role=binder", "--serviceaccount=esc:binder", "-n", "esc");
+    const as = "--as=system:serviceaccount:esc:binder";
+    const view = await kubectl(
+      "create",
+      "rolebinding",
+      "v",
+      "--clusterrole=view",
+      "--user=x",
+      "-n",
+      "esc",
+      as,
+    );
+    expect(view.code, view.stderr).toBe(0);
+    const editB = await kubectl(
+      "create",
+      "rolebinding",
+      "e",
+      "--clusterrole=edit",
+      "--user=x",
+      "-n",
+      "esc",
+      as,
+    );
+    expect(editB.code).not.toBe(0);
+    expect(editB.stderr).toContain(
+      'rolebindings.rbac.authorization.k8s.io "e" is forbidden: user "system:serviceaccount:esc:binder"',
+    );
+  });
+});
+
 describe("service-account tokens", () => {
   it("kubectl create token prints a JWT with upstream's claims", async () => {
     const token = (await ok("create", "token", "default")).trim();

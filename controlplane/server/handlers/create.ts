@@ -36,7 +36,18 @@ export async function create(ctx: RequestContext): Promise<void> {
   validateFields(ctx, body, bodyText(body));
   reply.json(
     201,
-    await createObject(registry, info, r.namespace, body, ctx.admit, ctx.dryRun, updateFields(ctx)),
+    await createObject(
+      registry,
+      info,
+      r.namespace,
+      body,
+      async (obj) => {
+        await ctx.admit(obj);
+        await ctx.admitNew(obj);
+      },
+      ctx.dryRun,
+      updateFields(ctx),
+    ),
   );
 }
 
