@@ -192,6 +192,13 @@ async function authorizeNode(
     case "ConfigMap":
     case "PersistentVolumeClaim":
     case "ServiceAccount": {
+      // A token for the service account of a pod on this node (admitNode: bound to that pod).
+      if (a.info.kind === "ServiceAccount" && a.verb === "create" && a.subresource === "token") {
+        if (!a.name || !a.namespace) return deny();
+        const pods = await graph.podsOnNode(node, a.namespace);
+        if (pods.some((p) => podReferences(p).ServiceAccount.has(a.name!))) return { allowed: true, node };
+        return deny(`no relationship found between node '${node}' and this object`);
+      }
       // Only a get of a named object some pod on this node refers to (never list, watch or write).
       if (a.verb !== "get" || !a.name || !a.namespace || a.subresource) return deny();
       const kind = a.info.kind as keyof ReturnType<typeof podReferences>;
@@ -288,6 +295,19 @@ export async function admitNode(
       return meta.name === node
         ? undefined
         : "can only access node lease with the same name as the requesting node";
+    case "ServiceAccount": {
+      // The TokenRequest's body: bound to a pod of this node, by name and uid.
+      if (a.subresource !== "token") break;
+      const ref = asObj(asObj(obj.spec).boundObjectRef);
+      if (ref.kind !== "Pod") return "node requested token not bound to a pod";
+      if (!named(ref.uid)) return "node requested token with a pod binding without a uid";
+      const pods = a.namespace ? await graph.podsOnNode(node, a.namespace) : [];
+      const pod = pods.find((p) => asObj(p.metadata).name === ref.name);
+      if (!pod) return "node requested token bound to a pod scheduled on a different node";
+      if (asObj(pod.metadata).uid !== ref.uid)
+        return `the UID in the bound object reference (${String(ref.uid)}) does not match the UID in record. The object might have been deleted and then recreated`;
+      return undefined;
+    }
     case "Event": {
       const about = asObj(obj.involvedObject);
       if (about.kind === "Node" && about.name === node) return undefined;
@@ -299,6 +319,7 @@ export async function admitNode(
       return `node '${node}' can only create events about itself or pods bound to it`;
     }
     default:
-      return `node '${node}' may not ${a.verb} ${a.info.plural}`;
+      break;
   }
+  return `node '${node}' may not ${a.verb} ${a.info.plural}`;
 }

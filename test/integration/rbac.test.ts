@@ -8,14 +8,15 @@ import { setMaxListeners } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { V1Namespace, V1ServiceAccount } from "@kubernetes/client-node";
+import type { V1Namespace, V1Pod, V1ServiceAccount } from "@kubernetes/client-node";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabClient } from "../../api/client.ts";
+import { ApiStatusError, LabClient } from "../../api/client.ts";
 import { Informer } from "../../api/informer.ts";
 import { clientListWatch } from "../../api/list-watch.ts";
 import { ServiceAccountsController } from "../../controlplane/controllers/serviceaccounts.ts";
 import { clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { apiObjectSource } from "../../node/volumes/manager.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 import { until } from "../helpers/until.ts";
 
@@ -446,6 +447,63 @@ describe("service-account tokens", () => {
     }
     // The server answers on: the good token still works.
     expect((await kubectlWith(await tokenKubeconfig("still", token), "get", "pods")).code).toBe(0);
+  });
+});
+
+describe("pod-bound tokens for the node agent", () => {
+  it("gives a node a token bound to its own pod, which authenticates until the pod goes", async () => {
+    const podYaml = (name: string, node: string) =>
+      [
+        "apiVersion: v1",
+        "kind: Pod",
+        `metadata: {name: ${name}, namespace: default}`,
+        `spec: {nodeName: ${node}, containers: [{name: c, image: busybox}]}`,
+      ].join("\n");
+    expect((await apply(podYaml("mine", "node1"))).code).toBe(0);
+    expect((await apply(podYaml("theirs", "node2"))).code).toBe(0);
+    const mine = (await client.get("pods", "mine", "default")) as V1Pod;
+    const nodeClient = await LabClient.fromKubeconfig(nodeKubeconfig);
+    const source = apiObjectSource(nodeClient);
+    const token = await source.serviceAccountToken!(mine, { path: "token", expirationSeconds: 3607 });
+    const c = claimsOf(token);
+    expect(c.sub).toBe(SA);
+    expect((c["kubernetes.io"] as { pod: unknown }).pod).toEqual({ name: "mine", uid: mine.metadata!.uid });
+    expect((c.exp as number) - (c.iat as number)).toBe(3607);
+    // The agent keeps the token until 80% of its life: the same one for the next sync.
+    expect(await source.serviceAccountToken!(mine, { path: "token", expirationSeconds: 3607 })).toBe(token);
+    const kc = await tokenKubeconfig("pod-bound", token);
+    expect(await canI(kc, "delete", "pods")).toBe("yes");
+
+    // NodeRestriction: only tokens bound to a pod of this node.
+    const theirs = (await client.get("pods", "theirs", "default")) as V1Pod;
+    const denied = await nodeClient
+      .createToken("default", "default", {
+        boundObjectRef: { kind: "Pod", name: "theirs", uid: theirs.metadata!.uid! },
+      })
+      .catch((err: unknown) => err as ApiStatusError);
+    expect((denied as ApiStatusError).code).toBe(403);
+    expect((denied as ApiStatusError).message).toContain(
+      'serviceaccounts "default" is forbidden: User "system:node:node1" cannot create resource "serviceaccounts/token" in API group "" in the namespace "default": node requested token bound to a pod scheduled on a different node',
+    );
+    const unbound = await nodeClient
+      .createToken("default", "default", {})
+      .catch((err: unknown) => err as ApiStatusError);
+    expect((unbound as ApiStatusError).message).toContain("node requested token not bound to a pod");
+    const otherSa = await nodeClient
+      .createToken("default", "shortlived-2", {
+        boundObjectRef: { kind: "Pod", name: "mine", uid: mine.metadata!.uid! },
+      })
+      .catch((err: unknown) => err as ApiStatusError);
+    expect((otherSa as ApiStatusError).message).toContain(
+      "no relationship found between node 'node1' and this object",
+    );
+
+    await ok("delete", "pod", "mine", "--grace-period=0", "--force");
+    await until(
+      "the pod-bound token to be refused once its pod is gone",
+      async () => (await kubectlWith(kc, "get", "pods")).stderr.includes("(Unauthorized)"),
+      20_000,
+    );
   });
 });
 

@@ -19,6 +19,7 @@ export async function create(ctx: RequestContext): Promise<void> {
   }
   if (r.subresource === "token") {
     const request = await objectBody(ctx.req, info, "TokenRequest", true);
+    await ctx.admit(request);
     return reply.json(
       201,
       await requestToken(registry, ctx.server.tokens, r.namespace!, r.name!, request, ctx.dryRun),
