@@ -47,6 +47,7 @@ import { DaemonSetController } from "./controllers/daemonset.ts";
 import { JobController, type JobControllerOptions } from "./controllers/job.ts";
 import { StatefulSetController } from "./controllers/statefulset.ts";
 import { ServiceAccountsController } from "./controllers/serviceaccounts.ts";
+import { RootCaPublisher } from "./controllers/root-ca.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 
 export interface LoopsConfig {
@@ -68,6 +69,8 @@ export interface LoopsConfig {
   scales?: ScaleClient;
   /** metrics.k8s.io pod metrics: the HPA controller runs only with it (and scales). */
   podMetrics?: PodMetricsReader;
+  /** The cluster CA (PEM) published as ConfigMap kube-root-ca.crt in every namespace; none without it. */
+  rootCa?: string;
   /** How often each HPA is evaluated (upstream's --horizontal-pod-autoscaler-sync-period, 15 s). */
   hpaSyncPeriodMs?: number;
   /** Where loops report errors and leadership changes (the engine never prints). */
@@ -191,6 +194,7 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
         cfg.hpaSyncPeriodMs,
       ).run(signal),
     );
+  if (cfg.rootCa) loops.push(new RootCaPublisher(namespaces, w, cfg.rootCa, onError).run(signal));
   if (cfg.clusterCidr)
     loops.push(new NodeIpamController(nodes, w, cfg.clusterCidr, cfg.nodeCidrMaskSize, onError).run(signal));
   await Promise.all([...loops, ...running]);

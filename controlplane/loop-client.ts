@@ -26,7 +26,8 @@ export type Resource =
   | "cronjobs"
   | "poddisruptionbudgets"
   | "horizontalpodautoscalers"
-  | "serviceaccounts";
+  | "serviceaccounts"
+  | "configmaps";
 
 export type PropagationPolicy = "Background" | "Foreground" | "Orphan";
 

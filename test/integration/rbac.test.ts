@@ -5,7 +5,7 @@
  * requests with that bearer token (allowed, denied, tampered, expired).
  */
 import { setMaxListeners } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { V1Namespace, V1Pod, V1ServiceAccount } from "@kubernetes/client-node";
@@ -15,9 +15,11 @@ import type { ApiStatusError } from "../../api/client.ts";
 import { LabClient } from "../../api/client.ts";
 import { Informer } from "../../api/informer.ts";
 import { clientListWatch } from "../../api/list-watch.ts";
+import { RootCaPublisher } from "../../controlplane/controllers/root-ca.ts";
 import { ServiceAccountsController } from "../../controlplane/controllers/serviceaccounts.ts";
 import { clientWriter } from "../../controlplane/lab-client-loops.ts";
-import { apiObjectSource } from "../../node/volumes/manager.ts";
+import { apiObjectSource, fetchPodObjects } from "../../node/volumes/manager.ts";
+import { containerMounts, podVolumeSetups } from "../../node/volumes/plan.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 import { until } from "../helpers/until.ts";
 
@@ -122,6 +124,9 @@ beforeAll(async () => {
   loopsDone = Promise.all([
     ...running,
     new ServiceAccountsController(namespaces, accounts, clientWriter(client)).run(loops.signal),
+    new RootCaPublisher(namespaces, clientWriter(client), await readFile(s.pki.caCert, "utf8")).run(
+      loops.signal,
+    ),
   ]);
 }, 120_000);
 
@@ -505,6 +510,74 @@ describe("pod-bound tokens for the node agent", () => {
       async () => (await kubectlWith(kc, "get", "pods")).stderr.includes("(Unauthorized)"),
       20_000,
     );
+  });
+});
+
+describe("automountServiceAccountToken", () => {
+  const pod = (name: string, extra = "") =>
+    [
+      "apiVersion: v1",
+      "kind: Pod",
+      `metadata: {name: ${name}, namespace: default}`,
+      `spec: {nodeName: node1, ${extra} containers: [{name: c, image: busybox}], initContainers: [{name: i, image: busybox}]}`,
+    ].join("\n");
+
+  it("mounts token, ca.crt and namespace at /var/run/secrets/kubernetes.io/serviceaccount, as lab-agent writes them", async () => {
+    await until(
+      "the root CA publisher to make default/kube-root-ca.crt",
+      async () => (await kubectl("get", "configmap", "kube-root-ca.crt", "-n", "default")).code === 0,
+      20_000,
+    );
+    expect((await apply(pod("mounted"))).code).toBe(0);
+    const p = (await client.get("pods", "mounted", "default")) as V1Pod;
+    expect(p.spec?.serviceAccountName).toBe("default");
+    const vol = p.spec?.volumes?.find((v) => v.name.startsWith("kube-api-access-"));
+    expect(vol?.name).toMatch(/^kube-api-access-[a-z0-9]{5}$/);
+    expect(vol?.projected?.sources?.[0]).toEqual({
+      serviceAccountToken: { expirationSeconds: 3607, path: "token" },
+    });
+    for (const c of [...(p.spec?.containers ?? []), ...(p.spec?.initContainers ?? [])])
+      expect(c.volumeMounts).toEqual([
+        { name: vol!.name, readOnly: true, mountPath: "/var/run/secrets/kubernetes.io/serviceaccount" },
+      ]);
+    // What lab-agent on node1 does before it starts the container (as the node, over HTTPS).
+    const nodeClient = await LabClient.fromKubeconfig(nodeKubeconfig);
+    const objects = await fetchPodObjects(apiObjectSource(nodeClient), p);
+    const { setups, warnings } = podVolumeSetups(p, objects);
+    expect(warnings).toEqual([]);
+    const files = setups.find((x) => x.name === vol!.name);
+    const byPath = new Map(
+      files?.kind === "files" ? files.files.map((f) => [f.path, f.content.toString()]) : [],
+    );
+    expect([...byPath.keys()].sort()).toEqual(["ca.crt", "namespace", "token"]);
+    expect(byPath.get("ca.crt")).toBe(await readFile(s.pki.caCert, "utf8"));
+    expect(byPath.get("namespace")).toBe("default");
+    expect((claimsOf(byPath.get("token")!)["kubernetes.io"] as { pod: unknown }).pod).toEqual({
+      name: "mounted",
+      uid: p.metadata!.uid,
+    });
+    const mounts = containerMounts(p.spec!.containers[0]!, new Map([[vol!.name, "/r/vol"]]));
+    expect(mounts[0]).toMatchObject({
+      containerPath: "/var/run/secrets/kubernetes.io/serviceaccount",
+      readonly: true,
+    });
+  });
+
+  it("leaves the volume out when the pod or its ServiceAccount says automountServiceAccountToken: false", async () => {
+    expect((await apply(pod("no-mount", "automountServiceAccountToken: false,"))).code).toBe(0);
+    const a = (await client.get("pods", "no-mount", "default")) as V1Pod;
+    expect(a.spec?.volumes ?? []).toEqual([]);
+    expect(a.spec?.containers[0]?.volumeMounts).toBeUndefined();
+    await ok("create", "serviceaccount", "quiet");
+    await ok("patch", "serviceaccount", "quiet", "-p", '{"automountServiceAccountToken": false}');
+    expect((await apply(pod("quiet-pod", "serviceAccountName: quiet,"))).code).toBe(0);
+    expect(((await client.get("pods", "quiet-pod", "default")) as V1Pod).spec?.volumes ?? []).toEqual([]);
+    // The pod's own true wins over its ServiceAccount's false.
+    expect(
+      (await apply(pod("loud-pod", "serviceAccountName: quiet, automountServiceAccountToken: true,"))).code,
+    ).toBe(0);
+    const loud = (await client.get("pods", "loud-pod", "default")) as V1Pod;
+    expect(loud.spec?.volumes?.map((v) => v.name)).toEqual([expect.stringMatching(/^kube-api-access-/)]);
   });
 });
 

@@ -7,6 +7,7 @@ import type { RequestContext } from "../context.ts";
 import { updateFields } from "../field-manager.ts";
 import { validateFields } from "../field-validation.ts";
 import { success } from "../reply.ts";
+import { admitPodServiceAccount } from "../../serviceaccount/admission.ts";
 import { bind, evict, requestToken } from "../subresources/index.ts";
 
 export async function create(ctx: RequestContext): Promise<void> {
@@ -71,5 +72,6 @@ export async function createObject(
     }
   }
   await admit(body);
+  if (info.kind === "Pod") await admitPodServiceAccount(registry, namespace, body);
   return registry.create(info, namespace, body, dryRun, fields);
 }
