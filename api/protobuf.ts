@@ -422,6 +422,12 @@ const KINDS: Record<string, Schema> = {
     ],
     3: ["status", {}],
   },
+  SelfSubjectReview: { 1: ["metadata", objectMeta], 2: ["status", {}] },
+  TokenReview: {
+    1: ["metadata", objectMeta],
+    2: ["spec", { 1: ["token", "string"], 2: ["audiences", "string", "repeated"] }],
+    3: ["status", {}],
+  },
   TokenRequest: {
     1: ["metadata", objectMeta],
     2: [
@@ -466,6 +472,8 @@ const API_VERSIONS: Record<string, string> = {
   SelfSubjectRulesReview: "authorization.k8s.io/v1",
   SubjectAccessReview: "authorization.k8s.io/v1",
   TokenRequest: "authentication.k8s.io/v1",
+  SelfSubjectReview: "authentication.k8s.io/v1",
+  TokenReview: "authentication.k8s.io/v1",
 };
 
 /** Pointer fields where an explicit zero means something. */

@@ -1,6 +1,6 @@
 import { groupVersion, RESOURCES, type ResourceInfo } from "../api/resources.ts";
 import { METRICS_GROUP, METRICS_VERSION, metricsResourceList } from "./metrics/serve.ts";
-import { AUTHORIZATION_GROUP, reviewResourceList } from "./server/reviews.ts";
+import { AUTHENTICATION_GROUP, AUTHORIZATION_GROUP, reviewResourceList } from "./server/reviews.ts";
 
 /** Discovery documents kubectl reads before anything else (/api, /apis, /api/v1, /apis/G/V). */
 
@@ -117,6 +117,7 @@ export function groups(): { name: string; versions: string[] }[] {
     { name: METRICS_GROUP, versions: [METRICS_VERSION] },
     // access reviews, answered by the authorizer and never stored (server/reviews.ts)
     { name: AUTHORIZATION_GROUP, versions: ["v1"] },
+    { name: AUTHENTICATION_GROUP, versions: ["v1"] },
   ];
 }
 
@@ -142,7 +143,8 @@ export function discovery(path: string, serverAddress: string): Record<string, u
   if (!g) return undefined;
   if (!m[2]) return apiGroup(g);
   if (g.name === METRICS_GROUP) return m[2] === METRICS_VERSION ? metricsResourceList() : undefined;
-  if (g.name === AUTHORIZATION_GROUP) return m[2] === "v1" ? reviewResourceList() : undefined;
+  if (g.name === AUTHORIZATION_GROUP || g.name === AUTHENTICATION_GROUP)
+    return m[2] === "v1" ? reviewResourceList(g.name) : undefined;
   return g.versions.includes(m[2]) ? resourceList(g.name, m[2]) : undefined;
 }
 

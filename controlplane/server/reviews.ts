@@ -35,6 +35,23 @@ function review(kind: string, plural: string, namespaced = false): ResourceInfo 
   };
 }
 
+export const AUTHENTICATION_GROUP = "authentication.k8s.io";
+
+export const AUTHENTICATION_REVIEWS = {
+  selfsubjectreviews: {
+    ...resourceInfoFor(AUTHENTICATION_GROUP, "selfsubjectreviews", false),
+    version: VERSION,
+    kind: "SelfSubjectReview",
+    singular: "selfsubjectreview",
+  },
+  tokenreviews: {
+    ...resourceInfoFor(AUTHENTICATION_GROUP, "tokenreviews", false),
+    version: VERSION,
+    kind: "TokenReview",
+    singular: "tokenreview",
+  },
+} as const;
+
 export const REVIEWS = {
   selfsubjectaccessreviews: review("SelfSubjectAccessReview", "selfsubjectaccessreviews"),
   selfsubjectrulesreviews: review("SelfSubjectRulesReview", "selfsubjectrulesreviews"),
@@ -42,13 +59,16 @@ export const REVIEWS = {
   localsubjectaccessreviews: review("LocalSubjectAccessReview", "localsubjectaccessreviews", true),
 } as const;
 
-/** Discovery's entries for the group (all create-only). */
-export function reviewResourceList(): Record<string, unknown> {
+/** Discovery's entries for authorization.k8s.io or authentication.k8s.io (all create-only). */
+export function reviewResourceList(group = AUTHORIZATION_GROUP): Record<string, unknown> {
+  const infos: ResourceInfo[] = Object.values(
+    group === AUTHORIZATION_GROUP ? REVIEWS : AUTHENTICATION_REVIEWS,
+  );
   return {
     kind: "APIResourceList",
     apiVersion: "v1",
-    groupVersion: `${AUTHORIZATION_GROUP}/${VERSION}`,
-    resources: Object.values(REVIEWS).map((r) => ({
+    groupVersion: `${group}/${VERSION}`,
+    resources: infos.map((r) => ({
       name: r.plural,
       singularName: r.singular,
       namespaced: r.namespaced,
@@ -70,6 +90,11 @@ interface ReviewRoute {
 
 /** /apis/authorization.k8s.io/v1/(namespaces/NS/)PLURAL, or undefined for any other path. */
 export function parseReviewPath(path: string): ReviewRoute | undefined {
+  const auth = /^\/apis\/authentication\.k8s\.io\/v1\/([a-z]+)$/.exec(path);
+  if (auth) {
+    const info = (AUTHENTICATION_REVIEWS as Record<string, ResourceInfo>)[auth[1]!];
+    return info ? { info } : undefined;
+  }
   const m = /^\/apis\/authorization\.k8s\.io\/v1\/(?:namespaces\/([^/]+)\/)?([a-z]+)$/.exec(path);
   if (!m) return undefined;
   const info = (REVIEWS as Record<string, ResourceInfo>)[m[2]!];
@@ -180,6 +205,24 @@ async function rulesReview(user: UserInfo, namespace: string, graph: NodeGraph):
   return { ...toReviewRules(rules), incomplete: false };
 }
 
+function userInfo(u: UserInfo): Obj {
+  return { username: u.name, groups: u.groups };
+}
+
+/** TokenReview's status: whether the token authenticates here, and as whom (audiences: the API's). */
+async function tokenReview(
+  spec: Obj | undefined,
+  authenticateToken: (token: string) => Promise<UserInfo>,
+): Promise<Obj> {
+  const token = str(spec?.token);
+  if (!token) return { authenticated: false, user: {}, error: "token is required" };
+  try {
+    return { authenticated: true, user: userInfo(await authenticateToken(token)) };
+  } catch {
+    return { authenticated: false, user: {}, error: "invalid bearer token" };
+  }
+}
+
 /** POST to one of the review resources: authorizes the create, validates, answers 201 with the status. */
 export async function serveReview(
   req: IncomingMessage,
@@ -188,6 +231,7 @@ export async function serveReview(
   route: ReviewRoute,
   user: UserInfo,
   graph: NodeGraph,
+  authenticateToken: (token: string) => Promise<UserInfo>,
 ): Promise<void> {
   const { info } = route;
   if (method !== "POST")
@@ -204,6 +248,17 @@ export async function serveReview(
   const allowed = await authorize(user, attrs, graph);
   if (!allowed.allowed) throw forbidden(attrs, allowed.reason);
   const body = await objectBody(req, info, info.kind);
+  if (info.group === AUTHENTICATION_GROUP)
+    return reply.json(201, {
+      kind: info.kind,
+      apiVersion: `${AUTHENTICATION_GROUP}/${VERSION}`,
+      metadata: { ...body.metadata, creationTimestamp: null },
+      ...(info.kind === "TokenReview" ? { spec: body.spec ?? {} } : {}),
+      status:
+        info.kind === "TokenReview"
+          ? await tokenReview(obj(body.spec), authenticateToken)
+          : { userInfo: userInfo(user) },
+    });
   const spec = obj(body.spec);
   const causes: V1StatusCause[] = [];
   const name = str(body.metadata.name);

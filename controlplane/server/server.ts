@@ -367,7 +367,8 @@ export class ApiServer {
       );
     }
     const review = parseReviewPath(path);
-    if (review) return serveReview(req, reply, method, review, user, this.graph);
+    if (review)
+      return serveReview(req, reply, method, review, user, this.graph, (t) => this.bearer.authenticate(t));
     const route = parseResourcePath(path);
     if (!route)
       throw new ApiError(

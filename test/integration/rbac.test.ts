@@ -416,6 +416,27 @@ describe("service-account tokens", () => {
     );
     expect(await canI(kc, "delete", "pods")).toBe("yes");
     expect(await canI(kc, "get", "nodes")).toBe("no");
+    const whoami = await kubectlWith(kc, "auth", "whoami");
+    expect(whoami.code, whoami.stderr).toBe(0);
+    expect(whoami.stdout).toMatch(new RegExp(`^Username\\s+${SA}$`, "m"));
+    expect(whoami.stdout).toMatch(
+      /^Groups\s+\[system:serviceaccounts system:serviceaccounts:default system:authenticated\]$/m,
+    );
+  });
+
+  it("answers TokenReview for the admin: authenticated for a good token, not for a bad one", async () => {
+    const token = (await ok("create", "token", "default")).trim();
+    const review = async (t: string): Promise<Record<string, unknown>> => {
+      const file = join(dir, `review-${Math.random().toString(36).slice(2)}.yaml`);
+      await writeFile(
+        file,
+        `apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec: {token: "${t}"}\n`,
+      );
+      return (JSON.parse(await ok("create", "-f", file, "-o", "json")) as { status: Record<string, unknown> })
+        .status;
+    };
+    expect(await review(token)).toMatchObject({ authenticated: true, user: { username: SA } });
+    expect(await review(`${token}x`)).toMatchObject({ authenticated: false });
   });
 
   it("answers 401 to a tampered, an expired, a foreign and an orphaned token", async () => {
