@@ -90,6 +90,20 @@ export function publicKeysOf(pem: string): KeyObject[] {
   return out;
 }
 
+/** crypto.verify that says false, never throws, for a signature of the wrong size or form. */
+function safeVerify(
+  alg: string,
+  data: Buffer,
+  key: { key: KeyObject; dsaEncoding?: "ieee-p1363" },
+  sig: Buffer,
+): boolean {
+  try {
+    return verify(alg, data, key, sig);
+  } catch {
+    return false;
+  }
+}
+
 export type VerifyResult = { ok: true; claims: TokenClaims } | { ok: false; why: string };
 
 export class ServiceAccountTokens {
@@ -159,7 +173,7 @@ export class ServiceAccountTokens {
       (v) => v.alg === header.alg && (header.kid === undefined || header.kid === v.kid),
     );
     const good = candidates.some((v) =>
-      verify(
+      safeVerify(
         HASH[v.alg],
         input,
         { key: v.key, ...(v.alg === "RS256" ? {} : { dsaEncoding: "ieee-p1363" as const }) },
