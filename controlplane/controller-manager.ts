@@ -24,6 +24,7 @@ import type {
   V1Service,
   V2HorizontalPodAutoscaler,
   V1ServiceAccount,
+  V1ClusterRole,
 } from "@kubernetes/client-node";
 import type { KubeObject } from "../api/informer.ts";
 import { Informer } from "../api/informer.ts";
@@ -48,6 +49,7 @@ import { JobController, type JobControllerOptions } from "./controllers/job.ts";
 import { StatefulSetController } from "./controllers/statefulset.ts";
 import { ServiceAccountsController } from "./controllers/serviceaccounts.ts";
 import { RootCaPublisher } from "./controllers/root-ca.ts";
+import { ClusterRoleAggregationController } from "./controllers/clusterrole-aggregation.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 
 export interface LoopsConfig {
@@ -113,6 +115,7 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   // Workload identity (issue 20): a `default` ServiceAccount in every namespace.
   const namespaces = inf<V1Namespace>("namespaces");
   const serviceAccounts = inf<V1ServiceAccount>("serviceaccounts");
+  const clusterRoles = inf<V1ClusterRole>("clusterroles");
   const informers: Pick<Informer<KubeObject>, "run" | "waitForSync">[] = [
     pods,
     nodes,
@@ -125,6 +128,7 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     ...workloads,
     namespaces,
     serviceAccounts,
+    clusterRoles,
   ];
   if (budgets) informers.push(budgets);
   if (hpas) informers.push(hpas);
@@ -149,6 +153,7 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     new DaemonSetController(daemonSets, nodes, pods, revisions, w, onError).run(signal),
     new StatefulSetController(statefulSets, pods, revisions, w, onError).run(signal),
     new ServiceAccountsController(namespaces, serviceAccounts, w, onError).run(signal),
+    new ClusterRoleAggregationController(clusterRoles, w, onError).run(signal),
     new ReplicaSetController(
       rcs as unknown as Informer<V1ReplicaSet>,
       pods,

@@ -27,7 +27,8 @@ export type Resource =
   | "poddisruptionbudgets"
   | "horizontalpodautoscalers"
   | "serviceaccounts"
-  | "configmaps";
+  | "configmaps"
+  | "clusterroles";
 
 export type PropagationPolicy = "Background" | "Foreground" | "Orphan";
 

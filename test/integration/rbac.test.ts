@@ -8,13 +8,14 @@ import { setMaxListeners } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { V1Namespace, V1Pod, V1ServiceAccount } from "@kubernetes/client-node";
+import type { V1ClusterRole, V1Namespace, V1Pod, V1ServiceAccount } from "@kubernetes/client-node";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApiStatusError } from "../../api/client.ts";
 import { LabClient } from "../../api/client.ts";
 import { Informer } from "../../api/informer.ts";
 import { clientListWatch } from "../../api/list-watch.ts";
+import { ClusterRoleAggregationController } from "../../controlplane/controllers/clusterrole-aggregation.ts";
 import { RootCaPublisher } from "../../controlplane/controllers/root-ca.ts";
 import { ServiceAccountsController } from "../../controlplane/controllers/serviceaccounts.ts";
 import { clientWriter } from "../../controlplane/lab-client-loops.ts";
@@ -119,11 +120,13 @@ beforeAll(async () => {
   const lw = clientListWatch(client);
   const namespaces = new Informer<V1Namespace>(lw("namespaces"));
   const accounts = new Informer<V1ServiceAccount>(lw("serviceaccounts"));
-  const running = [namespaces.run(loops.signal), accounts.run(loops.signal)];
-  await Promise.all([namespaces.waitForSync(), accounts.waitForSync()]);
+  const clusterRoles = new Informer<V1ClusterRole>(lw("clusterroles"));
+  const running = [namespaces.run(loops.signal), accounts.run(loops.signal), clusterRoles.run(loops.signal)];
+  await Promise.all([namespaces.waitForSync(), accounts.waitForSync(), clusterRoles.waitForSync()]);
   loopsDone = Promise.all([
     ...running,
     new ServiceAccountsController(namespaces, accounts, clientWriter(client)).run(loops.signal),
+    new ClusterRoleAggregationController(clusterRoles, clientWriter(client)).run(loops.signal),
     new RootCaPublisher(namespaces, clientWriter(client), await readFile(s.pki.caCert, "utf8")).run(
       loops.signal,
     ),
@@ -234,6 +237,20 @@ describe("kubectl auth can-i", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(await canI(s.kubeconfig, "create", "leases.coordination.k8s.io", `--as=${SA}`)).toBe("yes");
     expect(await canI(s.kubeconfig, "delete", "leases.coordination.k8s.io", `--as=${SA}`)).toBe("no");
+    // The aggregation controller writes the union into edit, and through edit into admin.
+    const leases = { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create", "get"] };
+    for (const role of ["edit", "admin"])
+      await until(
+        `the aggregation controller to add the leases rule to ${role}`,
+        async () => {
+          const got = JSON.parse(await ok("get", "clusterrole", role, "-o", "json")) as { rules?: unknown[] };
+          return (got.rules ?? []).some((r) => JSON.stringify(r) === JSON.stringify(leases));
+        },
+        20_000,
+      );
+    const view = JSON.parse(await ok("get", "clusterrole", "view", "-o", "json")) as { rules?: unknown[] };
+    expect(view.rules?.length).toBeGreaterThan(5);
+    expect(view.rules?.some((r) => JSON.stringify(r) === JSON.stringify(leases))).toBe(false);
   });
 
   it("refuses impersonation to a caller without the impersonate verb", async () => {
