@@ -22,6 +22,7 @@ import { clientWriter } from "../../controlplane/lab-client-loops.ts";
 import { apiObjectSource, fetchPodObjects } from "../../node/volumes/manager.ts";
 import { containerMounts, podVolumeSetups } from "../../node/volumes/plan.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+import { identity, rawRequest, type RawResponse } from "../helpers/raw-https.ts";
 import { until } from "../helpers/until.ts";
 
 let s: TestApiServer;
@@ -616,6 +617,114 @@ describe("automountServiceAccountToken", () => {
     ).toBe(0);
     const loud = (await client.get("pods", "loud-pod", "default")) as V1Pod;
     expect(loud.spec?.volumes?.map((v) => v.name)).toEqual([expect.stringMatching(/^kube-api-access-/)]);
+  });
+});
+
+describe("bad input to the new endpoints", () => {
+  it("answers each with a Status naming the problem, and keeps serving", async () => {
+    const admin = await identity(s, s.admin);
+    const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+      rawRequest(s.port, admin, "POST", path, { body: JSON.stringify(body), headers });
+    const status = (r: RawResponse) => ({
+      code: r.code,
+      ...(JSON.parse(r.body) as { kind: string; message: string }),
+    });
+    const SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    const cases: [Promise<RawResponse>, number, string][] = [
+      [
+        post(SSAR, { kind: "SelfSubjectAccessReview", apiVersion: "authorization.k8s.io/v1", spec: {} }),
+        422,
+        'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified',
+      ],
+      [
+        post(SSAR, { spec: { resourceAttributes: { verb: "get" }, nonResourceAttributes: { path: "/x" } } }),
+        422,
+        "spec.nonResourceAttributes: Invalid value",
+      ],
+      [post(SSAR, { spec: "nonsense" }), 422, "spec: Required value"],
+      [post(SSAR, [1, 2]), 400, "must be a JSON or YAML object"],
+      [
+        post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+          spec: { resourceAttributes: { verb: "get" } },
+        }),
+        422,
+        'spec.user: Invalid value: "": at least one of user or group must be specified',
+      ],
+      [
+        post("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", { spec: {} }),
+        400,
+        "no namespace on request",
+      ],
+      [rawRequest(s.port, admin, "GET", SSAR), 405, "the server does not allow this method"],
+      [
+        post("/api/v1/namespaces/default/serviceaccounts/default/token", {
+          spec: { expirationSeconds: "soon" },
+        }),
+        422,
+        "spec.expirationSeconds: Invalid value",
+      ],
+      [
+        post("/api/v1/namespaces/default/serviceaccounts/default/token", {
+          spec: { boundObjectRef: { kind: "Deployment", name: "x" } },
+        }),
+        422,
+        'spec.boundObjectRef.kind: Unsupported value: "Deployment"',
+      ],
+      [
+        post("/api/v1/namespaces/default/serviceaccounts/default/token", {
+          spec: { boundObjectRef: { kind: "Pod", name: "nope" } },
+        }),
+        404,
+        'pods "nope" not found',
+      ],
+      [
+        rawRequest(s.port, admin, "GET", "/api/v1/namespaces/default/serviceaccounts/default/token"),
+        405,
+        "does not allow this method",
+      ],
+      [
+        post("/api/v1/namespaces/default/configmaps/x/token", {}),
+        404,
+        "configmaps have no token subresource",
+      ],
+      [
+        rawRequest(s.port, admin, "GET", "/api/v1/pods", { headers: { "Impersonate-Group": "x" } }),
+        500,
+        "without impersonating a user",
+      ],
+      [
+        post("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+          metadata: { name: "a/b" },
+          rules: [{ verbs: [], nonResourceURLs: ["/x"], resources: ["pods"] }],
+        }),
+        422,
+        "rules[0].verbs: Required value: verbs must contain at least one value",
+      ],
+    ];
+    for (const [res, code, text] of cases) {
+      const r = status(await res);
+      expect(r.kind, text).toBe("Status");
+      expect(r.code, text).toBe(code);
+      expect(r.message).toContain(text);
+    }
+    const role = status(
+      await post("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+        metadata: { name: "a/b" },
+        rules: [{ verbs: ["get"], nonResourceURLs: ["/x"], resources: ["pods"] }],
+      }),
+    );
+    expect(role.message).toContain("metadata.name: Invalid value: \"a/b\": may not contain '/'");
+    expect(role.message).toContain(
+      'rules[0].nonResourceURLs: Invalid value: ["/x"]: rules cannot apply to both regular resources and non-resource URLs',
+    );
+    // A bearer token that is not even base64 is a 401, and the server answers on.
+    const anon = { ...admin, cert: undefined, key: undefined } as unknown as typeof admin;
+    const bad = await rawRequest(s.port, anon, "GET", "/api/v1/pods", {
+      headers: { Authorization: "Bearer \u00ff.%%%.***" },
+    });
+    expect(bad.code).toBe(401);
+    expect(bad.json?.message).toBe("Unauthorized");
+    expect((await rawRequest(s.port, admin, "GET", "/readyz")).code).toBe(200);
   });
 });
 
