@@ -99,7 +99,12 @@ export function parseReviewPath(path: string): ReviewRoute | undefined {
   if (!m) return undefined;
   const info = (REVIEWS as Record<string, ResourceInfo>)[m[2]!];
   if (!info || info.namespaced !== (m[1] !== undefined)) return undefined;
-  return m[1] !== undefined ? { info, namespace: decodeURIComponent(m[1]) } : { info };
+  if (m[1] === undefined) return { info };
+  try {
+    return { info, namespace: decodeURIComponent(m[1]) };
+  } catch {
+    throw badRequest(`the path segment "${m[1].slice(0, 200)}" is not valid percent-encoded UTF-8`);
+  }
 }
 
 const SPEC = FieldPath.root("spec");
