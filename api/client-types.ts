@@ -1,6 +1,8 @@
 /** The types of the typed client (api/client.ts): resources by plural, lists, watch events, options. */
 import type {
   CoreV1Event,
+  V1ClusterRole,
+  V1ClusterRoleBinding,
   V1ConfigMap,
   V1ControllerRevision,
   V1CronJob,
@@ -18,6 +20,8 @@ import type {
   V1Pod,
   V1ReplicaSet,
   V1ReplicationController,
+  V1Role,
+  V1RoleBinding,
   V1Secret,
   V1Service,
   V1ServiceAccount,
@@ -49,6 +53,10 @@ export interface ResourceTypes {
   controllerrevisions: V1ControllerRevision;
   jobs: V1Job;
   cronjobs: V1CronJob;
+  roles: V1Role;
+  clusterroles: V1ClusterRole;
+  rolebindings: V1RoleBinding;
+  clusterrolebindings: V1ClusterRoleBinding;
 }
 export type Plural = keyof ResourceTypes;
 

@@ -222,6 +222,24 @@ export class LabClient {
     });
   }
 
+  /** POST serviceaccounts/NAME/token (authentication.k8s.io/v1 TokenRequest): a service-account token. */
+  async createToken(
+    namespace: string,
+    serviceAccount: string,
+    spec: {
+      audiences?: string[];
+      expirationSeconds?: number;
+      boundObjectRef?: { kind: string; apiVersion?: string; name: string; uid?: string };
+    },
+  ): Promise<{ token: string; expirationTimestamp: string }> {
+    const r = await this.call<{ status?: { token?: string; expirationTimestamp?: string } }>(
+      "POST",
+      resourcePath("serviceaccounts", namespace, serviceAccount, "token"),
+      { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec },
+    );
+    return { token: r.status?.token ?? "", expirationTimestamp: r.status?.expirationTimestamp ?? "" };
+  }
+
   /** Binds a pod to a node through pods/binding (what the scheduler does). */
   async bind(namespace: string, pod: string, node: string): Promise<void> {
     await this.call("POST", resourcePath("pods", namespace, pod, "binding"), {

@@ -91,6 +91,11 @@ export const RESOURCES: readonly ResourceInfo[] = [
     shortNames: ["hpa"],
     status: true,
   }),
+  // RBAC (issue 20): the authorizer consulted after the fixed policy (controlplane/rbac/).
+  r("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+  r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
+  r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
+  r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false),
 ];
 
 export function groupVersion(info: Pick<ResourceInfo, "group" | "version">): string {
@@ -115,5 +120,9 @@ export function hasSpec(info: ResourceInfo): boolean {
     "Endpoints",
     "EndpointSlice",
     "ControllerRevision",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
   ].includes(info.kind);
 }

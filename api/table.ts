@@ -1,5 +1,6 @@
 /** Server-side printing: the meta.k8s.io/v1 Table that `kubectl get` asks for (`as=Table`). */
 import { POLICY_PRINTERS } from "./table-policy.ts";
+import { RBAC_PRINTERS } from "./table-rbac.ts";
 
 type Obj = Record<string, unknown>;
 type Cell = string | number;
@@ -557,7 +558,7 @@ const PRINTERS: Record<string, Printer> = {
     cells: (l, now) => [str(o(l.metadata).name), str(o(l.spec).holderIdentity, ""), age(l, now)],
   },
   ...Object.fromEntries(
-    Object.entries(POLICY_PRINTERS).map(([kind, p]) => [
+    [...Object.entries(POLICY_PRINTERS), ...Object.entries(RBAC_PRINTERS)].map(([kind, p]) => [
       kind,
       { columns: p.columns, cells: (x: Obj, now: number) => p.cells(x, (y) => age(y, now)) },
     ]),

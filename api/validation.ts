@@ -9,6 +9,7 @@ import {
   nameIsDnsSubdomain,
   type NameCheck,
 } from "./validation/names.ts";
+import { isValidPathSegmentName, validateRbac, validateRbacUpdate } from "./validation/rbac.ts";
 import { validateTypes } from "./validation/types.ts";
 import { validateWorkload, validateWorkloadKindUpdate, WORKLOAD_KINDS } from "./validation/workloads.ts";
 
@@ -24,7 +25,12 @@ type Obj = Record<string, unknown>;
 const NAME_CHECKS: Record<string, NameCheck> = {
   Namespace: nameIsDnsLabel,
   Service: nameIsDns1035Label,
+  Role: isValidPathSegmentName,
+  ClusterRole: isValidPathSegmentName,
+  RoleBinding: isValidPathSegmentName,
+  ClusterRoleBinding: isValidPathSegmentName,
 };
+const RBAC_KINDS = new Set(["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"]);
 
 /** All problems with an object about to be stored (after defaulting). */
 export function validateObject(kind: string, o: Obj, namespaced: boolean): V1StatusCause[] {
@@ -37,6 +43,7 @@ export function validateObject(kind: string, o: Obj, namespaced: boolean): V1Sta
   if (types.length) return [...causes, ...types];
   if (kind === "Deployment" || kind === "ReplicaSet") validateWorkloadSpec(kind, o.spec, causes);
   else if (WORKLOAD_KINDS.has(kind)) validateWorkload(kind, o, causes);
+  else if (RBAC_KINDS.has(kind)) validateRbac(kind, o, causes);
   else validateCore(kind, o, causes);
   return causes;
 }
@@ -51,6 +58,7 @@ export function validateObjectUpdate(
   const causes = validateObject(kind, next, namespaced);
   if (kind === "Deployment" || kind === "ReplicaSet") validateWorkloadUpdate(next, old, causes);
   else if (WORKLOAD_KINDS.has(kind)) validateWorkloadKindUpdate(kind, next, old, causes);
+  else if (RBAC_KINDS.has(kind)) validateRbacUpdate(kind, next, old, causes);
   else validateCoreUpdate(kind, next, old, causes);
   return causes;
 }

@@ -1,5 +1,6 @@
-import type { ResourceInfo } from "../api/resources.ts";
+import { RESOURCES, type ResourceInfo } from "../api/resources.ts";
 import { ApiError } from "../api/status.ts";
+import type { PolicyRule, RbacDecision, RbacRequest } from "./rbac/rules.ts";
 
 /** Who is calling: from the verified client certificate (CN = user, O = groups). */
 export interface UserInfo {
@@ -21,6 +22,12 @@ type Obj = Record<string, unknown>;
 export interface NodeGraph {
   /** The pods in `namespace` whose spec.nodeName is `node`. */
   podsOnNode(node: string, namespace: string): Promise<Obj[]>;
+  /** The RBAC authorizer (controlplane/rbac/), consulted only where the fixed policy denies. */
+  rbac?: {
+    authorize(user: UserInfo, req: RbacRequest): Promise<RbacDecision>;
+    /** Every rule the user holds in the namespace (SelfSubjectRulesReview). */
+    rulesFor(user: UserInfo, namespace: string | undefined): Promise<PolicyRule[]>;
+  };
 }
 
 /** Control-plane identities that may do anything besides system:masters. */
@@ -35,9 +42,15 @@ const READ = new Set(["get", "list", "watch"]);
  * `node` is set when the caller is a node whose request is allowed only for some objects: the
  * handler hands each object it is about to touch to admitNode (Kubernetes' NodeRestriction).
  */
-export type Decision = { allowed: true; node: string | undefined } | { allowed: false; reason: string };
+export type Decision =
+  { allowed: true; node: string | undefined; reason?: string } | { allowed: false; reason: string };
 
 const ALLOW: Decision = Object.freeze({ allowed: true, node: undefined });
+
+/** system:masters and the control-plane users: allowed everything by the fixed policy. */
+export function isPrivileged(user: UserInfo): boolean {
+  return user.groups.includes("system:masters") || PRIVILEGED_USERS.has(user.name);
+}
 
 /** The node's name when the user is a node identity (system:node:NAME in group system:nodes). */
 export function nodeName(user: UserInfo): string | undefined {
@@ -179,6 +192,13 @@ async function authorizeNode(
     case "ConfigMap":
     case "PersistentVolumeClaim":
     case "ServiceAccount": {
+      // A token for the service account of a pod on this node (admitNode: bound to that pod).
+      if (a.info.kind === "ServiceAccount" && a.verb === "create" && a.subresource === "token") {
+        if (!a.name || !a.namespace) return deny();
+        const pods = await graph.podsOnNode(node, a.namespace);
+        if (pods.some((p) => podReferences(p).ServiceAccount.has(a.name!))) return { allowed: true, node };
+        return deny(`no relationship found between node '${node}' and this object`);
+      }
       // Only a get of a named object some pod on this node refers to (never list, watch or write).
       if (a.verb !== "get" || !a.name || !a.namespace || a.subresource) return deny();
       const kind = a.info.kind as keyof ReturnType<typeof podReferences>;
@@ -192,14 +212,61 @@ async function authorizeNode(
 }
 
 /**
- * The authorization policy: system:masters and control-plane users may do anything; a node
- * (system:node:NAME in system:nodes) is held to Kubernetes' Node authorizer. Everyone else: 403.
+ * The fixed policy: system:masters and control-plane users may do anything; a node
+ * (system:node:NAME in system:nodes) is held to Kubernetes' Node authorizer. Everyone else: denied.
  */
-export async function authorize(user: UserInfo, a: Attributes, graph: NodeGraph): Promise<Decision> {
-  if (user.groups.includes("system:masters") || PRIVILEGED_USERS.has(user.name)) return ALLOW;
+async function fixedPolicy(user: UserInfo, a: Attributes, graph: NodeGraph): Promise<Decision> {
+  if (isPrivileged(user)) return ALLOW;
   const node = nodeName(user);
   if (node === undefined) return { allowed: false, reason: rbacReason(user, a) };
   return authorizeNode(node, user, a, graph);
+}
+
+/**
+ * The ResourceInfo behind group/resource for attributes that do not come from a served path
+ * (access reviews, impersonation's users and groups): the served kind when there is one, else a
+ * stand-in that only names the resource.
+ */
+export function resourceInfoFor(group: string, plural: string, namespaced: boolean): ResourceInfo {
+  const served = RESOURCES.find((r) => r.group === group && r.plural === plural);
+  if (served) return served;
+  return {
+    group,
+    version: "",
+    kind: "",
+    plural,
+    singular: "",
+    namespaced,
+    shortNames: [],
+    inAll: false,
+    status: false,
+    scale: false,
+  };
+}
+
+/** The request in RBAC's terms. */
+export function rbacRequestOf(a: Attributes): RbacRequest {
+  return {
+    resourceRequest: true,
+    verb: a.verb,
+    apiGroup: a.info.group,
+    resource: a.info.plural,
+    ...(a.subresource ? { subresource: a.subresource } : {}),
+    ...(a.name ? { name: a.name } : {}),
+    ...(a.namespace ? { namespace: a.namespace } : {}),
+  };
+}
+
+/**
+ * The authorization chain, as kube-apiserver's `--authorization-mode=Node,RBAC` plus the
+ * privileged groups: the fixed policy first, and where it denies, RBAC (when the server has it).
+ * A denial keeps the fixed policy's reason, which reads as upstream's RBAC denial.
+ */
+export async function authorize(user: UserInfo, a: Attributes, graph: NodeGraph): Promise<Decision> {
+  const fixed = await fixedPolicy(user, a, graph);
+  if (fixed.allowed || !graph.rbac) return fixed;
+  const r = await graph.rbac.authorize(user, rbacRequestOf(a));
+  return r.allowed ? { allowed: true, node: undefined, reason: r.reason } : fixed;
 }
 
 /**
@@ -228,6 +295,19 @@ export async function admitNode(
       return meta.name === node
         ? undefined
         : "can only access node lease with the same name as the requesting node";
+    case "ServiceAccount": {
+      // The TokenRequest's body: bound to a pod of this node, by name and uid.
+      if (a.subresource !== "token") break;
+      const ref = asObj(asObj(obj.spec).boundObjectRef);
+      if (ref.kind !== "Pod") return "node requested token not bound to a pod";
+      if (!named(ref.uid)) return "node requested token with a pod binding without a uid";
+      const pods = a.namespace ? await graph.podsOnNode(node, a.namespace) : [];
+      const pod = pods.find((p) => asObj(p.metadata).name === ref.name);
+      if (!pod) return "node requested token bound to a pod scheduled on a different node";
+      if (asObj(pod.metadata).uid !== ref.uid)
+        return `the UID in the bound object reference (${String(ref.uid)}) does not match the UID in record. The object might have been deleted and then recreated`;
+      return undefined;
+    }
     case "Event": {
       const about = asObj(obj.involvedObject);
       if (about.kind === "Node" && about.name === node) return undefined;
@@ -239,6 +319,7 @@ export async function admitNode(
       return `node '${node}' can only create events about itself or pods bound to it`;
     }
     default:
-      return `node '${node}' may not ${a.verb} ${a.info.plural}`;
+      break;
   }
+  return `node '${node}' may not ${a.verb} ${a.info.plural}`;
 }

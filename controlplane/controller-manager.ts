@@ -16,12 +16,15 @@ import type {
   V1Endpoints,
   V1EndpointSlice,
   V1Lease,
+  V1Namespace,
   V1Node,
   V1Pod,
   V1PodDisruptionBudget,
   V1ReplicaSet,
   V1Service,
   V2HorizontalPodAutoscaler,
+  V1ServiceAccount,
+  V1ClusterRole,
 } from "@kubernetes/client-node";
 import type { KubeObject } from "../api/informer.ts";
 import { Informer } from "../api/informer.ts";
@@ -44,6 +47,9 @@ import { CronJobController, type CronClock } from "./controllers/cronjob.ts";
 import { DaemonSetController } from "./controllers/daemonset.ts";
 import { JobController, type JobControllerOptions } from "./controllers/job.ts";
 import { StatefulSetController } from "./controllers/statefulset.ts";
+import { ServiceAccountsController } from "./controllers/serviceaccounts.ts";
+import { RootCaPublisher } from "./controllers/root-ca.ts";
+import { ClusterRoleAggregationController } from "./controllers/clusterrole-aggregation.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 
 export interface LoopsConfig {
@@ -65,6 +71,8 @@ export interface LoopsConfig {
   scales?: ScaleClient;
   /** metrics.k8s.io pod metrics: the HPA controller runs only with it (and scales). */
   podMetrics?: PodMetricsReader;
+  /** The cluster CA (PEM) published as ConfigMap kube-root-ca.crt in every namespace; none without it. */
+  rootCa?: string;
   /** How often each HPA is evaluated (upstream's --horizontal-pod-autoscaler-sync-period, 15 s). */
   hpaSyncPeriodMs?: number;
   /** Where loops report errors and leadership changes (the engine never prints). */
@@ -104,6 +112,10 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
   const revisions = inf<V1ControllerRevision>("controllerrevisions");
   const rcs = inf<V1ReplicationController>("replicationcontrollers");
   const workloads = [jobs, cronJobs, daemonSets, statefulSets, revisions, rcs];
+  // Workload identity (issue 20): a `default` ServiceAccount in every namespace.
+  const namespaces = inf<V1Namespace>("namespaces");
+  const serviceAccounts = inf<V1ServiceAccount>("serviceaccounts");
+  const clusterRoles = inf<V1ClusterRole>("clusterroles");
   const informers: Pick<Informer<KubeObject>, "run" | "waitForSync">[] = [
     pods,
     nodes,
@@ -114,6 +126,9 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     endpoints,
     slices,
     ...workloads,
+    namespaces,
+    serviceAccounts,
+    clusterRoles,
   ];
   if (budgets) informers.push(budgets);
   if (hpas) informers.push(hpas);
@@ -137,6 +152,8 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
     new CronJobController(cronJobs, jobs, w, onError, cfg.cronClock).run(signal),
     new DaemonSetController(daemonSets, nodes, pods, revisions, w, onError).run(signal),
     new StatefulSetController(statefulSets, pods, revisions, w, onError).run(signal),
+    new ServiceAccountsController(namespaces, serviceAccounts, w, onError).run(signal),
+    new ClusterRoleAggregationController(clusterRoles, w, onError).run(signal),
     new ReplicaSetController(
       rcs as unknown as Informer<V1ReplicaSet>,
       pods,
@@ -182,6 +199,7 @@ export async function runControllers(cfg: LoopsConfig, signal: AbortSignal): Pro
         cfg.hpaSyncPeriodMs,
       ).run(signal),
     );
+  if (cfg.rootCa) loops.push(new RootCaPublisher(namespaces, w, cfg.rootCa, onError).run(signal));
   if (cfg.clusterCidr)
     loops.push(new NodeIpamController(nodes, w, cfg.clusterCidr, cfg.nodeCidrMaskSize, onError).run(signal));
   await Promise.all([...loops, ...running]);

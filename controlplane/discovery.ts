@@ -1,5 +1,6 @@
 import { groupVersion, RESOURCES, type ResourceInfo } from "../api/resources.ts";
 import { METRICS_GROUP, METRICS_VERSION, metricsResourceList } from "./metrics/serve.ts";
+import { AUTHENTICATION_GROUP, AUTHORIZATION_GROUP, reviewResourceList } from "./server/reviews.ts";
 
 /** Discovery documents kubectl reads before anything else (/api, /apis, /api/v1, /apis/G/V). */
 
@@ -77,6 +78,16 @@ function resourceList(group: string, version: string): Record<string, unknown> {
         verbs: ["create", "get"],
       });
     }
+    if (r.kind === "ServiceAccount")
+      resources.push({
+        name: "serviceaccounts/token",
+        singularName: "",
+        namespaced: true,
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "TokenRequest",
+        verbs: ["create"],
+      });
     if (r.kind === "Namespace")
       resources.push({
         name: "namespaces/finalize",
@@ -104,6 +115,9 @@ export function groups(): { name: string; versions: string[] }[] {
     })),
     // served from the nodes on request, not stored (metrics/serve.ts)
     { name: METRICS_GROUP, versions: [METRICS_VERSION] },
+    // access reviews, answered by the authorizer and never stored (server/reviews.ts)
+    { name: AUTHORIZATION_GROUP, versions: ["v1"] },
+    { name: AUTHENTICATION_GROUP, versions: ["v1"] },
   ];
 }
 
@@ -129,6 +143,8 @@ export function discovery(path: string, serverAddress: string): Record<string, u
   if (!g) return undefined;
   if (!m[2]) return apiGroup(g);
   if (g.name === METRICS_GROUP) return m[2] === METRICS_VERSION ? metricsResourceList() : undefined;
+  if (g.name === AUTHORIZATION_GROUP || g.name === AUTHENTICATION_GROUP)
+    return m[2] === "v1" ? reviewResourceList(g.name) : undefined;
   return g.versions.includes(m[2]) ? resourceList(g.name, m[2]) : undefined;
 }
 

@@ -25,7 +25,10 @@ export type Resource =
   | "jobs"
   | "cronjobs"
   | "poddisruptionbudgets"
-  | "horizontalpodautoscalers";
+  | "horizontalpodautoscalers"
+  | "serviceaccounts"
+  | "configmaps"
+  | "clusterroles";
 
 export type PropagationPolicy = "Background" | "Foreground" | "Orphan";
 

@@ -79,8 +79,9 @@ export async function runLoopsFromFlags(
   if (!flags.kubeconfig) return;
   setMaxListeners(0, signal); // both electors and every loop of a term listen on it
   const client = await LabClient.fromKubeconfig(flags.kubeconfig);
+  const kubeconfig = await readKubeconfig(flags.kubeconfig);
   const api: LoopClient = local
-    ? localLoopClient(local, certificateUser((await readKubeconfig(flags.kubeconfig)).cert))
+    ? localLoopClient(local, certificateUser(kubeconfig.cert))
     : { lw: clientListWatch(client), writer: clientWriter(client), leases: clientLeaseStore(client) };
   const cfg: LoopsConfig = {
     ...api,
@@ -100,6 +101,8 @@ export async function runLoopsFromFlags(
     },
     clusterCidr: flags.clusterCidr,
     nodeCidrMaskSize: Number(flags.nodeCidrMaskSize),
+    // The kubeconfig's CA is the cluster's: what pods verify the API with (kube-root-ca.crt).
+    rootCa: kubeconfig.ca.toString("utf8"),
     onEvent: (e) => log(loopEventLine(e, cfg.identity)),
   };
   try {

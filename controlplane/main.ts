@@ -6,6 +6,7 @@ import { EtcdStore } from "./storage/etcd-store.ts";
 import { addLoopOptions, runLoopsFromFlags, type LoopFlags } from "./loops-main.ts";
 import {
   adminKubeconfig,
+  ensureServiceAccountKey,
   ensureStandalonePki,
   fingerprint,
   issueNodeKubeconfig,
@@ -36,6 +37,11 @@ export interface ServerFlags {
   healthPort?: string;
   /** kube-apiserver's --etcd-compaction-interval: `5m`, `90s`, `0` (never). */
   etcdCompactionInterval?: string;
+  /** PEM private key that signs service-account tokens (default: --service-account-key-file, else the serving key). */
+  serviceAccountSigningKeyFile?: string;
+  /** PEM keys that verify service-account tokens (default: the signing key). */
+  serviceAccountKeyFile?: string;
+  serviceAccountIssuer?: string;
 }
 
 /** The standalone flags: certificates made and kept in one directory, a kubeconfig written. */
@@ -89,6 +95,7 @@ export async function startServer(
           },
         }
       : {}),
+    serviceAccount: await serviceAccountKeys(flags),
   });
   // The health port (/readyz 503 until ready) and the API together: both listen before anything
   // waits on etcd, so keepalived and the bootstrap see "starting", not "connection refused"; the
@@ -106,6 +113,31 @@ export function compactionInterval(text: string | undefined): number {
   if (text === undefined) return 5 * 60_000;
   if (/^0+(?:\.0+)?(?:ms|s|m|h)?$/.test(text.trim())) return 0;
   return parseDuration(text, "--etcd-compaction-interval");
+}
+
+/**
+ * The service-account keys, as kube-apiserver reads its flags: the signing key from
+ * --service-account-signing-key-file, else --service-account-key-file, else the serving key
+ * (--tls-private-key-file, one key on every master of a lab); verification keys from
+ * --service-account-key-file, else the signing key's own.
+ */
+async function serviceAccountKeys(
+  flags: ServerFlags,
+): Promise<{ signingKey: Buffer; verifyKeys?: Buffer; issuer?: string }> {
+  const signingFile =
+    flags.serviceAccountSigningKeyFile ??
+    flags.serviceAccountKeyFile ??
+    required(flags.tlsPrivateKeyFile, "--tls-private-key-file");
+  const signingKey = await readFile(signingFile);
+  if (!/PRIVATE KEY-----/.test(signingKey.toString()))
+    throw new Error(
+      `${signingFile} holds no private key: give --service-account-signing-key-file (the key that signs service-account tokens)`,
+    );
+  return {
+    signingKey,
+    ...(flags.serviceAccountKeyFile ? { verifyKeys: await readFile(flags.serviceAccountKeyFile) } : {}),
+    ...(flags.serviceAccountIssuer ? { issuer: flags.serviceAccountIssuer } : {}),
+  };
 }
 
 function required(v: string | undefined, flag: string): string {
@@ -159,6 +191,18 @@ function serverCommand0(): Command {
     .option(
       "--kubelet-certificate-authority <file>",
       "CA of the node agents' serving certificates (default: --client-ca-file)",
+    )
+    .option(
+      "--service-account-signing-key-file <file>",
+      "PEM private key (RSA or EC) that signs service-account tokens (default: --service-account-key-file, else --tls-private-key-file; standalone: DIR/sa.key)",
+    )
+    .option(
+      "--service-account-key-file <file>",
+      "PEM keys or certificates that verify service-account tokens (default: the signing key)",
+    )
+    .option(
+      "--service-account-issuer <url>",
+      "iss of the tokens issued and accepted (default: https://kubernetes.default.svc.cluster.local)",
     )
     .addHelpText(
       "after",
@@ -234,6 +278,12 @@ async function applyStandalone(
   flags.kubeletClientCertificate = p.kubeletClientCert;
   flags.kubeletClientKey = p.kubeletClientKey;
   flags.clusterCidr ??= STANDALONE_CLUSTER_CIDR;
+  if (flags.serviceAccountSigningKeyFile === undefined && flags.serviceAccountKeyFile === undefined) {
+    const sa = await ensureServiceAccountKey(dir);
+    flags.serviceAccountSigningKeyFile = sa.path;
+    if (sa.created)
+      say("certificates", `service-account signing key created in ${sa.path}`, { path: sa.path });
+  }
   return { certDir: dir };
 }
 

@@ -9,7 +9,7 @@
  * (pods/log and exec towards the agents), `nodes/NAME.{crt,key}`, and `endpoint` (the URL the last
  * start listened on). Keys are 0600.
  */
-import { createHash } from "node:crypto";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
@@ -196,6 +196,18 @@ export async function ensureStandalonePki(dir: string, host: string): Promise<Pk
     issued.push(spec.id);
   }
   return { paths: standalonePaths(dir), ca, issued, reused };
+}
+
+/**
+ * The key that signs service-account tokens, `DIR/sa.key` (EC P-256, PKCS#8, 0600), made once and
+ * kept: a restart, or a new serving certificate, leaves every issued token valid.
+ */
+export async function ensureServiceAccountKey(dir: string): Promise<{ path: string; created: boolean }> {
+  const path = join(dir, "sa.key");
+  if (existsSync(path)) return { path, created: false };
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  await writeFileAtomic(path, privateKey.export({ type: "pkcs8", format: "pem" }) as string, 0o600);
+  return { path, created: true };
 }
 
 /** A kubeconfig with everything embedded (CA, client certificate and key). */

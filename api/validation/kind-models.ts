@@ -21,4 +21,8 @@ export const KIND_MODELS: Record<string, string> = {
   CronJob: "V1CronJob",
   PodDisruptionBudget: "V1PodDisruptionBudget",
   HorizontalPodAutoscaler: "V2HorizontalPodAutoscaler",
+  Role: "V1Role",
+  ClusterRole: "V1ClusterRole",
+  RoleBinding: "V1RoleBinding",
+  ClusterRoleBinding: "V1ClusterRoleBinding",
 };

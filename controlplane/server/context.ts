@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { Attributes, UserInfo } from "../authz.ts";
 import type { KubeletClientTls } from "../node-proxy.ts";
 import type { KObject, Registry } from "../registry.ts";
+import type { ServiceAccountTokens } from "../serviceaccount/tokens.ts";
 import type { Reply } from "./reply.ts";
 import type { Route, Verb } from "./request-info.ts";
 
@@ -21,11 +22,15 @@ export interface RequestContext {
   node: string | undefined;
   /** NodeRestriction: throws 403 when a node may not touch this object (no-op for other users). */
   admit(obj: KObject): Promise<void>;
+  /** Admission of the object about to be written (RBAC's escalation checks); a no-op for other kinds. */
+  admitNew(obj: KObject): Promise<void>;
   server: {
     kubeletClient: KubeletClientTls | undefined;
     bookmarkIntervalMs: number;
     /** Ends of the running watches, so stop() can end them. */
     watches: Set<() => void>;
+    /** Service-account token signer (serviceaccounts/token). */
+    tokens: ServiceAccountTokens | undefined;
   };
 }
 

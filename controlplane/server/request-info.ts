@@ -22,6 +22,7 @@ export const SUBRESOURCES = [
   "portforward",
   "finalize",
   "eviction",
+  "token",
 ];
 
 /** The request URL, parsed; a URL Node cannot parse is the client's error, not a 500. */

@@ -23,10 +23,16 @@ import type { LocalApi } from "../local-client.ts";
 import { serveOpenApiV2, serveOpenApiV3 } from "../openapi.ts";
 import { rejectUpgrade, type KubeletClientTls } from "../node-proxy.ts";
 import { Registry, type KObject } from "../registry.ts";
+import { RbacAuthorizer } from "../rbac/authorizer.ts";
+import { ensureBootstrapPolicy } from "../rbac/bootstrap-policy.ts";
+import { admitRbacWrite } from "../rbac/admission.ts";
 import { ServiceIpAllocator } from "../service-ips.ts";
 import type { EtcdStore } from "../storage/etcd-store.ts";
 import { startCompactor } from "../storage/compactor.ts";
-import { ANONYMOUS, CertAuthenticator, unauthorized } from "./auth.ts";
+import { ANONYMOUS, BearerAuthenticator, CertAuthenticator, unauthorized } from "./auth.ts";
+import { impersonate } from "./impersonation.ts";
+import { parseReviewPath, serveReview } from "./reviews.ts";
+import { ServiceAccountTokens } from "../serviceaccount/tokens.ts";
 import type { RequestContext } from "./context.ts";
 import { HANDLERS } from "./handlers/index.ts";
 import { HealthThread } from "./health-thread.ts";
@@ -54,6 +60,12 @@ export interface ApiServerOptions {
   compactionIntervalMs?: number;
   /** lab-server's identity towards the node agents (pods/log, pods/exec); without it those answer 503. */
   kubeletClient?: KubeletClientTls;
+  /**
+   * Service-account tokens: the PEM key that signs them (--service-account-signing-key-file), the
+   * PEM keys that verify them (--service-account-key-file, default: the signing key's), the issuer.
+   * Without it, both are the serving key (tls.key), as kube-apiserver's key-file default.
+   */
+  serviceAccount?: { signingKey: Buffer; verifyKeys?: Buffer; issuer?: string };
 }
 
 /** The Kubernetes-compatible REST API over etcd (HTTPS with client-certificate authentication). */
@@ -71,8 +83,12 @@ export class ApiServer {
   private defaultsRetry: NodeJS.Timeout | undefined;
   private stopping = false;
   private readonly authenticator = new CertAuthenticator();
+  /** Signs and checks service-account tokens (TokenRequest, bearer authentication). */
+  readonly tokens: ServiceAccountTokens;
+  private readonly bearer: BearerAuthenticator;
   /** The Node authorizer's view of the cluster: read from the registry on each check, no cache. */
   private readonly graph: NodeGraph;
+  private readonly rbac: RbacAuthorizer;
   /** metrics.k8s.io: summaries asked of the node agents (metrics/source.ts). */
   private readonly metrics: MetricsSource;
 
@@ -81,6 +97,7 @@ export class ApiServer {
     this.metrics = new MetricsSource(this.registry, { kubeletClient: opts.kubeletClient });
     this.readiness = new EtcdReadiness(opts.store);
     const pods = findResource("", "v1", "pods")!;
+    this.rbac = new RbacAuthorizer(this.registry);
     this.graph = {
       podsOnNode: async (node, namespace) =>
         (
@@ -89,7 +106,42 @@ export class ApiServer {
             fields: [{ field: "spec.nodeName", op: "=", value: node }],
           })
         ).items,
+      rbac: this.rbac,
     };
+    const sa = opts.serviceAccount;
+    this.tokens = ServiceAccountTokens.fromPem(
+      (sa?.signingKey ?? opts.tls.key).toString(),
+      sa?.verifyKeys?.toString(),
+      sa?.issuer,
+    );
+    const serviceAccounts = findResource("", "v1", "serviceaccounts")!;
+    const uidOf = async (info: typeof pods, namespace: string, name: string): Promise<KObject | undefined> =>
+      this.registry.get(info, namespace, name).catch((err: unknown) => {
+        if (err instanceof ApiError && err.code === 404) return undefined;
+        throw err;
+      });
+    this.bearer = new BearerAuthenticator(this.tokens, {
+      serviceAccountUid: async (ns, name) =>
+        (await uidOf(serviceAccounts, ns, name))?.metadata.uid ?? undefined,
+      podUid: async (ns, name) => {
+        const pod = await uidOf(pods, ns, name);
+        return pod && !pod.metadata.deletionTimestamp ? (pod.metadata.uid ?? undefined) : undefined;
+      },
+    });
+  }
+
+  /**
+   * Who is calling: the client certificate, else a bearer token (401 when it is not valid), else
+   * nobody; then impersonation, when the caller asks for it and may.
+   */
+  private async identify(req: IncomingMessage): Promise<UserInfo | undefined> {
+    let user = this.authenticator.authenticate(req);
+    if (!user) {
+      const token = BearerAuthenticator.tokenOf(req);
+      if (token !== undefined) user = await this.bearer.authenticate(token);
+    }
+    if (!user) return undefined;
+    return impersonate(req, user, this.graph);
   }
 
   /** This server's registry and authorizer for control loops in its own process (local-client.ts). */
@@ -121,16 +173,17 @@ export class ApiServer {
     );
     server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on("error", ignore);
-      const user = this.authenticator.authenticate(req);
-      serveUpgrade(user, this.registry, this.graph, this.opts.kubeletClient, req, socket, head).catch(
-        (err: unknown) => {
+      this.identify(req)
+        .then((user) =>
+          serveUpgrade(user, this.registry, this.graph, this.opts.kubeletClient, req, socket, head),
+        )
+        .catch((err: unknown) => {
           try {
             rejectUpgrade(socket, toApiError(err));
           } catch {
             socket.destroy();
           }
-        },
-      );
+        });
     });
     // Idle connections stay open 90 s like kube-apiserver's (IdleTimeout), not Node's 5 s: clients
     // with a pool of kept-alive connections (controllers, hollow nodes, kubelets) would otherwise
@@ -228,6 +281,7 @@ export class ApiServer {
     for (let delay = 1000; !this.stopping; delay = Math.min(delay * 2, 10_000)) {
       try {
         await this.registry.ensureDefaults(this.opts.advertiseAddress, this.opts.securePort);
+        await ensureBootstrapPolicy(this.registry);
         this.defaultsPending = undefined;
         return;
       } catch (err) {
@@ -270,7 +324,7 @@ export class ApiServer {
     try {
       const url = requestUrl(req.url);
       const path = cleanPath(url.pathname);
-      const user = this.authenticator.authenticate(req);
+      const user = await this.identify(req);
       // Health and version are public, as with Kubernetes' system:public-info-viewer, so load
       // balancers and keepalived can check an apiserver without a client certificate.
       if (!user && !PUBLIC_PATHS.has(path)) throw unauthorized();
@@ -312,6 +366,9 @@ export class ApiServer {
         await serveMetrics(metricsRoute, method, url.searchParams, req, this.registry, this.metrics),
       );
     }
+    const review = parseReviewPath(path);
+    if (review)
+      return serveReview(req, reply, method, review, user, this.graph, (t) => this.bearer.authenticate(t));
     const route = parseResourcePath(path);
     if (!route)
       throw new ApiError(
@@ -332,6 +389,12 @@ export class ApiServer {
   ): Promise<void> {
     const q = url.searchParams;
     const verb = verbOf(method, route, q);
+    if (route.subresource === "token" && verb !== "create")
+      throw new ApiError(
+        405,
+        "MethodNotAllowed",
+        `the server does not allow this method on the requested resource (${method} serviceaccounts/token)`,
+      );
     const attrs: Attributes = {
       verb,
       info: route.info,
@@ -359,10 +422,13 @@ export class ApiServer {
         const why = await admitNode(node, attrs, obj, this.graph);
         if (why) throw forbidden(attrs, `${rbacReason(user, attrs)}: ${why}`);
       },
+      admitNew: (obj: KObject) =>
+        admitRbacWrite(user, route.info, route.namespace, obj, this.graph, this.rbac),
       server: {
         kubeletClient: this.opts.kubeletClient,
         bookmarkIntervalMs: this.opts.bookmarkIntervalMs ?? 60_000,
         watches: this.watches,
+        tokens: this.tokens,
       },
     };
     checkSubresource(route);

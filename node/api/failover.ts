@@ -109,6 +109,10 @@ export class FailoverClient {
     return this.call((c) => c.delete(plural, name, namespace, opts));
   }
 
+  createToken(...args: Parameters<LabClient["createToken"]>): ReturnType<LabClient["createToken"]> {
+    return this.call((c) => c.createToken(...args));
+  }
+
   /** A watch on the preferred server; when it breaks, the next watch starts on the next server. */
   async *watch<P extends Plural>(
     plural: P,

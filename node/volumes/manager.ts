@@ -3,7 +3,13 @@
  * <name>`), a tmpfs for `emptyDir.medium: Memory`, ConfigMap/Secret/downward API files rewritten
  * on every container start, host paths checked by their type. `tearDown` leaves nothing behind.
  */
-import type { CoreV1Event, V1ConfigMap, V1Pod, V1Secret } from "@kubernetes/client-node";
+import type {
+  CoreV1Event,
+  V1ConfigMap,
+  V1Pod,
+  V1Secret,
+  V1ServiceAccountTokenProjection,
+} from "@kubernetes/client-node";
 import { execFile } from "node:child_process";
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
@@ -13,7 +19,7 @@ import { timestamp } from "../../lib/time.ts";
 import type { FailoverClient } from "../api/failover.ts";
 import type { Mount } from "../cri/types.ts";
 import type { PodObjects, ProjectedFile, VolumeSetup } from "./plan.ts";
-import { PodConfigError, podVolumeSetups, referencedObjects } from "./plan.ts";
+import { PodConfigError, podVolumeSetups, referencedObjects, tokenKey, tokenProjections } from "./plan.ts";
 
 const run = promisify(execFile);
 
@@ -26,6 +32,8 @@ export interface ObjectSource {
    * for volume ...`): tell the API, as the kubelet's Warning FailedMount event does.
    */
   mountFailed?(pod: V1Pod, message: string): Promise<void>;
+  /** A token for the pod's service account, bound to the pod (TokenRequest), for one projected source. */
+  serviceAccountToken?(pod: V1Pod, projection: V1ServiceAccountTokenProjection): Promise<string>;
 }
 
 /** Fetches every ConfigMap and Secret the pod refers to (missing ones are simply absent). */
@@ -34,6 +42,21 @@ export async function fetchPodObjects(source: ObjectSource | undefined, pod: V1P
   const refs = referencedObjects(pod);
   const objects: PodObjects = { configMaps: new Map(), secrets: new Map() };
   if (!source) return objects;
+  const projections = tokenProjections(pod);
+  if (source.serviceAccountToken && projections.length) {
+    const tokens = (objects.tokens = new Map<string, string>());
+    const errors = (objects.tokenErrors = new Map<string, string>());
+    await Promise.all(
+      projections.map(async (p) => {
+        try {
+          tokens.set(tokenKey(p), await source.serviceAccountToken!(pod, p));
+        } catch (err) {
+          // The volume waits with the kubelet's `failed to fetch token: ...`, and is tried again.
+          errors.set(tokenKey(p), err instanceof Error ? err.message : String(err));
+        }
+      }),
+    );
+  }
   await Promise.all([
     ...[...refs.configMaps].map(async (n) => {
       const o = await source.configMap(ns, n);
@@ -233,7 +256,13 @@ const MOUNT_EVENTS_REMEMBERED = 1000;
  * ConfigMaps and Secrets by GET at each container start (the node identity may read both), and
  * FailedMount events: one per pod and distinct message, not one per retry.
  */
-export function apiObjectSource(client: Pick<FailoverClient, "get" | "create">): ObjectSource {
+/** Tokens kept per pod and source until 80% of their life, as the kubelet's token manager. */
+const TOKEN_REFRESH_FRACTION = 0.8;
+
+export function apiObjectSource(
+  client: Pick<FailoverClient, "get" | "create" | "createToken">,
+): ObjectSource {
+  const tokens = new Map<string, { token: string; refreshAt: number; expiresAt: number }>();
   const orMissing = <T>(p: Promise<T>): Promise<T | undefined> =>
     p.catch((err: unknown) => {
       if (err instanceof ApiStatusError && err.code === 404) return undefined;
@@ -243,6 +272,35 @@ export function apiObjectSource(client: Pick<FailoverClient, "get" | "create">):
   return {
     configMap: (ns, name) => orMissing(client.get("configmaps", name, ns)),
     secret: (ns, name) => orMissing(client.get("secrets", name, ns)),
+    async serviceAccountToken(pod, p) {
+      const now = Date.now();
+      for (const [k, t] of tokens) if (t.expiresAt <= now) tokens.delete(k);
+      const key = `${pod.metadata?.uid ?? ""}|${tokenKey(p)}`;
+      const have = tokens.get(key);
+      if (have && now < have.refreshAt) return have.token;
+      const seconds = p.expirationSeconds ?? 3600;
+      const r = await client.createToken(
+        pod.metadata?.namespace ?? "default",
+        pod.spec?.serviceAccountName || "default",
+        {
+          ...(p.audience ? { audiences: [p.audience] } : {}),
+          expirationSeconds: seconds,
+          boundObjectRef: {
+            kind: "Pod",
+            apiVersion: "v1",
+            name: pod.metadata?.name ?? "",
+            uid: pod.metadata?.uid ?? "",
+          },
+        },
+      );
+      const expiresAt = Date.parse(r.expirationTimestamp) || now + seconds * 1000;
+      tokens.set(key, {
+        token: r.token,
+        expiresAt,
+        refreshAt: now + (expiresAt - now) * TOKEN_REFRESH_FRACTION,
+      });
+      return r.token;
+    },
     async mountFailed(pod, message) {
       const uid = pod.metadata?.uid ?? "";
       if (reported.get(uid) === message) return;

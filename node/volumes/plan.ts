@@ -10,6 +10,7 @@ import type {
   V1KeyToPath,
   V1Pod,
   V1Secret,
+  V1ServiceAccountTokenProjection,
   V1Volume,
 } from "@kubernetes/client-node";
 import { memoryBytes } from "../../lib/quantity.ts";
@@ -19,6 +20,27 @@ import type { Mount } from "../cri/types.ts";
 export interface PodObjects {
   configMaps: Map<string, V1ConfigMap>;
   secrets: Map<string, V1Secret>;
+  /**
+   * Service-account tokens of the pod's projected `serviceAccountToken` sources, by tokenKey; a
+   * key that could not be had maps to the reason in tokenErrors. Absent: the agent has no API to
+   * ask, and the sources are left out (reported as before).
+   */
+  tokens?: Map<string, string>;
+  tokenErrors?: Map<string, string>;
+}
+
+/** One token per audience and lifetime: what a TokenRequest for the pod depends on. */
+export function tokenKey(s: V1ServiceAccountTokenProjection): string {
+  return `${s.audience ?? ""}|${s.expirationSeconds ?? 3600}`;
+}
+
+/** The pod's projected serviceAccountToken sources (distinct by tokenKey). */
+export function tokenProjections(pod: V1Pod): V1ServiceAccountTokenProjection[] {
+  const out = new Map<string, V1ServiceAccountTokenProjection>();
+  for (const v of pod.spec?.volumes ?? [])
+    for (const s of v.projected?.sources ?? [])
+      if (s.serviceAccountToken) out.set(tokenKey(s.serviceAccountToken), s.serviceAccountToken);
+  return [...out.values()];
 }
 
 /** A user error in the pod's configuration: the container waits with `reason` (kubelet's wording). */
@@ -289,7 +311,20 @@ export function volumeSetup(pod: V1Pod, v: V1Volume, objects: PodObjects): Volum
       } else if (s.downwardAPI) {
         files.push(...downwardFiles(pod, name, s.downwardAPI.items, mode));
       } else if (s.serviceAccountToken) {
-        skipped.push(`serviceAccountToken (${s.serviceAccountToken.path})`);
+        const t = s.serviceAccountToken;
+        if (!objects.tokens) {
+          skipped.push(`serviceAccountToken (${t.path})`);
+          continue;
+        }
+        if (!safeRelativePath(t.path))
+          throw new PodConfigError(`volume "${name}": item path "${t.path}" must be relative without ".."`);
+        const token = objects.tokens.get(tokenKey(t));
+        if (token === undefined)
+          throw new PodConfigError(
+            `MountVolume.SetUp failed for volume "${name}" : failed to fetch token: ${objects.tokenErrors?.get(tokenKey(t)) ?? "no token"}`,
+            "ContainerCreating",
+          );
+        files.push({ path: t.path, content: Buffer.from(token, "utf8"), mode });
       } else if (s.clusterTrustBundle) {
         skipped.push("clusterTrustBundle");
       }

@@ -47,10 +47,13 @@ export async function prepareContainer(
 /** The waiting reason of a container whose pod volumes cannot be set up yet. */
 const MOUNT_WAIT = "ContainerCreating";
 
-/** True when the pod has volumes whose files come from API objects (worth refreshing). */
+/** True when the pod has volumes whose files come from API objects or tokens (worth refreshing). */
 export function hasObjectVolumes(pod: V1Pod): boolean {
   return (pod.spec?.volumes ?? []).some(
-    (v) => v.configMap || v.secret || v.projected?.sources?.some((s) => s.configMap || s.secret),
+    (v) =>
+      v.configMap ||
+      v.secret ||
+      v.projected?.sources?.some((s) => s.configMap || s.secret || s.serviceAccountToken),
   );
 }
 

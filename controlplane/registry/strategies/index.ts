@@ -2,6 +2,7 @@ import type { ResourceInfo } from "../../../api/resources.ts";
 import { Strategy, type StrategyContext } from "../strategy.ts";
 import { NamespaceStrategy } from "./namespace.ts";
 import { PodStrategy } from "./pod.ts";
+import { RbacStrategy } from "./rbac.ts";
 import { HorizontalPodAutoscalerStrategy, PodDisruptionBudgetStrategy } from "./policy.ts";
 import { SecretStrategy } from "./secret.ts";
 import { ServiceStrategy } from "./service.ts";
@@ -33,6 +34,9 @@ export function strategyFor(info: ResourceInfo, ctx: StrategyContext): Strategy 
       return new PodDisruptionBudgetStrategy(info);
     case "HorizontalPodAutoscaler":
       return new HorizontalPodAutoscalerStrategy(info);
+    case "RoleBinding":
+    case "ClusterRoleBinding":
+      return new RbacStrategy(info);
     default:
       return new Strategy(info);
   }

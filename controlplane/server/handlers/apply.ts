@@ -70,6 +70,7 @@ export async function applyPatch(ctx: RequestContext): Promise<void> {
         if (precondition) throw notFound(info.plural, r.name!, info.group);
         const obj = applyConfig(info, undefined, config, fm, force);
         await ctx.admit(obj);
+        if (!r.subresource) await ctx.admitNew(obj);
         const managedFields = (obj.metadata.managedFields ?? []) as ManagedFieldsEntry[];
         const created = await registry.create(info, r.namespace, obj, ctx.dryRun, {
           operation: "Apply",
@@ -79,6 +80,7 @@ export async function applyPatch(ctx: RequestContext): Promise<void> {
       }
       await ctx.admit(current);
       const next = applyConfig(info, current, config, fm, force);
+      if (!r.subresource) await ctx.admitNew(next);
       const managedFields = (next.metadata.managedFields ?? []) as ManagedFieldsEntry[];
       next.metadata.resourceVersion = precondition ?? current.metadata.resourceVersion;
       const mode = r.subresource === "status" ? "status" : "main";

@@ -7,7 +7,8 @@ import type { RequestContext } from "../context.ts";
 import { updateFields } from "../field-manager.ts";
 import { validateFields } from "../field-validation.ts";
 import { success } from "../reply.ts";
-import { bind, evict } from "../subresources/index.ts";
+import { admitPodServiceAccount } from "../../serviceaccount/admission.ts";
+import { bind, evict, requestToken } from "../subresources/index.ts";
 
 export async function create(ctx: RequestContext): Promise<void> {
   const { route: r, registry, reply } = ctx;
@@ -16,6 +17,14 @@ export async function create(ctx: RequestContext): Promise<void> {
     if (info.kind !== "Pod") throw new ApiError(404, "NotFound", "eviction is a pods subresource");
     const eviction = await objectBody(ctx.req, info, "Eviction", true);
     return reply.json(201, await evict(registry, r.namespace!, r.name!, eviction, ctx.dryRun));
+  }
+  if (r.subresource === "token") {
+    const request = await objectBody(ctx.req, info, "TokenRequest", true);
+    await ctx.admit(request);
+    return reply.json(
+      201,
+      await requestToken(registry, ctx.server.tokens, r.namespace!, r.name!, request, ctx.dryRun),
+    );
   }
   const binding = r.subresource === "binding";
   const body = await objectBody(ctx.req, info, binding ? "Binding" : info.kind, binding);
@@ -29,7 +38,18 @@ export async function create(ctx: RequestContext): Promise<void> {
   validateFields(ctx, body, bodyText(body));
   reply.json(
     201,
-    await createObject(registry, info, r.namespace, body, ctx.admit, ctx.dryRun, updateFields(ctx)),
+    await createObject(
+      registry,
+      info,
+      r.namespace,
+      body,
+      async (obj) => {
+        await ctx.admit(obj);
+        await ctx.admitNew(obj);
+      },
+      ctx.dryRun,
+      updateFields(ctx),
+    ),
   );
 }
 
@@ -52,5 +72,6 @@ export async function createObject(
     }
   }
   await admit(body);
+  if (info.kind === "Pod") await admitPodServiceAccount(registry, namespace, body);
   return registry.create(info, namespace, body, dryRun, fields);
 }

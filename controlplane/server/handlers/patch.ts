@@ -54,6 +54,7 @@ export async function patch(ctx: RequestContext): Promise<void> {
       const next = apply(current);
       if (!isObject(next.metadata)) throw badRequest("the patch removed metadata");
       if (type === "application/json-patch+json") validateFields(ctx, next);
+      if (!r.subresource) await ctx.admitNew(next);
       if (preconditionRv === undefined) next.metadata.resourceVersion = current.metadata.resourceVersion;
       const mode = r.subresource === "status" ? "status" : "main";
       return registry.update(info, current, next, mode, ctx.dryRun, fields);

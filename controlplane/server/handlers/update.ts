@@ -16,6 +16,7 @@ export async function update(ctx: RequestContext): Promise<void> {
   if (r.subresource === "finalize") return reply.json(200, await registry.get(info, undefined, r.name!));
   assertStorable(body);
   if (!scale) validateFields(ctx, body, bodyText(body));
+  if (!r.subresource) await ctx.admitNew(body);
   reply.json(
     200,
     await updateObject(

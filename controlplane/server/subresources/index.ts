@@ -18,9 +18,12 @@ export function checkSubresource(r: Route): void {
     throw new ApiError(404, "NotFound", `${info.plural} have no scale subresource`);
   if (info.kind !== "Pod" && ["log", "exec", "attach", "portforward", "eviction"].includes(subresource))
     throw new ApiError(404, "NotFound", `${info.plural} have no ${subresource} subresource`);
+  if (info.kind !== "ServiceAccount" && subresource === "token")
+    throw new ApiError(404, "NotFound", `${info.plural} have no ${subresource} subresource`);
 }
 
 export { bind } from "./binding.ts";
 export { evict } from "./eviction.ts";
 export { servePodStream, serveUpgrade } from "./pods.ts";
 export { toScale, writeScale } from "./scale.ts";
+export { requestToken } from "./token.ts";

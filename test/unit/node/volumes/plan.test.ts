@@ -11,6 +11,8 @@ import {
   PodConfigError,
   podVolumeSetups,
   referencedObjects,
+  tokenKey,
+  tokenProjections,
 } from "../../../../node/volumes/plan.ts";
 
 const objects = (): PodObjects => ({
@@ -371,5 +373,53 @@ describe("init containers", () => {
     const done = status(pod(), obs(ctr("init-a"), ctr("init-b"), ctr("app", { state: "CONTAINER_RUNNING" })));
     expect(done.phase).toBe("Running");
     expect(done.conditions?.find((c) => c.type === "Initialized")?.status).toBe("True");
+  });
+});
+
+describe("projected serviceAccountToken sources", () => {
+  const tokenPod = (): V1Pod =>
+    basePod({
+      volumes: [
+        {
+          name: "kube-api-access",
+          projected: {
+            defaultMode: 0o644,
+            sources: [
+              { serviceAccountToken: { path: "token", expirationSeconds: 3607 } },
+              {
+                downwardAPI: {
+                  items: [{ path: "namespace", fieldRef: { fieldPath: "metadata.namespace" } }],
+                },
+              },
+            ],
+          },
+        },
+      ],
+    });
+
+  it("writes the token fetched for the source, keyed by audience and lifetime", () => {
+    const withToken: PodObjects = {
+      ...objects(),
+      tokens: new Map([[tokenKey({ path: "x", expirationSeconds: 3607 }), "jwt.a.b"]]),
+    };
+    const { setups, warnings } = podVolumeSetups(tokenPod(), withToken);
+    const s = setups[0]!;
+    expect(warnings).toEqual([]);
+    expect(s.kind === "files" && s.files.map((f) => [f.path, f.content.toString(), f.mode])).toEqual([
+      ["token", "jwt.a.b", 0o644],
+      ["namespace", "ns1", 0o644],
+    ]);
+    expect(tokenProjections(tokenPod())).toEqual([{ path: "token", expirationSeconds: 3607 }]);
+  });
+
+  it("waits with the kubelet's failed-to-fetch message when the token could not be had", () => {
+    const failed: PodObjects = {
+      ...objects(),
+      tokens: new Map(),
+      tokenErrors: new Map([["|3607", 'serviceaccounts "default" not found']]),
+    };
+    expect(() => podVolumeSetups(tokenPod(), failed)).toThrow(
+      'MountVolume.SetUp failed for volume "kube-api-access" : failed to fetch token: serviceaccounts "default" not found',
+    );
   });
 });
