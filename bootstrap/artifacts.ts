@@ -55,6 +55,29 @@ export const EXECUTABLE_ASSETS: Record<ExecutableName, { from: string; to: strin
   "lab-agent": [],
 };
 
+/**
+ * What ships beside an executable's bundle: EXECUTABLE_ASSETS, and for lab-server its OpenAPI
+ * documents rendered here, at build time, into `outDir/openapi-docs` (lab-server reads them from
+ * there instead of rendering them on its event loop: controlplane/openapi/prerendered.ts).
+ */
+export async function executableAssets(
+  name: ExecutableName,
+  outDir: string,
+): Promise<{ from: string; to: string; files: string[] }[]> {
+  if (name !== "lab-server") return EXECUTABLE_ASSETS[name];
+  const { prerenderOpenApi } = await import("../controlplane/openapi.ts");
+  const { PRERENDERED_DIR, prerenderedFile } = await import("../controlplane/openapi/prerendered.ts");
+  const dir = join(outDir, PRERENDERED_DIR);
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  for (const d of prerenderOpenApi()) {
+    const file = prerenderedFile(d.key);
+    await writeFile(join(dir, file), d.body);
+    files.push(file);
+  }
+  return [...EXECUTABLE_ASSETS[name], { from: dir, to: `${HOST_PATHS.lib}/${PRERENDERED_DIR}`, files }];
+}
+
 export function renderLauncher(name: string): string {
   return `#!/bin/sh\n# Written by lab: ${name} is a bundle run by lab's own Node runtime.\nexec ${HOST_PATHS.bin}/node ${HOST_PATHS.lib}/${name}.mjs "$@"\n`;
 }
@@ -237,7 +260,7 @@ export async function buildLabExecutables(
       name,
       entry: join(repoRoot, entry),
       outDir,
-      assets: EXECUTABLE_ASSETS[name],
+      assets: await executableAssets(name, outDir),
       root: repoRoot,
     });
   }

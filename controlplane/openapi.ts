@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { gzipSync } from "node:zlib";
 import { groupVersion, RESOURCES, type ResourceInfo } from "../api/resources.ts";
 import { definitionName, definitions, reachable, REF_PREFIX, type Schema } from "./openapi/definitions.ts";
+import { readPrerendered } from "./openapi/prerendered.ts";
 
 /**
  * OpenAPI documents for kubectl. kubectl 1.32 asks /openapi/v3 whether the server validates fields
@@ -164,16 +165,39 @@ function render(body: Buffer, type: string): Rendered {
   return { body, etag: `"${hash}"`, type };
 }
 
-/** Every document, made once per process (RESOURCES does not change while it runs). */
+/**
+ * Every document, made once per process (RESOURCES does not change while it runs), or read as
+ * the lab-server bundle ships it: rendered at build time (prerenderOpenApi, written by
+ * bootstrap/artifacts.ts), because rendering the v3 index (every group's document, for their
+ * hashes) held a TCG master's event loop for over 10 s, its health port answered 503 and
+ * keepalived dropped the VIP on every master that kubectl apply asked in turn.
+ */
 const rendered = new Map<string, Rendered>();
 
 function cached(key: string, make: () => Rendered): Rendered {
   let r = rendered.get(key);
   if (!r) {
-    r = make();
+    const shipped = readPrerendered(key);
+    r = shipped ? render(shipped, key === "v2.pb" ? PROTOBUF_V2 : "application/json") : make();
     rendered.set(key, r);
   }
   return r;
+}
+
+/** Every document lab-server serves, by its cache key, as bytes (for the bundle to ship). */
+export function prerenderOpenApi(): { key: string; body: Buffer }[] {
+  const docs = ["v2.pb", "v2.json", "v3", ...gvPaths().map((gv) => `v3/${gv.key}`)];
+  return docs.map((key) => {
+    const r =
+      key === "v2.pb"
+        ? cached(key, () => render(encodeOpenApiV2(openApiV2()), PROTOBUF_V2))
+        : key === "v2.json"
+          ? cached(key, () => render(Buffer.from(JSON.stringify(openApiV2())), "application/json"))
+          : key === "v3"
+            ? cached(key, () => render(Buffer.from(JSON.stringify(openApiV3Index())), "application/json"))
+            : v3Group(key.slice("v3/".length))!;
+    return { key, body: r.body };
+  });
 }
 
 function v3Group(path: string): Rendered | undefined {

@@ -7,8 +7,8 @@ import { renderLabServerUnit } from "../../templates/lab-server.ts";
 import { HOST_PATHS } from "../../templates/paths.ts";
 import {
   buildExecutable,
-  EXECUTABLE_ASSETS,
   EXECUTABLES,
+  executableAssets,
   nodeRuntime,
   type Artifact,
   type ArtifactFile,
@@ -32,13 +32,10 @@ export function executable(
   const key = `${ctx.state.dir}:${name}`;
   let a = built.get(key);
   if (!a) {
-    a = buildExecutable({
-      name,
-      entry: `${REPO_ROOT}/${EXECUTABLES[name]}`,
-      outDir: ctx.state.path("artifacts"),
-      assets: EXECUTABLE_ASSETS[name],
-      root: REPO_ROOT,
-    });
+    const outDir = ctx.state.path("artifacts");
+    a = executableAssets(name, outDir).then((assets) =>
+      buildExecutable({ name, entry: `${REPO_ROOT}/${EXECUTABLES[name]}`, outDir, assets, root: REPO_ROOT }),
+    );
     a.catch(() => built.delete(key)); // a failed build is retried on the next run
     built.set(key, a);
   }

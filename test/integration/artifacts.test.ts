@@ -3,12 +3,7 @@ import { execa } from "execa";
 import { copyFile, mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  buildExecutable,
-  EXECUTABLE_ASSETS,
-  nodeRuntime,
-  renderLauncher,
-} from "../../bootstrap/artifacts.ts";
+import { buildExecutable, executableAssets, nodeRuntime, renderLauncher } from "../../bootstrap/artifacts.ts";
 import { sha256OfFile } from "../../lib/digest.ts";
 import { freePort, startEtcd } from "../helpers/etcd.ts";
 import { until } from "../helpers/until.ts";
@@ -75,7 +70,7 @@ describe("self-contained executables", () => {
       name: "lab-server",
       entry: "controlplane/main.ts",
       outDir: join(dir, "server"),
-      assets: EXECUTABLE_ASSETS["lab-server"],
+      assets: await executableAssets("lab-server", join(dir, "server")),
     });
     // Lay out every shipped file under a fake /opt/lab, exactly where the bootstrap puts it.
     const root = join(dir, "root");
@@ -85,6 +80,14 @@ describe("self-contained executables", () => {
       await copyFile(f.local, to);
     }
     expect(a.files.map((f) => f.remote)).toContain("/opt/lab/proto/rpc.proto");
+    expect(a.files.map((f) => f.remote)).toEqual(
+      expect.arrayContaining([
+        "/opt/lab/lib/k8s-definitions.json",
+        "/opt/lab/lib/openapi-docs/v2.pb",
+        "/opt/lab/lib/openapi-docs/v3",
+        "/opt/lab/lib/openapi-docs/v3~apis~apps~v1",
+      ]),
+    );
     const r = await execa(process.execPath, [join(root, "opt/lab/lib/lab-server.mjs"), "--help"], {
       cwd: root,
       reject: false,
@@ -119,8 +122,7 @@ describe("self-contained executables", () => {
     try {
       await until(
         "the bundled lab-server answers /readyz",
-        async () =>
-          server.exitCode === null && (await kubectl(["get", "--raw", "/readyz"])).exitCode === 0,
+        async () => server.exitCode === null && (await kubectl(["get", "--raw", "/readyz"])).exitCode === 0,
         90_000,
         { everyMs: 500 },
       );
@@ -129,6 +131,9 @@ describe("self-contained executables", () => {
       expect(v2.stdout).toContain("io.k8s.api.apps.v1.DeploymentSpec");
       const v3 = await kubectl(["get", "--raw", "/openapi/v3/apis/apps/v1"]);
       expect(v3.stdout).toContain("io.k8s.api.apps.v1.DeploymentSpec");
+      // served from the documents rendered at build time, byte for byte (not rendered again)
+      const shipped = await readFile(join(root, "opt/lab/lib/openapi-docs/v3~apis~apps~v1"), "utf8");
+      expect(v3.stdout).toBe(shipped);
       const explain = await kubectl(["explain", "deployment.spec.strategy"]);
       expect(explain.stderr).toBe("");
       expect(explain.stdout).toContain("rollingUpdate");
