@@ -17,7 +17,7 @@ import type {
 } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
 import { stableStringify } from "../../lib/stable-json.ts";
@@ -144,13 +144,7 @@ export class DaemonSetController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.daemonSets.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.daemonSets.cache, { workers, onError: this.onError });
   }
 
   private ref(ds: V1DaemonSet): V1DaemonSet {

@@ -7,7 +7,7 @@
 import type { V1EnvVar, V1Job, V1Pod } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
 import type { ObjectWriter } from "../loop-client.ts";
@@ -78,13 +78,7 @@ export class JobController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.jobs.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.jobs.cache, { workers, onError: this.onError });
   }
 
   private ownPods(job: V1Job): V1Pod[] {
