@@ -6,6 +6,7 @@
  */
 import type { ReconcileResult, WorkQueue } from "./workqueue.ts";
 import { runWorkers } from "./workqueue.ts";
+import { objectKey, type KubeObject } from "./informer.ts";
 
 export interface ControllerOptions {
   queue: WorkQueue;
@@ -51,4 +52,22 @@ export async function runController(signal: AbortSignal, o: ControllerOptions): 
   } finally {
     clearInterval(timer);
   }
+}
+
+/**
+ * The usual loop: `loop.reconcile` over `loop.queue`, starting from the keys of what one informer's
+ * cache holds now.
+ */
+export function runOverCache(
+  signal: AbortSignal,
+  loop: { readonly queue: WorkQueue; reconcile(key: string): Promise<ReconcileResult> },
+  cache: { values(): Iterable<KubeObject> },
+  o: Pick<ControllerOptions, "workers" | "onError">,
+): Promise<void> {
+  return runController(signal, {
+    queue: loop.queue,
+    reconcile: (k) => loop.reconcile(k),
+    initialKeys: [...cache.values()].map(objectKey),
+    ...o,
+  });
 }

@@ -3,21 +3,7 @@
  * pkg/apis/apps/v1 and pkg/apis/core/v1 SetDefaults_*): Job, CronJob, DaemonSet, StatefulSet,
  * ReplicationController.
  */
-import { defaultPodSpec } from "./defaults.ts";
-
-type Obj = Record<string, unknown>;
-
-function obj(v: unknown): Obj | undefined {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : undefined;
-}
-
-function ensure(parent: Obj, key: string): Obj {
-  const cur = obj(parent[key]);
-  if (cur) return cur;
-  const fresh: Obj = {};
-  parent[key] = fresh;
-  return fresh;
-}
+import { defaultPodSpec, ensure, obj, type Obj } from "./defaults.ts";
 
 function defaultTemplate(spec: Obj): void {
   defaultPodSpec(ensure(ensure(spec, "template"), "spec"));

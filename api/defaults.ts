@@ -1,13 +1,14 @@
 /** Defaulting as Kubernetes does it for the served kinds (fields users usually leave out). */
 
 // The served objects are handled as plain JSON here: typed views come from @kubernetes/client-node.
-type Obj = Record<string, unknown>;
+export type Obj = Record<string, unknown>;
 
-function obj(v: unknown): Obj | undefined {
+export function obj(v: unknown): Obj | undefined {
   return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : undefined;
 }
 
-function ensure(parent: Obj, key: string): Obj {
+/** parent[key] as an object, made empty where it is not one. */
+export function ensure(parent: Obj, key: string): Obj {
   const cur = obj(parent[key]);
   if (cur) return cur;
   const fresh: Obj = {};

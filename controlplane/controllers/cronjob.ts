@@ -8,7 +8,7 @@
 import type { V1CronJob, V1Job, V1ObjectReference } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
 import { nextTime, parseSchedule, type Schedule } from "../../lib/cron.ts";
@@ -86,13 +86,7 @@ export class CronJobController {
   }
 
   run(signal: AbortSignal, workers = 1): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.cronJobs.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.cronJobs.cache, { workers, onError: this.onError });
   }
 
   private ref(cj: V1CronJob): V1CronJob {

@@ -17,14 +17,15 @@ import type {
 } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
 import { stableStringify } from "../../lib/stable-json.ts";
 import type { ObjectWriter } from "../loop-client.ts";
-import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
+import { isConflict, isNotFound } from "../loop-client.ts";
 import { matchesNodeSelectorAndAffinity, untoleratedTaint } from "../scheduler/decision.ts";
 import { Expectations } from "./expectations.ts";
+import { createOwnedPods, deleteOwnedPods, type PodControl } from "./pod-control.ts";
 import {
   currentRevision,
   ownedRevisions,
@@ -144,13 +145,7 @@ export class DaemonSetController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.daemonSets.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.daemonSets.cache, { workers, onError: this.onError });
   }
 
   private ref(ds: V1DaemonSet): V1DaemonSet {
@@ -330,57 +325,14 @@ export class DaemonSetController {
       };
     };
     const pods = nodes.map(make);
-    const results = await Promise.allSettled(pods.map((p) => this.w.create<V1Pod>("pods", ns, p)));
-    let failure: unknown;
-    for (const [i, r] of results.entries()) {
-      if (r.status === "fulfilled")
-        await recordEvent(
-          this.w,
-          SOURCE,
-          this.ref(ds),
-          "Normal",
-          "SuccessfulCreate",
-          `Created pod: ${pods[i]!.metadata!.name}`,
-        );
-      else {
-        this.expectations.creationFailed(key);
-        failure ??= r.reason;
-      }
-    }
-    if (failure) {
-      await recordEvent(
-        this.w,
-        SOURCE,
-        this.ref(ds),
-        "Warning",
-        "FailedCreate",
-        `Error creating: ${String((failure as Error).message ?? failure)}`,
-      );
-      throw failure;
-    }
+    await createOwnedPods(this.control(), this.ref(ds), key, ns, pods);
   }
 
-  private async deletePods(ds: V1DaemonSet, key: string, pods: V1Pod[]): Promise<void> {
-    this.expectations.expect(key, 0, pods.map(objectKey));
-    const results = await Promise.allSettled(
-      pods.map((p) =>
-        this.w.delete("pods", p.metadata?.namespace, p.metadata?.name ?? "", { uid: p.metadata?.uid }),
-      ),
-    );
-    for (const [i, r] of results.entries()) {
-      if (r.status === "rejected" || !this.pods.get(objectKey(pods[i]!)))
-        this.expectations.deletionObserved(key, objectKey(pods[i]!));
-      if (r.status === "fulfilled")
-        await recordEvent(
-          this.w,
-          SOURCE,
-          this.ref(ds),
-          "Normal",
-          "SuccessfulDelete",
-          `Deleted pod: ${pods[i]!.metadata!.name}`,
-        );
-    }
-    const failed = results.find((r) => r.status === "rejected" && !isNotFound(r.reason));
-    if (failed) throw (failed as PromiseRejectedResult).reason;
+  private deletePods(ds: V1DaemonSet, key: string, pods: V1Pod[]): Promise<void> {
+    return deleteOwnedPods(this.control(), this.ref(ds), key, pods);
+  }
+
+  private control(): PodControl {
+    return { w: this.w, source: SOURCE, expectations: this.expectations, pods: this.pods };
   }
 }

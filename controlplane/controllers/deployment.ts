@@ -4,7 +4,7 @@ import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isAlreadyExists, isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import { stableStringify } from "../../lib/stable-json.ts";
@@ -34,13 +34,7 @@ export class DeploymentController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.deployments.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.deployments.cache, { workers, onError: this.onError });
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {

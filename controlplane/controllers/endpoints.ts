@@ -3,7 +3,7 @@ import type { V1Endpoints, V1Pod, V1Service } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey, splitKey } from "../../api/informer.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isAlreadyExists, isConflict, isNotFound } from "../loop-client.ts";
 import { endpointsEqual, endpointsFor } from "./endpoints-for.ts";
@@ -40,13 +40,7 @@ export class EndpointsController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.services.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.services.cache, { workers, onError: this.onError });
   }
 
   async reconcile(key: string): Promise<void> {

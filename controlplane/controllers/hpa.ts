@@ -13,7 +13,7 @@ import type {
 } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import { nanoCores } from "../../api/metrics.ts";
 import { matchesLabels, parseLabelSelector } from "../../api/selectors.ts";
 import { WorkQueue, type ReconcileResult } from "../../api/workqueue.ts";
@@ -78,13 +78,7 @@ export class HorizontalPodAutoscalerController {
   }
 
   run(signal: AbortSignal): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers: 2,
-      initialKeys: [...this.hpas.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.hpas.cache, { workers: 2, onError: this.onError });
   }
 
   private event(

@@ -7,13 +7,14 @@
 import type { V1EnvVar, V1Job, V1Pod } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import { stableStringify } from "../../lib/stable-json.ts";
 import { Expectations } from "./expectations.ts";
+import { createOwnedPods, deleteOwnedPods, type PodControl } from "./pod-control.ts";
 import { COMPLETION_INDEX, jobDecision } from "./job-decision.ts";
 import { controllerRef, ownerRefFor } from "./labels.ts";
 import { generateName } from "./names.ts";
@@ -78,13 +79,7 @@ export class JobController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.jobs.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.jobs.cache, { workers, onError: this.onError });
   }
 
   private ownPods(job: V1Job): V1Pod[] {
@@ -174,59 +169,14 @@ export class JobController {
         ? c.indexes.map((i) => this.podFor(job, i))
         : Array.from({ length: c.count }, () => this.podFor(job, undefined));
     this.expectations.expect(key, pods.length, []);
-    const results = await Promise.allSettled(pods.map((p) => this.w.create<V1Pod>("pods", ns, p)));
-    const ref = { apiVersion: "batch/v1", kind: "Job", ...job };
-    let failure: unknown;
-    for (const [i, r] of results.entries()) {
-      if (r.status === "fulfilled")
-        await recordEvent(
-          this.w,
-          SOURCE,
-          ref,
-          "Normal",
-          "SuccessfulCreate",
-          `Created pod: ${pods[i]!.metadata!.name}`,
-        );
-      else {
-        this.expectations.creationFailed(key);
-        failure ??= r.reason;
-      }
-    }
-    if (failure) {
-      await recordEvent(
-        this.w,
-        SOURCE,
-        ref,
-        "Warning",
-        "FailedCreate",
-        `Error creating: ${String((failure as Error).message ?? failure)}`,
-      );
-      throw failure;
-    }
+    await createOwnedPods(this.control(), { apiVersion: "batch/v1", kind: "Job", ...job }, key, ns, pods);
   }
 
-  private async deletePods(job: V1Job, key: string, pods: V1Pod[]): Promise<void> {
-    this.expectations.expect(key, 0, pods.map(objectKey));
-    const results = await Promise.allSettled(
-      pods.map((p) =>
-        this.w.delete("pods", p.metadata?.namespace, p.metadata?.name ?? "", { uid: p.metadata?.uid }),
-      ),
-    );
-    const ref = { apiVersion: "batch/v1", kind: "Job", ...job };
-    for (const [i, r] of results.entries()) {
-      if (r.status === "rejected" || !this.pods.get(objectKey(pods[i]!)))
-        this.expectations.deletionObserved(key, objectKey(pods[i]!));
-      if (r.status === "fulfilled")
-        await recordEvent(
-          this.w,
-          SOURCE,
-          ref,
-          "Normal",
-          "SuccessfulDelete",
-          `Deleted pod: ${pods[i]!.metadata!.name}`,
-        );
-    }
-    const failed = results.find((r) => r.status === "rejected" && !isNotFound(r.reason));
-    if (failed) throw (failed as PromiseRejectedResult).reason;
+  private deletePods(job: V1Job, key: string, pods: V1Pod[]): Promise<void> {
+    return deleteOwnedPods(this.control(), { apiVersion: "batch/v1", kind: "Job", ...job }, key, pods);
+  }
+
+  private control(): PodControl {
+    return { w: this.w, source: SOURCE, expectations: this.expectations, pods: this.pods };
   }
 }

@@ -3,7 +3,7 @@ import type { V1Pod, V1ReplicaSet } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import { stableStringify } from "../../lib/stable-json.ts";
@@ -117,13 +117,7 @@ export class ReplicaSetController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.replicaSets.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.replicaSets.cache, { workers, onError: this.onError });
   }
 
   async reconcile(key: string): Promise<void> {

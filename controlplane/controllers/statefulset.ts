@@ -19,7 +19,7 @@ import type {
 } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
 import { objectKey } from "../../api/informer.ts";
-import { runController } from "../../api/controller.ts";
+import { runOverCache } from "../../api/controller.ts";
 import { RESOURCES } from "../../api/resources.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
@@ -72,13 +72,7 @@ export class StatefulSetController {
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
-    return runController(signal, {
-      queue: this.queue,
-      reconcile: (k) => this.reconcile(k),
-      workers,
-      initialKeys: [...this.sets.cache.values()].map(objectKey),
-      onError: this.onError,
-    });
+    return runOverCache(signal, this, this.sets.cache, { workers, onError: this.onError });
   }
 
   private ref(sts: V1StatefulSet): V1StatefulSet {

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { groupVersion, RESOURCES, type ResourceInfo } from "../../api/resources.ts";
 import { matchesFields, matchesLabels } from "../../api/selectors.ts";
-import { ApiError, badRequest, conflict, invalid, notFound } from "../../api/status.ts";
+import type { ApiError } from "../../api/status.ts";
+import { badRequest, conflict, invalid, notFound } from "../../api/status.ts";
 import { stableStringify } from "../../lib/stable-json.ts";
 import { NodePortAllocator, type ServiceIpAllocator } from "../service-ips.ts";
 import { managedFieldsAfterWrite, type FieldsWrite } from "./apply/index.ts";
@@ -17,6 +18,7 @@ import {
   randomSuffix,
   storageKey,
   timestamp,
+  FROM_ETCD,
   withVersion,
   type DeleteOptions,
   type KObject,
@@ -26,6 +28,8 @@ import {
 } from "./types.ts";
 import { watchObjects, type WatchHandle } from "./watch.ts";
 import { copyOf } from "./object-json.ts";
+import { bindPod } from "./binding.ts";
+import { deleteStep } from "./deletion.ts";
 
 interface ContinueToken {
   rv: number;
@@ -344,34 +348,9 @@ export class Registry {
    */
   bind(namespace: string, name: string, nodeName: string): Promise<KObject> {
     const info = RESOURCES.find((r) => r.kind === "Pod")!;
-    return this.guaranteedUpdate(
-      info,
-      namespace,
-      name,
-      (pod) => {
-        const spec = (pod.spec ??= {}) as Record<string, unknown>;
-        if (spec.nodeName) {
-          throw new ApiError(
-            409,
-            "Conflict",
-            `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is already assigned to node "${String(spec.nodeName)}"`,
-          );
-        }
-        if (pod.metadata.deletionTimestamp)
-          throw new ApiError(409, "Conflict", `pod ${name} is being deleted, cannot be assigned to a host`);
-        spec.nodeName = nodeName;
-        const status = (pod.status ??= {}) as Record<string, unknown>;
-        const conditions = Array.isArray(status.conditions)
-          ? (status.conditions as Record<string, unknown>[])
-          : [];
-        status.conditions = [
-          ...conditions.filter((c) => c.type !== "PodScheduled"),
-          { type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: timestamp() },
-        ];
-        return pod;
-      },
-      { mode: "binding" },
-    );
+    return this.guaranteedUpdate(info, namespace, name, (pod) => bindPod(pod, name, nodeName), {
+      mode: "binding",
+    });
   }
 
   /** Deletes (or starts deleting) an object; returns the object as it stands afterwards. */
@@ -386,63 +365,9 @@ export class Registry {
       namespace,
       name,
       undefined,
-      (current, cached) => this.deleteOnce(info, current, opts, cached),
+      (current, cached) => deleteStep(this.store, this.strategy(info), this.ctx, info, current, opts, cached),
       opts.dryRun,
     );
-  }
-
-  private async deleteOnce(
-    info: ResourceInfo,
-    current: KObject,
-    opts: DeleteOptions,
-    cached = false,
-  ): Promise<KObject> {
-    const strategy = this.strategy(info);
-    const meta = current.metadata;
-    const name = meta.name!;
-    const pre = opts.preconditions;
-    if (pre?.uid && pre.uid !== meta.uid) throw conflict(info.plural, name, info.group);
-    if (pre?.resourceVersion && pre.resourceVersion !== meta.resourceVersion)
-      throw conflict(info.plural, name, info.group);
-    if (strategy.delete) return strategy.delete(current, opts, this.ctx);
-    const key = storageKey(info, meta.namespace, name);
-    const rev = Number(meta.resourceVersion);
-    const next = structuredClone(current);
-    const nm = next.metadata;
-    // A stored list that is not one (from before validation) must not make the object undeletable.
-    const finalizers = Array.isArray(nm.finalizers) ? nm.finalizers.filter((f) => typeof f === "string") : [];
-    // Recorded for the garbage collector, as Kubernetes does, so it can orphan or wait for dependents.
-    if (opts.propagationPolicy === "Foreground" && !finalizers.includes("foregroundDeletion"))
-      finalizers.push("foregroundDeletion");
-    if (opts.propagationPolicy === "Orphan" && !finalizers.includes("orphan")) finalizers.push("orphan");
-    const grace = strategy.gracePeriod(current, opts);
-    if (grace === "unchanged") {
-      if (cached) throw FROM_ETCD; // answer with etcd's version of it
-      return current; // already terminating with a shorter or equal grace
-    }
-    if (finalizers.length > 0 || grace > 0) {
-      if (finalizers.length) nm.finalizers = finalizers;
-      else delete nm.finalizers;
-      const now = Date.now();
-      if (grace > 0) {
-        nm.deletionTimestamp = timestamp(now + grace * 1000);
-        nm.deletionGracePeriodSeconds = grace;
-      } else {
-        nm.deletionTimestamp ??= timestamp(now);
-        nm.deletionGracePeriodSeconds ??= 0;
-      }
-      if (nm.generation !== undefined && !meta.deletionTimestamp) nm.generation += 1;
-      delete nm.resourceVersion;
-      if (opts.dryRun) return next;
-      const newRev = await this.store
-        .update(key, next, rev)
-        .catch((err: unknown) => mapStoreError(err, info, name));
-      return withVersion(next, newRev);
-    }
-    if (opts.dryRun) return current;
-    await this.store.delete(key, rev).catch((err: unknown) => mapStoreError(err, info, name));
-    await strategy.afterDelete(current);
-    return current;
   }
 
   watch(
@@ -480,9 +405,6 @@ function setManagedFields(obj: KObject, entries: unknown[] | undefined): void {
   if (entries) obj.metadata.managedFields = entries;
   else delete obj.metadata.managedFields;
 }
-
-/** Thrown by a step on the watch cache's copy that would answer with it unchanged: read etcd's. */
-const FROM_ETCD = new Error("read the object from etcd");
 
 function objectName(meta: KObject["metadata"]): string {
   const n = meta.name ?? meta.generateName;

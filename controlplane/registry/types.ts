@@ -92,3 +92,6 @@ export function mapStoreError(err: unknown, info: ResourceInfo, name: string): n
   }
   throw err;
 }
+
+/** Thrown by a step on the watch cache's copy that would answer with it unchanged: read etcd's. */
+export const FROM_ETCD = new Error("read the object from etcd");

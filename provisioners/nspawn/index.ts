@@ -11,23 +11,16 @@
  * cgroup) → `nsenter --net=LAB_NETNS` → `systemd-nspawn --boot ...`. Idempotent: a node whose
  * nspawn process runs is adopted.
  */
-import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
-import { execa } from "execa";
+import { rm } from "node:fs/promises";
 import { buildImage } from "../../images/build.ts";
 import { isImagePath, loadRecipe } from "../../images/recipe.ts";
 import { LabError } from "../../topology/errors.ts";
 import type { PlannedNode } from "../../topology/plan.ts";
 import { step } from "../../topology/progress.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
-import { destroyLabNetwork, ensureLabNetwork } from "../network/netns.ts";
-import {
-  MACHINE_READY_STEP,
-  type Machine,
-  type MachineStatus,
-  type ProvisionContext,
-  type Provisioner,
-} from "../provisioner.ts";
+import { destroyLabNetwork } from "../network/netns.ts";
+import { copyConsoleLogs, localNetworkStep, localStatuses, writeKnownHosts } from "../local-machines.ts";
+import { MACHINE_READY_STEP, type Machine, type ProvisionContext, type Provisioner } from "../provisioner.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
 import { findNspawnProcesses, powerOffMachine, stopMachines } from "./processes.ts";
 import { ensureRootfs } from "./rootfs.ts";
@@ -117,47 +110,21 @@ export const nspawnProvisioner: Provisioner = {
       throw new Error(`nspawn provisioner got a ${plan.provider.type} plan`);
     const lower = await step(reporter, "image", () => resolveRootfs(ctx), { message: `image ${plan.image}` });
     const labKey = await ensureLabSshKey(state);
-    await step(
-      reporter,
-      "network",
-      () =>
-        ensureLabNetwork({
-          lab: plan.lab,
-          cidr: plan.network.cidr,
-          prefix: plan.network.prefix,
-          gateway: plan.network.gateway,
-        }),
-      {
-        message: `namespace ${plan.network.netns}, gateway ${plan.network.gateway} on ${plan.network.hostVeth}`,
-      },
-    );
+    await localNetworkStep(ctx);
     const running = new Map((await findNspawnProcesses(plan.lab)).map((v) => [v.node, v.pid]));
     const machines = await Promise.all(plan.nodes.map((n) => createNode(ctx, n, lower, labKey, running)));
-    await state.writeSecret(
-      "ssh/known_hosts",
-      machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") +
-        "\n",
-    );
+    await writeKnownHosts(state, machines);
     return machines;
   },
 
   async status(ctx) {
     const procs = new Map((await findNspawnProcesses(ctx.plan.lab)).map((v) => [v.node, v]));
-    const out: MachineStatus[] = [];
-    for (const n of ctx.plan.nodes) {
-      const proc = procs.get(n.name);
-      const rec = await ctx.state.readJson<NspawnRecord>(`nspawn/${n.name}/machine.json`);
-      if (proc) {
-        out.push({
-          name: n.name,
-          state: "running",
-          detail: `address ${n.address}, systemd-nspawn pid ${proc.pid}, uptime ${proc.uptimeSeconds}s`,
-        });
-      } else {
-        out.push({ name: n.name, state: rec ? "stopped" : "missing", detail: `address ${n.address}` });
-      }
-    }
-    return out;
+    return localStatuses(
+      ctx.plan,
+      procs,
+      (node) => ctx.state.readJson<NspawnRecord>(`nspawn/${node}/machine.json`),
+      (address, proc) => `address ${address}, systemd-nspawn pid ${proc.pid}, uptime ${proc.uptimeSeconds}s`,
+    );
   },
 
   async destroy(ctx) {
@@ -178,10 +145,6 @@ export const nspawnProvisioner: Provisioner = {
   },
 
   async collectLogs(ctx, dir) {
-    await mkdir(dir, { recursive: true });
-    for (const n of ctx.plan.nodes) {
-      const log = nodePaths(ctx.state, n.name).consoleLog;
-      if (existsSync(log)) await execa("cp", [log, `${dir}/${n.name}-console.log`]);
-    }
+    await copyConsoleLogs(ctx.plan, dir, (node) => nodePaths(ctx.state, node).consoleLog);
   },
 };

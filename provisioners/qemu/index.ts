@@ -14,15 +14,10 @@ import type { PlannedNode } from "../../topology/plan.ts";
 import { step } from "../../topology/progress.ts";
 import type { LabState } from "../../topology/state.ts";
 import { ensureHostKey, ensureLabSshKey } from "../keys.ts";
-import { destroyLabNetwork, ensureLabNetwork, ensureTap } from "../network/netns.ts";
+import { destroyLabNetwork, ensureTap } from "../network/netns.ts";
+import { copyConsoleLogs, localNetworkStep, localStatuses, writeKnownHosts } from "../local-machines.ts";
 import { netnsName } from "../network/names.ts";
-import {
-  MACHINE_READY_STEP,
-  type Machine,
-  type MachineStatus,
-  type ProvisionContext,
-  type Provisioner,
-} from "../provisioner.ts";
+import { MACHINE_READY_STEP, type Machine, type ProvisionContext, type Provisioner } from "../provisioner.ts";
 import { vmMachine, writeNodeSeed } from "../vm-node.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
 import { decideAccel, probeAccel, type Accel } from "./accel.ts";
@@ -198,49 +193,24 @@ export const qemuProvisioner: Provisioner = {
     if (decision.notice) reporter.notice(decision.notice);
     const image = await step(reporter, "image", () => resolveImage(ctx), { message: `image ${plan.image}` });
     const labKey = await ensureLabSshKey(state);
-    await step(
-      reporter,
-      "network",
-      () =>
-        ensureLabNetwork({
-          lab: plan.lab,
-          cidr: plan.network.cidr,
-          prefix: plan.network.prefix,
-          gateway: plan.network.gateway,
-        }),
-      {
-        message: `namespace ${plan.network.netns}, gateway ${plan.network.gateway} on ${plan.network.hostVeth}`,
-      },
-    );
+    await localNetworkStep(ctx);
     const running = new Map((await findVmProcesses(plan.lab)).map((v) => [v.node, v.pid]));
     const machines = await Promise.all(
       plan.nodes.map((n) => createVm(ctx, n, image, decision.accel, labKey, running)),
     );
-    await state.writeSecret(
-      "ssh/known_hosts",
-      machines.map((m) => `${m.ssh.host} ${m.ssh.hostKey.split(/\s+/).slice(0, 2).join(" ")}`).join("\n") +
-        "\n",
-    );
+    await writeKnownHosts(state, machines);
     return machines;
   },
 
   async status(ctx) {
     const procs = new Map((await findVmProcesses(ctx.plan.lab)).map((v) => [v.node, v]));
-    const out: MachineStatus[] = [];
-    for (const n of ctx.plan.nodes) {
-      const proc = procs.get(n.name);
-      const rec = await ctx.state.readJson<VmRecord>(`vms/${n.name}/vm.json`);
-      if (proc) {
-        out.push({
-          name: n.name,
-          state: "running",
-          detail: `address ${n.address}, pid ${proc.pid}, uptime ${proc.uptimeSeconds}s, accel ${rec?.accel ?? "?"}`,
-        });
-      } else {
-        out.push({ name: n.name, state: rec ? "stopped" : "missing", detail: `address ${n.address}` });
-      }
-    }
-    return out;
+    return localStatuses(
+      ctx.plan,
+      procs,
+      (node) => ctx.state.readJson<VmRecord>(`vms/${node}/vm.json`),
+      (address, proc, rec) =>
+        `address ${address}, pid ${proc.pid}, uptime ${proc.uptimeSeconds}s, accel ${rec?.accel ?? "?"}`,
+    );
   },
 
   async destroy(ctx) {
@@ -250,11 +220,7 @@ export const qemuProvisioner: Provisioner = {
   },
 
   async collectLogs(ctx, dir) {
-    await mkdir(dir, { recursive: true });
-    for (const n of ctx.plan.nodes) {
-      const log = vmPaths(ctx.state, n.name).consoleLog;
-      if (existsSync(log)) await execa("cp", [log, `${dir}/${n.name}-console.log`]);
-    }
+    await copyConsoleLogs(ctx.plan, dir, (node) => vmPaths(ctx.state, node).consoleLog);
   },
 };
 

@@ -2,7 +2,7 @@
  * Reading and poking a running lab's cluster from a test, for any provider: stock kubectl through
  * the lab's kubeconfig, and a root shell on a node given by the suite (`lab ssh` on VMs, nsenter
  * into the machine on nspawn). Taken out of test/e2e/cluster.test.ts so the nspawn suite runs the
- * same scenarios; cluster.test.ts can switch to it.
+ * same scenarios; cluster.test.ts uses it too, with `lab ssh` onto the nodes.
  *
  * "From a pod" means: on the pod's node, enter the pod container's namespaces (`ctr task ls` gives
  * its pid, `nsenter` its mount/net/pid namespaces) and run the image's busybox, so the scenarios do

@@ -27,8 +27,9 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { parse } from "yaml";
-import type { V1Endpoints, V1Lease, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
+import type { V1Lease, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { clusterOps, nodeReady, running, sshOnNode } from "./cluster-helpers.ts";
 import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
 import { etcdLeaderOf, journalCrashLines, KubectlWorkload, unitExits, vipHolder } from "./chaos.ts";
 import { etcdArgs, etcdHostFiles } from "../../templates/etcd.ts";
@@ -72,11 +73,13 @@ const upWaitMs = 15 * 60_000;
 beforeAll(async () => {
   if (attach) {
     l = E2eLab.attach(attach);
+    c = clusterOps(l, sshOnNode(l));
     await l.lab(["kubeconfig", l.name, "-o", l.kubeconfig]);
     return;
   }
   // The topology, under a lab name of this run.
   l = await E2eLab.create("ce", topologyText.replace(/^(\s*name:\s*)\S+\s*$/m, "$1NAME"));
+  c = clusterOps(l, sshOnNode(l));
   const t0 = Date.now();
   // TCG on 2 shared cores: give the nodes 15 min to turn Ready (lab up's default wait is 5 min).
   const up = await l.lab(["--json", "up", "--wait", upWait], { reject: false });
@@ -120,67 +123,8 @@ const poweredOffAll = () => poweredOff.size >= masterCount + workerCount;
 
 // ---- reading the cluster -------------------------------------------------------------------------
 
-const items = async <T>(args: string[]) => (await l.kubectlJson<{ items: T[] }>(args)).items;
-const samplePods = () => items<V1Pod>(["get", "pods", "-l", "app=sample"]);
-const running = (pods: V1Pod[]) =>
-  pods.filter(
-    (p) =>
-      p.status?.phase === "Running" &&
-      !p.metadata?.deletionTimestamp &&
-      p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
-  );
-async function endpointIPs(service: string): Promise<string[]> {
-  const ep = await l.kubectlJson<V1Endpoints>(["get", "endpoints", service]);
-  return (ep.subsets ?? []).flatMap((s) => (s.addresses ?? []).map((a) => a.ip)).sort();
-}
-const nodeReady = (n: V1Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
-
-/** `sh` on a node as root; the script travels base64-encoded so no shell layer re-quotes it. */
-function onNode(node: string, script: string, opts: { reject?: boolean; timeoutMs?: number } = {}) {
-  const b64 = Buffer.from(script).toString("base64");
-  return l.lab(["ssh", "--lab", l.name, node, "--", `echo ${b64} | base64 -d | sudo sh`], opts);
-}
-
-/** The host pid of a pod's (first) container, from containerd on its node. */
-async function containerPid(pod: V1Pod): Promise<{ node: string; pid: number; id: string }> {
-  const node = pod.spec!.nodeName!;
-  const id = pod.status!.containerStatuses![0]!.containerID!.replace(/^containerd:\/\//, "");
-  const r = await onNode(node, `ctr -n k8s.io task ls | awk '$1=="${id}"{print $2}'`);
-  const pid = Number(r.stdout.trim());
-  if (!pid) throw new Error(`no task for container ${id} of ${pod.metadata!.name} on ${node}`);
-  return { node, pid, id };
-}
-
-/** A busybox sh script inside pod `name` (its mount, UTS, IPC, network and pid namespaces). */
-async function inPod(name: string, script: string, opts: { reject?: boolean; timeoutMs?: number } = {}) {
-  const pod = await l.kubectlJson<V1Pod>(["get", "pod", name]);
-  const { node, pid } = await containerPid(pod);
-  const b64 = Buffer.from(script).toString("base64");
-  return onNode(node, `nsenter -t ${pid} -m -u -i -n -p sh -c "$(echo ${b64} | base64 -d)"`, opts);
-}
-
-/** `count` GETs of `url` from the client pod: how many answers came from each pod name, and failures. */
-async function requests(url: string, count: number): Promise<{ by: Map<string, number>; failed: number }> {
-  const r = await inPod(
-    "client",
-    `i=0; while [ $i -lt ${count} ]; do timeout 3 wget -q -O - ${url} || echo FAILED; i=$((i+1)); done`,
-    { timeoutMs: 600_000 },
-  );
-  const by = new Map<string, number>();
-  let failed = 0;
-  for (const line of r.stdout.split("\n").map((s) => s.trim())) {
-    if (!line) continue;
-    if (line === "FAILED") failed++;
-    else by.set(line, (by.get(line) ?? 0) + 1);
-  }
-  return { by, failed };
-}
-
-async function rolloutStatus(deployment: string, timeout = "10m"): Promise<void> {
-  await l.kubectl(["rollout", "status", `deployment/${deployment}`, `--timeout=${timeout}`], {
-    timeoutMs: 15 * 60_000,
-  });
-}
+// test/e2e/cluster-helpers.ts's reads and actions, `lab ssh` onto the nodes (set once `l` is).
+let c: ReturnType<typeof clusterOps>;
 
 /**
  * The pid of a node's machine process: QEMU's (its `-name lab:LAB/NODE`) or, on a topology of
@@ -207,7 +151,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
   it("0. every node is Ready and stock kubectl reaches the API; no certificate → 401", async () => {
     const nodes = await timings.time("nodes Ready", () =>
       until("every node Ready", 600_000, async () => {
-        const ns = await items<V1Node>(["get", "nodes"]);
+        const ns = await c.items<V1Node>(["get", "nodes"]);
         return ns.length === masterCount + workerCount && ns.every((n) => nodeReady(n) === "True")
           ? ns
           : undefined;
@@ -235,9 +179,9 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
   it("1. declarative deployment: apply, rollout status completes, pods spread over both workers", async () => {
     await timings.time("1. apply + rollout status (3 replicas)", async () => {
       await l.kubectl(["apply", "-f", app("sample.yaml"), "-f", app("client.yaml")]);
-      await rolloutStatus("sample");
+      await c.rolloutStatus("sample");
     });
-    const pods = running(await samplePods());
+    const pods = running(await c.samplePods());
     expect(pods).toHaveLength(3);
     const nodes = new Set(pods.map((p) => p.spec!.nodeName));
     // Masters are tainted NoSchedule; the scheduler spreads replicas over the workers.
@@ -247,7 +191,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
     const svc = await l.kubectlJson<V1Service>(["get", "service", "sample"]);
     clusterIP = svc.spec!.clusterIP!;
     expect(clusterIP).toMatch(/^10\.96\./);
-    expect(await endpointIPs("sample")).toEqual(pods.map((p) => p.status!.podIP).sort());
+    expect(await c.endpointIPs("sample")).toEqual(pods.map((p) => p.status!.podIP).sort());
     await until("client pod Running", 300_000, async () =>
       (await l.kubectlJson<V1Pod>(["get", "pod", "client"])).status?.phase === "Running" ? true : undefined,
     );
@@ -261,7 +205,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
     if (masterCount > 1) vipHolder = await vipNode(await labVip());
     const master = masterCount > 1 && serverNode === vipHolder ? "master-1" : serverNode;
     const cursors = await journalCursors([agentNode, master]);
-    await onNode(agentNode, "systemctl restart lab-agent.service");
+    await c.onNode(agentNode, "systemctl restart lab-agent.service");
     const agentMs = await startToServing(
       agentNode,
       cursors.get(agentNode),
@@ -276,7 +220,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
     );
     timings.add(`4b. lab-agent start on ${agentNode} (Started → serving logs and exec)`, agentMs);
     timings.add(`4b. lab-agent start on ${agentNode} (Started → node registered)`, registeredMs);
-    await onNode(master, "systemctl restart lab-server.service");
+    await c.onNode(master, "systemctl restart lab-server.service");
     const serverMs = await startToServing(master, cursors.get(master), "lab-server.service", /listening on/);
     timings.add(`4b. lab-server start on ${master} (Started → listening)`, serverMs);
     expect(agentMs, "lab-agent from start to serving").toBeLessThanOrEqual(10_000);
@@ -286,7 +230,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
   it.skipIf(workerCount < 2)(
     "5. self-healing, node: a worker powered off goes NotReady; its pods run on the other worker",
     async () => {
-      const pods = running(await samplePods());
+      const pods = running(await c.samplePods());
       // The worker with the most replicas; the client pod should stay reachable, so prefer the other.
       const client = await l.kubectlJson<V1Pod>(["get", "pod", "client"]);
       const counts = new Map<string, number>();
@@ -300,7 +244,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       );
       timings.add(`5. ${victim} powered off → NotReady`, Date.now() - t0);
       const moved = await until("3 sample pods Ready on the surviving worker", 600_000, async () => {
-        const ready = running(await samplePods());
+        const ready = running(await c.samplePods());
         return ready.length === 3 && ready.every((p) => p.spec!.nodeName === survivor) ? ready : undefined;
       });
       timings.add(`5. ${victim} powered off → pods Ready on ${survivor}`, Date.now() - t0);
@@ -308,7 +252,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       // Grace (40 s) + toleration (10 s) + scheduling and start under TCG.
       expect(Date.now() - t0).toBeLessThan(300_000);
       if (client.spec!.nodeName === survivor) {
-        const r = await requests(`http://${clusterIP}/`, 30);
+        const r = await c.requests(`http://${clusterIP}/`, 30);
         expect(r.failed).toBe(0);
       }
     },
@@ -324,7 +268,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       const r = await underFault(
         `6a. lab-server stopped on ${holder}`,
         async () => {
-          await onNode(holder, "systemctl stop lab-server.service");
+          await c.onNode(holder, "systemctl stop lab-server.service");
           try {
             const t0 = Date.now();
             await apiAnswersThroughVip(120_000, 5_000, 500);
@@ -332,7 +276,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
             timings.add(`6a. lab-server stopped on ${holder} → API answers through the VIP`, took);
             next = await vipNode(vip);
           } finally {
-            await onNode(holder, "systemctl start lab-server.service");
+            await c.onNode(holder, "systemctl start lab-server.service");
           }
         },
         async (cursors) => {
@@ -354,7 +298,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       const r = await underFault(
         `6b. kill -9 lab-server on ${holder}`,
         async () => {
-          await onNode(holder, "kill -9 $(systemctl show -p MainPID --value lab-server.service)");
+          await c.onNode(holder, "kill -9 $(systemctl show -p MainPID --value lab-server.service)");
         },
         async (cursors) => {
           const ms = await startToServing(holder, cursors.get(holder), "lab-server.service", /listening on/);
@@ -376,11 +320,11 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       const r = await underFault(
         `6c. etcd leader on ${leader} SIGSTOP 15 s`,
         async () => {
-          await onNode(leader, `kill -STOP ${pid}`);
+          await c.onNode(leader, `kill -STOP ${pid}`);
           try {
             await new Promise((done) => setTimeout(done, 15_000));
           } finally {
-            await onNode(leader, `kill -CONT ${pid}`, { timeoutMs: 120_000 });
+            await c.onNode(leader, `kill -CONT ${pid}`, { timeoutMs: 120_000 });
           }
         },
         async () => {
@@ -407,7 +351,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       let holder = lease.spec!.holderIdentity!;
       for (let tries = 0; !holder.startsWith(`${vipHolder}_`) && tries < 6; tries++) {
         const previous = holder;
-        await onNode(previous.split("_")[0]!, "systemctl restart lab-server.service");
+        await c.onNode(previous.split("_")[0]!, "systemctl restart lab-server.service");
         holder = await until("the lease changes hands", 180_000, async () => {
           const h = (await l.kubectlJson<V1Lease>(leaseArgs)).spec?.holderIdentity;
           return h && h !== previous ? h : undefined;
@@ -440,11 +384,11 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
       );
       expect(newHolder.split("_")[0]).not.toBe(leaderNode);
       const t1 = Date.now();
-      const have = running(await samplePods()).length;
+      const have = running(await c.samplePods()).length;
       await l.kubectl(["scale", "deployment/sample", `--replicas=${have + 2}`]);
-      await rolloutStatus("sample");
+      await c.rolloutStatus("sample");
       timings.add(`6. scale-up after the failure completes`, Date.now() - t1);
-      expect(running(await samplePods())).toHaveLength(have + 2);
+      expect(running(await c.samplePods())).toHaveLength(have + 2);
       expectNoHarm(r, {});
       expect(r.gapMs, "API gap through the VIP").toBeLessThanOrEqual(
         10_000 + (ledEtcd ? ETCD_ELECTION_MS : 0),
@@ -491,7 +435,7 @@ describe(`the cluster's promises (${masterCount} masters + ${workerCount} worker
         await apiAnswersThroughVip(300_000, 15_000, 1_000);
         timings.add(`${label}: QEMU killed → API answers through the VIP`, Date.now() - t0);
         await until("every node Ready", 600_000, async () => {
-          const ns = await items<V1Node>(["get", "nodes"]);
+          const ns = await c.items<V1Node>(["get", "nodes"]);
           return ns.length === allNodes.length && ns.every((n) => nodeReady(n) === "True") ? true : undefined;
         });
         timings.add(`${label}: QEMU killed → every node Ready`, Date.now() - t0);
@@ -548,7 +492,7 @@ async function apiAnswersThroughVip(limitMs: number, requestMs: number, interval
 async function vipNode(vip: string): Promise<string> {
   const masters = liveNodes().filter((n) => n.startsWith("master-"));
   const holder = await vipHolder(
-    (node, script) => onNode(node, script, { reject: false, timeoutMs: 30_000 }),
+    (node, script) => c.onNode(node, script, { reject: false, timeoutMs: 30_000 }),
     masters,
     vip,
   );
@@ -600,12 +544,12 @@ async function journalCursors(nodes = liveNodes()): Promise<Map<string, string>>
   const out = new Map<string, string>();
   await Promise.all(
     nodes.map(async (node) => {
-      const r = await onNode(node, "journalctl -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p'", {
+      const r = await c.onNode(node, "journalctl -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p'", {
         reject: false,
         timeoutMs: 120_000,
       });
-      const c = r.stdout.trim().split("\n").at(-1);
-      if (r.exitCode === 0 && c) out.set(node, c);
+      const cursor = r.stdout.trim().split("\n").at(-1);
+      if (r.exitCode === 0 && cursor) out.set(node, cursor);
     }),
   );
   return out;
@@ -618,7 +562,7 @@ async function crashesSince(from: Map<string, string> | "boot"): Promise<Harm[]>
       const cursor = from === "boot" ? undefined : from.get(node);
       const since = cursor ? `--after-cursor='${cursor}'` : "-b";
       const journal = await until(`the journal of ${node}`, 180_000, async () => {
-        const r = await onNode(
+        const r = await c.onNode(
           node,
           `journalctl ${since} -u lab-server.service -u lab-agent.service -o cat --no-pager`,
           { reject: false, timeoutMs: 120_000 },
@@ -691,7 +635,7 @@ async function startToServing(
     `${unit} on ${node} serving`,
     300_000,
     async () => {
-      const r = await onNode(node, `journalctl ${since} -u ${unit} -o short-unix --no-pager`, {
+      const r = await c.onNode(node, `journalctl ${since} -u ${unit} -o short-unix --no-pager`, {
         reject: false,
         timeoutMs: 60_000,
       });
@@ -713,7 +657,7 @@ async function etcdLeader(): Promise<string> {
   const machines = await l.machines();
   return until("an etcd leader", 120_000, () =>
     etcdLeaderOf(
-      (node, script) => onNode(node, script, { reject: false, timeoutMs: 60_000 }),
+      (node, script) => c.onNode(node, script, { reject: false, timeoutMs: 60_000 }),
       liveNodes().find((n) => n.startsWith("master-"))!,
       labServerHostFiles(),
       (address) => machines.find((m) => m.address === address)?.name,

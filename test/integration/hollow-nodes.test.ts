@@ -7,20 +7,27 @@
  * Succeeded after --hollow-run-seconds; a deleted pod is gone at once (the hollow agent finishes the
  * graceful deletion).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import type { V1Node, V1Pod } from "@kubernetes/client-node";
+import type { V1Pod } from "@kubernetes/client-node";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import { cidrRange } from "../../lib/ipv4.ts";
 import { freePort, startEtcd, type TestEtcd } from "../helpers/etcd.ts";
+import {
+  AGENT_BIN,
+  nodeReady,
+  processLogs,
+  SERVER_BIN,
+  spawnLogged,
+  stopProcess,
+  type LoggedProcess,
+} from "../helpers/hollow-cluster.ts";
+import { until as untilTrue } from "../helpers/until.ts";
 
-const SERVER_BIN = fileURLToPath(new URL("../../bin/lab-server.js", import.meta.url));
-const AGENT_BIN = fileURLToPath(new URL("../../bin/lab-agent.js", import.meta.url));
 const GRACE_S = 20;
 const TOLERATION_S = 10;
 const RUN_S = 2;
@@ -29,35 +36,18 @@ let etcd: TestEtcd;
 let dir: string;
 let kubeconfig: string;
 let client: LabClient;
-const procs: { name: string; proc: ChildProcess; log: string[] }[] = [];
+const procs: LoggedProcess[] = [];
 
-function start(name: string, bin: string, args: string[]): ChildProcess {
-  const proc = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
-  const log: string[] = [];
-  proc.stderr?.on("data", (d: Buffer) => log.push(...d.toString().trim().split("\n")));
-  procs.push({ name, proc, log });
-  return proc;
-}
+const start = (name: string, bin: string, args: string[]): ChildProcess =>
+  spawnLogged(procs, name, bin, args);
+const logs = (): string => processLogs(procs);
 
-function logs(): string {
-  return procs.map((p) => `${p.name}:\n  ${p.log.slice(-8).join("\n  ")}`).join("\n");
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}\n${logs()}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
+const until = <T>(what: string, f: () => Promise<T | undefined | false>, ms: number): Promise<T> =>
+  untilTrue(what, f, ms, { everyMs: 500, context: logs });
 
 const isReady = (p: V1Pod): boolean =>
   p.status?.phase === "Running" &&
   !!p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
-const nodeReady = (n: V1Node): boolean =>
-  !!n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
 
 function inCidr(ip: string, cidr: string): boolean {
   const c = cidrRange(cidr)!;
@@ -103,14 +93,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   client?.close();
-  for (const { proc } of procs.reverse()) {
-    if (proc.exitCode !== null || proc.signalCode !== null) continue;
-    const exited = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGTERM");
-    const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(t);
-  }
+  for (const { proc } of procs.reverse()) await stopProcess(proc);
   await etcd?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

@@ -6,11 +6,7 @@
  * an HPA scaling a Deployment from 1 to 3 under high (steered) CPU and back to 1 after a short
  * scale-down stabilisation window.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { setMaxListeners } from "node:events";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import type { V1Deployment, V1Node, V1Pod } from "@kubernetes/client-node";
+import type { V1Deployment, V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiStatusError, LabClient } from "../../api/client.ts";
 import { HOLLOW_CPU_ANNOTATION } from "../../api/metrics.ts";
@@ -20,73 +16,35 @@ import { runControllers, runScheduler } from "../../controlplane/controller-mana
 import { clientPodMetrics, clientScales } from "../../controlplane/controllers/scale-client.ts";
 import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
 import { loopEventLine } from "../../controlplane/loops-main.ts";
+import {
+  kubectlResult,
+  Loops,
+  nodeReady,
+  startHollowAgent,
+  stopProcess,
+  type KubectlResult,
+  type LoggedProcess,
+} from "../helpers/hollow-cluster.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+import { until as untilTrue } from "../helpers/until.ts";
 
-const run = promisify(execFile);
 const NODES = ["node-1", "node-2", "node-3"];
-const AGENT_BIN = fileURLToPath(new URL("../../bin/lab-agent.js", import.meta.url));
 const NS = "default";
 
 let api: TestApiServer;
 let client: LabClient;
-const agents: { name: string; proc: ChildProcess; log: string[] }[] = [];
-const stops: AbortController[] = [];
-const loopsDone: Promise<void>[] = [];
+const agents: LoggedProcess[] = [];
+const loops = new Loops();
 const logLines: string[] = [];
 
-async function kubectl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run("kubectl", ["--kubeconfig", api.kubeconfig, ...args], {
-      timeout: 90_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === "number" ? e.code : -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
+const kubectl = (...args: string[]): Promise<KubectlResult> =>
+  kubectlResult(api.kubeconfig, args, { timeoutMs: 90_000 });
+const until = <T>(what: string, f: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> =>
+  untilTrue(what, f, ms, { everyMs: 300, context: () => logLines.slice(-10).join("\n") });
 
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end)
-      throw new Error(
-        `timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ""}\n${logLines.slice(-10).join("\n")}`,
-      );
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
-
-function startAgent(name: string): void {
-  const proc = spawn(
-    AGENT_BIN,
-    ["--hollow", "--node-name", name, "--kubeconfig", api.kubeconfig, "--node-lease-renew-seconds", "2"],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  const log: string[] = [];
-  proc.stderr?.on("data", (d: Buffer) => log.push(...d.toString().trim().split("\n")));
-  agents.push({ name, proc, log });
-}
-
-const nodeReady = (n: V1Node): boolean =>
-  !!n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
 const podReady = (p: V1Pod): boolean =>
   !p.metadata?.deletionTimestamp &&
   !!p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
-
-function start(f: (signal: AbortSignal) => Promise<void>): void {
-  const ac = new AbortController();
-  setMaxListeners(0, ac.signal);
-  stops.push(ac);
-  loopsDone.push(f(ac.signal));
-}
 
 function loopsConfig(identity: string): LoopsConfig {
   return {
@@ -165,27 +123,19 @@ function evict(pod: string): Promise<unknown> {
 beforeAll(async () => {
   api = await startTestApiServer();
   client = await LabClient.fromKubeconfig(api.kubeconfig);
-  for (const n of NODES) startAgent(n);
+  for (const n of NODES) startHollowAgent(agents, api.kubeconfig, n);
   await until(
     "3 Ready hollow nodes",
     async () => (await client.list("nodes")).items.filter(nodeReady).length === NODES.length,
     90_000,
   );
-  start((s) => runScheduler(loopsConfig("sched"), s));
-  start((s) => runControllers(loopsConfig("cm"), s));
+  loops.start((s) => runScheduler(loopsConfig("sched"), s));
+  loops.start((s) => runControllers(loopsConfig("cm"), s));
 }, 120_000);
 
 afterAll(async () => {
-  for (const s of stops) s.abort();
-  await Promise.allSettled(loopsDone);
-  for (const { proc } of agents) {
-    if (proc.exitCode !== null || proc.signalCode !== null) continue;
-    const exited = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGTERM");
-    const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(t);
-  }
+  await loops.stop();
+  for (const { proc } of agents) await stopProcess(proc);
   client?.close();
   await api?.stop();
 });

@@ -6,14 +6,10 @@
  * missing, a controller error logged with its message, and a file mixing served and unserved kinds
  * under kubectl's client-side validation.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { setMaxListeners } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import type { CoreV1Event, V1Node, V1Pod } from "@kubernetes/client-node";
+import type { CoreV1Event, V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
@@ -21,68 +17,32 @@ import { runControllers, runScheduler } from "../../controlplane/controller-mana
 import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
 import { clientListWatch } from "../../api/list-watch.ts";
 import { loopEventLine } from "../../controlplane/loops-main.ts";
+import {
+  kubectlResult,
+  Loops,
+  nodeReady,
+  processLogs,
+  startHollowAgent,
+  stopProcess,
+  type KubectlResult,
+  type LoggedProcess,
+} from "../helpers/hollow-cluster.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+import { until as untilTrue } from "../helpers/until.ts";
 
-const run = promisify(execFile);
 const NODES = ["node-1", "node-2", "node-3"];
-const AGENT_BIN = fileURLToPath(new URL("../../bin/lab-agent.js", import.meta.url));
 
 let api: TestApiServer;
 let client: LabClient;
 let nodeClient: LabClient;
-const agents: { name: string; proc: ChildProcess; log: string[] }[] = [];
+const agents: LoggedProcess[] = [];
 let dir: string;
-const stops: AbortController[] = [];
-const loopsDone: Promise<void>[] = [];
+const loops = new Loops();
 const logLines: string[] = [];
 
-async function kubectl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run("kubectl", ["--kubeconfig", api.kubeconfig, ...args], {
-      timeout: 60_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === "number" ? e.code : -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}\n${agentLogs()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/** The last lines each hollow agent wrote, for the message of a wait that timed out. */
-function agentLogs(): string {
-  return agents.map((a) => `${a.name}:\n  ${a.log.slice(-8).join("\n  ")}`).join("\n");
-}
-
-/** One hollow node: `lab-agent --hollow --node-name NAME`, a process of its own, admin credentials. */
-function startAgent(name: string): void {
-  const proc = spawn(
-    AGENT_BIN,
-    ["--hollow", "--node-name", name, "--kubeconfig", api.kubeconfig, "--node-lease-renew-seconds", "2"],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  const log: string[] = [];
-  proc.stderr?.on("data", (d: Buffer) => log.push(...d.toString().trim().split("\n")));
-  agents.push({ name, proc, log });
-}
-
-const nodeReady = (n: V1Node): boolean =>
-  !!n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+const kubectl = (...args: string[]): Promise<KubectlResult> => kubectlResult(api.kubeconfig, args);
+const until = <T>(what: string, f: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> =>
+  untilTrue(what, f, ms, { context: () => processLogs(agents) });
 
 const getPod = (name: string): Promise<V1Pod> => client.get("pods", name, "default");
 const scheduledCondition = (p: V1Pod) => p.status?.conditions?.find((c) => c.type === "PodScheduled");
@@ -113,13 +73,6 @@ function loopsConfig(identity: string, writer: LabClient): LoopsConfig {
   };
 }
 
-function start(f: (signal: AbortSignal) => Promise<void>): void {
-  const ac = new AbortController();
-  setMaxListeners(0, ac.signal);
-  stops.push(ac);
-  loopsDone.push(f(ac.signal));
-}
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-scheduler-fidelity-"));
   api = await startTestApiServer();
@@ -129,29 +82,21 @@ beforeAll(async () => {
   const nodeKubeconfig = join(dir, "node.kubeconfig");
   await writeFile(nodeKubeconfig, kubeconfigYaml(api.url, api.pki.caCert, cert.cert, cert.key, "node-1"));
   nodeClient = await LabClient.fromKubeconfig(nodeKubeconfig);
-  for (const n of NODES) startAgent(n);
+  for (const n of NODES) startHollowAgent(agents, api.kubeconfig, n);
   await until(
     "3 Ready hollow nodes",
     async () => (await client.list("nodes")).items.filter(nodeReady).length === NODES.length,
     90_000,
   );
-  start((s) => runScheduler(loopsConfig("sched-1", client), s));
+  loops.start((s) => runScheduler(loopsConfig("sched-1", client), s));
   // The controllers, not leader-elected, writing with the node's identity: every pod they create
   // is refused, and that error must reach the log with its message.
-  start((s) => runControllers(loopsConfig("cm-refused", nodeClient), s));
+  loops.start((s) => runControllers(loopsConfig("cm-refused", nodeClient), s));
 }, 120_000);
 
 afterAll(async () => {
-  for (const s of stops) s.abort();
-  await Promise.allSettled(loopsDone);
-  for (const { proc } of agents) {
-    if (proc.exitCode !== null || proc.signalCode !== null) continue;
-    const exited = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGTERM");
-    const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(t);
-  }
+  await loops.stop();
+  for (const { proc } of agents) await stopProcess(proc);
   client?.close();
   nodeClient?.close();
   await api?.stop();

@@ -10,14 +10,13 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { fingerprint } from "../../controlplane/standalone.ts";
 import { hasStackTrace } from "../helpers/cli.ts";
 import { freePort, startEtcd, type TestEtcd } from "../helpers/etcd.ts";
+import { SERVER_BIN, stopProcess } from "../helpers/hollow-cluster.ts";
 
-const SERVER_BIN = fileURLToPath(new URL("../../bin/lab-server.js", import.meta.url));
 const KUBECTL = "/usr/bin/kubectl";
 
 let etcd: TestEtcd;
@@ -30,19 +29,10 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const p of procs) await stopProc(p);
+  for (const p of procs) await stopProcess(p);
   await etcd?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-async function stopProc(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGTERM");
-  const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(t);
-}
 
 function kubectl(kubeconfig: string, args: string[]) {
   return execa(KUBECTL, ["--kubeconfig", kubeconfig, "--request-timeout=10s", ...args], { reject: false });
@@ -127,7 +117,7 @@ it("creates its certificates and an admin kubeconfig kubectl uses; a second star
   const admin = await execa("openssl", ["x509", "-noout", "-subject", "-in", join(dir, "pki", "admin.crt")]);
   expect(admin.stdout).toMatch(/O\s*=\s*system:masters/);
   const ca1 = fingerprint(files["ca.crt"]!);
-  await stopProc(first.proc);
+  await stopProcess(first.proc);
   expect(first.proc.exitCode).toBe(0);
 
   // Second start on the same directory (another port): nothing regenerated.

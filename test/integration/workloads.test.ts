@@ -9,10 +9,7 @@
  * order with stable names and hostnames in its headless Service's Endpoints; a
  * ReplicationController keeps its replicas and scales; bad specs get upstream's 422.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { setMaxListeners } from "node:events";
-import { fileURLToPath } from "node:url";
-import type { V1DaemonSet, V1Job, V1Node, V1Pod, V1StatefulSet } from "@kubernetes/client-node";
+import type { V1DaemonSet, V1Job, V1Pod, V1StatefulSet } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
@@ -20,86 +17,37 @@ import { runControllers, runScheduler } from "../../controlplane/controller-mana
 import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
 import { clientListWatch } from "../../api/list-watch.ts";
 import { loopEventLine } from "../../controlplane/loops-main.ts";
+import {
+  kubectlResult,
+  Loops,
+  nodeReady,
+  startHollowAgent,
+  stopProcess,
+  type KubectlResult,
+  type LoggedProcess,
+} from "../helpers/hollow-cluster.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+import { until as untilTrue } from "../helpers/until.ts";
 
-const AGENT_BIN = fileURLToPath(new URL("../../bin/lab-agent.js", import.meta.url));
 /** The CronJob controller's clock: a minute every real second. */
 const SPEED = 60;
 
 let api: TestApiServer;
 let client: LabClient;
-const agents: { name: string; proc: ChildProcess; log: string[] }[] = [];
-const stops: AbortController[] = [];
-const loopsDone: Promise<void>[] = [];
+const agents: LoggedProcess[] = [];
+const loops = new Loops();
 const logLines: string[] = [];
 
-async function kubectl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return kubectlIn(undefined, ...args);
-}
-
-async function kubectlIn(
-  input: string | undefined,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      "kubectl",
-      ["--kubeconfig", api.kubeconfig, ...args],
-      { timeout: 90_000 },
-      (err, stdout, stderr) => {
-        const code = err
-          ? typeof (err as { code?: unknown }).code === "number"
-            ? (err as { code: number }).code
-            : -1
-          : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-    if (input !== undefined) child.stdin?.end(input);
-  });
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end)
-      throw new Error(
-        `timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ""}\nloops: ${logLines.slice(-10).join("\n")}`,
-      );
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-function startAgent(name: string): void {
-  const proc = spawn(
-    AGENT_BIN,
-    [
-      "--hollow",
-      "--node-name",
-      name,
-      "--kubeconfig",
-      api.kubeconfig,
-      "--node-lease-renew-seconds",
-      "2",
-      "--hollow-run-seconds",
-      "1",
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  const log: string[] = [];
-  proc.stderr?.on("data", (d: Buffer) => log.push(...d.toString().trim().split("\n")));
-  agents.push({ name, proc, log });
-}
-
-const nodeReady = (n: V1Node): boolean =>
-  !!n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+const kubectl = (...args: string[]): Promise<KubectlResult> =>
+  kubectlResult(api.kubeconfig, args, { timeoutMs: 90_000 });
+/** kubectl with `input` on its stdin. */
+const kubectlIn = (input: string, ...args: string[]): Promise<KubectlResult> =>
+  kubectlResult(api.kubeconfig, args, { timeoutMs: 90_000, input });
+const startAgent = (name: string): void => {
+  startHollowAgent(agents, api.kubeconfig, name, ["--hollow-run-seconds", "1"]);
+};
+const until = <T>(what: string, f: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> =>
+  untilTrue(what, f, ms, { everyMs: 250, context: () => `loops: ${logLines.slice(-10).join("\n")}` });
 
 const pods = async (ns: string, selector: string): Promise<V1Pod[]> =>
   (await client.list("pods", { namespace: ns, labelSelector: selector })).items;
@@ -107,13 +55,6 @@ const pods = async (ns: string, selector: string): Promise<V1Pod[]> =>
 async function apply(yaml: string): Promise<void> {
   const r = await kubectlIn(yaml, "apply", "-f", "-");
   expect(r, r.stderr).toMatchObject({ code: 0 });
-}
-
-function start(f: (signal: AbortSignal) => Promise<void>): void {
-  const ac = new AbortController();
-  setMaxListeners(0, ac.signal);
-  stops.push(ac);
-  loopsDone.push(f(ac.signal));
 }
 
 const t0 = Date.now();
@@ -139,22 +80,14 @@ beforeAll(async () => {
     cronClock,
     onEvent: (e) => logLines.push(loopEventLine(e, "workloads-test")),
   };
-  start((s) => runScheduler(cfg, s));
-  start((s) => runControllers(cfg, s));
+  loops.start((s) => runScheduler(cfg, s));
+  loops.start((s) => runControllers(cfg, s));
   for (const ns of ["jobs", "cron", "ds", "sts", "rc"]) await kubectl("create", "namespace", ns);
 }, 150_000);
 
 afterAll(async () => {
-  for (const s of stops) s.abort();
-  await Promise.allSettled(loopsDone);
-  for (const { proc } of agents) {
-    if (proc.exitCode !== null || proc.signalCode !== null) continue;
-    const exited = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGTERM");
-    const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(t);
-  }
+  await loops.stop();
+  for (const { proc } of agents) await stopProcess(proc);
   client?.close();
   await api?.stop();
 });
