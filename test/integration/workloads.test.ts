@@ -551,7 +551,11 @@ spec:
       const m = await imageOf();
       return m["web-0"] === "lab/sample:1" && m["web-1"] === "lab/sample:2" && m["web-2"] === "lab/sample:2";
     });
-    const sts: V1StatefulSet = await client.get("statefulsets", "web", "sts");
+    // the status follows the pods by a reconcile
+    const sts = await until("status.updatedReplicas 2", async () => {
+      const s: V1StatefulSet = await client.get("statefulsets", "web", "sts");
+      return s.status?.updatedReplicas === 2 && s;
+    });
     expect(sts.status?.updatedReplicas).toBe(2);
     expect(sts.status?.currentRevision).not.toBe(sts.status?.updateRevision);
     await kubectl(
