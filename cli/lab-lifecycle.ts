@@ -112,13 +112,18 @@ async function runAction(action: StopAction, node: string, a: ActionContext): Pr
       await step(
         reporter,
         action.step,
-        () => stopServices(machine!, action.units, { timeoutMs: a.timeoutMs, ...(signal ? { signal } : {}) }),
+        () =>
+          stopServices(machine!, action.units, {
+            timeoutMs: a.timeoutMs,
+            ...(action.pods ? { pods: true } : {}),
+            ...(signal ? { signal } : {}),
+          }),
         {
           node,
           message:
             action.units === ETCD_UNITS
               ? "stopping etcd (nothing writes to it now)"
-              : `stopping ${action.units.join(", ")}`,
+              : `stopping ${action.units.join(", ")}${action.pods ? ", then the pods' containers" : ""}`,
         },
       );
     } else {

@@ -20,8 +20,9 @@ export function registerStop(program: Command): void {
     .addHelpText(
       "after",
       `
-Order: lab-agent on the workers, then the workers powered off; on the masters lab-agent,
-keepalived (the VIP) and lab-server, then etcd once nothing writes to it, then the masters
+Order: lab-agent and the pods' containers on the workers (SIGTERM, 10 s, SIGKILL), then the
+workers powered off; on the masters lab-agent, keepalived (the VIP), lab-server and the pods'
+containers, then etcd once nothing writes to it, then the masters
 powered off (nspawn: an orderly shutdown of the machine's init; qemu: ACPI power button over
 QMP; libvirt: virsh shutdown). A wait past its deadline is forced, named, and the exit code is 2.
 Bare metal: the lab does not own the hosts, so only lab's services are stopped (in the same

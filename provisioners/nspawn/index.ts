@@ -150,7 +150,11 @@ export const nspawnProvisioner: Provisioner = {
 
   async shutdown(ctx, node, opts) {
     assertNode(ctx, node);
-    return shutdownMachine(ctx.plan.lab, node, opts.timeoutMs);
+    const r = await shutdownMachine(ctx.plan.lab, node, opts.timeoutMs);
+    if (r.clean) return r;
+    // What the machine's init was waiting for ("A stop job is running for ...") is on its console.
+    const log = nodePaths(ctx.state, node).consoleLog;
+    return { ...r, detail: `${r.detail}; its console (${log}) ended:\n${await consoleTail(log, 8)}` };
   },
 
   async collectLogs(ctx, dir) {

@@ -117,7 +117,10 @@ describe("lab stop and lab start on nspawn machines", () => {
       timeoutMs: 8 * 60_000,
     });
     timings.add("lab stop", Date.now() - t0);
-    expect(r.exitCode, `lab stop: ${r.stderr.slice(-2000)}`).toBe(0);
+    expect(
+      r.exitCode,
+      `lab stop: ${r.stderr.slice(-2000)}\n${r.stdout.split("\n").slice(-12).join("\n")}`,
+    ).toBe(0);
     const lines = jsonLines(r.stdout);
     const done = lines
       .filter((e) => e.type === "step" && e.state === "done")

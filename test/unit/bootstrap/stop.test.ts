@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import {
   ETCD_UNITS,
   MASTER_UNITS,
+  podsStillRunning,
+  POD_GRACE_SECONDS,
   stopPlan,
   stopUnitsScript,
   unitsStillUp,
@@ -33,10 +35,18 @@ describe("stopPlan", () => {
     expect(ETCD_UNITS).toEqual(["lab-etcd.service"]);
   });
 
-  it("without a clean power-off (bare metal) it stops the services only, in the same order", () => {
+  it("before a power-off, the agents' nodes also stop their pods' containers; etcd's step does not", () => {
+    const pods = stopPlan(labPlan("s"), { powerOff: true }).map(
+      (a) => a.kind === "services" && a.pods === true,
+    );
+    expect(pods).toEqual([true, false, true, false, false]);
+  });
+
+  it("without a clean power-off (bare metal) it stops the services only, in the same order, pods left running", () => {
     const actions = stopPlan(labPlan("s"), { powerOff: false });
     expect(actions.map((a) => a.kind)).toEqual(["services", "services", "services"]);
     expect(actions.map((a) => a.step)).toEqual(["stop.workers", "stop.masters", "stop.etcd"]);
+    expect(actions.some((a) => a.kind === "services" && a.pods)).toBe(false);
   });
 
   it("a lab without workers starts with the masters", () => {
@@ -56,6 +66,24 @@ describe("stopUnitsScript and unitsStillUp", () => {
     const s = stopUnitsScript(units);
     expect(s).toContain(`for u in 'lab-agent.service' 'lab-server.service'; do systemctl stop "$u"`);
     expect(s.indexOf("systemctl stop")).toBeLessThan(s.indexOf("systemctl is-active"));
+  });
+
+  it("with pods, SIGTERMs the pods' containers after the units, then SIGKILLs what is left after the grace", () => {
+    const s = stopUnitsScript(units, { pods: true });
+    expect(s).not.toBe(stopUnitsScript(units));
+    const term = s.indexOf("tasks kill -s SIGTERM");
+    const kill = s.indexOf("tasks kill -a -s SIGKILL");
+    expect(s.indexOf("systemctl stop")).toBeLessThan(term);
+    expect(term).toBeGreaterThan(0);
+    expect(s.indexOf(`settle ${POD_GRACE_SECONDS}`)).toBeLessThan(kill);
+    expect(term).toBeLessThan(kill);
+    expect(stopUnitsScript(units)).not.toContain("ctr");
+  });
+
+  it("counts the pod containers still running", () => {
+    expect(podsStillRunning("lab-agent.service inactive\npods 0\n")).toBe(0);
+    expect(podsStillRunning("pods 3\nlab-agent.service inactive")).toBe(3);
+    expect(podsStillRunning("lab-agent.service inactive")).toBe(0);
   });
 
   it("names the units that are still up; missing or failed units count as stopped", () => {
