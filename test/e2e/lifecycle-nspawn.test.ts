@@ -1,6 +1,6 @@
 /**
- * `lab stop` and `lab start` (issue 22) on nspawn machines (1 master + 1 worker): a Deployment and
- * a ConfigMap made before the stop; `lab stop` walks workers, then the master, etcd last, and
+ * `lab stop` and `lab start` (issue 22) on an HA lab of nspawn machines (3 masters + 1 worker): a
+ * Deployment and a ConfigMap made before the stop; `lab stop` walks workers, then masters, etcd last, and
  * powers every machine off cleanly; `lab status` says stopped and no machine process is left;
  * `lab start` brings every node back Ready, with the ConfigMap as it was and the Deployment's pods
  * Running again. Prints (and records) stop time and start → Ready time.
@@ -25,7 +25,7 @@ spec:
     cpus: 1
     memory: 1536Mi
   masters:
-    count: 1
+    count: 3
   workers:
     count: 1
 `;
@@ -65,9 +65,14 @@ spec:
           periodSeconds: 2
 `;
 
-const NODES = ["master-1", "worker-1"];
+const MASTERS = ["master-1", "master-2", "master-3"];
+const NODES = [...MASTERS, "worker-1"];
+/** `lab stop`'s phases in order; a (step, node) pair belongs to one. */
+const phase = (step: string, node: string): number =>
+  ({ "stop.workers": 0, "stop.masters": 2, "stop.etcd": 3 })[step] ??
+  (step === "stop.power-off" ? (node.startsWith("worker") ? 1 : 4) : -1);
 
-const timings = new Timings("lifecycle-nspawn", "e2e lab stop / lab start on nspawn (1 master + 1 worker)");
+const timings = new Timings("lifecycle-nspawn", "e2e lab stop / lab start on nspawn (3 masters + 1 worker)");
 afterAll(async () => {
   await timings.write().catch(() => undefined);
   for (const [what, s] of timings.rows) console.log(`lifecycle timing: ${what}: ${s.toFixed(1)} s`);
@@ -80,6 +85,7 @@ describe("lab stop and lab start on nspawn machines", () => {
     JSON.parse((await l.lab(["--json", "status", l.name])).stdout) as {
       state: string;
       machines: { name: string; state: string }[];
+      etcd?: { name: string; healthy: boolean; leader: boolean }[];
     };
   let podsBefore: string[] = [];
 
@@ -87,7 +93,7 @@ describe("lab stop and lab start on nspawn machines", () => {
     l = await E2eLab.create("lc", TOPOLOGY);
     const t0 = Date.now();
     const up = await l.lab(["--json", "up", "--wait", "15m"], { reject: false, timeoutMs: 20 * 60_000 });
-    timings.add("lab up to 2 nodes Ready", Date.now() - t0);
+    timings.add("lab up to 4 nodes Ready", Date.now() - t0);
     if (up.exitCode !== 0)
       throw new Error(
         `lab up failed (exit ${up.exitCode}): ${up.stderr}\n${up.stdout.split("\n").slice(-40).join("\n")}`,
@@ -110,7 +116,7 @@ describe("lab stop and lab start on nspawn machines", () => {
     expect(r.stderr).toContain("lab up");
   });
 
-  it("lab stop: workers, then the master with etcd last, every machine powered off cleanly; status says stopped", async () => {
+  it("lab stop: workers, then the masters with etcd last, every machine powered off cleanly; status says stopped", async () => {
     const t0 = Date.now();
     const r = await l.lab(["--json", "stop", l.name, "--timeout", "90s"], {
       reject: false,
@@ -122,16 +128,22 @@ describe("lab stop and lab start on nspawn machines", () => {
       `lab stop: ${r.stderr.slice(-2000)}\n${r.stdout.split("\n").slice(-12).join("\n")}`,
     ).toBe(0);
     const lines = jsonLines(r.stdout);
-    const done = lines
-      .filter((e) => e.type === "step" && e.state === "done")
-      .map((e) => `${String(e.step)} ${String(e.node)}`);
-    expect(done).toEqual([
-      "stop.workers worker-1",
-      "stop.power-off worker-1",
-      "stop.masters master-1",
-      "stop.etcd master-1",
-      "stop.power-off master-1",
-    ]);
+    const steps = lines.filter((e) => e.type === "step" && e.state !== "progress");
+    // Every node did its part of each phase, cleanly...
+    const done = steps.filter((e) => e.state === "done").map((e) => `${String(e.step)} ${String(e.node)}`);
+    expect(done.sort()).toEqual(
+      [
+        "stop.workers worker-1",
+        "stop.power-off worker-1",
+        ...MASTERS.flatMap((m) => [`stop.masters ${m}`, `stop.etcd ${m}`, `stop.power-off ${m}`]),
+      ].sort(),
+    );
+    // ...and no phase started before the one before it had ended on every node.
+    const phases = steps.map((e) => phase(String(e.step), String(e.node)));
+    expect(
+      phases.every((p, i) => p >= 0 && (i === 0 || p >= phases[i - 1]!)),
+      phases.join(","),
+    ).toBe(true);
     expect(lines.filter((e) => e.type === "notice")).toEqual([]);
     expect(lines.at(-1)).toMatchObject({
       type: "result",
@@ -190,5 +202,8 @@ describe("lab stop and lab start on nspawn machines", () => {
     const s = await status();
     expect(s.state).toBe("running");
     expect(s.machines.map((m) => `${m.name} ${m.state}`)).toEqual(NODES.map((n) => `${n} running`));
+    // The three etcd members are back, healthy, with a leader.
+    expect(s.etcd?.map((e) => `${e.name} ${e.healthy}`)).toEqual(MASTERS.map((m) => `${m} true`));
+    expect(s.etcd?.filter((e) => e.leader)).toHaveLength(1);
   }, 1_200_000);
 });
