@@ -3,16 +3,26 @@
  * stable through the state), lock, provision, record, bootstrap; and the reverse.
  */
 import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { bootstrapCluster, prepareLocal } from "../bootstrap/index.ts";
 import { allProvisioners, provisionerFor } from "../provisioners/index.ts";
 import { hostRoutes } from "../provisioners/network/netns.ts";
 import { hostVethName, takenSubnets } from "../provisioners/network/names.ts";
-import type { Machine, MachineStatus, Provisioner } from "../provisioners/provisioner.ts";
+import {
+  labRunState,
+  type LabRunState,
+  type Machine,
+  type MachineStatus,
+  type Provisioner,
+} from "../provisioners/provisioner.ts";
 import type { LoadedLab } from "../topology/load.ts";
 import { plan, type Plan } from "../topology/plan.ts";
 import type { Reporter } from "../topology/progress.ts";
 import type { Lab } from "../topology/schema.ts";
 import { LabState } from "../topology/state.ts";
+
+/** Written by `lab stop` in the lab's state, removed once `lab start` or `lab up` converged. */
+export const STOPPED_FILE = "stopped.json";
 
 /**
  * The plan for this run. A derived subnet is recorded in the state on the first `up` and reused,
@@ -38,11 +48,16 @@ export interface UpResult {
   machines: Machine[];
 }
 
+export interface ConvergeOptions {
+  bootstrap?: boolean;
+  waitReadyTimeoutMs?: number;
+}
+
 export async function labUp(
   loaded: LoadedLab,
   reporter: Reporter,
   signal?: AbortSignal,
-  opts: { bootstrap?: boolean; waitReadyTimeoutMs?: number } = {},
+  opts: ConvergeOptions = {},
 ): Promise<UpResult> {
   const lab = loaded.lab;
   const state = new LabState(lab.metadata.name);
@@ -50,24 +65,41 @@ export async function labUp(
   try {
     const p = await planForUp(lab, state);
     await state.writeJson("plan.json", p);
-    const provisioner = provisionerFor(p.provider.type);
-    // Certificates and bundles are made while the machines boot.
-    if (opts.bootstrap !== false) prepareLocal({ plan: p, state });
-    const machines = await provisioner.create({ plan: p, state, reporter, signal });
-    await state.writeJson("machines.json", machines);
-    if (opts.bootstrap !== false)
-      await bootstrapCluster({
-        plan: p,
-        state,
-        machines,
-        reporter,
-        signal,
-        ...(opts.waitReadyTimeoutMs ? { waitReadyTimeoutMs: opts.waitReadyTimeoutMs } : {}),
-      });
-    return { plan: p, machines };
+    return await converge(p, state, reporter, signal, opts);
   } finally {
     state.unlockSync();
   }
+}
+
+/**
+ * Machines created, adopted or booted again, then the bootstrap; shared by `lab up` and `lab start`.
+ * The caller holds the lock and has recorded `p`.
+ */
+export async function converge(
+  p: Plan,
+  state: LabState,
+  reporter: Reporter,
+  signal: AbortSignal | undefined,
+  opts: ConvergeOptions,
+): Promise<UpResult> {
+  const provisioner = provisionerFor(p.provider.type);
+  // Certificates and bundles are made while the machines boot.
+  if (opts.bootstrap !== false) prepareLocal({ plan: p, state });
+  const machines = await provisioner.create({ plan: p, state, reporter, signal });
+  await state.writeJson("machines.json", machines);
+  if (opts.bootstrap !== false)
+    await bootstrapCluster({
+      plan: p,
+      state,
+      machines,
+      reporter,
+      signal,
+      ...(opts.waitReadyTimeoutMs ? { waitReadyTimeoutMs: opts.waitReadyTimeoutMs } : {}),
+    });
+  // Running again: what `lab stop` recorded no longer holds (on bare metal, once the services run).
+  if (opts.bootstrap !== false || p.provider.type !== "baremetal")
+    await rm(state.path(STOPPED_FILE), { force: true });
+  return { plan: p, machines };
 }
 
 /** Removes the lab; works with or without its state directory, and twice in a row. */
@@ -99,10 +131,16 @@ export async function labDown(
 export async function labStatus(
   name: string,
   reporter: Reporter,
-): Promise<{ plan?: Plan; machines: MachineStatus[] }> {
+): Promise<{ plan?: Plan; machines: MachineStatus[]; state: LabRunState; stoppedAt?: string }> {
   const state = new LabState(name);
   const recorded = await state.readJson<Plan>("plan.json");
-  if (!recorded) return { machines: [] };
+  if (!recorded) return { machines: [], state: "missing" };
   const machines = await provisionerFor(recorded.provider.type).status({ plan: recorded, state, reporter });
-  return { plan: recorded, machines };
+  const stopped = await state.readJson<{ at: string; servicesOnly: boolean }>(STOPPED_FILE);
+  return {
+    plan: recorded,
+    machines,
+    state: labRunState(machines, stopped?.servicesOnly === true),
+    ...(stopped ? { stoppedAt: stopped.at } : {}),
+  };
 }

@@ -8,6 +8,8 @@ import { registerDoctor } from "./commands/doctor.ts";
 import { registerUp } from "./commands/up.ts";
 import { registerDown } from "./commands/down.ts";
 import { registerStatus } from "./commands/status.ts";
+import { registerStop } from "./commands/stop.ts";
+import { registerStart } from "./commands/start.ts";
 import { registerSsh } from "./commands/ssh.ts";
 import { registerLogs } from "./commands/logs.ts";
 import { registerImage } from "./commands/image.ts";
@@ -35,6 +37,8 @@ State: $LAB_HOME (default ~/.local/state/lab).`,
     registerSchema,
     registerUp,
     registerDown,
+    registerStop,
+    registerStart,
     registerStatus,
     registerSsh,
     registerLogs,

@@ -41,6 +41,29 @@ export interface MachineStatus {
   detail?: string;
 }
 
+/** A lab as a whole, from its machines' states (what `lab status` prints on its first line). */
+export type LabRunState = "running" | "stopped" | "partial" | "missing";
+
+/**
+ * Pure: running when every machine runs, stopped when none runs but they exist, missing when
+ * none exists, else partial. `servicesStopped`: `lab stop` stopped the cluster's services on
+ * machines the lab does not own (baremetal), which keep running.
+ */
+export function labRunState(machines: MachineStatus[], servicesStopped = false): LabRunState {
+  if (machines.length === 0 || machines.every((m) => m.state === "missing")) return "missing";
+  if (servicesStopped) return "stopped";
+  if (machines.every((m) => m.state === "running")) return "running";
+  if (machines.every((m) => m.state === "stopped")) return "stopped";
+  return "partial";
+}
+
+/** How a clean power-off ended: `clean` false when the deadline passed and it was forced. */
+export interface ShutdownResult {
+  clean: boolean;
+  /** What was still running at the deadline, or that the machine was not running. */
+  detail?: string;
+}
+
 export interface ProvisionContext {
   plan: Plan;
   /** The lab's state (directory, lock already held by the caller, atomic writes). */
@@ -65,6 +88,13 @@ export interface Provisioner {
    * have none.
    */
   powerOff?(ctx: ProvisionContext, node: string): Promise<void>;
+  /**
+   * Powers one machine off cleanly: its init stops every unit and unmounts, as `poweroff` inside
+   * does. Waits at most `timeoutMs`, then powers it off hard and says so (`clean: false`, naming
+   * what was still running). The disks stay: the next `create` boots it again. None for machines
+   * the lab does not own (baremetal): `lab stop` stops the services there only.
+   */
+  shutdown?(ctx: ProvisionContext, node: string, opts: { timeoutMs: number }): Promise<ShutdownResult>;
   /** Copies consoles and logs of every machine into `dir` (for `lab export logs`). */
   collectLogs?(ctx: ProvisionContext, dir: string): Promise<void>;
 }

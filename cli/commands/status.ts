@@ -21,7 +21,7 @@ export function registerStatus(program: Command): void {
     .action(async (name: string | undefined, opts: { file?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const labName = await resolveLabName(name, opts.file);
-      const { plan, machines } = await labStatus(labName, silentReporter);
+      const { plan, machines, state: labState, stoppedAt } = await labStatus(labName, silentReporter);
       const rows = machines.map((m) => {
         const node = plan?.nodes.find((n) => n.name === m.name);
         return { name: m.name, role: node?.role, address: node?.address, state: m.state, detail: m.detail };
@@ -31,11 +31,12 @@ export function registerStatus(program: Command): void {
       const state = new LabState(labName);
       const reachable = (await state.readJson<Machine[]>("machines.json")) ?? [];
       const bootstrap = await state.readJson<{ steps: Record<string, unknown> }>("bootstrap.json");
-      if (plan && bootstrap?.steps.etcd && machines.some((m) => m.state === "running"))
-        etcd = await etcdClusterStatus(plan, reachable);
+      // A stopped lab (on bare metal: its services) has no etcd or API to ask.
+      const up = labState !== "stopped" && machines.some((m) => m.state === "running");
+      if (plan && bootstrap?.steps.etcd && up) etcd = await etcdClusterStatus(plan, reachable);
       // Node readiness from the API (through the hypervisor's jump when the lab is behind one).
       let api: ApiStatus | undefined;
-      if (plan && bootstrap?.steps["control-plane"] && machines.some((m) => m.state === "running")) {
+      if (plan && bootstrap?.steps["control-plane"] && up) {
         const pem = (f: string) => readFile(state.path("pki", f), "utf8");
         api = await apiStatus(plan, reachable, {
           ca: await pem("ca.crt"),
@@ -48,6 +49,8 @@ export function registerStatus(program: Command): void {
           lab: labName,
           exists: plan !== undefined,
           provider: plan?.provider.type,
+          state: labState,
+          ...(stoppedAt ? { stoppedAt } : {}),
           machines: rows,
           ...(etcd ? { etcd } : {}),
           ...(api ? { api } : {}),
@@ -63,7 +66,11 @@ export function registerStatus(program: Command): void {
         ...rows.map((r) => [r.name, r.role ?? "", r.state, r.detail ?? ""]),
       ];
       const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-      process.stdout.write(`lab ${labName} (${plan.provider.type}, ${plan.network.cidr})\n`);
+      const since =
+        labState === "stopped" && stoppedAt ? ` since ${stoppedAt} (\`lab start ${labName}\`)` : "";
+      process.stdout.write(
+        `lab ${labName} (${plan.provider.type}, ${plan.network.cidr}): ${labState}${since}\n`,
+      );
       for (const r of table)
         process.stdout.write(
           r

@@ -21,6 +21,7 @@ interface Domain {
   getXMLDesc(flags?: number): Promise<string>;
   create(): Promise<void>;
   destroy(): Promise<void>;
+  shutdown(): Promise<void>;
   undefine(): Promise<void>;
 }
 interface Hypervisor {
@@ -60,6 +61,10 @@ export interface LibvirtConnection {
   startDomain(name: string): Promise<void>;
   /** Stops (hard) and undefines; a domain that is not there is not an error. */
   removeDomain(name: string): Promise<void>;
+  /** Asks the guest to power off (ACPI, `virsh shutdown`); returns at once. */
+  shutdownDomain(name: string): Promise<void>;
+  /** Powers a running domain off hard (`virsh destroy`), keeping its definition and disks. */
+  destroyDomain(name: string): Promise<void>;
 
   listNetworks(): Promise<{ name: string; active: boolean }[]>;
   /** Defines and starts the network unless it already exists; starts it when inactive. */
@@ -238,6 +243,26 @@ class BindingConnection implements LibvirtConnection {
       await d.create();
     } catch (err) {
       throw this.failed(`start domain ${name}`, err);
+    }
+  }
+
+  async shutdownDomain(name: string): Promise<void> {
+    const d = await this.lookup(name);
+    if (!d) return;
+    try {
+      await d.shutdown();
+    } catch (err) {
+      if (!/not running/i.test((err as Error).message)) throw this.failed(`shut down domain ${name}`, err);
+    }
+  }
+
+  async destroyDomain(name: string): Promise<void> {
+    const d = await this.lookup(name);
+    if (!d) return;
+    try {
+      await d.destroy();
+    } catch (err) {
+      if (!/not running/i.test((err as Error).message)) throw this.failed(`stop domain ${name}`, err);
     }
   }
 

@@ -20,7 +20,9 @@ import {
   type MachineStatus,
   type ProvisionContext,
   type Provisioner,
+  type ShutdownResult,
 } from "../provisioner.ts";
+import { sleep } from "../../lib/sleep.ts";
 import { knownHostsName } from "./remote.ts";
 import { openLibvirt, type LibvirtConnection } from "./connection.ts";
 import { DEFAULT_URI, isLabObjectName, isLocalUri, poolName, POOL_PARENT, volumes } from "./names.ts";
@@ -246,6 +248,32 @@ export class LibvirtProvisioner implements Provisioner {
         },
         { message: pool + on },
       );
+    }
+  }
+
+  /** ACPI shutdown (`virsh shutdown`), polled until the domain is off; destroyed at the deadline. */
+  async shutdown(ctx: ProvisionContext, node: string, opts: { timeoutMs: number }): Promise<ShutdownResult> {
+    const site = labSites(ctx.plan).find((s) => s.nodes.some((n) => n.name === node));
+    if (!site) throw new LabError({ code: "NODE_UNKNOWN", what: `lab ${ctx.plan.lab} has no node ${node}` });
+    const conn = await this.connect(site.uri);
+    try {
+      const dom = (await labDomains(conn, ctx.plan.lab, site.tag)).get(node);
+      if (dom?.state !== "running") return { clean: true, detail: "not running" };
+      const off = async () => (await labDomains(conn, ctx.plan.lab, site.tag)).get(node)?.state !== "running";
+      await conn.shutdownDomain(dom.name);
+      const deadline = Date.now() + opts.timeoutMs;
+      while (Date.now() < deadline) {
+        if (await off()) return { clean: true };
+        await sleep(500);
+      }
+      if (await off()) return { clean: true };
+      await conn.destroyDomain(dom.name);
+      return {
+        clean: false,
+        detail: `libvirt domain ${dom.name} still running ${Math.round(opts.timeoutMs / 1000)} s after virsh shutdown; destroyed it`,
+      };
+    } finally {
+      await conn.close();
     }
   }
 

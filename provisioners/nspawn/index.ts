@@ -22,11 +22,11 @@ import { destroyLabNetwork } from "../network/netns.ts";
 import { copyConsoleLogs, localNetworkStep, localStatuses, writeKnownHosts } from "../local-machines.ts";
 import { MACHINE_READY_STEP, type Machine, type ProvisionContext, type Provisioner } from "../provisioner.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
-import { findNspawnProcesses, powerOffMachine, stopMachines } from "./processes.ts";
+import { findNspawnProcesses, powerOffMachine, shutdownMachine, stopMachines } from "./processes.ts";
 import { ensureRootfs } from "./rootfs.ts";
 import { ip, nodeNetnses, nodePaths, startNode, type NspawnRecord } from "./start.ts";
 
-export { findNspawnProcesses, powerOffMachine, stopMachines } from "./processes.ts";
+export { findNspawnProcesses, powerOffMachine, shutdownMachine, stopMachines } from "./processes.ts";
 export { nodePaths, startScript, type NspawnRecord } from "./start.ts";
 
 async function resolveRootfs(ctx: ProvisionContext): Promise<string> {
@@ -101,6 +101,15 @@ async function createNode(
   return machine;
 }
 
+function assertNode(ctx: ProvisionContext, node: string): void {
+  if (!ctx.plan.nodes.some((n) => n.name === node))
+    throw new LabError({
+      code: "NODE_UNKNOWN",
+      what: `lab ${ctx.plan.lab} has no node ${node}`,
+      fix: `name one of ${ctx.plan.nodes.map((n) => n.name).join(", ")}`,
+    });
+}
+
 export const nspawnProvisioner: Provisioner = {
   name: "nspawn",
 
@@ -135,13 +144,17 @@ export const nspawnProvisioner: Provisioner = {
   },
 
   async powerOff(ctx, node) {
-    if (!ctx.plan.nodes.some((n) => n.name === node))
-      throw new LabError({
-        code: "NODE_UNKNOWN",
-        what: `lab ${ctx.plan.lab} has no node ${node}`,
-        fix: `name one of ${ctx.plan.nodes.map((n) => n.name).join(", ")}`,
-      });
+    assertNode(ctx, node);
     await powerOffMachine(ctx.plan.lab, node);
+  },
+
+  async shutdown(ctx, node, opts) {
+    assertNode(ctx, node);
+    const r = await shutdownMachine(ctx.plan.lab, node, opts.timeoutMs);
+    if (r.clean) return r;
+    // What the machine's init was waiting for ("A stop job is running for ...") is on its console.
+    const log = nodePaths(ctx.state, node).consoleLog;
+    return { ...r, detail: `${r.detail}; its console (${log}) ended:\n${await consoleTail(log, 8)}` };
   },
 
   async collectLogs(ctx, dir) {

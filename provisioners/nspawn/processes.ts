@@ -103,6 +103,49 @@ export async function powerOffMachine(lab: string, node: string): Promise<number
 }
 
 /**
+ * Powers one machine off cleanly: SIGTERM to its systemd-nspawn, which (with --boot) sends the
+ * machine's init SIGRTMIN+3, an orderly shutdown: every unit stopped in order, then nspawn exits.
+ * Waits until neither nspawn nor anything in the node's cgroups is left, at most `timeoutMs`;
+ * then powers it off hard and says what was still running.
+ */
+export async function shutdownMachine(
+  lab: string,
+  node: string,
+  timeoutMs: number,
+): Promise<{ clean: boolean; detail?: string }> {
+  const left = async () => {
+    const nspawn = (await findNspawnProcesses(lab)).filter((p) => p.node === node).map((p) => p.pid);
+    const inCgroups = (await labCgroupPids(lab, node)).filter((p) => !isZombie(p));
+    return { nspawn, inCgroups };
+  };
+  const first = await left();
+  if (first.nspawn.length === 0 && first.inCgroups.length === 0)
+    return { clean: true, detail: "not running" };
+  for (const pid of first.nspawn) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const deadline = Date.now() + timeoutMs;
+  let now = first;
+  while (now.nspawn.length || now.inCgroups.length) {
+    if (Date.now() > deadline) {
+      const detail =
+        `still running after ${Math.round(timeoutMs / 1000)} s: ` +
+        (now.nspawn.length ? `systemd-nspawn pid ${now.nspawn.join(", ")}` : "systemd-nspawn gone") +
+        `, ${now.inCgroups.length} process(es) in its cgroups`;
+      await powerOffMachine(lab, node);
+      return { clean: false, detail };
+    }
+    await sleep(250);
+    now = await left();
+  }
+  return { clean: true };
+}
+
+/**
  * Ends every machine of the lab: the nspawn processes (found by marker) and everything in the
  * lab's cgroups (a machine whose nspawn was killed keeps running under its own init), then removes
  * the cgroups. The machines' mounts live in their private namespaces and go with them.

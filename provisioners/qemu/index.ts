@@ -219,10 +219,52 @@ export const qemuProvisioner: Provisioner = {
     await rm(ctx.state.path("vms"), { recursive: true, force: true });
   },
 
+  async shutdown(ctx, node, opts) {
+    return shutdownVm(ctx.state, ctx.plan.lab, node, opts.timeoutMs);
+  },
+
   async collectLogs(ctx, dir) {
     await copyConsoleLogs(ctx.plan, dir, (node) => vmPaths(ctx.state, node).consoleLog);
   },
 };
+
+/**
+ * ACPI power button through QMP (`system_powerdown`: the guest's systemd shuts down in order and
+ * QEMU exits), then at the deadline QMP `quit` and SIGKILL, saying what was left.
+ */
+export async function shutdownVm(
+  state: LabState,
+  lab: string,
+  node: string,
+  timeoutMs: number,
+): Promise<{ clean: boolean; detail?: string }> {
+  const vm = (await findVmProcesses(lab)).find((v) => v.node === node);
+  if (!vm) return { clean: true, detail: "not running" };
+  const sock = vmPaths(state, node).qmpSocket;
+  const asked = await qmpCommand(sock, "system_powerdown").then(
+    () => undefined,
+    (err: Error) => err.message,
+  );
+  const deadline = Date.now() + (asked ? 0 : timeoutMs);
+  while (Date.now() < deadline && pidAlive(vm.pid)) await sleep(250);
+  if (!pidAlive(vm.pid)) return { clean: true };
+  await qmpCommand(sock, "quit").catch(() => undefined);
+  const killAt = Date.now() + 3000;
+  while (Date.now() < killAt && pidAlive(vm.pid)) await sleep(100);
+  if (pidAlive(vm.pid)) {
+    try {
+      process.kill(vm.pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return {
+    clean: false,
+    detail: asked
+      ? `QMP system_powerdown failed (${asked}); quit QEMU pid ${vm.pid}`
+      : `QEMU pid ${vm.pid} still running ${Math.round(timeoutMs / 1000)} s after system_powerdown; quit it`,
+  };
+}
 
 function downTimeoutMs(): number {
   const s = Number(process.env.LAB_DOWN_TIMEOUT);

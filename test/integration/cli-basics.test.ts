@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +33,8 @@ describe("lab CLI through a real process", () => {
       "doctor",
       "up",
       "down",
+      "stop",
+      "start",
       "status",
       "ssh",
       "logs",
@@ -106,6 +109,21 @@ describe("lab CLI through a real process", () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/cannot read topology file \/nonexistent\/lab\.yaml: ENOENT .*-f/);
+  });
+
+  it("start and stop of a lab that was never created: one line naming `lab up`, exit 1, no state made", async () => {
+    for (const cmd of ["start", "stop"]) {
+      const r = await runLab([cmd, "nolab"], { env, cwd: dir });
+      expect(r.exitCode, cmd).toBe(1);
+      expect(r.stderr, cmd).toContain(`lab nolab was never created`);
+      expect(r.stderr, cmd).toContain("`lab up` creates it");
+      expect(hasStackTrace(r.stderr)).toBe(false);
+    }
+    const j = await runLab(["--json", "start", "nolab"], { env, cwd: dir });
+    expect(JSON.parse(j.stdout || j.stderr)).toMatchObject({ error: { code: "LAB_NOT_CREATED" } });
+    expect(existsSync(join(dir, "home", "labs", "nolab"))).toBe(false);
+    const st = await runLab(["--json", "status", "nolab"], { env, cwd: dir });
+    expect(JSON.parse(st.stdout)).toMatchObject({ lab: "nolab", exists: false, state: "missing" });
   });
 
   it("plan --json is the deterministic plan", async () => {
