@@ -93,6 +93,10 @@ export class CronJobController {
     return { apiVersion: "batch/v1", kind: "CronJob", ...cj };
   }
 
+  private event(cj: V1CronJob, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
+    return recordEvent(this.w, SOURCE, this.ref(cj), type, reason, message);
+  }
+
   async reconcile(key: string): Promise<ReconcileResult> {
     const cj = this.cronJobs.get(key);
     if (!cj || cj.metadata?.deletionTimestamp) return;
@@ -112,10 +116,8 @@ export class CronJobController {
         const j = owned.find((x) => x.metadata?.uid === r.uid);
         const type = j && isFinishedJob(j);
         if (type)
-          await recordEvent(
-            this.w,
-            SOURCE,
-            this.ref(cj),
+          await this.event(
+            cj,
             "Normal",
             "SawCompletedJob",
             `Saw completed job: ${r.name}, condition: ${type}`,
@@ -135,10 +137,8 @@ export class CronJobController {
     try {
       schedule = parseSchedule(cj.spec?.schedule ?? "");
     } catch (err) {
-      await recordEvent(
-        this.w,
-        SOURCE,
-        this.ref(cj),
+      await this.event(
+        cj,
         "Warning",
         "UnparseableSchedule",
         `unparseable schedule: ${cj.spec?.schedule}: ${(err as Error).message}`,
@@ -151,10 +151,8 @@ export class CronJobController {
       if (deadline !== undefined && deadline !== null) earliest = Math.max(earliest, now - deadline * 1000);
       const { latest, missed, next } = scheduledTimes(schedule, earliest, now, tz);
       if (missed > 100)
-        await recordEvent(
-          this.w,
-          SOURCE,
-          this.ref(cj),
+        await this.event(
+          cj,
           "Warning",
           "TooManyMissedTimes",
           "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew",
@@ -185,10 +183,8 @@ export class CronJobController {
     const name = `${cj.metadata?.name}-${Math.floor(scheduled / 60_000)}`;
     const deadline = cj.spec?.startingDeadlineSeconds;
     if (deadline !== undefined && deadline !== null && scheduled + deadline * 1000 < now) {
-      await recordEvent(
-        this.w,
-        SOURCE,
-        this.ref(cj),
+      await this.event(
+        cj,
         "Warning",
         "MissSchedule",
         `Missed scheduled time to start a job: ${new Date(scheduled).toISOString()}`,
@@ -206,14 +202,7 @@ export class CronJobController {
             propagationPolicy: "Background",
             ...(r.uid ? { uid: r.uid } : {}),
           });
-          await recordEvent(
-            this.w,
-            SOURCE,
-            this.ref(cj),
-            "Normal",
-            "SuccessfulDelete",
-            `Deleted job ${r.name}`,
-          );
+          await this.event(cj, "Normal", "SuccessfulDelete", `Deleted job ${r.name}`);
         } catch (err) {
           if (!isNotFound(err)) throw err;
         }
@@ -238,17 +227,10 @@ export class CronJobController {
     let created: V1Job | undefined;
     try {
       created = await this.w.create<V1Job>("jobs", ns, job);
-      await recordEvent(this.w, SOURCE, this.ref(cj), "Normal", "SuccessfulCreate", `Created job ${name}`);
+      await this.event(cj, "Normal", "SuccessfulCreate", `Created job ${name}`);
     } catch (err) {
       if (!isAlreadyExists(err)) {
-        await recordEvent(
-          this.w,
-          SOURCE,
-          this.ref(cj),
-          "Warning",
-          "FailedCreate",
-          `Error creating job: ${(err as Error).message}`,
-        );
+        await this.event(cj, "Warning", "FailedCreate", `Error creating job: ${(err as Error).message}`);
         throw err;
       }
       created = await this.w.get<V1Job>("jobs", ns, name);
@@ -279,14 +261,7 @@ export class CronJobController {
             propagationPolicy: "Background",
             uid: j.metadata?.uid,
           });
-          await recordEvent(
-            this.w,
-            SOURCE,
-            this.ref(cj),
-            "Normal",
-            "SuccessfulDelete",
-            `Deleted job ${j.metadata?.name}`,
-          );
+          await this.event(cj, "Normal", "SuccessfulDelete", `Deleted job ${j.metadata?.name}`);
         } catch (err) {
           if (!isNotFound(err) && !isConflict(err)) throw err;
         }

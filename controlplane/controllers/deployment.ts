@@ -60,16 +60,13 @@ export class DeploymentController {
     const step = rolloutStep(d, owned, Date.now());
     const byName = new Map(owned.map((rs) => [rs.metadata?.name ?? "", rs]));
     const src = { apiVersion: "apps/v1", kind: "Deployment", ...d };
+    const scalingEvent = (message: string): Promise<void> =>
+      recordEvent(this.w, "deployment-controller", src, "Normal", "ScalingReplicaSet", message);
 
     if (step.create) {
       try {
         await this.w.create("replicasets", ns, step.create);
-        await recordEvent(
-          this.w,
-          "deployment-controller",
-          src,
-          "Normal",
-          "ScalingReplicaSet",
+        await scalingEvent(
           `Scaled up replica set ${step.create.metadata?.name} to ${step.create.spec?.replicas}`,
         );
       } catch (err) {
@@ -114,14 +111,7 @@ export class DeploymentController {
       );
       if (name in step.scale) {
         const dir = (replicas ?? 0) > (rs.spec?.replicas ?? 0) ? "up" : "down";
-        await recordEvent(
-          this.w,
-          "deployment-controller",
-          src,
-          "Normal",
-          "ScalingReplicaSet",
-          `Scaled ${dir} replica set ${name} to ${replicas}`,
-        );
+        await scalingEvent(`Scaled ${dir} replica set ${name} to ${replicas}`);
       }
     }
     for (const name of step.deleteOld)
