@@ -19,6 +19,7 @@ import { CONTAINER_NAME, POD_NAME, POD_NAMESPACE } from "../labels.ts";
 import { formatLine, parseCriLog, parseLogQuery, selectLines, type LogOptions } from "./cri-log.ts";
 import { ApiError } from "../../api/status.ts";
 import { parseStreamTarget, StreamServer } from "./upgrade.ts";
+import { listen } from "../../lib/listen.ts";
 
 /** The subject lab-server's kubelet-client certificate carries (bootstrap/pki.ts issues it). */
 export const KUBELET_CLIENT_CN = "lab-apiserver-kubelet-client";
@@ -71,12 +72,7 @@ export class AgentServer {
       (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head),
     );
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => resolve());
-    });
-    const addr = server.address();
-    return typeof addr === "object" && addr ? addr.port : port;
+    return listen(server, host, port);
   }
 
   async stop(): Promise<void> {
