@@ -40,6 +40,24 @@ export async function waitReady(healthPort: number, ms: number): Promise<number>
   throw new Error(`lab-server /readyz not 200 within ${ms} ms (last answer: ${last || "none"})`);
 }
 
+/**
+ * `node` arguments that run lab-server (controlplane/main.ts) on 127.0.0.1:`port` with the test PKI's
+ * serving certificate and client CA, over `etcdServers` (comma-separated); `extra` flags follow.
+ */
+export function labServerArgv(
+  etcdServers: string,
+  pki: TestPki,
+  port: number,
+  extra: string[] = [],
+): string[] {
+  return [
+    ...["--import", "tsx", "controlplane/main.ts", "--etcd-servers", etcdServers],
+    ...["--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey],
+    ...["--client-ca-file", pki.caCert, "--bind-address", "127.0.0.1", "--secure-port", String(port)],
+    ...extra,
+  ];
+}
+
 export async function startLabServer(cluster: EtcdCluster, pki: TestPki): Promise<LabServerProc> {
   const port = await freePort();
   const healthPort = await freePort();
@@ -47,17 +65,10 @@ export async function startLabServer(cluster: EtcdCluster, pki: TestPki): Promis
   const t0 = Date.now();
   const proc = spawn(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      "controlplane/main.ts",
-      ...["--etcd-servers", cluster.proxiedUrls.join(",")],
+    labServerArgv(cluster.proxiedUrls.join(","), pki, port, [
       ...["--etcd-cafile", pki.caCert, "--etcd-certfile", cluster.clientCert.cert],
-      ...["--etcd-keyfile", cluster.clientCert.key],
-      ...["--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey],
-      ...["--client-ca-file", pki.caCert, "--bind-address", "127.0.0.1"],
-      ...["--secure-port", String(port), "--health-port", String(healthPort)],
-    ],
+      ...["--etcd-keyfile", cluster.clientCert.key, "--health-port", String(healthPort)],
+    ]),
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
