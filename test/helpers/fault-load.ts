@@ -173,6 +173,38 @@ interface Segment {
   rvs: number[];
 }
 
+/**
+ * 1,000 watches on `path`, 50 at a time, each cancelled by the client within 300 ms of its answer
+ * (the client going away mid-watch); `started()` counts those begun, `done` resolves after the last.
+ */
+export function watchChurn(
+  port: number,
+  tls: ApiClientTls,
+  path: string,
+  onStatus: (code: number) => void = () => undefined,
+): { started: () => number; done: Promise<void> } {
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const req = request({ host: "127.0.0.1", port, path, ...tls, agent: false }, (res) => {
+        onStatus(res.statusCode ?? 0);
+        res.on("data", () => undefined);
+        setTimeout(() => req.destroy(), Math.random() * 300);
+      });
+      req.on("error", () => undefined);
+      req.on("close", () => resolve());
+      req.end();
+    });
+  let started = 0;
+  const done = (async () => {
+    while (started < 1000) {
+      const batch = Array.from({ length: Math.min(50, 1000 - started) }, () => one());
+      started += batch.length;
+      await Promise.all(batch);
+    }
+  })();
+  return { started: () => started, done };
+}
+
 export class ApiLoad {
   readonly acks: Ack[] = [];
   createErrors = 0;
