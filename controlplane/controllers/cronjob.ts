@@ -7,7 +7,6 @@
  */
 import type { V1CronJob, V1Job, V1ObjectReference } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
-import { objectKey } from "../../api/informer.ts";
 import { runOverCache } from "../../api/controller.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
@@ -17,6 +16,7 @@ import type { ObjectWriter } from "../loop-client.ts";
 import { isAlreadyExists, isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import { isFinishedJob } from "./job-decision.ts";
 import { controllerRef, ownerRefFor } from "./labels.ts";
+import { enqueueController, enqueueObject } from "./enqueue.ts";
 
 export const SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 const SOURCE = "cronjob-controller";
@@ -76,13 +76,8 @@ export class CronJobController {
     clock?: CronClock,
   ) {
     this.clock = clock ?? REAL;
-    const enqueue = (c: V1CronJob): void => this.queue.add(objectKey(c));
-    cronJobs.on({ add: enqueue, update: (_o, n) => enqueue(n), delete: enqueue });
-    const forJob = (j: V1Job): void => {
-      const ref = controllerRef(j);
-      if (ref?.kind === "CronJob") this.queue.add(`${j.metadata?.namespace}/${ref.name}`);
-    };
-    jobs.on({ add: forJob, update: (_o, n) => forJob(n), delete: forJob });
+    cronJobs.on(enqueueObject(this.queue));
+    jobs.on(enqueueController(this.queue, "CronJob"));
   }
 
   run(signal: AbortSignal, workers = 1): Promise<void> {

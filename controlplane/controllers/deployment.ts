@@ -10,6 +10,7 @@ import { isAlreadyExists, isConflict, isNotFound, recordEvent } from "../loop-cl
 import { stableStringify } from "../../lib/stable-json.ts";
 import { DESIRED_REPLICAS, MAX_REPLICAS, resolveFenceposts, rolloutStep } from "./deployment-rollout.ts";
 import { controllerRef, ownerRefFor, selectorMatches } from "./labels.ts";
+import { enqueueObject, onEvery } from "./enqueue.ts";
 import { templatesEqualIgnoringHash } from "./pod-template.ts";
 
 export class DeploymentController {
@@ -21,8 +22,7 @@ export class DeploymentController {
     private readonly w: ObjectWriter,
     private readonly onError?: (err: unknown) => void,
   ) {
-    const enqueue = (d: V1Deployment): void => this.queue.add(objectKey(d));
-    deployments.on({ add: enqueue, update: (_o, n) => enqueue(n), delete: enqueue });
+    deployments.on(enqueueObject(this.queue));
     const owner = (rs: V1ReplicaSet): void => {
       const ref = controllerRef(rs);
       if (ref?.kind === "Deployment") this.queue.add(`${rs.metadata?.namespace}/${ref.name}`);
@@ -30,7 +30,7 @@ export class DeploymentController {
         for (const d of this.deployments.list(rs.metadata?.namespace))
           if (selectorMatches(d.spec?.selector, rs.metadata?.labels)) this.queue.add(objectKey(d));
     };
-    replicaSets.on({ add: owner, update: (_o, n) => owner(n), delete: owner });
+    replicaSets.on(onEvery(owner));
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
