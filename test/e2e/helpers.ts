@@ -116,6 +116,23 @@ export class E2eLab {
     });
   }
 
+  /** `lab --json up --machines-only` (of `file`, if given): its events; throws with its output when it fails. */
+  async upMachines(file?: string): Promise<Record<string, unknown>[]> {
+    const r = await this.lab(["--json", "up", "--machines-only", ...(file ? ["-f", file] : [])], {
+      reject: false,
+    });
+    if (r.exitCode !== 0) throw new Error(`lab up failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
+    return jsonLines(r.stdout);
+  }
+
+  /** What `lab --json status` says of each machine: `[name, state]`. */
+  async machineStates(): Promise<[string, string][]> {
+    const status = JSON.parse((await this.lab(["--json", "status", this.name])).stdout) as {
+      machines: { name: string; state: string }[];
+    };
+    return status.machines.map((m) => [m.name, m.state]);
+  }
+
   /** `lab ARGS` as a running child (for streaming its output or killing it mid-way). */
   spawnLab(args: string[]): ResultPromise<{ reject: false }> {
     return execa(process.execPath, [labBin, ...args], { cwd: this.dir, env: this.env(), reject: false });

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { provisionerFor } from "../../provisioners/index.ts";
-import { E2eLab, jsonLines, labTopology, libvirtLeftovers, repo, VM_RESOURCES } from "./helpers.ts";
+import { E2eLab, labTopology, libvirtLeftovers, repo, VM_RESOURCES } from "./helpers.ts";
 import { provisionerContract } from "./provisioner-contract.ts";
 
 const URI = "qemu:///system";
@@ -20,12 +20,8 @@ const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", URI, ...args]);
 const libvirtTopology = (workers: number): string =>
   labTopology({ provider: { type: "libvirt", uri: URI }, resources: VM_RESOURCES, masters: 1, workers });
 
-/** `lab up --machines-only` through the CLI: this suite is about the machines, not the bootstrap. */
-async function labUp(): Promise<Record<string, unknown>[]> {
-  const r = await l.lab(["--json", "up", "--machines-only"], { reject: false });
-  if (r.exitCode !== 0) throw new Error(`lab up failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
-  return jsonLines(r.stdout);
-}
+// `lab up --machines-only` through the CLI: this suite is about the machines, not the bootstrap.
+const labUp = (): Promise<Record<string, unknown>[]> => l.upMachines();
 
 /** libvirt's leftovers (domains, network, pool) on top of the lab's own files. */
 async function leftovers(): Promise<string[]> {
@@ -81,10 +77,7 @@ describe("libvirt provisioner (real libvirtd, TCG)", () => {
   });
 
   it("lab status shows both running; a second up adopts them", async () => {
-    const status = JSON.parse((await l.lab(["--json", "status", l.name])).stdout) as {
-      machines: { name: string; state: string }[];
-    };
-    expect(status.machines.map((m) => [m.name, m.state])).toEqual([
+    expect(await l.machineStates()).toEqual([
       ["master-1", "running"],
       ["worker-1", "running"],
     ]);
