@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
+import { expect } from "vitest";
 import { stringify } from "yaml";
 
 export const repo = resolve(import.meta.dirname, "../..");
@@ -195,6 +196,25 @@ export const jsonLines = (out: string, streaming = false): Record<string, unknow
     .slice(0, streaming ? -1 : undefined)
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+/** The `vm.start` step of each node in a `lab --json up`'s events: `[node, state]`. */
+const vmStartStates = (events: Record<string, unknown>[]): [unknown, unknown][] =>
+  events.filter((e) => e.step === "vm.start").map((e) => [e.node, e.state]);
+
+/** `lab status` shows master-1 and worker-1 running, and a second `up` adopts both (skips their vm.start). */
+export async function expectRunningThenAdopted(
+  l: E2eLab,
+  up: () => Promise<Record<string, unknown>[]>,
+): Promise<void> {
+  expect(await l.machineStates()).toEqual([
+    ["master-1", "running"],
+    ["worker-1", "running"],
+  ]);
+  expect(vmStartStates(await up())).toEqual([
+    ["master-1", "skipped"],
+    ["worker-1", "skipped"],
+  ]);
+}
 
 /** Polls `fn` every `everyMs` until it returns something other than undefined; throws at the deadline. */
 export async function until<T>(

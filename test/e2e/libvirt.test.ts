@@ -10,7 +10,14 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { provisionerFor } from "../../provisioners/index.ts";
-import { E2eLab, labTopology, libvirtLeftovers, repo, VM_RESOURCES } from "./helpers.ts";
+import {
+  E2eLab,
+  labTopology,
+  libvirtLeftovers,
+  repo,
+  VM_RESOURCES,
+  expectRunningThenAdopted,
+} from "./helpers.ts";
 import { provisionerContract } from "./provisioner-contract.ts";
 
 const URI = "qemu:///system";
@@ -77,15 +84,7 @@ describe("libvirt provisioner (real libvirtd, TCG)", () => {
   });
 
   it("lab status shows both running; a second up adopts them", async () => {
-    expect(await l.machineStates()).toEqual([
-      ["master-1", "running"],
-      ["worker-1", "running"],
-    ]);
-    const again = await labUp();
-    expect(again.filter((e) => e.step === "vm.start").map((e) => [e.node, e.state])).toEqual([
-      ["master-1", "skipped"],
-      ["worker-1", "skipped"],
-    ]);
+    await expectRunningThenAdopted(l, () => labUp());
   });
 
   it("lab down removes domains, volumes, network, pool and files; a second down is a no-op", async () => {
