@@ -12,6 +12,7 @@ import { readFile } from "node:fs/promises";
 import { Etcd3 } from "etcd3";
 import { LabClient } from "../api/client.ts";
 import { freePort, startEtcd } from "../test/helpers/etcd.ts";
+import { labServerArgv } from "../test/helpers/fault-load.ts";
 import { makeTestPki } from "../test/helpers/test-pki.ts";
 
 function arg(name: string, dflt: number): number {
@@ -66,27 +67,9 @@ async function main(): Promise<void> {
   const pki = await makeTestPki();
   const admin = await pki.client("admin", "admin", ["system:masters"]);
   const port = await freePort();
-  const server = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      "controlplane/main.ts",
-      "--etcd-servers",
-      etcd.endpoint,
-      "--tls-cert-file",
-      pki.serverCert,
-      "--tls-private-key-file",
-      pki.serverKey,
-      "--client-ca-file",
-      pki.caCert,
-      "--bind-address",
-      "127.0.0.1",
-      "--secure-port",
-      String(port),
-    ],
-    { stdio: ["ignore", "ignore", "inherit"] },
-  );
+  const server = spawn(process.execPath, labServerArgv(etcd.endpoint, pki, port), {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   const raw = new Etcd3({ hosts: etcd.endpoint });
   const client = new LabClient({
     server: `https://127.0.0.1:${port}`,

@@ -7,8 +7,7 @@
 import { setMaxListeners } from "node:events";
 import { LabClient } from "../api/client.ts";
 import { runControllerManager, runScheduler } from "../controlplane/controller-manager.ts";
-import { clientListWatch } from "../api/list-watch.ts";
-import { clientLeaseStore, clientWriter } from "../controlplane/lab-client-loops.ts";
+import { clientLoops } from "../controlplane/lab-client-loops.ts";
 import { FakeKubelet } from "../test/helpers/fake-kubelet.ts";
 import { startTestApiServer } from "../test/helpers/test-apiserver.ts";
 
@@ -30,9 +29,7 @@ try {
     });
   }
   const cfg = {
-    lw: clientListWatch(client),
-    writer: clientWriter(client),
-    leases: clientLeaseStore(client),
+    ...clientLoops(client),
     identity: "bench",
     leaderElection: { leaseDurationSeconds: 15, renewDeadlineMs: 10_000, retryPeriodMs: 200 },
   };

@@ -15,9 +15,15 @@
  * The slow etcd is a delaying TCP proxy in front of each member (this host's kernel has no
  * sch_netem for `tc netem`).
  */
-import { request } from "node:https";
 import { EtcdCluster } from "../test/helpers/etcd-cluster.ts";
-import { adminTls, ApiLoad, crashLines, startLabServer, waitReady } from "../test/helpers/fault-load.ts";
+import {
+  adminTls,
+  ApiLoad,
+  crashLines,
+  startLabServer,
+  waitReady,
+  watchChurn,
+} from "../test/helpers/fault-load.ts";
 import { makeTestPki } from "../test/helpers/test-pki.ts";
 import { sleep } from "../lib/sleep.ts";
 
@@ -82,38 +88,16 @@ async function main(): Promise<void> {
     });
     await fault("1,000 watches cancelled across a leader restart", async () => {
       const { leader } = await cluster.status();
-      const one = (): Promise<void> =>
-        new Promise((resolve) => {
-          const req = request(
-            {
-              host: "127.0.0.1",
-              port: server.port,
-              path: `/api/v1/namespaces/failover/configmaps?watch=true&resourceVersion=${load.namespaceRv}`,
-              ...tls,
-              agent: false,
-            },
-            (res) => {
-              res.on("data", () => undefined);
-              setTimeout(() => req.destroy(), Math.random() * 300);
-            },
-          );
-          req.on("error", () => undefined);
-          req.on("close", () => resolve());
-          req.end();
-        });
-      let started = 0;
-      const batches = (async () => {
-        while (started < 1000) {
-          const batch = Array.from({ length: Math.min(50, 1000 - started) }, () => one());
-          started += batch.length;
-          await Promise.all(batch);
-        }
-      })();
-      while (started < 200) await sleep(50);
+      const churn = watchChurn(
+        server.port,
+        tls,
+        `/api/v1/namespaces/failover/configmaps?watch=true&resourceVersion=${load.namespaceRv}`,
+      );
+      while (churn.started() < 200) await sleep(50);
       await cluster.kill(leader);
       await sleep(2_000);
       cluster.restart(leader);
-      await batches;
+      await churn.done;
     });
     await fault("slow etcd: +500 ms per packet, 10 s", async () => {
       cluster.setDelay(500);

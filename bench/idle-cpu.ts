@@ -23,6 +23,7 @@ import { SAMPLE_IMAGE } from "../images/oci/build.ts";
 import { CHECK_INTERVAL_S, renderReadyzCheck } from "../templates/keepalived.ts";
 import { freePort } from "../test/helpers/etcd.ts";
 import { kubeconfigYaml } from "../test/helpers/test-apiserver.ts";
+import { labServerArgv } from "../test/helpers/fault-load.ts";
 import { makeTestPki } from "../test/helpers/test-pki.ts";
 import { startTestNode, type TestNode } from "../test/integration/agent-node.ts";
 import { sleep } from "../lib/sleep.ts";
@@ -123,18 +124,11 @@ try {
     await writeFile(kubeconfig, kubeconfigYaml(url, pki.caCert, admin.cert, admin.key), { mode: 0o600 });
     start(`lab-server-${i}`, process.execPath, [
       ...nodeArgs(`lab-server-${i}`),
-      "--import",
-      "tsx",
-      "controlplane/main.ts",
-      `--etcd-servers=${etcdServers}`,
-      `--tls-cert-file=${pki.serverCert}`,
-      `--tls-private-key-file=${pki.serverKey}`,
-      `--client-ca-file=${pki.caCert}`,
-      "--bind-address=127.0.0.1",
-      `--secure-port=${port}`,
-      `--health-port=${healthPort}`,
-      `--kubeconfig=${kubeconfig}`,
-      "--cluster-cidr=10.244.0.0/16",
+      ...labServerArgv(etcdServers, pki, port, [
+        `--health-port=${healthPort}`,
+        `--kubeconfig=${kubeconfig}`,
+        "--cluster-cidr=10.244.0.0/16",
+      ]),
     ]);
     clients.push(
       new LabClient({

@@ -4,12 +4,19 @@
  */
 import type { V1Lease } from "@kubernetes/client-node";
 import type { LabClient, Plural, ResourceTypes } from "../api/client.ts";
+import { clientListWatch } from "../api/list-watch.ts";
 import type { KubeObject } from "../api/informer.ts";
 import type { LeaseStore } from "../api/leader-election.ts";
+import type { LoopClient } from "./local-client.ts";
 import type { ObjectWriter, Resource } from "./loop-client.ts";
 import { isNotFound } from "./loop-client.ts";
 
 type Obj = ResourceTypes[Plural];
+
+/** Everything the loops read and write through, over one client: list+watch, writes and Leases. */
+export function clientLoops(c: LabClient): LoopClient {
+  return { lw: clientListWatch(c), writer: clientWriter(c), leases: clientLeaseStore(c) };
+}
 
 export function clientWriter(c: LabClient): ObjectWriter {
   return {

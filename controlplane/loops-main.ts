@@ -8,8 +8,7 @@ import type { Command } from "commander";
 import { LabClient, readKubeconfig } from "../api/client.ts";
 import type { LoopsConfig } from "./controller-manager.ts";
 import { runControllerManager, runScheduler } from "./controller-manager.ts";
-import { clientListWatch } from "../api/list-watch.ts";
-import { clientLeaseStore, clientWriter } from "./lab-client-loops.ts";
+import { clientLoops } from "./lab-client-loops.ts";
 import { certificateUser, localLoopClient, type LocalApi, type LoopClient } from "./local-client.ts";
 import { clientPodMetrics, clientScales } from "./controllers/scale-client.ts";
 
@@ -82,7 +81,7 @@ export async function runLoopsFromFlags(
   const kubeconfig = await readKubeconfig(flags.kubeconfig);
   const api: LoopClient = local
     ? localLoopClient(local, certificateUser(kubeconfig.cert))
-    : { lw: clientListWatch(client), writer: clientWriter(client), leases: clientLeaseStore(client) };
+    : clientLoops(client);
   const cfg: LoopsConfig = {
     ...api,
     // Scales and pod metrics go over HTTPS to the server even for in-process loops (only the

@@ -7,7 +7,6 @@
  */
 import type { V1CronJob, V1Job, V1ObjectReference } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
-import { objectKey } from "../../api/informer.ts";
 import { runOverCache } from "../../api/controller.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
 import { WorkQueue } from "../../api/workqueue.ts";
@@ -17,6 +16,7 @@ import type { ObjectWriter } from "../loop-client.ts";
 import { isAlreadyExists, isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import { isFinishedJob } from "./job-decision.ts";
 import { controllerRef, ownerRefFor } from "./labels.ts";
+import { enqueueController, enqueueObject } from "./enqueue.ts";
 
 export const SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 const SOURCE = "cronjob-controller";
@@ -76,13 +76,8 @@ export class CronJobController {
     clock?: CronClock,
   ) {
     this.clock = clock ?? REAL;
-    const enqueue = (c: V1CronJob): void => this.queue.add(objectKey(c));
-    cronJobs.on({ add: enqueue, update: (_o, n) => enqueue(n), delete: enqueue });
-    const forJob = (j: V1Job): void => {
-      const ref = controllerRef(j);
-      if (ref?.kind === "CronJob") this.queue.add(`${j.metadata?.namespace}/${ref.name}`);
-    };
-    jobs.on({ add: forJob, update: (_o, n) => forJob(n), delete: forJob });
+    cronJobs.on(enqueueObject(this.queue));
+    jobs.on(enqueueController(this.queue, "CronJob"));
   }
 
   run(signal: AbortSignal, workers = 1): Promise<void> {
@@ -91,6 +86,10 @@ export class CronJobController {
 
   private ref(cj: V1CronJob): V1CronJob {
     return { apiVersion: "batch/v1", kind: "CronJob", ...cj };
+  }
+
+  private event(cj: V1CronJob, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
+    return recordEvent(this.w, SOURCE, this.ref(cj), type, reason, message);
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -112,10 +111,8 @@ export class CronJobController {
         const j = owned.find((x) => x.metadata?.uid === r.uid);
         const type = j && isFinishedJob(j);
         if (type)
-          await recordEvent(
-            this.w,
-            SOURCE,
-            this.ref(cj),
+          await this.event(
+            cj,
             "Normal",
             "SawCompletedJob",
             `Saw completed job: ${r.name}, condition: ${type}`,
@@ -135,10 +132,8 @@ export class CronJobController {
     try {
       schedule = parseSchedule(cj.spec?.schedule ?? "");
     } catch (err) {
-      await recordEvent(
-        this.w,
-        SOURCE,
-        this.ref(cj),
+      await this.event(
+        cj,
         "Warning",
         "UnparseableSchedule",
         `unparseable schedule: ${cj.spec?.schedule}: ${(err as Error).message}`,
@@ -151,10 +146,8 @@ export class CronJobController {
       if (deadline !== undefined && deadline !== null) earliest = Math.max(earliest, now - deadline * 1000);
       const { latest, missed, next } = scheduledTimes(schedule, earliest, now, tz);
       if (missed > 100)
-        await recordEvent(
-          this.w,
-          SOURCE,
-          this.ref(cj),
+        await this.event(
+          cj,
           "Warning",
           "TooManyMissedTimes",
           "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew",
@@ -185,10 +178,8 @@ export class CronJobController {
     const name = `${cj.metadata?.name}-${Math.floor(scheduled / 60_000)}`;
     const deadline = cj.spec?.startingDeadlineSeconds;
     if (deadline !== undefined && deadline !== null && scheduled + deadline * 1000 < now) {
-      await recordEvent(
-        this.w,
-        SOURCE,
-        this.ref(cj),
+      await this.event(
+        cj,
         "Warning",
         "MissSchedule",
         `Missed scheduled time to start a job: ${new Date(scheduled).toISOString()}`,
@@ -206,14 +197,7 @@ export class CronJobController {
             propagationPolicy: "Background",
             ...(r.uid ? { uid: r.uid } : {}),
           });
-          await recordEvent(
-            this.w,
-            SOURCE,
-            this.ref(cj),
-            "Normal",
-            "SuccessfulDelete",
-            `Deleted job ${r.name}`,
-          );
+          await this.event(cj, "Normal", "SuccessfulDelete", `Deleted job ${r.name}`);
         } catch (err) {
           if (!isNotFound(err)) throw err;
         }
@@ -238,17 +222,10 @@ export class CronJobController {
     let created: V1Job | undefined;
     try {
       created = await this.w.create<V1Job>("jobs", ns, job);
-      await recordEvent(this.w, SOURCE, this.ref(cj), "Normal", "SuccessfulCreate", `Created job ${name}`);
+      await this.event(cj, "Normal", "SuccessfulCreate", `Created job ${name}`);
     } catch (err) {
       if (!isAlreadyExists(err)) {
-        await recordEvent(
-          this.w,
-          SOURCE,
-          this.ref(cj),
-          "Warning",
-          "FailedCreate",
-          `Error creating job: ${(err as Error).message}`,
-        );
+        await this.event(cj, "Warning", "FailedCreate", `Error creating job: ${(err as Error).message}`);
         throw err;
       }
       created = await this.w.get<V1Job>("jobs", ns, name);
@@ -279,14 +256,7 @@ export class CronJobController {
             propagationPolicy: "Background",
             uid: j.metadata?.uid,
           });
-          await recordEvent(
-            this.w,
-            SOURCE,
-            this.ref(cj),
-            "Normal",
-            "SuccessfulDelete",
-            `Deleted job ${j.metadata?.name}`,
-          );
+          await this.event(cj, "Normal", "SuccessfulDelete", `Deleted job ${j.metadata?.name}`);
         } catch (err) {
           if (!isNotFound(err) && !isConflict(err)) throw err;
         }

@@ -10,6 +10,7 @@ import { isAlreadyExists, isConflict, isNotFound, recordEvent } from "../loop-cl
 import { stableStringify } from "../../lib/stable-json.ts";
 import { DESIRED_REPLICAS, MAX_REPLICAS, resolveFenceposts, rolloutStep } from "./deployment-rollout.ts";
 import { controllerRef, ownerRefFor, selectorMatches } from "./labels.ts";
+import { enqueueObject, onEvery } from "./enqueue.ts";
 import { templatesEqualIgnoringHash } from "./pod-template.ts";
 
 export class DeploymentController {
@@ -21,8 +22,7 @@ export class DeploymentController {
     private readonly w: ObjectWriter,
     private readonly onError?: (err: unknown) => void,
   ) {
-    const enqueue = (d: V1Deployment): void => this.queue.add(objectKey(d));
-    deployments.on({ add: enqueue, update: (_o, n) => enqueue(n), delete: enqueue });
+    deployments.on(enqueueObject(this.queue));
     const owner = (rs: V1ReplicaSet): void => {
       const ref = controllerRef(rs);
       if (ref?.kind === "Deployment") this.queue.add(`${rs.metadata?.namespace}/${ref.name}`);
@@ -30,7 +30,7 @@ export class DeploymentController {
         for (const d of this.deployments.list(rs.metadata?.namespace))
           if (selectorMatches(d.spec?.selector, rs.metadata?.labels)) this.queue.add(objectKey(d));
     };
-    replicaSets.on({ add: owner, update: (_o, n) => owner(n), delete: owner });
+    replicaSets.on(onEvery(owner));
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {
@@ -60,16 +60,13 @@ export class DeploymentController {
     const step = rolloutStep(d, owned, Date.now());
     const byName = new Map(owned.map((rs) => [rs.metadata?.name ?? "", rs]));
     const src = { apiVersion: "apps/v1", kind: "Deployment", ...d };
+    const scalingEvent = (message: string): Promise<void> =>
+      recordEvent(this.w, "deployment-controller", src, "Normal", "ScalingReplicaSet", message);
 
     if (step.create) {
       try {
         await this.w.create("replicasets", ns, step.create);
-        await recordEvent(
-          this.w,
-          "deployment-controller",
-          src,
-          "Normal",
-          "ScalingReplicaSet",
+        await scalingEvent(
           `Scaled up replica set ${step.create.metadata?.name} to ${step.create.spec?.replicas}`,
         );
       } catch (err) {
@@ -114,14 +111,7 @@ export class DeploymentController {
       );
       if (name in step.scale) {
         const dir = (replicas ?? 0) > (rs.spec?.replicas ?? 0) ? "up" : "down";
-        await recordEvent(
-          this.w,
-          "deployment-controller",
-          src,
-          "Normal",
-          "ScalingReplicaSet",
-          `Scaled ${dir} replica set ${name} to ${replicas}`,
-        );
+        await scalingEvent(`Scaled ${dir} replica set ${name} to ${replicas}`);
       }
     }
     for (const name of step.deleteOld)

@@ -24,6 +24,7 @@ import { budgetStatus, DELETION_TIMEOUT_MS, disruptionCondition, needsScale } fr
 import type { ObjectWriter } from "../loop-client.ts";
 import { isConflict, isNotFound, recordEvent } from "../loop-client.ts";
 import { controllerRef } from "./labels.ts";
+import { onEvery } from "./enqueue.ts";
 import type { ScaleClient } from "./scale-client.ts";
 
 /** A nil selector selects nothing, an empty one every pod (policy/v1). */
@@ -50,7 +51,7 @@ export class DisruptionController {
     private readonly resyncMs = 30_000,
   ) {
     const enqueue = (b: V1PodDisruptionBudget): void => this.queue.add(objectKey(b));
-    budgets.on({ add: enqueue, update: (_o, n) => enqueue(n), delete: enqueue });
+    budgets.on(onEvery(enqueue));
     const forPod = (p: V1Pod): void => {
       for (const b of this.budgets.list(p.metadata?.namespace))
         if (budgetSelects(b, p.metadata?.labels)) enqueue(b);
@@ -67,8 +68,8 @@ export class DisruptionController {
     const forNamespace = (o: { metadata?: { namespace?: string } }): void => {
       for (const b of this.budgets.list(o.metadata?.namespace)) if (needsScale(b)) enqueue(b);
     };
-    replicaSets.on({ add: forNamespace, update: (_o, n) => forNamespace(n), delete: forNamespace });
-    deployments.on({ add: forNamespace, update: (_o, n) => forNamespace(n), delete: forNamespace });
+    replicaSets.on(onEvery(forNamespace));
+    deployments.on(onEvery(forNamespace));
   }
 
   run(signal: AbortSignal): Promise<void> {

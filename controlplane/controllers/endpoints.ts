@@ -7,6 +7,7 @@ import { runOverCache } from "../../api/controller.ts";
 import type { ObjectWriter } from "../loop-client.ts";
 import { isAlreadyExists, isConflict, isNotFound } from "../loop-client.ts";
 import { endpointsEqual, endpointsFor } from "./endpoints-for.ts";
+import { onEvery } from "./enqueue.ts";
 
 export class EndpointsController {
   readonly queue = new WorkQueue({ baseDelayMs: 50, maxDelayMs: 30_000 });
@@ -24,7 +25,7 @@ export class EndpointsController {
       if (Object.keys(s.spec?.selector ?? {}).length > 0) this.selecting.add(objectKey(s));
       this.queue.add(objectKey(s));
     };
-    services.on({ add: enqueue, update: (_o, n) => enqueue(n), delete: enqueue });
+    services.on(onEvery(enqueue));
     const forPod = (p: V1Pod): void => {
       for (const s of this.services.list(p.metadata?.namespace)) {
         const sel = s.spec?.selector;

@@ -18,6 +18,17 @@ export interface PodControl {
   pods: Informer<V1Pod>;
 }
 
+/** An Event about `owner` from the controller behind `c`. */
+function ownerEvent(
+  c: PodControl,
+  owner: KubernetesObject,
+  type: "Normal" | "Warning",
+  reason: string,
+  message: string,
+): Promise<void> {
+  return recordEvent(c.w, c.source, owner, type, reason, message);
+}
+
 /** Creates `pods` in `ns` for `owner` (whose key is `key`); the expectations are already set. */
 export async function createOwnedPods(
   c: PodControl,
@@ -30,23 +41,15 @@ export async function createOwnedPods(
   let failure: unknown;
   for (const [i, r] of results.entries()) {
     if (r.status === "fulfilled")
-      await recordEvent(
-        c.w,
-        c.source,
-        owner,
-        "Normal",
-        "SuccessfulCreate",
-        `Created pod: ${pods[i]!.metadata!.name}`,
-      );
+      await ownerEvent(c, owner, "Normal", "SuccessfulCreate", `Created pod: ${pods[i]!.metadata!.name}`);
     else {
       c.expectations.creationFailed(key);
       failure ??= r.reason;
     }
   }
   if (failure) {
-    await recordEvent(
-      c.w,
-      c.source,
+    await ownerEvent(
+      c,
       owner,
       "Warning",
       "FailedCreate",
@@ -73,14 +76,7 @@ export async function deleteOwnedPods(
     if (r.status === "rejected" || !c.pods.get(objectKey(pods[i]!)))
       c.expectations.deletionObserved(key, objectKey(pods[i]!));
     if (r.status === "fulfilled")
-      await recordEvent(
-        c.w,
-        c.source,
-        owner,
-        "Normal",
-        "SuccessfulDelete",
-        `Deleted pod: ${pods[i]!.metadata!.name}`,
-      );
+      await ownerEvent(c, owner, "Normal", "SuccessfulDelete", `Deleted pod: ${pods[i]!.metadata!.name}`);
   }
   const failed = results.find((r) => r.status === "rejected" && !isNotFound(r.reason));
   if (failed) throw (failed as PromiseRejectedResult).reason;

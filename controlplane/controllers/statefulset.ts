@@ -18,7 +18,6 @@ import type {
   V1StatefulSetStatus,
 } from "@kubernetes/client-node";
 import type { Informer } from "../../api/informer.ts";
-import { objectKey } from "../../api/informer.ts";
 import { runOverCache } from "../../api/controller.ts";
 import { RESOURCES } from "../../api/resources.ts";
 import type { ReconcileResult } from "../../api/workqueue.ts";
@@ -34,6 +33,7 @@ import {
   truncateHistory,
 } from "./history.ts";
 import { controllerRef, ownerRefFor } from "./labels.ts";
+import { enqueueController, enqueueObject } from "./enqueue.ts";
 import { isPodAvailable, isPodReady } from "./pods.ts";
 
 const SOURCE = "statefulset-controller";
@@ -62,13 +62,8 @@ export class StatefulSetController {
     private readonly w: ObjectWriter,
     private readonly onError?: (err: unknown) => void,
   ) {
-    const enqueue = (s: V1StatefulSet): void => this.queue.add(objectKey(s));
-    sets.on({ add: enqueue, update: (_o, n) => enqueue(n), delete: enqueue });
-    const forPod = (p: V1Pod): void => {
-      const ref = controllerRef(p);
-      if (ref?.kind === "StatefulSet") this.queue.add(`${p.metadata?.namespace}/${ref.name}`);
-    };
-    pods.on({ add: forPod, update: (_o, n) => forPod(n), delete: forPod });
+    sets.on(enqueueObject(this.queue));
+    pods.on(enqueueController(this.queue, "StatefulSet"));
   }
 
   run(signal: AbortSignal, workers = 2): Promise<void> {

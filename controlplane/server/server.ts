@@ -42,6 +42,7 @@ import { parseMetricsPath, serveMetrics } from "../metrics/serve.ts";
 import { Reply, toApiError } from "./reply.ts";
 import { cleanPath, parseResourcePath, requestUrl, verbOf, type Route } from "./request-info.ts";
 import { checkSubresource, servePodStream, serveUpgrade } from "./subresources/index.ts";
+import { listen } from "../../lib/listen.ts";
 
 const HEALTH_PATHS = new Set(["/healthz", "/livez", "/readyz"]);
 const PUBLIC_PATHS = new Set([...HEALTH_PATHS, "/version"]);
@@ -198,10 +199,7 @@ export class ApiServer {
     });
     server.on("secureConnection", (socket: Duplex) => socket.on("error", ignore));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => resolve());
-    });
+    const bound = await listen(server, host, port);
     server.on("error", ignore);
     this.startCompaction();
     // Already serving; start() returns after the first etcd probe and the first attempt at the
@@ -210,8 +208,7 @@ export class ApiServer {
     const attempted = new Promise<void>((resolve) => (firstAttempt = resolve));
     void this.ensureDefaultsUntilDone(firstAttempt);
     await Promise.all([this.readiness.start(), attempted]);
-    const addr = server.address();
-    return typeof addr === "object" && addr ? addr.port : port;
+    return bound;
   }
 
   /**
@@ -248,13 +245,9 @@ export class ApiServer {
     });
     server.on("connection", (socket: Duplex) => socket.on("error", ignore));
     this.healthServer = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => resolve());
-    });
+    const bound = await listen(server, host, port);
     server.on("error", ignore);
-    const addr = server.address();
-    return typeof addr === "object" && addr ? addr.port : port;
+    return bound;
   }
 
   /** Why /readyz fails, or undefined: from the probe loop's verdict, never an etcd round trip. */

@@ -17,8 +17,9 @@ import type { CriClient } from "../cri/client.ts";
 import type { Container } from "../cri/types.ts";
 import { CONTAINER_NAME, POD_NAME, POD_NAMESPACE } from "../labels.ts";
 import { formatLine, parseCriLog, parseLogQuery, selectLines, type LogOptions } from "./cri-log.ts";
-import { HttpError } from "./http-error.ts";
+import { ApiError } from "../../api/status.ts";
 import { parseStreamTarget, StreamServer } from "./upgrade.ts";
+import { listen } from "../../lib/listen.ts";
 
 /** The subject lab-server's kubelet-client certificate carries (bootstrap/pki.ts issues it). */
 export const KUBELET_CLIENT_CN = "lab-apiserver-kubelet-client";
@@ -71,12 +72,7 @@ export class AgentServer {
       (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head),
     );
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => resolve());
-    });
-    const addr = server.address();
-    return typeof addr === "object" && addr ? addr.port : port;
+    return listen(server, host, port);
   }
 
   async stop(): Promise<void> {
@@ -94,7 +90,7 @@ export class AgentServer {
     const o = subject?.O;
     const groups = o === undefined ? [] : Array.isArray(o) ? o : [o];
     if (!sock.authorized || cn !== KUBELET_CLIENT_CN || !groups.includes(KUBELET_CLIENT_GROUP)) {
-      throw new HttpError(
+      throw new ApiError(
         403,
         "Forbidden",
         `only lab-server's kubelet-client certificate (CN=${KUBELET_CLIENT_CN}, O=${KUBELET_CLIENT_GROUP}) may use the agent's API; got CN=${String(cn)}`,
@@ -111,8 +107,7 @@ export class AgentServer {
         return;
       }
       if (url.pathname === "/stats/summary" && this.opts.stats) {
-        if (req.method !== "GET")
-          throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed`);
+        if (req.method !== "GET") throw new ApiError(405, "MethodNotAllowed", `${req.method} is not allowed`);
         const body = JSON.stringify(this.opts.stats());
         res
           .writeHead(200, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) })
@@ -120,28 +115,28 @@ export class AgentServer {
         return;
       }
       if (parseStreamTarget(url.pathname))
-        throw new HttpError(
+        throw new ApiError(
           400,
           "BadRequest",
           "Upgrade request required: exec, attach and portForward speak WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1",
         );
       const target = parseTarget(url.pathname);
-      if (!target) throw new HttpError(404, "NotFound", `no such path ${url.pathname}`);
-      if (req.method !== "GET") throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed`);
+      if (!target) throw new ApiError(404, "NotFound", `no such path ${url.pathname}`);
+      if (req.method !== "GET") throw new ApiError(405, "MethodNotAllowed", `${req.method} is not allowed`);
       let opts: ReturnType<typeof parseLogQuery>;
       try {
         opts = parseLogQuery(url.searchParams);
       } catch (err) {
-        throw new HttpError(400, "BadRequest", (err as Error).message);
+        throw new ApiError(400, "BadRequest", (err as Error).message);
       }
       await this.serveLogs(target, opts, req, res);
     } catch (err) {
-      const e = err instanceof HttpError ? err : new HttpError(500, "InternalError", (err as Error).message);
+      const e = err instanceof ApiError ? err : new ApiError(500, "InternalError", (err as Error).message);
       if (res.headersSent) {
         res.end();
         return;
       }
-      const body = JSON.stringify(e.status());
+      const body = JSON.stringify(e.toStatus());
       res
         .writeHead(e.code, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) })
         .end(body);
@@ -165,7 +160,7 @@ export class AgentServer {
     const runs = await this.attempts(t);
     const run = opts.previous ? runs[1] : runs[0];
     if (!run) {
-      throw new HttpError(
+      throw new ApiError(
         opts.previous ? 400 : 404,
         opts.previous ? "BadRequest" : "NotFound",
         opts.previous
@@ -175,7 +170,7 @@ export class AgentServer {
     }
     const status = await this.opts.cri.containerStatus(run.id);
     const path = status.logPath;
-    if (!path) throw new HttpError(404, "NotFound", `container "${t.container}" has no log file`);
+    if (!path) throw new ApiError(404, "NotFound", `container "${t.container}" has no log file`);
     res.writeHead(200, { "Content-Type": "text/plain", "Transfer-Encoding": "chunked" });
     res.flushHeaders(); // a followed, still empty log must not look like a hung agent
     await streamLog(
@@ -199,11 +194,11 @@ export class AgentServer {
       this.authorize(req);
       const url = new URL(req.url ?? "/", "https://agent");
       const target = parseStreamTarget(url.pathname);
-      if (!target) throw new HttpError(404, "NotFound", `no streaming endpoint at ${url.pathname}`);
+      if (!target) throw new ApiError(404, "NotFound", `no streaming endpoint at ${url.pathname}`);
       await this.streams.serve(target, url, req, socket, head);
     } catch (err) {
-      const e = err instanceof HttpError ? err : new HttpError(500, "InternalError", (err as Error).message);
-      const body = JSON.stringify(e.status());
+      const e = err instanceof ApiError ? err : new ApiError(500, "InternalError", (err as Error).message);
+      const body = JSON.stringify(e.toStatus());
       socket.end(
         `HTTP/1.1 ${e.code} ${e.reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );

@@ -18,7 +18,7 @@ import type { CriClient } from "../cri/client.ts";
 import type { Container } from "../cri/types.ts";
 import { CONTAINER_NAME, POD_NAME, POD_NAMESPACE } from "../labels.ts";
 import { chooseSubprotocol, parseExecQuery, type ExecRequest } from "./exec-protocol.ts";
-import { HttpError } from "./http-error.ts";
+import { ApiError } from "../../api/status.ts";
 import {
   openRuntimeWebSocket,
   relayChannels,
@@ -55,11 +55,11 @@ export function parsePorts(q: URLSearchParams): number[] {
   const raw = [...q.getAll("ports"), ...q.getAll("port")].flatMap((v) => v.split(","));
   const ports = raw.map((s) => s.trim()).filter(Boolean);
   if (ports.length === 0)
-    throw new HttpError(400, "BadRequest", "a WebSocket port-forward needs at least one port (ports=8080)");
+    throw new ApiError(400, "BadRequest", "a WebSocket port-forward needs at least one port (ports=8080)");
   return ports.map((p) => {
     const n = Number(p);
     if (!/^\d+$/.test(p) || n < 1 || n > 65535)
-      throw new HttpError(400, "BadRequest", `invalid port "${p}": ports are 1-65535`);
+      throw new ApiError(400, "BadRequest", `invalid port "${p}": ports are 1-65535`);
     return n;
   });
 }
@@ -89,7 +89,7 @@ export class StreamServer {
     const upgrade = (req.headers.upgrade ?? "").toLowerCase();
     const spdy = upgrade.startsWith("spdy/");
     if (!spdy && upgrade !== "websocket")
-      throw new HttpError(
+      throw new ApiError(
         400,
         "BadRequest",
         `upgrade to "${req.headers.upgrade}" is not supported: use WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1`,
@@ -160,7 +160,7 @@ export class StreamServer {
       );
     } catch (err) {
       if (err instanceof UpstreamRefused)
-        throw new HttpError(err.code >= 500 ? 502 : err.code, "BadGateway", err.message);
+        throw new ApiError(err.code >= 500 ? 502 : err.code, "BadGateway", err.message);
       throw err;
     }
   }
@@ -168,7 +168,7 @@ export class StreamServer {
   private channelProtocol(offered: string[]): string {
     const p = chooseSubprotocol(offered);
     if (!p)
-      throw new HttpError(
+      throw new ApiError(
         400,
         "BadRequest",
         `none of the offered subprotocols (${offered.join(", ")}) is supported: use v5.channel.k8s.io or v4.channel.k8s.io`,
@@ -221,7 +221,7 @@ export class StreamServer {
     });
     const run = all.sort((a, b) => b.metadata.attempt - a.metadata.attempt || b.createdAt - a.createdAt)[0];
     if (!run || run.state !== "CONTAINER_RUNNING")
-      throw new HttpError(400, "BadRequest", `container "${t.container}" in pod "${t.pod}" is not running`);
+      throw new ApiError(400, "BadRequest", `container "${t.container}" in pod "${t.pod}" is not running`);
     return run;
   }
 
@@ -229,7 +229,7 @@ export class StreamServer {
     const all = await this.deps.cri.listPodSandbox({ [POD_NAMESPACE]: t.namespace, [POD_NAME]: t.pod });
     const ready = all.filter((s) => s.state === "SANDBOX_READY").sort((a, b) => b.createdAt - a.createdAt)[0];
     if (!ready)
-      throw new HttpError(
+      throw new ApiError(
         400,
         "BadRequest",
         `pod "${t.pod}" has no running sandbox on this node to forward to`,
@@ -242,7 +242,7 @@ function parseQuery(q: URLSearchParams): ExecRequest {
   try {
     return parseExecQuery(q);
   } catch (err) {
-    throw new HttpError(400, "BadRequest", (err as Error).message);
+    throw new ApiError(400, "BadRequest", (err as Error).message);
   }
 }
 

@@ -4,36 +4,16 @@
  * its own init), one at a time (a hard power-off) or all at `lab down`.
  */
 import { readFileSync } from "node:fs";
-import { readFile, readdir } from "node:fs/promises";
 import { LabError } from "../../topology/errors.ts";
-import { pidAlive } from "../qemu/processes.ts";
+import { findMachineProcesses, pidAlive, type MachineProcess } from "../host-processes.ts";
 import { labCgroupPids, removeLabCgroups } from "./cgroups.ts";
 import { nodeFromNspawnArgv } from "./names.ts";
 
-export interface NspawnProcess {
-  pid: number;
-  node: string;
-  uptimeSeconds: number;
-}
+export type NspawnProcess = MachineProcess;
 
 /** The lab's nspawn processes, found from /proc by their marker (no state needed). */
-export async function findNspawnProcesses(lab: string): Promise<NspawnProcess[]> {
-  const out: NspawnProcess[] = [];
-  const uptime = Number((await readFile("/proc/uptime", "utf8")).split(" ")[0]);
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0").filter(Boolean);
-      const node = nodeFromNspawnArgv(argv, lab);
-      if (!node) continue;
-      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
-      const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
-      out.push({ pid: Number(entry), node, uptimeSeconds: Math.max(0, Math.round(uptime - start / 100)) });
-    } catch {
-      // ended while we looked
-    }
-  }
-  return out;
+export function findNspawnProcesses(lab: string): Promise<NspawnProcess[]> {
+  return findMachineProcesses((argv) => nodeFromNspawnArgv(argv, lab));
 }
 
 export function isZombie(pid: number): boolean {

@@ -29,7 +29,7 @@ import type { Plan, PlannedNode } from "../../topology/plan.ts";
 import type { LabState } from "../../topology/state.ts";
 import { BRIDGE, netnsName } from "../network/names.ts";
 import type { ProvisionContext } from "../provisioner.ts";
-import { pidAlive } from "../qemu/processes.ts";
+import { pidAlive } from "../host-processes.ts";
 import { consoleTail } from "../../ssh/ready.ts";
 import { ensureNodeCgroups, hierarchies, labCgroupPids } from "./cgroups.ts";
 import { directFiles, homeDirs, nspawnSeed, upperFiles, UPPER_LINKS, type DirectFile } from "./guest.ts";

@@ -22,7 +22,8 @@ import { vmMachine, writeNodeSeed } from "../vm-node.ts";
 import { consoleTail, sshTimeoutMs, waitSshReady } from "../../ssh/ready.ts";
 import { decideAccel, probeAccel, type Accel } from "./accel.ts";
 import { qemuArgv, type VmSpec } from "./argv.ts";
-import { findVmProcesses, pidAlive } from "./processes.ts";
+import { pidAlive } from "../host-processes.ts";
+import { findVmProcesses } from "./processes.ts";
 import { qmpCommand } from "./qmp.ts";
 import { sleep } from "../../lib/sleep.ts";
 

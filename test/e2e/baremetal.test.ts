@@ -22,7 +22,7 @@ import type { Plan } from "../../topology/plan.ts";
 import { BOOTSTRAP_STEPS } from "../../bootstrap/index.ts";
 import { shq } from "../../ssh/session.ts";
 import { provisionerFor } from "../../provisioners/index.ts";
-import { jsonLines, until } from "./helpers.ts";
+import { jsonLines, nspawnTopology, until } from "./helpers.ts";
 import { provisionerContract } from "./provisioner-contract.ts";
 
 /** Steps that only verify (one master: the VIP too): reported done with their finding on every run. */
@@ -95,24 +95,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-e2e-baremetal-"));
   home = join(dir, "home");
   kubeconfig = join(dir, "kubeconfig");
-  await writeFile(
-    join(dir, "vms.yaml"),
-    `apiVersion: lab/v1alpha1
-kind: Lab
-metadata:
-  name: ${vms}
-spec:
-  provider:
-    type: nspawn
-  resources:
-    cpus: 1
-    memory: 1Gi
-  masters:
-    count: 1
-  workers:
-    count: 1
-`,
-  );
+  await writeFile(join(dir, "vms.yaml"), nspawnTopology(1, 1, vms));
 });
 
 afterAll(async () => {

@@ -231,12 +231,7 @@ describe.skipIf(skipSuite)(
       timings.add(`4b. lab-agent start on ${agentNode} (Started → serving logs and exec)`, agentMs);
       timings.add(`4b. lab-agent start on ${agentNode} (Started → node registered)`, registeredMs);
       await c.onNode(master, "systemctl restart lab-server.service");
-      const serverMs = await startToServing(
-        master,
-        cursors.get(master),
-        "lab-server.service",
-        /listening on/,
-      );
+      const serverMs = await labServerStartMs(master, cursors.get(master));
       timings.add(`4b. lab-server start on ${master} (Started → listening)`, serverMs);
       expect(agentMs, "lab-agent from start to serving").toBeLessThanOrEqual(10_000);
       expect(serverMs, "lab-server from start to listening").toBeLessThanOrEqual(10_000);
@@ -295,12 +290,7 @@ describe.skipIf(skipSuite)(
             }
           },
           async (cursors) => {
-            const ms = await startToServing(
-              holder,
-              cursors.get(holder),
-              "lab-server.service",
-              /listening on/,
-            );
+            const ms = await labServerStartMs(holder, cursors.get(holder));
             timings.add(`6a. lab-server start on ${holder} (systemd Started → listening, guest journal)`, ms);
           },
         );
@@ -321,12 +311,7 @@ describe.skipIf(skipSuite)(
             await c.onNode(holder, "kill -9 $(systemctl show -p MainPID --value lab-server.service)");
           },
           async (cursors) => {
-            const ms = await startToServing(
-              holder,
-              cursors.get(holder),
-              "lab-server.service",
-              /listening on/,
-            );
+            const ms = await labServerStartMs(holder, cursors.get(holder));
             timings.add(
               `6b. lab-server restart on ${holder} (systemd Started → listening, guest journal)`,
               ms,
@@ -685,6 +670,10 @@ async function startToServing(
     1_000,
   );
 }
+
+/** How long lab-server on `node` took from systemd's "Started" to "listening on" (see startToServing). */
+const labServerStartMs = (node: string, cursor: string | undefined): Promise<number> =>
+  startToServing(node, cursor, "lab-server.service", /listening on/);
 
 /** The master whose etcd member leads now (etcdctl on a live master, lab-server's client cert). */
 async function etcdLeader(): Promise<string> {

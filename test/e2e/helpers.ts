@@ -8,11 +8,59 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
+import { expect } from "vitest";
+import { stringify } from "yaml";
 
 export const repo = resolve(import.meta.dirname, "../..");
 export const labBin = join(repo, "bin/lab.js");
 // Shared across suites and runs so CI (and developers) build the image once.
 export const imageCache = process.env.LAB_IMAGE_CACHE || "/var/tmp/lab-image-cache";
+
+/** What the machines of the small e2e labs get: nspawn machines share the host's kernel, VMs boot under TCG. */
+export const NSPAWN_RESOURCES = { cpus: 1, memory: "1Gi" };
+export const VM_RESOURCES = { cpus: 1, memory: "768Mi", disk: "4Gi" };
+
+/** A topology of `masters` + `workers` machines; `name` defaults to `NAME`, which {@link E2eLab.create} replaces. */
+export function labTopology(o: {
+  provider: { type: string; uri?: string };
+  resources: Record<string, string | number>;
+  masters: number;
+  workers: number;
+  name?: string;
+}): string {
+  return stringify({
+    apiVersion: "lab/v1alpha1",
+    kind: "Lab",
+    metadata: { name: o.name ?? "NAME" },
+    spec: {
+      provider: o.provider,
+      resources: o.resources,
+      masters: { count: o.masters },
+      workers: { count: o.workers },
+    },
+  });
+}
+
+/** A small lab of nspawn machines. */
+export const nspawnTopology = (masters: number, workers: number, name = "NAME"): string =>
+  labTopology({ provider: { type: "nspawn" }, resources: NSPAWN_RESOURCES, masters, workers, name });
+
+/** libvirt's own leftovers of lab `name` on the local libvirtd: domains, network, pool and its directory. */
+export async function libvirtLeftovers(name: string): Promise<string[]> {
+  const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", "qemu:///system", ...args]);
+  const found: string[] = [];
+  const domains = (await virsh("list", "--all", "--name")).stdout.split("\n").filter(Boolean);
+  for (const d of domains) {
+    const xml = (await virsh("dumpxml", "--inactive", d).catch(() => ({ stdout: "" }))).stdout;
+    if (xml.includes(`lab="${name}"`) || d.startsWith(`lab-${name}-`)) found.push(`domain ${d}`);
+  }
+  const nets = (await virsh("net-list", "--all", "--name")).stdout.split("\n");
+  if (nets.includes(`lab-${name}`)) found.push(`network lab-${name}`);
+  const pools = (await virsh("pool-list", "--all", "--name")).stdout.split("\n");
+  if (pools.includes(`lab-${name}`)) found.push(`pool lab-${name}`);
+  if (existsSync(`/var/lib/libvirt/images/lab-${name}`)) found.push("pool directory");
+  return found;
+}
 
 export interface RunOpts {
   reject?: boolean;
@@ -67,6 +115,23 @@ export class E2eLab {
       ...(opts.input !== undefined ? { input: opts.input } : {}),
       ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
     });
+  }
+
+  /** `lab --json up --machines-only` (of `file`, if given): its events; throws with its output when it fails. */
+  async upMachines(file?: string): Promise<Record<string, unknown>[]> {
+    const r = await this.lab(["--json", "up", "--machines-only", ...(file ? ["-f", file] : [])], {
+      reject: false,
+    });
+    if (r.exitCode !== 0) throw new Error(`lab up failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
+    return jsonLines(r.stdout);
+  }
+
+  /** What `lab --json status` says of each machine: `[name, state]`. */
+  async machineStates(): Promise<[string, string][]> {
+    const status = JSON.parse((await this.lab(["--json", "status", this.name])).stdout) as {
+      machines: { name: string; state: string }[];
+    };
+    return status.machines.map((m) => [m.name, m.state]);
   }
 
   /** `lab ARGS` as a running child (for streaming its output or killing it mid-way). */
@@ -131,6 +196,25 @@ export const jsonLines = (out: string, streaming = false): Record<string, unknow
     .slice(0, streaming ? -1 : undefined)
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+/** The `vm.start` step of each node in a `lab --json up`'s events: `[node, state]`. */
+const vmStartStates = (events: Record<string, unknown>[]): [unknown, unknown][] =>
+  events.filter((e) => e.step === "vm.start").map((e) => [e.node, e.state]);
+
+/** `lab status` shows master-1 and worker-1 running, and a second `up` adopts both (skips their vm.start). */
+export async function expectRunningThenAdopted(
+  l: E2eLab,
+  up: () => Promise<Record<string, unknown>[]>,
+): Promise<void> {
+  expect(await l.machineStates()).toEqual([
+    ["master-1", "running"],
+    ["worker-1", "running"],
+  ]);
+  expect(vmStartStates(await up())).toEqual([
+    ["master-1", "skipped"],
+    ["worker-1", "skipped"],
+  ]);
+}
 
 /** Polls `fn` every `everyMs` until it returns something other than undefined; throws at the deadline. */
 export async function until<T>(

@@ -17,7 +17,7 @@ import { hostRoutes } from "../../provisioners/network/netns.ts";
 import { deriveLabCidr } from "../../topology/plan.ts";
 import { formatIPv4, mustParseCidr } from "../../lib/ipv4.ts";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
-import { E2eLab, jsonLines, repo } from "./helpers.ts";
+import { E2eLab, repo, expectRunningThenAdopted } from "./helpers.ts";
 
 const URI = "qemu:///system";
 const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", URI, ...args]);
@@ -50,11 +50,7 @@ spec:
       uri: "${workerUri}"
 `;
 
-async function labUp(file = "lab.yaml"): Promise<Record<string, unknown>[]> {
-  const r = await l.lab(["--json", "up", "--machines-only", "-f", file], { reject: false });
-  if (r.exitCode !== 0) throw new Error(`lab up failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
-  return jsonLines(r.stdout);
-}
+const labUp = (file = "lab.yaml"): Promise<Record<string, unknown>[]> => l.upMachines(file);
 
 /** Everything of the lab libvirt still holds, on either "hypervisor" (one libvirtd). */
 async function leftovers(): Promise<string[]> {
@@ -177,18 +173,7 @@ describe("libvirt lab on two hypervisors joined by a host bridge (TCG)", () => {
   });
 
   it("lab status walks both hypervisors; a second up adopts both domains", async () => {
-    const status = JSON.parse((await l.lab(["--json", "status", l.name])).stdout) as {
-      machines: { name: string; state: string }[];
-    };
-    expect(status.machines.map((m) => [m.name, m.state])).toEqual([
-      ["master-1", "running"],
-      ["worker-1", "running"],
-    ]);
-    const again = await labUp();
-    expect(again.filter((e) => e.step === "vm.start").map((e) => [e.node, e.state])).toEqual([
-      ["master-1", "skipped"],
-      ["worker-1", "skipped"],
-    ]);
+    await expectRunningThenAdopted(l, () => labUp());
   });
 
   it("lab down removes domains, volumes, networks, pools and files on both, and leaves the user's bridge", async () => {

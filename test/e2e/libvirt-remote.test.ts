@@ -14,16 +14,13 @@
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLoopbackHypervisor, type LoopbackHypervisor } from "../support/loopback-sshd.ts";
+import { imageCache, jsonLines, labBin, labTopology, libvirtLeftovers, repo } from "./helpers.ts";
 
-const repo = resolve(import.meta.dirname, "../..");
-const labBin = join(repo, "bin/lab.js");
 const name = `lvr${process.pid % 100000}`;
-// Shared with the qemu suite, so CI builds the image once.
-const imageCache = process.env.LAB_IMAGE_CACHE || "/var/tmp/lab-image-cache";
 let home = "";
 let dir = "";
 let hv: LoopbackHypervisor | undefined;
@@ -31,25 +28,9 @@ let hv: LoopbackHypervisor | undefined;
 const env = () => ({ ...process.env, LAB_HOME: home, LAB_IMAGE_CACHE: imageCache, LAB_SSH_TIMEOUT: "420" });
 const lab = (args: string[], opts: { reject?: boolean } = {}) =>
   execa(process.execPath, [labBin, ...args], { cwd: dir, env: env(), reject: opts.reject ?? true });
-const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", "qemu:///system", ...args]);
-const jsonLines = (out: string) =>
-  out
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 async function leftovers(): Promise<string[]> {
-  const found: string[] = [];
-  const domains = (await virsh("list", "--all", "--name")).stdout.split("\n").filter(Boolean);
-  for (const d of domains) {
-    const xml = (await virsh("dumpxml", "--inactive", d).catch(() => ({ stdout: "" }))).stdout;
-    if (xml.includes(`lab="${name}"`) || d.startsWith(`lab-${name}-`)) found.push(`domain ${d}`);
-  }
-  const nets = (await virsh("net-list", "--all", "--name")).stdout.split("\n");
-  if (nets.includes(`lab-${name}`)) found.push(`network lab-${name}`);
-  const pools = (await virsh("pool-list", "--all", "--name")).stdout.split("\n");
-  if (pools.includes(`lab-${name}`)) found.push(`pool lab-${name}`);
-  if (existsSync(`/var/lib/libvirt/images/lab-${name}`)) found.push("pool directory");
+  const found = await libvirtLeftovers(name);
   if (existsSync(join(home, "labs", name))) found.push(`state ${join(home, "labs", name)}`);
   return found;
 }
@@ -61,23 +42,13 @@ beforeAll(async () => {
   hv = await startLoopbackHypervisor();
   await writeFile(
     join(dir, "lab.yaml"),
-    `apiVersion: lab/v1alpha1
-kind: Lab
-metadata:
-  name: ${name}
-spec:
-  provider:
-    type: libvirt
-    uri: "${hv.uri}"
-  resources:
-    cpus: 1
-    memory: 1Gi
-    disk: 10Gi
-  masters:
-    count: 1
-  workers:
-    count: 1
-`,
+    labTopology({
+      provider: { type: "libvirt", uri: hv.uri },
+      resources: { cpus: 1, memory: "1Gi", disk: "10Gi" },
+      masters: 1,
+      workers: 1,
+      name,
+    }),
   );
 });
 

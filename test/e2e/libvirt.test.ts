@@ -10,35 +10,25 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { provisionerFor } from "../../provisioners/index.ts";
-import { E2eLab, jsonLines, repo } from "./helpers.ts";
+import {
+  E2eLab,
+  labTopology,
+  libvirtLeftovers,
+  repo,
+  VM_RESOURCES,
+  expectRunningThenAdopted,
+} from "./helpers.ts";
 import { provisionerContract } from "./provisioner-contract.ts";
 
 const URI = "qemu:///system";
 let l: E2eLab;
 const virsh = (...args: string[]) => execa("virsh", ["-q", "-c", URI, ...args]);
 
-/** `lab up --machines-only` through the CLI: this suite is about the machines, not the bootstrap. */
-async function labUp(): Promise<Record<string, unknown>[]> {
-  const r = await l.lab(["--json", "up", "--machines-only"], { reject: false });
-  if (r.exitCode !== 0) throw new Error(`lab up failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
-  return jsonLines(r.stdout);
-}
+const libvirtTopology = (workers: number): string =>
+  labTopology({ provider: { type: "libvirt", uri: URI }, resources: VM_RESOURCES, masters: 1, workers });
 
-/** libvirt's own leftovers of lab `name`: domains, network, pool and its directory. */
-async function libvirtLeftovers(name: string): Promise<string[]> {
-  const found: string[] = [];
-  const domains = (await virsh("list", "--all", "--name")).stdout.split("\n").filter(Boolean);
-  for (const d of domains) {
-    const xml = (await virsh("dumpxml", "--inactive", d).catch(() => ({ stdout: "" }))).stdout;
-    if (xml.includes(`lab="${name}"`) || d.startsWith(`lab-${name}-`)) found.push(`domain ${d}`);
-  }
-  const nets = (await virsh("net-list", "--all", "--name")).stdout.split("\n");
-  if (nets.includes(`lab-${name}`)) found.push(`network lab-${name}`);
-  const pools = (await virsh("pool-list", "--all", "--name")).stdout.split("\n");
-  if (pools.includes(`lab-${name}`)) found.push(`pool lab-${name}`);
-  if (existsSync(`/var/lib/libvirt/images/lab-${name}`)) found.push("pool directory");
-  return found;
-}
+// `lab up --machines-only` through the CLI: this suite is about the machines, not the bootstrap.
+const labUp = (): Promise<Record<string, unknown>[]> => l.upMachines();
 
 /** libvirt's leftovers (domains, network, pool) on top of the lab's own files. */
 async function leftovers(): Promise<string[]> {
@@ -49,26 +39,7 @@ async function leftovers(): Promise<string[]> {
 
 beforeAll(async () => {
   await execa(join(repo, "scripts/start-libvirtd.sh"));
-  l = await E2eLab.create(
-    "lv",
-    `apiVersion: lab/v1alpha1
-kind: Lab
-metadata:
-  name: NAME
-spec:
-  provider:
-    type: libvirt
-    uri: ${URI}
-  resources:
-    cpus: 1
-    memory: 768Mi
-    disk: 4Gi
-  masters:
-    count: 1
-  workers:
-    count: 1
-`,
-  );
+  l = await E2eLab.create("lv", libvirtTopology(1));
 });
 
 afterAll(async () => {
@@ -113,18 +84,7 @@ describe("libvirt provisioner (real libvirtd, TCG)", () => {
   });
 
   it("lab status shows both running; a second up adopts them", async () => {
-    const status = JSON.parse((await l.lab(["--json", "status", l.name])).stdout) as {
-      machines: { name: string; state: string }[];
-    };
-    expect(status.machines.map((m) => [m.name, m.state])).toEqual([
-      ["master-1", "running"],
-      ["worker-1", "running"],
-    ]);
-    const again = await labUp();
-    expect(again.filter((e) => e.step === "vm.start").map((e) => [e.node, e.state])).toEqual([
-      ["master-1", "skipped"],
-      ["worker-1", "skipped"],
-    ]);
+    await expectRunningThenAdopted(l, () => labUp());
   });
 
   it("lab down removes domains, volumes, network, pool and files; a second down is a no-op", async () => {
@@ -137,22 +97,6 @@ describe("libvirt provisioner (real libvirtd, TCG)", () => {
 
 provisionerContract("libvirt (one domain, qemu:///system, TCG)", async () => ({
   provisioner: provisionerFor("libvirt"),
-  topology: `apiVersion: lab/v1alpha1
-kind: Lab
-metadata:
-  name: NAME
-spec:
-  provider:
-    type: libvirt
-    uri: ${URI}
-  resources:
-    cpus: 1
-    memory: 768Mi
-    disk: 4Gi
-  masters:
-    count: 1
-  workers:
-    count: 0
-`,
+  topology: libvirtTopology(0),
   leftovers: libvirtLeftovers,
 }));

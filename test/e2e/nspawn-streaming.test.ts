@@ -9,23 +9,9 @@ import { readFile, writeFile } from "node:fs/promises";
 import { get } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { E2eLab, until } from "./helpers.ts";
+import { E2eLab, nspawnTopology, until } from "./helpers.ts";
 
-const TOPOLOGY = `apiVersion: lab/v1alpha1
-kind: Lab
-metadata:
-  name: NAME
-spec:
-  provider:
-    type: nspawn
-  resources:
-    cpus: 1
-    memory: 1Gi
-  masters:
-    count: 1
-  workers:
-    count: 1
-`;
+const TOPOLOGY = nspawnTopology(1, 1);
 
 let l: E2eLab;
 

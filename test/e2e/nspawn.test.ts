@@ -21,24 +21,8 @@ import { labCgroupPids } from "../../provisioners/nspawn/cgroups.ts";
 import { findNspawnProcesses, nspawnProvisioner, powerOffMachine } from "../../provisioners/nspawn/index.ts";
 import { KubectlWorkload } from "./chaos.ts";
 import { clusterOps, nodeReady, nspawnOnNode, running } from "./cluster-helpers.ts";
-import { E2eLab, jsonLines, repo, Timings, until } from "./helpers.ts";
+import { E2eLab, jsonLines, nspawnTopology, repo, Timings, until } from "./helpers.ts";
 import { hostLeftovers, provisionerContract } from "./provisioner-contract.ts";
-
-const small = (masters: number, workers: number) => `apiVersion: lab/v1alpha1
-kind: Lab
-metadata:
-  name: NAME
-spec:
-  provider:
-    type: nspawn
-  resources:
-    cpus: 1
-    memory: 1Gi
-  masters:
-    count: ${masters}
-  workers:
-    count: ${workers}
-`;
 
 const timings = new Timings(
   "nspawn",
@@ -48,7 +32,10 @@ afterAll(async () => {
   await timings.write().catch(() => undefined);
 });
 
-provisionerContract("nspawn", async () => ({ provisioner: nspawnProvisioner, topology: small(1, 1) }));
+provisionerContract("nspawn", async () => ({
+  provisioner: nspawnProvisioner,
+  topology: nspawnTopology(1, 1),
+}));
 
 /** Everything of lab `l` on this host: the e2e helper's list plus cgroups, machine netns and mounts. */
 async function allLeftovers(l: E2eLab): Promise<string[]> {
@@ -376,8 +363,8 @@ describe("two nspawn labs side by side", () => {
   let a: E2eLab;
   let b: E2eLab;
   beforeAll(async () => {
-    a = await E2eLab.create("sa", small(1, 0));
-    b = await E2eLab.create("sb", small(1, 0));
+    a = await E2eLab.create("sa", nspawnTopology(1, 0));
+    b = await E2eLab.create("sb", nspawnTopology(1, 0));
   });
   afterAll(async () => {
     await a?.remove();
@@ -411,7 +398,7 @@ describe("two nspawn labs side by side", () => {
 describe("lab down after kill -9", () => {
   let l: E2eLab;
   beforeAll(async () => {
-    l = await E2eLab.create("nk", small(1, 1));
+    l = await E2eLab.create("nk", nspawnTopology(1, 1));
   });
   afterAll(async () => {
     await l?.remove();

@@ -9,31 +9,16 @@ import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { provisionerFor } from "../../provisioners/index.ts";
-import { E2eLab, jsonLines } from "./helpers.ts";
+import { E2eLab, jsonLines, labTopology, VM_RESOURCES } from "./helpers.ts";
 import { provisionerContract } from "./provisioner-contract.ts";
 
 let l: E2eLab;
 
+const qemuTopology = (workers: number): string =>
+  labTopology({ provider: { type: "qemu" }, resources: VM_RESOURCES, masters: 1, workers });
+
 beforeAll(async () => {
-  l = await E2eLab.create(
-    "e2e",
-    `apiVersion: lab/v1alpha1
-kind: Lab
-metadata:
-  name: NAME
-spec:
-  provider:
-    type: qemu
-  resources:
-    cpus: 1
-    memory: 768Mi
-    disk: 4Gi
-  masters:
-    count: 1
-  workers:
-    count: 1
-`,
-  );
+  l = await E2eLab.create("e2e", qemuTopology(1));
 });
 
 afterAll(async () => {
@@ -42,22 +27,7 @@ afterAll(async () => {
 
 provisionerContract("qemu (one VM, TCG)", async () => ({
   provisioner: provisionerFor("qemu"),
-  topology: `apiVersion: lab/v1alpha1
-kind: Lab
-metadata:
-  name: NAME
-spec:
-  provider:
-    type: qemu
-  resources:
-    cpus: 1
-    memory: 768Mi
-    disk: 4Gi
-  masters:
-    count: 1
-  workers:
-    count: 0
-`,
+  topology: qemuTopology(0),
 }));
 
 describe("qemu provisioner (TCG)", () => {

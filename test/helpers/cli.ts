@@ -29,3 +29,24 @@ export async function runLab(
 export function hasStackTrace(text: string): boolean {
   return /\n\s+at .+\(.+:\d+:\d+\)/.test(text) || /^\s+at file:\/\//m.test(text);
 }
+
+/**
+ * Another process that takes lab `name`'s lock (under LAB_HOME `home`) as `command`. With "hold" it
+ * prints `locked` and keeps the lock until a byte arrives on its stdin, then exits 0; with "die" it
+ * is SIGKILLed holding it (a lock left behind).
+ */
+export function lockingProcess(name: string, home: string, command: string, then: "hold" | "die") {
+  const after =
+    then === "hold"
+      ? `console.log("locked"); process.stdin.once("data", () => process.exit(0));`
+      : `process.kill(process.pid, "SIGKILL");`;
+  const script = `import { LabState } from "./topology/state.ts";
+    const s = new LabState(${JSON.stringify(name)}, ${JSON.stringify(home)});
+    await s.lock(${JSON.stringify(command)});
+    ${after}`;
+  return execa("node", ["--import", "tsx", "-e", script], {
+    cwd: REPO_ROOT,
+    stdin: "pipe",
+    reject: then === "hold",
+  });
+}

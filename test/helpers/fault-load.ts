@@ -40,6 +40,24 @@ export async function waitReady(healthPort: number, ms: number): Promise<number>
   throw new Error(`lab-server /readyz not 200 within ${ms} ms (last answer: ${last || "none"})`);
 }
 
+/**
+ * `node` arguments that run lab-server (controlplane/main.ts) on 127.0.0.1:`port` with the test PKI's
+ * serving certificate and client CA, over `etcdServers` (comma-separated); `extra` flags follow.
+ */
+export function labServerArgv(
+  etcdServers: string,
+  pki: TestPki,
+  port: number,
+  extra: string[] = [],
+): string[] {
+  return [
+    ...["--import", "tsx", "controlplane/main.ts", "--etcd-servers", etcdServers],
+    ...["--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey],
+    ...["--client-ca-file", pki.caCert, "--bind-address", "127.0.0.1", "--secure-port", String(port)],
+    ...extra,
+  ];
+}
+
 export async function startLabServer(cluster: EtcdCluster, pki: TestPki): Promise<LabServerProc> {
   const port = await freePort();
   const healthPort = await freePort();
@@ -47,17 +65,10 @@ export async function startLabServer(cluster: EtcdCluster, pki: TestPki): Promis
   const t0 = Date.now();
   const proc = spawn(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      "controlplane/main.ts",
-      ...["--etcd-servers", cluster.proxiedUrls.join(",")],
+    labServerArgv(cluster.proxiedUrls.join(","), pki, port, [
       ...["--etcd-cafile", pki.caCert, "--etcd-certfile", cluster.clientCert.cert],
-      ...["--etcd-keyfile", cluster.clientCert.key],
-      ...["--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey],
-      ...["--client-ca-file", pki.caCert, "--bind-address", "127.0.0.1"],
-      ...["--secure-port", String(port), "--health-port", String(healthPort)],
-    ],
+      ...["--etcd-keyfile", cluster.clientCert.key, "--health-port", String(healthPort)],
+    ]),
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
@@ -160,6 +171,38 @@ interface Ack {
 interface Segment {
   from: number;
   rvs: number[];
+}
+
+/**
+ * 1,000 watches on `path`, 50 at a time, each cancelled by the client within 300 ms of its answer
+ * (the client going away mid-watch); `started()` counts those begun, `done` resolves after the last.
+ */
+export function watchChurn(
+  port: number,
+  tls: ApiClientTls,
+  path: string,
+  onStatus: (code: number) => void = () => undefined,
+): { started: () => number; done: Promise<void> } {
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const req = request({ host: "127.0.0.1", port, path, ...tls, agent: false }, (res) => {
+        onStatus(res.statusCode ?? 0);
+        res.on("data", () => undefined);
+        setTimeout(() => req.destroy(), Math.random() * 300);
+      });
+      req.on("error", () => undefined);
+      req.on("close", () => resolve());
+      req.end();
+    });
+  let started = 0;
+  const done = (async () => {
+    while (started < 1000) {
+      const batch = Array.from({ length: Math.min(50, 1000 - started) }, () => one());
+      started += batch.length;
+      await Promise.all(batch);
+    }
+  })();
+  return { started: () => started, done };
 }
 
 export class ApiLoad {

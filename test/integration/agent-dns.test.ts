@@ -10,18 +10,18 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { execFile, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { randomInt } from "node:crypto";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLASS_IN, decodeMessage, encodeMessage, RCODE, RR, type Message } from "../../node/dns/wire.ts";
-import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 import { applyYaml, kubectlFor } from "../helpers/kubectl.ts";
 import { until as waitFor } from "../helpers/until.ts";
 import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
-import { killAgent, nodeAgentFlags, spawnAgent } from "./agent-process.ts";
+import { killAgent, nodeAgentFlags, spawnAgent, writeNodeKubeconfig } from "./agent-process.ts";
 
 const run = promisify(execFile);
 const NODE = "dns-node";
@@ -148,11 +148,8 @@ const addresses = (m: Message): string[] =>
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-agent-dns-"));
   [api, node] = await Promise.all([startTestApiServer(), startTestNode()]);
-  const cert = await api.pki.client("node", `system:node:${NODE}`, ["system:nodes"]);
   const kubeconfig = join(dir, "kubeconfig");
-  await writeFile(kubeconfig, kubeconfigYaml(api.url, api.pki.caCert, cert.cert, cert.key, NODE), {
-    mode: 0o600,
-  });
+  await writeNodeKubeconfig(api, kubeconfig, NODE);
   const addr = async (dev: string, ns: string[] = []): Promise<string> =>
     (
       await run(ns[0] ?? "ip", [

@@ -51,10 +51,11 @@ function agentGet(cert?: { cert: string; key: string }): Promise<number | string
 
 beforeAll(async () => {
   [lab, otherCa] = await Promise.all([startAgentLab(NODE), makeTestPki()]);
-  const manifest = `
+  // One container `main` of the sample image running `script`.
+  const samplePod = (name: string, script: string): string => `
 apiVersion: v1
 kind: Pod
-metadata: {name: ticker, namespace: default}
+metadata: {name: ${name}, namespace: default}
 spec:
   nodeName: ${NODE}
   terminationGracePeriodSeconds: 0
@@ -62,20 +63,12 @@ spec:
   - name: main
     image: docker.io/lab/sample:latest
     imagePullPolicy: Never
-    command: ["sh", "-c", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 1; done"]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: crasher, namespace: default}
-spec:
-  nodeName: ${NODE}
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: main
-    image: docker.io/lab/sample:latest
-    imagePullPolicy: Never
-    command: ["sh", "-c", "echo run-$(cat /proc/sys/kernel/random/uuid); sleep 1; exit 1"]
+    command: ["sh", "-c", ${JSON.stringify(script)}]
 `;
+  const manifest = [
+    samplePod("ticker", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 1; done"),
+    samplePod("crasher", "echo run-$(cat /proc/sys/kernel/random/uuid); sleep 1; exit 1"),
+  ].join("---");
   await writeFile(join(lab.dir, "pods.yaml"), manifest);
   await ok("apply", "-f", join(lab.dir, "pods.yaml"));
   await until("ticker Running", async () => (await pod("ticker")).status?.phase === "Running", 60_000);

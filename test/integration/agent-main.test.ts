@@ -26,7 +26,7 @@ import {
 import { applyYaml, kubectlFor } from "../helpers/kubectl.ts";
 import { until as waitFor } from "../helpers/until.ts";
 import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
-import { killAgent, spawnAgent } from "./agent-process.ts";
+import { killAgent, nodeAddress, spawnAgent, writeNodeKubeconfig } from "./agent-process.ts";
 
 const run = promisify(execFile);
 const NODE = "worker-a";
@@ -96,14 +96,9 @@ beforeAll(async () => {
   await writeFile(second.kubeconfig, kubeconfigYaml(url, api.pki.caCert, api.admin.cert, api.admin.key), {
     mode: 0o600,
   });
-  const cert = await api.pki.client("node", `system:node:${NODE}`, ["system:nodes"]);
   const kubeconfig = join(dir, "kubeconfig");
-  await writeFile(kubeconfig, kubeconfigYaml(api.url, api.pki.caCert, cert.cert, cert.key, NODE), {
-    mode: 0o600,
-  });
-  const nodeIP = (await node.inNetns(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).match(
-    /inet (\S+)\//,
-  )![1]!;
+  await writeNodeKubeconfig(api, kubeconfig, NODE);
+  const nodeIP = await nodeAddress(node);
   agentArgs = [
     `--kubeconfig=${kubeconfig}`,
     `--node-name=${NODE}`,

@@ -7,16 +7,16 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import { execFile, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
+import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 import { applyYaml, kubectlFor } from "../helpers/kubectl.ts";
 import { until as waitFor } from "../helpers/until.ts";
 import { agentLogTail, startTestNode, type TestNode } from "./agent-node.ts";
-import { killAgent, nodeAgentFlags, spawnAgent } from "./agent-process.ts";
+import { killAgent, nodeAddress, nodeAgentFlags, spawnAgent, writeNodeKubeconfig } from "./agent-process.ts";
 
 const run = promisify(execFile);
 const NODE = "worker-v";
@@ -106,14 +106,9 @@ spec:
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lab-agent-volumes-"));
   [api, node] = await Promise.all([startTestApiServer(), startTestNode()]);
-  const cert = await api.pki.client("node", `system:node:${NODE}`, ["system:nodes"]);
   const kubeconfig = join(dir, "kubeconfig");
-  await writeFile(kubeconfig, kubeconfigYaml(api.url, api.pki.caCert, cert.cert, cert.key, NODE), {
-    mode: 0o600,
-  });
-  const nodeIP = (await node.inNetns(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])).match(
-    /inet (\S+)\//,
-  )![1]!;
+  await writeNodeKubeconfig(api, kubeconfig, NODE);
+  const nodeIP = await nodeAddress(node);
   agent = spawnAgent(
     [
       ...nodeAgentFlags(node, {

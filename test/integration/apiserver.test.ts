@@ -17,6 +17,7 @@ import {
   type V1Pod,
 } from "@kubernetes/client-node";
 import { ApiStatusError, LabClient } from "../../api/client.ts";
+import { identity, rawRequest } from "../helpers/raw-https.ts";
 import { kubeconfigYaml, startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
 const run = promisify(execFile);
@@ -492,32 +493,11 @@ describe("lab-server authentication and authorization", () => {
     path: string,
     body: string,
   ): Promise<{ code: number; body: string }> {
-    const [ca, cert, key] = await Promise.all([
-      readFile(s.pki.caCert),
-      readFile(s.admin.cert),
-      readFile(s.admin.key),
-    ]);
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          host: "127.0.0.1",
-          port: s.port,
-          path,
-          method,
-          ca,
-          cert,
-          key,
-          headers: { "Content-Type": "application/json" },
-        },
-        (res) => {
-          let out = "";
-          res.on("data", (d: Buffer) => (out += d.toString()));
-          res.on("end", () => resolve({ code: res.statusCode ?? 0, body: out }));
-        },
-      );
-      req.on("error", reject);
-      req.end(body);
+    const r = await rawRequest(s.port, await identity(s, s.admin), method, path, {
+      body,
+      headers: { "Content-Type": "application/json" },
     });
+    return { code: r.code, body: r.body };
   }
 
   it("answers 401 with a Status without a client certificate", async () => {

@@ -3,8 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execa } from "execa";
-import { hasStackTrace, REPO_ROOT, runLab } from "../helpers/cli.ts";
+import { hasStackTrace, lockingProcess, runLab } from "../helpers/cli.ts";
 
 let dir: string;
 let env: Record<string, string>;
@@ -177,20 +176,7 @@ describe("lab CLI through a real process", () => {
   });
 
   it("a second mutating command on a locked lab exits 3 and names the holder", async () => {
-    const holder = execa(
-      "node",
-      [
-        "--import",
-        "tsx",
-        "-e",
-        `import { LabState } from "./topology/state.ts";
-         const s = new LabState("busy", ${JSON.stringify(env.LAB_HOME)});
-         await s.lock("up");
-         console.log("locked");
-         process.stdin.once("data", () => process.exit(0));`,
-      ],
-      { cwd: REPO_ROOT, stdin: "pipe" },
-    );
+    const holder = lockingProcess("busy", env.LAB_HOME!, "up", "hold");
     try {
       await new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve()));
       const r = await runLab(["down", "busy"], { env });

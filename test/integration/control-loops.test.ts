@@ -10,8 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
 import { runControllerManager, runScheduler } from "../../controlplane/controller-manager.ts";
-import { clientListWatch } from "../../api/list-watch.ts";
-import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { clientLoops } from "../../controlplane/lab-client-loops.ts";
 import { FakeKubelet } from "../helpers/fake-kubelet.ts";
 import { kubectlFor } from "../helpers/kubectl.ts";
 import { until } from "../helpers/until.ts";
@@ -40,9 +39,7 @@ function startLoops(identity: string): AbortController {
   const ac = new AbortController();
   setMaxListeners(0, ac.signal);
   const cfg: LoopsConfig = {
-    lw: clientListWatch(client),
-    writer: clientWriter(client),
-    leases: clientLeaseStore(client),
+    ...clientLoops(client),
     identity,
     leaderElection: { leaseDurationSeconds: 4, renewDeadlineMs: 3000, retryPeriodMs: 500 },
     nodeLifecycle: { gracePeriodMs: 4000, podEvictionTimeoutMs: 2000, monitorPeriodMs: 500 },

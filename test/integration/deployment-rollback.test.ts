@@ -11,8 +11,7 @@ import type { V1Pod, V1ReplicaSet } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import { runControllerManager, runScheduler } from "../../controlplane/controller-manager.ts";
-import { clientListWatch } from "../../api/list-watch.ts";
-import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { clientLoops } from "../../controlplane/lab-client-loops.ts";
 import { FakeKubelet } from "../helpers/fake-kubelet.ts";
 import { kubectlFor } from "../helpers/kubectl.ts";
 import { until } from "../helpers/until.ts";
@@ -66,9 +65,7 @@ beforeAll(async () => {
   await kubelet.register();
   kubelet.start();
   const cfg = {
-    lw: clientListWatch(client),
-    writer: clientWriter(client),
-    leases: clientLeaseStore(client),
+    ...clientLoops(client),
     identity: "cm",
     leaderElection: { leaseDurationSeconds: 4, renewDeadlineMs: 3000, retryPeriodMs: 500 },
     onEvent: (e: { kind: string; component?: string; detail?: string }) => {

@@ -28,6 +28,7 @@ import {
   crashLines,
   startLabServer,
   waitReady,
+  watchChurn,
   type ApiClientTls,
   type LabServerProc,
 } from "../helpers/fault-load.ts";
@@ -82,41 +83,18 @@ describe.sequential("lab-server under etcd and client faults", () => {
   it("1,000 watches created and cancelled while a member restarts", async () => {
     const { leader } = await cluster.status();
     const statuses = new Map<number | string, number>();
-    const one = (): Promise<void> =>
-      new Promise((resolve) => {
-        const req = request(
-          {
-            host: "127.0.0.1",
-            port: server.port,
-            path: `/api/v1/namespaces/fault/configmaps?watch=true&resourceVersion=${load.namespaceRv}`,
-            ...tls,
-            agent: false,
-          },
-          (res) => {
-            statuses.set(res.statusCode ?? 0, (statuses.get(res.statusCode ?? 0) ?? 0) + 1);
-            res.on("data", () => undefined);
-            // the client goes away mid-watch
-            setTimeout(() => req.destroy(), Math.random() * 300);
-          },
-        );
-        req.on("error", () => undefined);
-        req.on("close", () => resolve());
-        req.end();
-      });
-    let started = 0;
-    const batches = (async () => {
-      while (started < 1000) {
-        const batch = Array.from({ length: Math.min(50, 1000 - started) }, () => one());
-        started += batch.length;
-        await Promise.all(batch);
-      }
-    })();
-    await until("200 watches under way", () => started >= 200, 30_000);
+    const churn = watchChurn(
+      server.port,
+      tls,
+      `/api/v1/namespaces/fault/configmaps?watch=true&resourceVersion=${load.namespaceRv}`,
+      (code) => statuses.set(code, (statuses.get(code) ?? 0) + 1),
+    );
+    await until("200 watches under way", () => churn.started() >= 200, 30_000);
     await cluster.kill(leader);
     await sleep(2_000);
     cluster.restart(leader);
-    await batches;
-    expect(started).toBe(1000);
+    await churn.done;
+    expect(churn.started()).toBe(1000);
     // most are served; those that hit the dead member while starting answer an error, never hang
     expect(statuses.get(200) ?? 0).toBeGreaterThan(500);
     await recovered("1,000 watches across a member restart");

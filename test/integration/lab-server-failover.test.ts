@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import { freePort, startEtcd, type TestEtcd } from "../helpers/etcd.ts";
 import { FakeKubelet } from "../helpers/fake-kubelet.ts";
+import { labServerArgv } from "../helpers/fault-load.ts";
 import { kubeconfigYaml } from "../helpers/test-apiserver.ts";
 import { makeTestPki, type TestPki } from "../helpers/test-pki.ts";
 import { until } from "../helpers/until.ts";
@@ -35,29 +36,11 @@ beforeAll(async () => {
     await writeFile(kubeconfig, kubeconfigYaml(url, pki.caCert, admin.cert, admin.key), { mode: 0o600 });
     const proc = spawn(
       process.execPath,
-      [
-        "--import",
-        "tsx",
-        "controlplane/main.ts",
-        ...[
-          "--etcd-servers",
-          etcd.endpoint,
-          "--tls-cert-file",
-          pki.serverCert,
-          "--tls-private-key-file",
-          pki.serverKey,
-        ],
-        ...["--client-ca-file", pki.caCert, "--bind-address", "127.0.0.1", "--secure-port", String(port)],
-        ...[
-          "--kubeconfig",
-          kubeconfig,
-          "--leader-elect-lease-duration",
-          "6",
-          "--leader-elect-renew-deadline",
-          "4",
-        ],
-        ...["--leader-elect-retry-period", "1", "--cluster-cidr", "10.244.0.0/16"],
-      ],
+      labServerArgv(etcd.endpoint, pki, port, [
+        ...["--kubeconfig", kubeconfig, "--leader-elect-lease-duration", "6"],
+        ...["--leader-elect-renew-deadline", "4", "--leader-elect-retry-period", "1"],
+        ...["--cluster-cidr", "10.244.0.0/16"],
+      ]),
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     const log: string[] = [];

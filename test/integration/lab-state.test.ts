@@ -1,11 +1,10 @@
-import { execa } from "execa";
 import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { LabError } from "../../topology/errors.ts";
 import { LabState, labHome } from "../../topology/state.ts";
-import { REPO_ROOT } from "../helpers/cli.ts";
+import { lockingProcess } from "../helpers/cli.ts";
 
 let home: string;
 beforeAll(async () => {
@@ -32,20 +31,7 @@ describe("lab state directory", () => {
 
   it("a lock held by another live process refuses a second mutating command and names the holder", async () => {
     // A real second process takes the lock and keeps it until we tell it to exit.
-    const holder = execa(
-      "node",
-      [
-        "--import",
-        "tsx",
-        "-e",
-        `import { LabState } from "./topology/state.ts";
-         const s = new LabState("b", ${JSON.stringify(home)});
-         await s.lock("lab up");
-         console.log("locked");
-         process.stdin.once("data", () => process.exit(0));`,
-      ],
-      { cwd: REPO_ROOT, stdin: "pipe" },
-    );
+    const holder = lockingProcess("b", home, "lab up", "hold");
     await new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve()));
     const mine = new LabState("b", home);
     const err = await mine.lock("lab down").catch((e: unknown) => e);
@@ -60,19 +46,7 @@ describe("lab state directory", () => {
   });
 
   it("takes over a lock left behind by a process that died", async () => {
-    const dead = await execa(
-      "node",
-      [
-        "--import",
-        "tsx",
-        "-e",
-        `import { LabState } from "./topology/state.ts";
-         const s = new LabState("c", ${JSON.stringify(home)});
-         await s.lock("lab up");
-         process.kill(process.pid, "SIGKILL");`,
-      ],
-      { cwd: REPO_ROOT, reject: false },
-    );
+    const dead = await lockingProcess("c", home, "lab up", "die");
     expect(dead.signal).toBe("SIGKILL");
     const s = new LabState("c", home);
     await expect(s.lock("lab up")).resolves.toBeUndefined();

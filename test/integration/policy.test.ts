@@ -10,11 +10,10 @@ import type { V1Deployment, V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiStatusError, LabClient } from "../../api/client.ts";
 import { HOLLOW_CPU_ANNOTATION } from "../../api/metrics.ts";
-import { clientListWatch } from "../../api/list-watch.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
 import { runControllers, runScheduler } from "../../controlplane/controller-manager.ts";
 import { clientPodMetrics, clientScales } from "../../controlplane/controllers/scale-client.ts";
-import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
+import { clientLoops } from "../../controlplane/lab-client-loops.ts";
 import { loopEventLine } from "../../controlplane/loops-main.ts";
 import {
   kubectlResult,
@@ -48,9 +47,7 @@ const podReady = (p: V1Pod): boolean =>
 
 function loopsConfig(identity: string): LoopsConfig {
   return {
-    lw: clientListWatch(client),
-    writer: clientWriter(client),
-    leases: clientLeaseStore(client),
+    ...clientLoops(client),
     identity,
     scales: clientScales(client),
     podMetrics: clientPodMetrics(client),

@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
-import { request } from "node:https";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { identity, rawRequest } from "../helpers/raw-https.ts";
 import { startTestApiServer, type TestApiServer } from "../helpers/test-apiserver.ts";
 
 /**
@@ -30,32 +30,13 @@ async function call(
   body?: unknown,
   opts: { contentType?: string; as?: { cert: string; key: string } } = {},
 ): Promise<Answer> {
-  const who = opts.as ?? s.admin;
-  const [ca, cert, key] = await Promise.all([readFile(s.pki.caCert), readFile(who.cert), readFile(who.key)]);
+  const who = await identity(s, opts.as ?? s.admin);
   const data = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: "127.0.0.1",
-        port: s.port,
-        path,
-        method,
-        ca,
-        cert,
-        key,
-        timeout: 20_000,
-        headers: { "Content-Type": opts.contentType ?? "application/json" },
-      },
-      (res) => {
-        let out = "";
-        res.on("data", (d: Buffer) => (out += d.toString()));
-        res.on("end", () => resolve({ code: res.statusCode ?? 0, body: out ? JSON.parse(out) : {} }));
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error(`${method} ${path}: no answer from lab-server in 20 s`)));
-    req.on("error", reject);
-    req.end(data);
+  const r = await rawRequest(s.port, who, method, path, {
+    body: data,
+    headers: { "Content-Type": opts.contentType ?? "application/json" },
   });
+  return { code: r.code, body: r.body ? JSON.parse(r.body) : {} };
 }
 
 async function kubectl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

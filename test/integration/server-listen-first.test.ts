@@ -82,20 +82,25 @@ afterAll(async () => {
   await pki?.cleanup();
 });
 
+/** lab-server's flags on the test PKI, 127.0.0.1:`securePort` and health port `healthPort`, over `etcdServers`. */
+const serverFlags = (etcdServers: string, securePort: number, healthPort: number) => ({
+  etcdServers,
+  tlsCertFile: pki.serverCert,
+  tlsPrivateKeyFile: pki.serverKey,
+  clientCaFile: pki.caCert,
+  bindAddress: "127.0.0.1",
+  securePort: String(securePort),
+  healthPort: String(healthPort),
+  serviceClusterIpRange: "10.96.0.0/16",
+});
+
 describe("lab-server start", () => {
   it("serves /readyz 503 at once while etcd never answers, and does not fail", async () => {
     const [securePort, healthPort] = [await freePort(), await freePort()];
     const started = Date.now();
-    const starting = startServer({
-      etcdServers: `http://127.0.0.1:${(hold.address() as { port: number }).port}`,
-      tlsCertFile: pki.serverCert,
-      tlsPrivateKeyFile: pki.serverKey,
-      clientCaFile: pki.caCert,
-      bindAddress: "127.0.0.1",
-      securePort: String(securePort),
-      healthPort: String(healthPort),
-      serviceClusterIpRange: "10.96.0.0/16",
-    }).then(
+    const starting = startServer(
+      serverFlags(`http://127.0.0.1:${(hold.address() as { port: number }).port}`, securePort, healthPort),
+    ).then(
       (r) => ({ ok: true as const, r }),
       (err: unknown) => ({ ok: false as const, err: err as Error }),
     );
@@ -119,16 +124,7 @@ describe("lab-server start", () => {
   it("becomes ready with the default objects once etcd answers", async () => {
     etcd = await startEtcd();
     const [securePort, healthPort] = [await freePort(), await freePort()];
-    const { server, store } = await startServer({
-      etcdServers: etcd.endpoint,
-      tlsCertFile: pki.serverCert,
-      tlsPrivateKeyFile: pki.serverKey,
-      clientCaFile: pki.caCert,
-      bindAddress: "127.0.0.1",
-      securePort: String(securePort),
-      healthPort: String(healthPort),
-      serviceClusterIpRange: "10.96.0.0/16",
-    });
+    const { server, store } = await startServer(serverFlags(etcd.endpoint, securePort, healthPort));
     try {
       const ready = await until(10_000, async () => {
         const r = await healthGet(healthPort, "/readyz");

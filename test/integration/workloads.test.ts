@@ -14,8 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabClient } from "../../api/client.ts";
 import type { LoopsConfig } from "../../controlplane/controller-manager.ts";
 import { runControllers, runScheduler } from "../../controlplane/controller-manager.ts";
-import { clientLeaseStore, clientWriter } from "../../controlplane/lab-client-loops.ts";
-import { clientListWatch } from "../../api/list-watch.ts";
+import { clientLoops } from "../../controlplane/lab-client-loops.ts";
 import { loopEventLine } from "../../controlplane/loops-main.ts";
 import {
   kubectlResult,
@@ -70,9 +69,7 @@ beforeAll(async () => {
     90_000,
   );
   const cfg: LoopsConfig = {
-    lw: clientListWatch(client),
-    writer: clientWriter(client),
-    leases: clientLeaseStore(client),
+    ...clientLoops(client),
     identity: "workloads-test",
     leaderElection: { leaseDurationSeconds: 4, renewDeadlineMs: 3000, retryPeriodMs: 500 },
     nodeLifecycle: { gracePeriodMs: 60_000, podEvictionTimeoutMs: 60_000, monitorPeriodMs: 1000 },

@@ -1,6 +1,7 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import type { ObservedContainer, ObservedPod } from "../../../node/observed.ts";
+import { observedContainer } from "../../helpers/observed.ts";
 import type { StatusInputs } from "../../../node/pod-status.ts";
 import { computePodStatus } from "../../../node/pod-status.ts";
 
@@ -19,22 +20,8 @@ const pod = (restartPolicy = "Always", readiness = false): V1Pod => ({
     ],
   },
 });
-const ctr = (over: Partial<ObservedContainer>): ObservedContainer => ({
-  id: "c0",
-  sandboxId: "s1",
-  name: "app",
-  attempt: 0,
-  state: "CONTAINER_RUNNING",
-  createdAt: 1000,
-  startedAt: 2000,
-  finishedAt: 0,
-  exitCode: 0,
-  reason: "",
-  message: "",
-  image: "lab/sample",
-  imageRef: "sha256:abc",
-  ...over,
-});
+const ctr = (over: Partial<ObservedContainer>): ObservedContainer =>
+  observedContainer({ startedAt: 2000, imageRef: "sha256:abc", ...over });
 const observed = (containers: ObservedContainer[], ready = true): ObservedPod => ({
   uid: "u1",
   sandboxes: [

@@ -1,6 +1,7 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import type { ObservedContainer, ObservedPod, ObservedSandbox } from "../../../node/observed.ts";
+import { observedContainer } from "../../helpers/observed.ts";
 import type { BackoffPolicy } from "../../../node/reconcile.ts";
 import { planPod, restartDelayMs } from "../../../node/reconcile.ts";
 
@@ -23,22 +24,7 @@ const sandbox = (over: Partial<ObservedSandbox> = {}): ObservedSandbox => ({
   ip: "10.0.0.5",
   ...over,
 });
-const ctr = (over: Partial<ObservedContainer> = {}): ObservedContainer => ({
-  id: "c0",
-  sandboxId: "s1",
-  name: "app",
-  attempt: 0,
-  state: "CONTAINER_RUNNING",
-  createdAt: 1000,
-  startedAt: 1100,
-  finishedAt: 0,
-  exitCode: 0,
-  reason: "",
-  message: "",
-  image: "lab/sample",
-  imageRef: "sha256:x",
-  ...over,
-});
+const ctr = observedContainer;
 const obs = (sandboxes: ObservedSandbox[], containers: ObservedContainer[] = []): ObservedPod => ({
   uid: "u1",
   sandboxes,
