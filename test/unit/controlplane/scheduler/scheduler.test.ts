@@ -21,14 +21,29 @@ const node = (name: string, cpu: string): V1Node => ({
   },
 });
 
+/** Pods and nodes in memory, the scheduler's list-watches of them, and its status writes recorded. */
+function memoryCluster() {
+  const pods = new MemoryStore<V1Pod>();
+  const nodes = new MemoryStore<V1Node>();
+  const lw = ((r: string) => (r === "pods" ? pods : nodes).listWatcher()) as unknown as ListWatchFactory;
+  const statusWrites: V1Pod[] = [];
+  async function updateStatus<T extends KubeObject>(_r: string, _ns: string, o: T): Promise<T> {
+    statusWrites.push(o as unknown as V1Pod);
+    return pods.update(o as unknown as V1Pod) as unknown as T;
+  }
+  return { pods, nodes, lw, statusWrites, updateStatus };
+}
+
+const podRequesting = (name: string, cpu: string): V1Pod => ({
+  metadata: { name, namespace: "default" },
+  spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu } } }] },
+});
+
 describe("Scheduler loop", () => {
   it("reports FailedScheduling once per reason, and binds the pod as soon as a node that fits appears", async () => {
-    const pods = new MemoryStore<V1Pod>();
-    const nodes = new MemoryStore<V1Node>();
+    const { pods, nodes, lw, statusWrites, updateStatus } = memoryCluster();
     const events: CoreV1Event[] = [];
-    const statusWrites: V1Pod[] = [];
     nodes.create(node("small", "500m"));
-    const lw = ((r: string) => (r === "pods" ? pods : nodes).listWatcher()) as unknown as ListWatchFactory;
     const writer = {
       async bind(ns: string, name: string, n: string) {
         const p = pods.objects.get(`${ns}/${name}`)!;
@@ -38,18 +53,12 @@ describe("Scheduler loop", () => {
         events.push(o as unknown as CoreV1Event);
         return o;
       },
-      async updateStatus<T extends KubeObject>(_r: string, _ns: string, o: T) {
-        statusWrites.push(o as unknown as V1Pod);
-        return pods.update(o as unknown as V1Pod) as unknown as T;
-      },
+      updateStatus,
     } as unknown as ObjectWriter;
     const s = new Scheduler(lw, writer, { unschedulableRetryMs: 20 });
     const ac = new AbortController();
     const run = s.run(ac.signal);
-    pods.create({
-      metadata: { name: "big", namespace: "default" },
-      spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu: "1" } } }] },
-    });
+    pods.create(podRequesting("big", "1"));
     await until(() => events.length === 1);
     await new Promise((r) => setTimeout(r, 100)); // several retries happen meanwhile
     expect(events.map((e) => [e.reason, e.message])).toEqual([
@@ -79,11 +88,9 @@ describe("Scheduler loop", () => {
   });
 
   it("does not overcommit a node when many pods arrive at once", async () => {
-    const pods = new MemoryStore<V1Pod>();
-    const nodes = new MemoryStore<V1Node>();
+    const { pods, nodes, lw, updateStatus } = memoryCluster();
     nodes.create(node("a", "1"));
     nodes.create(node("b", "1"));
-    const lw = ((r: string) => (r === "pods" ? pods : nodes).listWatcher()) as unknown as ListWatchFactory;
     const writer = {
       async bind(ns: string, name: string, n: string) {
         await new Promise((r) => setTimeout(r, 5)); // binds in flight overlap
@@ -91,17 +98,13 @@ describe("Scheduler loop", () => {
         pods.update({ ...p, spec: { ...p.spec!, nodeName: n } });
       },
       create: async <T>(_r: string, _ns: string, o: T) => o,
-      updateStatus: async <T>(_r: string, _ns: string, o: T) => pods.update(o as V1Pod),
+      updateStatus,
     } as unknown as ObjectWriter;
     const s = new Scheduler(lw, writer, { workers: 4, unschedulableRetryMs: 60_000 });
     const ac = new AbortController();
     const run = s.run(ac.signal);
     await Promise.all([s.pods.waitForSync(), s.nodes.waitForSync()]);
-    for (let i = 0; i < 6; i++)
-      pods.create({
-        metadata: { name: `p${i}`, namespace: "default" },
-        spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu: "400m" } } }] },
-      });
+    for (let i = 0; i < 6; i++) pods.create(podRequesting(`p${i}`, "400m"));
     await until(() => s.bound === 4);
     await new Promise((r) => setTimeout(r, 50));
     const per = (n: string) => [...pods.objects.values()].filter((p) => p.spec?.nodeName === n).length;
@@ -111,25 +114,16 @@ describe("Scheduler loop", () => {
   });
 
   it("rewrites PodScheduled=False only when the message changes, keeping its transition time", async () => {
-    const pods = new MemoryStore<V1Pod>();
-    const nodes = new MemoryStore<V1Node>();
+    const { pods, nodes, lw, statusWrites, updateStatus } = memoryCluster();
     nodes.create(node("a", "500m"));
-    const lw = ((r: string) => (r === "pods" ? pods : nodes).listWatcher()) as unknown as ListWatchFactory;
-    const statusWrites: V1Pod[] = [];
     const writer = {
       create: async <T>(_r: string, _ns: string, o: T) => o,
-      async updateStatus<T extends KubeObject>(_r: string, _ns: string, o: T) {
-        statusWrites.push(o as unknown as V1Pod);
-        return pods.update(o as unknown as V1Pod) as unknown as T;
-      },
+      updateStatus,
     } as unknown as ObjectWriter;
     const s = new Scheduler(lw, writer, { unschedulableRetryMs: 10 });
     const ac = new AbortController();
     const run = s.run(ac.signal);
-    pods.create({
-      metadata: { name: "big", namespace: "default" },
-      spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu: "1" } } }] },
-    });
+    pods.create(podRequesting("big", "1"));
     await until(() => statusWrites.length === 1);
     await new Promise((r) => setTimeout(r, 100)); // ~10 retries
     expect(statusWrites).toHaveLength(1);
