@@ -57,6 +57,17 @@ describe("LeaderElector", () => {
     const cur = await store.get("kube-system", "ctl");
     await store.update({ ...cur!, spec: { ...cur!.spec, holderIdentity: holder, renewTime: new Date() } });
   };
+  /** Candidate "a" counting its terms and keeping its errors; `term(n, signal)` is term n's work. */
+  const countingTerms = (term: (n: number, signal: AbortSignal) => Promise<void>) => {
+    const store = memoryLeaseStore();
+    const seen = { terms: 0, errors: [] as string[] };
+    const e = candidate({
+      store,
+      onStartedLeading: (signal) => term(++seen.terms, signal),
+      onError: (err) => void seen.errors.push(String(err)),
+    });
+    return { store, seen, e };
+  };
 
   it("elects exactly one of two candidates; the other takes over when the leader releases", async () => {
     const store = memoryLeaseStore();
@@ -183,23 +194,17 @@ describe("LeaderElector", () => {
   });
 
   it("a term whose loops end on their own steps down and gives the lease up, then leads afresh", async () => {
-    const store = memoryLeaseStore();
-    let terms = 0;
-    const errors: string[] = [];
-    const e = candidate({
-      store,
-      // the first term's loops stop at once (as the scheduler's did when etcd was out); later
-      // terms run until their signal aborts
-      onStartedLeading: (signal) =>
-        ++terms === 1
-          ? Promise.resolve()
-          : new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
-      onError: (err) => void errors.push(String(err)),
-    });
+    // the first term's loops stop at once (as the scheduler's did when etcd was out); later
+    // terms run until their signal aborts
+    const { store, seen, e } = countingTerms((n, signal) =>
+      n === 1
+        ? Promise.resolve()
+        : new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
+    );
     const ac = new AbortController();
     const run = e.run(ac.signal);
-    await until("terms >= 2", () => terms >= 2, 5000, { everyMs: 10 });
-    expect(errors.join("\n")).toMatch(/the loops ended while leading; stepping down/);
+    await until("terms >= 2", () => seen.terms >= 2, 5000, { everyMs: 10 });
+    expect(seen.errors.join("\n")).toMatch(/the loops ended while leading; stepping down/);
     expect(e.isLeader()).toBe(true);
     ac.abort();
     await run;
@@ -207,15 +212,8 @@ describe("LeaderElector", () => {
   });
 
   it("loops that never stop after a term ends do not keep the candidate from campaigning again", async () => {
-    const store = memoryLeaseStore();
-    let terms = 0;
-    const errors: string[] = [];
-    const e = candidate({
-      store,
-      // a term's work that ignores its signal and never settles
-      onStartedLeading: () => (++terms, new Promise<void>(() => {})),
-      onError: (err) => void errors.push(String(err)),
-    });
+    // a term's work that ignores its signal and never settles
+    const { store, seen, e } = countingTerms(() => new Promise<void>(() => {}));
     const ac = new AbortController();
     const run = e.run(ac.signal);
     await until("e.isLeader()", () => e.isLeader(), 5000, { everyMs: 10 });
@@ -223,8 +221,8 @@ describe("LeaderElector", () => {
     await leaseTakenBy(store, "b");
     // within a lease duration (1 s) of the term's end the elector campaigns again and, once
     // b's lease expires, leads a second term
-    await until("terms >= 2", () => terms >= 2, 8000, { everyMs: 10 });
-    expect(errors.join("\n")).toMatch(/did not stop within 1 s of its end; campaigning again/);
+    await until("terms >= 2", () => seen.terms >= 2, 8000, { everyMs: 10 });
+    expect(seen.errors.join("\n")).toMatch(/did not stop within 1 s of its end; campaigning again/);
     ac.abort();
     await run;
   });
