@@ -34,6 +34,16 @@ function memoryCluster() {
   return { pods, nodes, lw, statusWrites, updateStatus };
 }
 
+/** Runs `s` until the returned stop(), which waits for its loops to end. */
+function start(s: Scheduler): () => Promise<void> {
+  const ac = new AbortController();
+  const run = s.run(ac.signal);
+  return () => {
+    ac.abort();
+    return run;
+  };
+}
+
 const podRequesting = (name: string, cpu: string): V1Pod => ({
   metadata: { name, namespace: "default" },
   spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu } } }] },
@@ -56,8 +66,7 @@ describe("Scheduler loop", () => {
       updateStatus,
     } as unknown as ObjectWriter;
     const s = new Scheduler(lw, writer, { unschedulableRetryMs: 20 });
-    const ac = new AbortController();
-    const run = s.run(ac.signal);
+    const stop = start(s);
     pods.create(podRequesting("big", "1"));
     await until(() => events.length === 1);
     await new Promise((r) => setTimeout(r, 100)); // several retries happen meanwhile
@@ -83,8 +92,7 @@ describe("Scheduler loop", () => {
       message: "Successfully assigned default/big to large",
       involvedObject: { kind: "Pod", name: "big", namespace: "default" },
     });
-    ac.abort();
-    await run;
+    await stop();
   });
 
   it("does not overcommit a node when many pods arrive at once", async () => {
@@ -101,16 +109,14 @@ describe("Scheduler loop", () => {
       updateStatus,
     } as unknown as ObjectWriter;
     const s = new Scheduler(lw, writer, { workers: 4, unschedulableRetryMs: 60_000 });
-    const ac = new AbortController();
-    const run = s.run(ac.signal);
+    const stop = start(s);
     await Promise.all([s.pods.waitForSync(), s.nodes.waitForSync()]);
     for (let i = 0; i < 6; i++) pods.create(podRequesting(`p${i}`, "400m"));
     await until(() => s.bound === 4);
     await new Promise((r) => setTimeout(r, 50));
     const per = (n: string) => [...pods.objects.values()].filter((p) => p.spec?.nodeName === n).length;
     expect([per("a"), per("b")]).toEqual([2, 2]); // 2 × 400m fit in 1 CPU, a third does not
-    ac.abort();
-    await run;
+    await stop();
   });
 
   it("rewrites PodScheduled=False only when the message changes, keeping its transition time", async () => {
@@ -121,8 +127,7 @@ describe("Scheduler loop", () => {
       updateStatus,
     } as unknown as ObjectWriter;
     const s = new Scheduler(lw, writer, { unschedulableRetryMs: 10 });
-    const ac = new AbortController();
-    const run = s.run(ac.signal);
+    const stop = start(s);
     pods.create(podRequesting("big", "1"));
     await until(() => statusWrites.length === 1);
     await new Promise((r) => setTimeout(r, 100)); // ~10 retries
@@ -134,7 +139,6 @@ describe("Scheduler loop", () => {
     const second = pods.objects.get("default/big")!.status!.conditions![0]!;
     expect(second.message).toBe("0/1 nodes are available: 1 Insufficient cpu, 1 node(s) were unschedulable.");
     expect(second.lastTransitionTime).toEqual(first.lastTransitionTime);
-    ac.abort();
-    await run;
+    await stop();
   });
 });
