@@ -31,7 +31,20 @@ function memoryCluster() {
     statusWrites.push(o as unknown as V1Pod);
     return pods.update(o as unknown as V1Pod) as unknown as T;
   }
-  return { pods, nodes, lw, statusWrites, updateStatus };
+  /** A binding as the API makes it: the pod's nodeName set. */
+  async function bind(ns: string, name: string, n: string): Promise<void> {
+    const p = pods.objects.get(`${ns}/${name}`)!;
+    pods.update({ ...p, spec: { ...p.spec!, nodeName: n } });
+  }
+  /** The scheduler's writes: bindings, events (dropped unless `overrides` keeps them) and status. */
+  const writer = (overrides: Partial<Record<keyof ObjectWriter, unknown>> = {}): ObjectWriter =>
+    ({
+      bind,
+      create: async <T>(_r: string, _ns: string, o: T) => o,
+      updateStatus,
+      ...overrides,
+    }) as unknown as ObjectWriter;
+  return { pods, nodes, lw, statusWrites, bind, writer };
 }
 
 /** Runs `s` until the returned stop(), which waits for its loops to end. */
@@ -51,21 +64,16 @@ const podRequesting = (name: string, cpu: string): V1Pod => ({
 
 describe("Scheduler loop", () => {
   it("reports FailedScheduling once per reason, and binds the pod as soon as a node that fits appears", async () => {
-    const { pods, nodes, lw, statusWrites, updateStatus } = memoryCluster();
+    const { pods, nodes, lw, statusWrites, writer } = memoryCluster();
     const events: CoreV1Event[] = [];
     nodes.create(node("small", "500m"));
-    const writer = {
-      async bind(ns: string, name: string, n: string) {
-        const p = pods.objects.get(`${ns}/${name}`)!;
-        pods.update({ ...p, spec: { ...p.spec!, nodeName: n } });
-      },
+    const recordingEvents = writer({
       async create<T extends KubeObject>(_r: string, _ns: string, o: T) {
         events.push(o as unknown as CoreV1Event);
         return o;
       },
-      updateStatus,
-    } as unknown as ObjectWriter;
-    const s = new Scheduler(lw, writer, { unschedulableRetryMs: 20 });
+    });
+    const s = new Scheduler(lw, recordingEvents, { unschedulableRetryMs: 20 });
     const stop = start(s);
     pods.create(podRequesting("big", "1"));
     await until(() => events.length === 1);
@@ -96,19 +104,16 @@ describe("Scheduler loop", () => {
   });
 
   it("does not overcommit a node when many pods arrive at once", async () => {
-    const { pods, nodes, lw, updateStatus } = memoryCluster();
+    const { pods, nodes, lw, bind, writer } = memoryCluster();
     nodes.create(node("a", "1"));
     nodes.create(node("b", "1"));
-    const writer = {
+    const slowBinds = writer({
       async bind(ns: string, name: string, n: string) {
         await new Promise((r) => setTimeout(r, 5)); // binds in flight overlap
-        const p = pods.objects.get(`${ns}/${name}`)!;
-        pods.update({ ...p, spec: { ...p.spec!, nodeName: n } });
+        await bind(ns, name, n);
       },
-      create: async <T>(_r: string, _ns: string, o: T) => o,
-      updateStatus,
-    } as unknown as ObjectWriter;
-    const s = new Scheduler(lw, writer, { workers: 4, unschedulableRetryMs: 60_000 });
+    });
+    const s = new Scheduler(lw, slowBinds, { workers: 4, unschedulableRetryMs: 60_000 });
     const stop = start(s);
     await Promise.all([s.pods.waitForSync(), s.nodes.waitForSync()]);
     for (let i = 0; i < 6; i++) pods.create(podRequesting(`p${i}`, "400m"));
@@ -120,13 +125,9 @@ describe("Scheduler loop", () => {
   });
 
   it("rewrites PodScheduled=False only when the message changes, keeping its transition time", async () => {
-    const { pods, nodes, lw, statusWrites, updateStatus } = memoryCluster();
+    const { pods, nodes, lw, statusWrites, writer } = memoryCluster();
     nodes.create(node("a", "500m"));
-    const writer = {
-      create: async <T>(_r: string, _ns: string, o: T) => o,
-      updateStatus,
-    } as unknown as ObjectWriter;
-    const s = new Scheduler(lw, writer, { unschedulableRetryMs: 10 });
+    const s = new Scheduler(lw, writer(), { unschedulableRetryMs: 10 });
     const stop = start(s);
     pods.create(podRequesting("big", "1"));
     await until(() => statusWrites.length === 1);
