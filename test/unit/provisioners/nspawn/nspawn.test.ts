@@ -43,19 +43,15 @@ const seedInput = {
 
 describe("nspawn topology", () => {
   it("accepts provider nspawn and names it among the choices when the type is wrong", () => {
-    const ok = LabFile.safeParse({
-      apiVersion: "lab/v1alpha1",
-      kind: "Lab",
-      metadata: { name: "n" },
-      spec: { provider: { type: "nspawn" } },
-    });
-    expect(ok.success).toBe(true);
-    const bad = LabFile.safeParse({
-      apiVersion: "lab/v1alpha1",
-      kind: "Lab",
-      metadata: { name: "n" },
-      spec: { provider: { type: "lxc" } },
-    });
+    const withProvider = (type: string) =>
+      LabFile.safeParse({
+        apiVersion: "lab/v1alpha1",
+        kind: "Lab",
+        metadata: { name: "n" },
+        spec: { provider: { type } },
+      });
+    expect(withProvider("nspawn").success).toBe(true);
+    const bad = withProvider("lxc");
     expect(bad.success).toBe(false);
     expect(JSON.stringify(bad.error!.issues)).toMatch(/qemu, libvirt, baremetal, nspawn/);
   });
