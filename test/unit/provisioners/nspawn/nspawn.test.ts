@@ -10,7 +10,7 @@ import {
   nspawnArgv,
 } from "../../../../provisioners/nspawn/names.ts";
 import { LabFile } from "../../../../topology/schema.ts";
-import { plan } from "../../../../topology/plan.ts";
+import { labPlan } from "../../../helpers/lab-plan.ts";
 import { clockStep, ownClockMachines } from "../../../../bootstrap/steps/clock.ts";
 import { joinsEarly } from "../../../../bootstrap/steps/join-nodes.ts";
 import type { StepContext } from "../../../../bootstrap/steps/context.ts";
@@ -206,14 +206,7 @@ describe("nspawn guest files", () => {
 });
 
 describe("nspawn machines share the host's clock", () => {
-  const p = plan(
-    LabFile.parse({
-      apiVersion: "lab/v1alpha1",
-      kind: "Lab",
-      metadata: { name: "clk" },
-      spec: { provider: { type: "nspawn" }, masters: { count: 1 }, workers: { count: 1 } },
-    }),
-  );
+  const p = labPlan("clk", { provider: { type: "nspawn" }, masters: { count: 1 }, workers: { count: 1 } });
   const machine = (name: string, shares: boolean): Machine => ({
     name,
     role: name.startsWith("master") ? "master" : "worker",
