@@ -79,38 +79,30 @@ describe("etcd templates", () => {
 });
 
 describe("lab-server and lab-agent units", () => {
+  /** lab-server on master-1 of `members`. */
+  const server = {
+    address: "10.0.0.11",
+    etcdServers: "https://a:2379",
+    serviceClusterIPRange: "10.96.0.0/16",
+    securePort: 6443,
+  };
+
   it("passes the whole etcd cluster and the TLS files to lab-server", () => {
-    const args = labServerArgs({
-      address: "10.0.0.11",
-      etcdServers: etcdClientURLs(members),
-      serviceClusterIPRange: "10.96.0.0/16",
-      securePort: 6443,
-    });
+    const args = labServerArgs({ ...server, etcdServers: etcdClientURLs(members) });
     expect(args).toContain(
       "--etcd-servers=https://10.0.0.11:2379,https://10.0.0.12:2379,https://10.0.0.13:2379",
     );
     expect(args).toContain("--client-ca-file=/etc/lab/pki/ca.crt");
     expect(args).toContain("--advertise-address=10.0.0.11");
-    const unit = renderLabServerUnit({
-      address: "10.0.0.11",
-      etcdServers: "https://a:2379",
-      serviceClusterIPRange: "10.96.0.0/16",
-      securePort: 6443,
-    });
+    const unit = renderLabServerUnit(server);
     expect(unit).toContain("ExecStart=/opt/lab/bin/lab-server");
     expect(unit).toContain("Restart=always");
   });
 
   it("starts the scheduler and controllers in lab-server with their own credentials and the pod network", () => {
-    const base = {
-      address: "10.0.0.11",
-      etcdServers: "https://a:2379",
-      serviceClusterIPRange: "10.96.0.0/16",
-      securePort: 6443,
-    };
-    expect(labServerArgs(base).some((a) => a.startsWith("--kubeconfig"))).toBe(false);
+    expect(labServerArgs(server).some((a) => a.startsWith("--kubeconfig"))).toBe(false);
     const args = labServerArgs({
-      ...base,
+      ...server,
       loops: { clusterCIDR: "10.244.0.0/16", nodeCIDRMaskSize: 24, podEvictionTimeoutSeconds: 60 },
     });
     expect(args).toEqual(
