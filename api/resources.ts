@@ -35,6 +35,14 @@ function r(
   };
 }
 
+/** A workload with a status and a scale subresource, listed by `kubectl get all`. */
+const scalableWorkload = (shortName: string) => ({
+  shortNames: [shortName],
+  inAll: true,
+  status: true,
+  scale: true,
+});
+
 export const RESOURCES: readonly ResourceInfo[] = [
   r("", "v1", "Namespace", "namespaces", false, { shortNames: ["ns"], status: true }),
   r("", "v1", "Node", "nodes", false, { shortNames: ["no"], status: true }),
@@ -45,35 +53,15 @@ export const RESOURCES: readonly ResourceInfo[] = [
   r("", "v1", "Secret", "secrets", true),
   r("", "v1", "Event", "events", true, { shortNames: ["ev"] }),
   r("", "v1", "ServiceAccount", "serviceaccounts", true, { shortNames: ["sa"] }),
-  r("apps", "v1", "Deployment", "deployments", true, {
-    shortNames: ["deploy"],
-    inAll: true,
-    status: true,
-    scale: true,
-  }),
-  r("apps", "v1", "ReplicaSet", "replicasets", true, {
-    shortNames: ["rs"],
-    inAll: true,
-    status: true,
-    scale: true,
-  }),
+  r("apps", "v1", "Deployment", "deployments", true, scalableWorkload("deploy")),
+  r("apps", "v1", "ReplicaSet", "replicasets", true, scalableWorkload("rs")),
   r("coordination.k8s.io", "v1", "Lease", "leases", true),
   r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
   // Workloads (issue 19): batch/v1 Job and CronJob, apps/v1 DaemonSet, StatefulSet and
   // ControllerRevision, core ReplicationController.
-  r("", "v1", "ReplicationController", "replicationcontrollers", true, {
-    shortNames: ["rc"],
-    inAll: true,
-    status: true,
-    scale: true,
-  }),
+  r("", "v1", "ReplicationController", "replicationcontrollers", true, scalableWorkload("rc")),
   r("apps", "v1", "DaemonSet", "daemonsets", true, { shortNames: ["ds"], inAll: true, status: true }),
-  r("apps", "v1", "StatefulSet", "statefulsets", true, {
-    shortNames: ["sts"],
-    inAll: true,
-    status: true,
-    scale: true,
-  }),
+  r("apps", "v1", "StatefulSet", "statefulsets", true, scalableWorkload("sts")),
   r("apps", "v1", "ControllerRevision", "controllerrevisions", true),
   r("batch", "v1", "Job", "jobs", true, { inAll: true, status: true }),
   r("batch", "v1", "CronJob", "cronjobs", true, { shortNames: ["cj"], inAll: true, status: true }),

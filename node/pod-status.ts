@@ -79,6 +79,17 @@ function containerStatus(
   const restartCount = latest.attempt;
   const containerID = CRI_PREFIX + latest.id;
   const probe = i.probes[latest.id] ?? {};
+  const lastRun = previous?.state === "CONTAINER_EXITED" ? terminated(previous) : {};
+  /** A container of this attempt that is not running (waiting to start or restart, or ended). */
+  const notRunning = (state: V1ContainerState, lastState: V1ContainerState): V1ContainerStatus => ({
+    ...base,
+    containerID,
+    ready: false,
+    started: false,
+    restartCount,
+    state,
+    lastState,
+  });
   switch (latest.state) {
     case "CONTAINER_RUNNING": {
       const started = spec.startupProbe ? probe.started === true : true;
@@ -90,7 +101,7 @@ function containerStatus(
         started,
         restartCount,
         state: { running: { startedAt: new Date(latest.startedAt) } },
-        lastState: previous?.state === "CONTAINER_EXITED" ? terminated(previous) : {},
+        lastState: lastRun,
       };
     }
     case "CONTAINER_EXITED": {
@@ -102,36 +113,12 @@ function containerStatus(
               message: `back-off ${Math.round(b.delayMs / 1000)}s restarting failed container=${spec.name} pod=${pod.metadata?.name}_${pod.metadata?.namespace}(${pod.metadata?.uid})`,
             }
           : { reason: "ContainerCreating" };
-        return {
-          ...base,
-          containerID,
-          ready: false,
-          started: false,
-          restartCount,
-          state: { waiting },
-          lastState: terminated(latest),
-        };
+        return notRunning({ waiting }, terminated(latest));
       }
-      return {
-        ...base,
-        containerID,
-        ready: false,
-        started: false,
-        restartCount,
-        state: terminated(latest),
-        lastState: previous?.state === "CONTAINER_EXITED" ? terminated(previous) : {},
-      };
+      return notRunning(terminated(latest), lastRun);
     }
     default:
-      return {
-        ...base,
-        containerID,
-        ready: false,
-        started: false,
-        restartCount,
-        state: { waiting: { reason: "ContainerCreating" } },
-        lastState: previous?.state === "CONTAINER_EXITED" ? terminated(previous) : {},
-      };
+      return notRunning({ waiting: { reason: "ContainerCreating" } }, lastRun);
   }
 }
 

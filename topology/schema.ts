@@ -53,6 +53,13 @@ const ResourceOverrides = z
   })
   .describe("per-group or per-node overrides of spec.resources");
 
+/** A pinned SSH host key fingerprint; the fix says how to read it on `where`. */
+const hostKeyFingerprint = (where: string) =>
+  z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
+    error: "must be an SSH host key fingerprint like SHA256:abc…(43 characters)",
+    ...withFix(`run \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on ${where}`),
+  });
+
 export const QemuProvider = z.strictObject({
   type: z.literal("qemu"),
   accel: z
@@ -68,12 +75,7 @@ export const LibvirtProvider = z.strictObject({
     .min(1)
     .describe("libvirt connection URI; a remote hypervisor as qemu+ssh://user@host/system")
     .default("qemu:///system"),
-  hostKey: z
-    .string()
-    .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
-      error: "must be an SSH host key fingerprint like SHA256:abc…(43 characters)",
-      ...withFix("run `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the hypervisor"),
-    })
+  hostKey: hostKeyFingerprint("the hypervisor")
     .optional()
     .describe(
       "pinned SSH host key fingerprint of the hypervisor in uri (remote); known_hosts is used otherwise, and for nodes' own URIs",
@@ -124,14 +126,7 @@ export const NodeSsh = z
       .min(1)
       .optional()
       .describe("private key file; defaults to spec.ssh.key or the lab's own key"),
-    hostKey: z
-      .string()
-      .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
-        error: "must be an SSH host key fingerprint like SHA256:abc…(43 characters)",
-        ...withFix("run `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host"),
-      })
-      .optional()
-      .describe("pinned host key fingerprint (SHA256:...)"),
+    hostKey: hostKeyFingerprint("the host").optional().describe("pinned host key fingerprint (SHA256:...)"),
     acceptNewHostKey: z
       .boolean()
       .default(false)

@@ -3,6 +3,7 @@ import { parseDuration } from "../duration.ts";
 import { labStart } from "../lab-lifecycle.ts";
 import type { GlobalOptions } from "../output.ts";
 import { createReporter, printResultLine } from "../progress.ts";
+import { runInterruptible } from "../interruptible.ts";
 import { LabState } from "../../topology/state.ts";
 import { LabError } from "../../topology/errors.ts";
 import { resolveLabName } from "./lab-name.ts";
@@ -31,32 +32,17 @@ services are started again on the hosts.`,
       const labName = await resolveLabName(name, opts.file);
       const plan = await new LabState(labName).readJson<{ nodes: { name: string }[] }>("plan.json");
       const reporter = createReporter({ json: g.json, nodes: plan?.nodes.map((n) => n.name) ?? [] });
-      const abort = new AbortController();
-      const onSignal = () => abort.abort(new Error("interrupted"));
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-      let result: Awaited<ReturnType<typeof labStart>>;
-      try {
-        result = await labStart(
-          labName,
-          reporter,
-          abort.signal,
-          waitReadyTimeoutMs ? { waitReadyTimeoutMs } : {},
-        );
-      } catch (err) {
-        if (!abort.signal.aborted) throw err;
-        throw new LabError({
-          code: "INTERRUPTED",
-          what: "lab start was interrupted; the machines started so far keep running",
-          fix: `run \`lab start ${labName}\` again to converge, or \`lab stop ${labName}\``,
-          source: "user",
-        });
-      } finally {
-        await reporter.close();
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
-      const { machines, elapsedMs } = result;
+      const { machines, elapsedMs } = await runInterruptible(
+        reporter,
+        (signal) => labStart(labName, reporter, signal, waitReadyTimeoutMs ? { waitReadyTimeoutMs } : {}),
+        () =>
+          new LabError({
+            code: "INTERRUPTED",
+            what: "lab start was interrupted; the machines started so far keep running",
+            fix: `run \`lab start ${labName}\` again to converge, or \`lab stop ${labName}\``,
+            source: "user",
+          }),
+      );
       if (g.json)
         printResultLine({
           lab: labName,

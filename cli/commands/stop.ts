@@ -3,6 +3,7 @@ import { parseDuration } from "../duration.ts";
 import { labStop, stopTimeoutMs } from "../lab-lifecycle.ts";
 import type { GlobalOptions } from "../output.ts";
 import { createReporter, printResultLine } from "../progress.ts";
+import { runInterruptible } from "../interruptible.ts";
 import { LabState } from "../../topology/state.ts";
 import { resolveLabName } from "./lab-name.ts";
 
@@ -33,21 +34,12 @@ order) and the hosts keep running; pods' containers keep running under container
       const labName = await resolveLabName(name, opts.file);
       const plan = await new LabState(labName).readJson<{ nodes: { name: string }[] }>("plan.json");
       const reporter = createReporter({ json: g.json, nodes: plan?.nodes.map((n) => n.name) ?? [] });
-      const abort = new AbortController();
-      const onSignal = () => abort.abort(new Error("interrupted"));
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-      let result: Awaited<ReturnType<typeof labStop>>;
-      try {
-        result = await labStop(labName, reporter, {
-          signal: abort.signal,
+      const result = await runInterruptible(reporter, (signal) =>
+        labStop(labName, reporter, {
+          signal,
           ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout) } : {}),
-        });
-      } finally {
-        await reporter.close();
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
+        }),
+      );
       const secs = (result.elapsedMs / 1000).toFixed(1);
       if (g.json)
         printResultLine({

@@ -5,6 +5,7 @@ import { loadTopology } from "../../topology/load.ts";
 import { planForUp, labUp } from "../lab-run.ts";
 import type { GlobalOptions } from "../output.ts";
 import { createReporter, printResultLine } from "../progress.ts";
+import { runInterruptible } from "../interruptible.ts";
 import { LabState } from "../../topology/state.ts";
 import { apiBehindJump } from "../../ssh/dialer.ts";
 
@@ -29,30 +30,21 @@ export function registerUp(program: Command): void {
         (n) => n.name,
       );
       const reporter = createReporter({ json: g.json, nodes });
-      const abort = new AbortController();
-      const onSignal = () => abort.abort(new Error("interrupted"));
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-      let result: Awaited<ReturnType<typeof labUp>>;
-      try {
-        result = await labUp(loaded, reporter, abort.signal, {
-          bootstrap: !opts.machinesOnly,
-          ...(waitReadyTimeoutMs ? { waitReadyTimeoutMs } : {}),
-        });
-      } catch (err) {
-        if (!abort.signal.aborted) throw err;
-        throw new LabError({
-          code: "INTERRUPTED",
-          what: "lab up was interrupted; the VMs started so far keep running",
-          fix: `run \`lab up\` again to converge, or \`lab down ${loaded.lab.metadata.name}\` to remove everything`,
-          source: "user",
-        });
-      } finally {
-        await reporter.close();
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
-      const { plan, machines } = result;
+      const { plan, machines } = await runInterruptible(
+        reporter,
+        (signal) =>
+          labUp(loaded, reporter, signal, {
+            bootstrap: !opts.machinesOnly,
+            ...(waitReadyTimeoutMs ? { waitReadyTimeoutMs } : {}),
+          }),
+        () =>
+          new LabError({
+            code: "INTERRUPTED",
+            what: "lab up was interrupted; the VMs started so far keep running",
+            fix: `run \`lab up\` again to converge, or \`lab down ${loaded.lab.metadata.name}\` to remove everything`,
+            source: "user",
+          }),
+      );
       if (g.json) {
         printResultLine({
           lab: plan.lab,

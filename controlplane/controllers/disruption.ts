@@ -181,24 +181,23 @@ export class DisruptionController {
         if (isConflict(err)) return { requeueAfterMs: 100 };
         if (!isNotFound(err)) throw err;
       }
-      if (failure !== undefined)
-        await recordEvent(
+      const event = (type: "Normal" | "Warning", reason: string, message: string) =>
+        recordEvent(
           this.w,
           "controllermanager",
           { ...pdb, apiVersion: "policy/v1", kind: "PodDisruptionBudget" },
+          type,
+          reason,
+          message,
+        );
+      if (failure !== undefined)
+        await event(
           "Warning",
           "CalculateExpectedPodCountFailed",
           `Failed to calculate the number of expected pods: ${failure}`,
         );
       else if (pods.length === 0 && (pdb.status?.expectedPods ?? -1) !== 0)
-        await recordEvent(
-          this.w,
-          "controllermanager",
-          { ...pdb, apiVersion: "policy/v1", kind: "PodDisruptionBudget" },
-          "Normal",
-          "NoPods",
-          "No matching pods found",
-        );
+        await event("Normal", "NoPods", "No matching pods found");
     }
     if (nextExpiry !== Infinity) return { requeueAfterMs: Math.max(100, nextExpiry - now + 50) };
   }

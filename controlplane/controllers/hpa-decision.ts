@@ -151,6 +151,21 @@ export interface Normalized {
   limitedBy?: "ScaleUpLimit" | "ScaleDownLimit" | "TooManyReplicas" | "TooFewReplicas";
 }
 
+/**
+ * The limit a behavior's selectPolicy picks among its policies' limits: Max (the default) the one
+ * allowing the most change (`most`), Min the least (`least`), Disabled no change at all.
+ */
+function selectedLimit(
+  selectPolicy: string | undefined,
+  current: number,
+  limits: number[],
+  most: (...values: number[]) => number,
+  least: (...values: number[]) => number,
+): number {
+  if (selectPolicy === "Disabled") return current;
+  return selectPolicy === "Min" ? least(...limits) : most(...limits);
+}
+
 /** Stabilisation, rate policies and min/max applied to a recommendation (normalizeDesiredReplicasWithBehaviors). */
 export function normalize(
   hpa: V2HorizontalPodAutoscaler,
@@ -176,12 +191,7 @@ export function normalize(
       const start = current - changedIn(events, p.periodSeconds, now, true);
       return p.type === "Pods" ? start + p.value : Math.ceil(start * (1 + p.value / 100));
     });
-    const limit =
-      up.selectPolicy === "Disabled"
-        ? current
-        : up.selectPolicy === "Min"
-          ? Math.min(...limits)
-          : Math.max(...limits);
+    const limit = selectedLimit(up.selectPolicy, current, limits, Math.max, Math.min);
     if (replicas > limit) {
       replicas = Math.max(limit, current);
       limitedBy = "ScaleUpLimit";
@@ -191,12 +201,7 @@ export function normalize(
       const start = current + changedIn(events, p.periodSeconds, now, false);
       return p.type === "Pods" ? start - p.value : Math.floor(start * (1 - p.value / 100));
     });
-    const limit =
-      down.selectPolicy === "Disabled"
-        ? current
-        : down.selectPolicy === "Min"
-          ? Math.max(...limits)
-          : Math.min(...limits);
+    const limit = selectedLimit(down.selectPolicy, current, limits, Math.min, Math.max);
     if (replicas < limit) {
       replicas = Math.min(limit, current);
       limitedBy = "ScaleDownLimit";

@@ -180,6 +180,23 @@ export class ReplicaSetController {
     }
   }
 
+  /** An event about `rs`, from this controller's source. */
+  private event(
+    rs: V1ReplicaSet,
+    type: "Normal" | "Warning",
+    reason: string,
+    message: string,
+  ): Promise<void> {
+    return recordEvent(
+      this.w,
+      this.k.source,
+      { ...rs, apiVersion: this.k.apiVersion, kind: this.k.kind },
+      type,
+      reason,
+      message,
+    );
+  }
+
   private async createPods(rs: V1ReplicaSet, key: string, n: number): Promise<void> {
     this.expectations.expect(key, n, []);
     const ns = rs.metadata?.namespace ?? "default";
@@ -214,24 +231,10 @@ export class ReplicaSetController {
     // Every pod not created (refused, or skipped after a refusal) will never be observed.
     for (let i = created; i < n; i++) this.expectations.creationFailed(key);
     if (reason) {
-      await recordEvent(
-        this.w,
-        this.k.source,
-        { ...rs, apiVersion: this.k.apiVersion, kind: this.k.kind },
-        "Warning",
-        "FailedCreate",
-        `Error creating: ${reason?.message ?? reason}`,
-      );
+      await this.event(rs, "Warning", "FailedCreate", `Error creating: ${reason?.message ?? reason}`);
       throw reason;
     }
-    await recordEvent(
-      this.w,
-      this.k.source,
-      { ...rs, apiVersion: this.k.apiVersion, kind: this.k.kind },
-      "Normal",
-      "SuccessfulCreate",
-      `Created ${n} pod(s)`,
-    );
+    await this.event(rs, "Normal", "SuccessfulCreate", `Created ${n} pod(s)`);
   }
 
   private async deletePods(rs: V1ReplicaSet, key: string, pods: V1Pod[]): Promise<void> {
@@ -248,13 +251,6 @@ export class ReplicaSetController {
     });
     const failed = results.find((r) => r.status === "rejected" && !isNotFound(r.reason));
     if (failed) throw (failed as PromiseRejectedResult).reason;
-    await recordEvent(
-      this.w,
-      this.k.source,
-      { ...rs, apiVersion: this.k.apiVersion, kind: this.k.kind },
-      "Normal",
-      "SuccessfulDelete",
-      `Deleted ${pods.length} pod(s)`,
-    );
+    await this.event(rs, "Normal", "SuccessfulDelete", `Deleted ${pods.length} pod(s)`);
   }
 }

@@ -4,7 +4,6 @@
  * users write freely, as upstream's EscalationAllowed.
  */
 import type { ResourceInfo } from "../../api/resources.ts";
-import { findResource } from "../../api/resources.ts";
 import {
   authorize,
   forbidden,
@@ -14,13 +13,9 @@ import {
   type UserInfo,
 } from "../authz.ts";
 import type { KObject } from "../registry.ts";
-import type { RbacAuthorizer } from "./authorizer.ts";
+import { CLUSTER_ROLES, RBAC_GROUP, ROLES, type RbacAuthorizer } from "./authorizer.ts";
 import { escalationMessage, FULL_AUTHORITY, uncovered } from "./escalation.ts";
 import type { PolicyRule, RoleRef } from "./rules.ts";
-
-const G = "rbac.authorization.k8s.io";
-const ROLES = findResource(G, "v1", "roles")!;
-const CLUSTER_ROLES = findResource(G, "v1", "clusterroles")!;
 
 export async function admitRbacWrite(
   user: UserInfo,
@@ -30,7 +25,7 @@ export async function admitRbacWrite(
   graph: NodeGraph,
   rbac: RbacAuthorizer,
 ): Promise<void> {
-  if (info.group !== G || isPrivileged(user)) return;
+  if (info.group !== RBAC_GROUP || isPrivileged(user)) return;
   const name = typeof obj.metadata?.name === "string" ? obj.metadata.name : "";
   const attrs: Attributes = {
     verb: "create",

@@ -19,11 +19,11 @@ import {
   type RoleRef,
 } from "./rules.ts";
 
-const G = "rbac.authorization.k8s.io";
-const ROLES = findResource(G, "v1", "roles")!;
-const CLUSTER_ROLES = findResource(G, "v1", "clusterroles")!;
-const BINDINGS = findResource(G, "v1", "rolebindings")!;
-const CLUSTER_BINDINGS = findResource(G, "v1", "clusterrolebindings")!;
+export const RBAC_GROUP = "rbac.authorization.k8s.io";
+export const ROLES = findResource(RBAC_GROUP, "v1", "roles")!;
+export const CLUSTER_ROLES = findResource(RBAC_GROUP, "v1", "clusterroles")!;
+const BINDINGS = findResource(RBAC_GROUP, "v1", "rolebindings")!;
+const CLUSTER_BINDINGS = findResource(RBAC_GROUP, "v1", "clusterrolebindings")!;
 const ALL = { labels: [], fields: [] };
 
 export class RbacAuthorizer {

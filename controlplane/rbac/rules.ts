@@ -238,27 +238,22 @@ function roleRules(
 /** Every grant the caller holds in `namespace` (cluster-wide ones first), as upstream's VisitRulesFor. */
 export function grantsFor(user: Identity, p: RbacPolicy, namespace: string | undefined): Grant[] {
   const out: Grant[] = [];
-  for (const b of p.clusterRoleBindings) {
-    const subject = (b.subjects ?? []).find((s) => appliesTo(s, user, undefined));
-    if (!subject) continue;
-    const rules = roleRules(b.roleRef, p, undefined);
-    if (!rules) continue;
+  /** The grant of binding `b` (of `kind`, in `ns` for a RoleBinding), when it applies to the caller. */
+  const grant = (b: BindingObject, kind: string, ns: string | undefined): void => {
+    const subject = (b.subjects ?? []).find((s) => appliesTo(s, user, ns));
+    if (!subject) return;
+    const rules = roleRules(b.roleRef, p, ns);
+    if (!rules) return;
     out.push({
-      source: `ClusterRoleBinding "${b.metadata.name ?? ""}" of ${b.roleRef?.kind ?? ""} "${b.roleRef?.name ?? ""}" to ${describeSubject(subject, undefined)}`,
+      source: `${kind} "${b.metadata.name ?? ""}${ns ? `/${ns}` : ""}" of ${b.roleRef?.kind ?? ""} "${b.roleRef?.name ?? ""}" to ${describeSubject(subject, ns)}`,
       rules,
     });
-  }
+  };
+  for (const b of p.clusterRoleBindings) grant(b, "ClusterRoleBinding", undefined);
   if (!namespace) return out;
   for (const b of p.roleBindings) {
     if (b.metadata.namespace !== undefined && b.metadata.namespace !== namespace) continue;
-    const subject = (b.subjects ?? []).find((s) => appliesTo(s, user, namespace));
-    if (!subject) continue;
-    const rules = roleRules(b.roleRef, p, namespace);
-    if (!rules) continue;
-    out.push({
-      source: `RoleBinding "${b.metadata.name ?? ""}/${namespace}" of ${b.roleRef?.kind ?? ""} "${b.roleRef?.name ?? ""}" to ${describeSubject(subject, namespace)}`,
-      rules,
-    });
+    grant(b, "RoleBinding", namespace);
   }
   return out;
 }

@@ -22,17 +22,20 @@ export interface Resources {
   pods: number;
 }
 
-/** Requests of a pod: sum over containers, at least the max of init containers (as kubelet computes). */
-export function podRequests(pod: V1Pod): Resources {
-  // Objects from the cache are replaced, never mutated, so results can be kept per object.
-  const cached = requestsCache.get(pod);
-  if (cached) return cached;
-  const r = computePodRequests(pod);
-  requestsCache.set(pod, r);
-  return r;
+/** `compute` kept per object: objects from the cache are replaced, never mutated. */
+function perObject<K extends object, V>(compute: (k: K) => V): (k: K) => V {
+  const cache = new WeakMap<K, V>();
+  return (k) => {
+    let v = cache.get(k);
+    if (v === undefined) cache.set(k, (v = compute(k)));
+    return v;
+  };
 }
-const requestsCache = new WeakMap<V1Pod, Resources>();
-const allocatableCache = new WeakMap<V1Node, Resources>();
+
+/** Requests of a pod: sum over containers, at least the max of init containers (as kubelet computes). */
+export const podRequests: (pod: V1Pod) => Resources = perObject(computePodRequests);
+
+export const nodeAllocatable: (node: V1Node) => Resources = perObject(computeAllocatable);
 
 function computePodRequests(pod: V1Pod): Resources {
   let cpu = 0;
@@ -50,14 +53,6 @@ function computePodRequests(pod: V1Pod): Resources {
     if (k === "memory") mem += parseQuantity(v);
   }
   return { milliCpu: cpu, memory: mem, pods: 1 };
-}
-
-export function nodeAllocatable(node: V1Node): Resources {
-  const cached = allocatableCache.get(node);
-  if (cached) return cached;
-  const r = computeAllocatable(node);
-  allocatableCache.set(node, r);
-  return r;
 }
 
 function computeAllocatable(node: V1Node): Resources {

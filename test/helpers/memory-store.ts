@@ -149,9 +149,10 @@ export function memoryLeaseStore(
  * A control loop's ObjectWriter over in-memory stores, one per resource; created objects get a uid,
  * events are accepted and dropped.
  */
-export function memoryWriter(stores: Record<string, MemoryStore<KubeObject>>): ObjectWriter {
+/** An ObjectWriter over in-memory stores, by resource (`{ pods, replicasets: rss }`). */
+export function memoryWriter(stores: Record<string, object>): ObjectWriter {
   const store = (r: string): MemoryStore<KubeObject> => {
-    const s = stores[r];
+    const s = stores[r] as MemoryStore<KubeObject> | undefined;
     if (!s) throw new Error(`memoryWriter: no store for ${r}`);
     return s;
   };

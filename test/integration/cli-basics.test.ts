@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hasStackTrace, lockingProcess, runLab } from "../helpers/cli.ts";
+import { EVEN_MASTERS_LINES } from "../helpers/topology-text.ts";
 
 let dir: string;
 let env: Record<string, string>;
@@ -47,21 +48,7 @@ describe("lab CLI through a real process", () => {
 
   it("validate reports every problem with file:line:column and exits 1, without a stack trace", async () => {
     const file = join(dir, "bad.yaml");
-    await writeFile(
-      file,
-      [
-        "apiVersion: lab/v1alpha1",
-        "kind: Lab",
-        "metadata:",
-        "  name: demo",
-        "spec:",
-        "  masters:",
-        "    count: 2",
-        "  resources:",
-        "    memory: 2GB",
-        "",
-      ].join("\n"),
-    );
+    await writeFile(file, [...EVEN_MASTERS_LINES, "  resources:", "    memory: 2GB", ""].join("\n"));
     const r = await runLab(["validate", "-f", file], { env, cwd: dir });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain(

@@ -1,6 +1,6 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
-import { LeaderElector, leaseDecision } from "../../../api/leader-election.ts";
+import { LeaderElector, leaseDecision, type LeaderElectionConfig } from "../../../api/leader-election.ts";
 import { memoryLeaseStore } from "../../helpers/memory-store.ts";
 import { until } from "../../helpers/until.ts";
 
@@ -47,20 +47,38 @@ describe("leaseDecision", () => {
 
 describe("LeaderElector", () => {
   const fast = { leaseDurationSeconds: 1, renewDeadlineMs: 600, retryPeriodMs: 100 };
+  /** Candidate `identity` (default "a") for the Lease kube-system/ctl, with fast timings. */
+  const candidate = (
+    cfg: Omit<LeaderElectionConfig, "namespace" | "name" | "identity"> & { identity?: string },
+  ): LeaderElector =>
+    new LeaderElector({ ...fast, namespace: "kube-system", name: "ctl", identity: "a", ...cfg });
+  /** Someone else (an operator, a split brain) writes the Lease as held by `holder`. */
+  const leaseTakenBy = async (store: ReturnType<typeof memoryLeaseStore>, holder: string) => {
+    const cur = await store.get("kube-system", "ctl");
+    await store.update({ ...cur!, spec: { ...cur!.spec, holderIdentity: holder, renewTime: new Date() } });
+  };
+  /** Candidate "a" counting its terms and keeping its errors; `term(n, signal)` is term n's work. */
+  const countingTerms = (term: (n: number, signal: AbortSignal) => Promise<void>) => {
+    const store = memoryLeaseStore();
+    const seen = { terms: 0, errors: [] as string[] };
+    const e = candidate({
+      store,
+      onStartedLeading: (signal) => term(++seen.terms, signal),
+      onError: (err) => void seen.errors.push(String(err)),
+    });
+    return { store, seen, e };
+  };
 
   it("elects exactly one of two candidates; the other takes over when the leader releases", async () => {
     const store = memoryLeaseStore();
     const leading = new Set<string>();
     const stopped: string[] = [];
     const mk = (id: string): LeaderElector =>
-      new LeaderElector({
-        ...fast,
+      candidate({
         // A long lease, so a takeover well under it can only come from the release.
         leaseDurationSeconds: 3,
         renewDeadlineMs: 2000,
         store,
-        namespace: "kube-system",
-        name: "ctl",
         identity: id,
         onStartedLeading: () => void leading.add(id),
         onStoppedLeading: () => {
@@ -97,12 +115,8 @@ describe("LeaderElector", () => {
       spec: { holderIdentity: "dead", leaseDurationSeconds: 1, renewTime: new Date() },
     });
     let led = 0;
-    const e = new LeaderElector({
-      ...fast,
+    const e = candidate({
       store,
-      namespace: "kube-system",
-      name: "ctl",
-      identity: "a",
       onStartedLeading: () => void (led = Date.now()),
     });
     const ac = new AbortController();
@@ -127,12 +141,8 @@ describe("LeaderElector", () => {
     };
     let signalSeen: AbortSignal | undefined;
     let stoppedAt = 0;
-    const e = new LeaderElector({
-      ...fast,
+    const e = candidate({
       store: flaky,
-      namespace: "kube-system",
-      name: "ctl",
-      identity: "a",
       onStartedLeading: (s) => void (signalSeen = s),
       onStoppedLeading: () => void (stoppedAt = Date.now()),
     });
@@ -158,14 +168,10 @@ describe("LeaderElector", () => {
       update: (l: V1Lease) => (calls.update++, store.update(l)),
     };
     let stopped = false;
-    const e = new LeaderElector({
-      ...fast,
+    const e = candidate({
       leaseDurationSeconds: 3,
       renewDeadlineMs: 2000,
       store: counting,
-      namespace: "kube-system",
-      name: "ctl",
-      identity: "a",
       onStartedLeading: () => undefined,
       onStoppedLeading: () => void (stopped = true),
     });
@@ -179,8 +185,7 @@ describe("LeaderElector", () => {
     expect(calls.get).toBe(before.get);
     // someone else wrote the Lease (an operator, a split brain): the stale renew fails, the
     // leader reads, sees another holder and stops leading
-    const cur = await store.get("kube-system", "ctl");
-    await store.update({ ...cur!, spec: { ...cur!.spec, holderIdentity: "b", renewTime: new Date() } });
+    await leaseTakenBy(store, "b");
     await until("stopped", () => stopped, 5000, { everyMs: 10 });
     expect(e.isLeader()).toBe(false);
     ac.abort();
@@ -189,27 +194,17 @@ describe("LeaderElector", () => {
   });
 
   it("a term whose loops end on their own steps down and gives the lease up, then leads afresh", async () => {
-    const store = memoryLeaseStore();
-    let terms = 0;
-    const errors: string[] = [];
-    const e = new LeaderElector({
-      ...fast,
-      store,
-      namespace: "kube-system",
-      name: "ctl",
-      identity: "a",
-      // the first term's loops stop at once (as the scheduler's did when etcd was out); later
-      // terms run until their signal aborts
-      onStartedLeading: (signal) =>
-        ++terms === 1
-          ? Promise.resolve()
-          : new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
-      onError: (err) => void errors.push(String(err)),
-    });
+    // the first term's loops stop at once (as the scheduler's did when etcd was out); later
+    // terms run until their signal aborts
+    const { store, seen, e } = countingTerms((n, signal) =>
+      n === 1
+        ? Promise.resolve()
+        : new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
+    );
     const ac = new AbortController();
     const run = e.run(ac.signal);
-    await until("terms >= 2", () => terms >= 2, 5000, { everyMs: 10 });
-    expect(errors.join("\n")).toMatch(/the loops ended while leading; stepping down/);
+    await until("terms >= 2", () => seen.terms >= 2, 5000, { everyMs: 10 });
+    expect(seen.errors.join("\n")).toMatch(/the loops ended while leading; stepping down/);
     expect(e.isLeader()).toBe(true);
     ac.abort();
     await run;
@@ -217,29 +212,17 @@ describe("LeaderElector", () => {
   });
 
   it("loops that never stop after a term ends do not keep the candidate from campaigning again", async () => {
-    const store = memoryLeaseStore();
-    let terms = 0;
-    const errors: string[] = [];
-    const e = new LeaderElector({
-      ...fast,
-      store,
-      namespace: "kube-system",
-      name: "ctl",
-      identity: "a",
-      // a term's work that ignores its signal and never settles
-      onStartedLeading: () => (++terms, new Promise<void>(() => {})),
-      onError: (err) => void errors.push(String(err)),
-    });
+    // a term's work that ignores its signal and never settles
+    const { store, seen, e } = countingTerms(() => new Promise<void>(() => {}));
     const ac = new AbortController();
     const run = e.run(ac.signal);
     await until("e.isLeader()", () => e.isLeader(), 5000, { everyMs: 10 });
     // someone else takes the lease: the term ends, its work never stops
-    const cur = await store.get("kube-system", "ctl");
-    await store.update({ ...cur!, spec: { ...cur!.spec, holderIdentity: "b", renewTime: new Date() } });
+    await leaseTakenBy(store, "b");
     // within a lease duration (1 s) of the term's end the elector campaigns again and, once
     // b's lease expires, leads a second term
-    await until("terms >= 2", () => terms >= 2, 8000, { everyMs: 10 });
-    expect(errors.join("\n")).toMatch(/did not stop within 1 s of its end; campaigning again/);
+    await until("terms >= 2", () => seen.terms >= 2, 8000, { everyMs: 10 });
+    expect(seen.errors.join("\n")).toMatch(/did not stop within 1 s of its end; campaigning again/);
     ac.abort();
     await run;
   });

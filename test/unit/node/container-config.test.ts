@@ -1,5 +1,6 @@
 import type { V1Pod, V1Service } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import { envRecord } from "../../helpers/container-env.ts";
 import {
   containerConfig,
   containerResources,
@@ -81,7 +82,7 @@ describe("containerResources", () => {
 
 describe("serviceEnv", () => {
   it("gives the kubelet's variables for services of the pod's namespace only", () => {
-    const env = Object.fromEntries(
+    const env = envRecord(
       serviceEnv(
         [
           svc("my-db", "10.96.0.10", [{ port: 5432, name: "pg" }]),
@@ -89,7 +90,7 @@ describe("serviceEnv", () => {
           svc("headless", "None", [{ port: 1 }]),
         ],
         "default",
-      ).map((kv) => [kv.key, kv.value]),
+      ),
     );
     expect(env).toEqual({
       MY_DB_SERVICE_HOST: "10.96.0.10",
@@ -123,7 +124,7 @@ describe("containerConfig", () => {
     expect(cfg.command).toEqual(["/bin/sh", "-c"]);
     expect(cfg.args).toEqual(["echo hello-web-1 $(LITERAL) $(MISSING)"]);
     expect(cfg.workingDir).toBe("/tmp");
-    const env = Object.fromEntries(cfg.envs.map((kv) => [kv.key, kv.value]));
+    const env = envRecord(cfg.envs);
     expect(env).toMatchObject({
       NAME: "web-1",
       IP: "10.1.0.9",

@@ -22,6 +22,15 @@ const members = [
   { name: "master-3", address: "10.0.0.13" },
 ];
 
+/** The options of member `i` of `members`, with the host's usual file paths. */
+const etcdMemberOptions = (i: number, clusterToken: string, dataDir: string) => ({
+  member: members[i]!,
+  cluster: members,
+  clusterToken,
+  dataDir,
+  files: etcdHostFiles(),
+});
+
 describe("etcd templates", () => {
   it("builds the static initial cluster for 1, 3 and 5 members and refuses other sizes", () => {
     expect(etcdInitialCluster(members.slice(0, 1))).toBe("master-1=https://10.0.0.11:2380");
@@ -42,13 +51,7 @@ describe("etcd templates", () => {
   });
 
   it("turns on peer and client TLS with verified certificates", () => {
-    const args = etcdArgs({
-      member: members[1]!,
-      cluster: members,
-      clusterToken: "lab-x",
-      dataDir: "/d",
-      files: etcdHostFiles(),
-    });
+    const args = etcdArgs(etcdMemberOptions(1, "lab-x", "/d"));
     expect(args).toEqual(
       expect.arrayContaining([
         "--name=master-2",
@@ -66,14 +69,7 @@ describe("etcd templates", () => {
   });
 
   it("renders a systemd unit running the Debian etcd as the etcd user", () => {
-    const unit = renderEtcdUnit({
-      member: members[0]!,
-      cluster: members,
-      clusterToken: "t",
-      dataDir: "/var/lib/lab/etcd",
-      files: etcdHostFiles(),
-      arch: "aarch64",
-    });
+    const unit = renderEtcdUnit({ ...etcdMemberOptions(0, "t", "/var/lib/lab/etcd"), arch: "aarch64" });
     expect(unit).toMatch(/^ExecStart=\/usr\/bin\/etcd \\\n {2}--name=master-1 \\/m);
     expect(unit).toContain("User=etcd");
     expect(unit).toContain("Type=notify");
@@ -83,38 +79,30 @@ describe("etcd templates", () => {
 });
 
 describe("lab-server and lab-agent units", () => {
+  /** lab-server on master-1 of `members`. */
+  const server = {
+    address: "10.0.0.11",
+    etcdServers: "https://a:2379",
+    serviceClusterIPRange: "10.96.0.0/16",
+    securePort: 6443,
+  };
+
   it("passes the whole etcd cluster and the TLS files to lab-server", () => {
-    const args = labServerArgs({
-      address: "10.0.0.11",
-      etcdServers: etcdClientURLs(members),
-      serviceClusterIPRange: "10.96.0.0/16",
-      securePort: 6443,
-    });
+    const args = labServerArgs({ ...server, etcdServers: etcdClientURLs(members) });
     expect(args).toContain(
       "--etcd-servers=https://10.0.0.11:2379,https://10.0.0.12:2379,https://10.0.0.13:2379",
     );
     expect(args).toContain("--client-ca-file=/etc/lab/pki/ca.crt");
     expect(args).toContain("--advertise-address=10.0.0.11");
-    const unit = renderLabServerUnit({
-      address: "10.0.0.11",
-      etcdServers: "https://a:2379",
-      serviceClusterIPRange: "10.96.0.0/16",
-      securePort: 6443,
-    });
+    const unit = renderLabServerUnit(server);
     expect(unit).toContain("ExecStart=/opt/lab/bin/lab-server");
     expect(unit).toContain("Restart=always");
   });
 
   it("starts the scheduler and controllers in lab-server with their own credentials and the pod network", () => {
-    const base = {
-      address: "10.0.0.11",
-      etcdServers: "https://a:2379",
-      serviceClusterIPRange: "10.96.0.0/16",
-      securePort: 6443,
-    };
-    expect(labServerArgs(base).some((a) => a.startsWith("--kubeconfig"))).toBe(false);
+    expect(labServerArgs(server).some((a) => a.startsWith("--kubeconfig"))).toBe(false);
     const args = labServerArgs({
-      ...base,
+      ...server,
       loops: { clusterCIDR: "10.244.0.0/16", nodeCIDRMaskSize: 24, podEvictionTimeoutSeconds: 60 },
     });
     expect(args).toEqual(

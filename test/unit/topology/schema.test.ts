@@ -5,6 +5,7 @@ import { checkTopology } from "../../../topology/load.ts";
 import { DEFAULT_LAB_YAML } from "../../../topology/default-lab.ts";
 import { LabFile, labJsonSchema } from "../../../topology/schema.ts";
 import { renderFieldReference } from "../../../topology/reference.ts";
+import { EVEN_MASTERS_LINES } from "../../helpers/topology-text.ts";
 
 /** A valid qemu topology to mutate; each case breaks one thing. */
 function qemuLab(spec: Record<string, unknown> = {}, top: Record<string, unknown> = {}): string {
@@ -404,15 +405,7 @@ describe("topology schema: every kind of mistake is reported with its path and a
   });
 
   it("points at the offending line and column, and gives the fix for an even master count", () => {
-    const text = [
-      "apiVersion: lab/v1alpha1",
-      "kind: Lab",
-      "metadata:",
-      "  name: demo",
-      "spec:",
-      "  masters:",
-      "    count: 2",
-    ].join("\n");
+    const text = EVEN_MASTERS_LINES.join("\n");
     const [p] = checkTopology(text, "lab.yaml").problems;
     expect(p).toMatchObject({ file: "lab.yaml", line: 7, column: 5, path: "spec.masters.count" });
     expect(p!.fix).toMatch(/even number of etcd members/);

@@ -1,6 +1,5 @@
 import type { V1Deployment, V1ReplicaSet } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
-import type { KubeObject } from "../../../../api/informer.ts";
 import { Informer } from "../../../../api/informer.ts";
 import { DeploymentController } from "../../../../controlplane/controllers/deployment.ts";
 import { HASH_LABEL, podTemplateHash } from "../../../../controlplane/controllers/pod-template.ts";
@@ -15,10 +14,7 @@ const template = (image: string) => ({
 function setup() {
   const deployments = new MemoryStore<V1Deployment>();
   const rss = new MemoryStore<V1ReplicaSet>();
-  const writer = memoryWriter({ deployments, replicasets: rss } as unknown as Record<
-    string,
-    MemoryStore<KubeObject>
-  >);
+  const writer = memoryWriter({ deployments, replicasets: rss });
   const dInf = new Informer(deployments.listWatcher());
   const rsInf = new Informer(rss.listWatcher());
   const ctl = new DeploymentController(dInf, rsInf, writer);

@@ -1,6 +1,5 @@
 import type { V1Pod, V1ReplicaSet } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
-import type { KubeObject } from "../../../../api/informer.ts";
 import { Informer, objectKey } from "../../../../api/informer.ts";
 import { Expectations } from "../../../../controlplane/controllers/expectations.ts";
 import { ReplicaSetController } from "../../../../controlplane/controllers/replicaset.ts";
@@ -11,10 +10,7 @@ import { until } from "../../../helpers/until.ts";
 function setup(wrap: (w: ObjectWriter) => ObjectWriter = (w) => w) {
   const pods = new MemoryStore<V1Pod>();
   const rss = new MemoryStore<V1ReplicaSet>();
-  const writer = memoryWriter({ pods, replicasets: rss } as unknown as Record<
-    string,
-    MemoryStore<KubeObject>
-  >);
+  const writer = memoryWriter({ pods, replicasets: rss });
   const podInf = new Informer(pods.listWatcher());
   const rsInf = new Informer(rss.listWatcher());
   const ctl = new ReplicaSetController(rsInf, podInf, wrap(writer));

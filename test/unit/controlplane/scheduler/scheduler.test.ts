@@ -21,35 +21,61 @@ const node = (name: string, cpu: string): V1Node => ({
   },
 });
 
+/** Pods and nodes in memory, the scheduler's list-watches of them, and its status writes recorded. */
+function memoryCluster() {
+  const pods = new MemoryStore<V1Pod>();
+  const nodes = new MemoryStore<V1Node>();
+  const lw = ((r: string) => (r === "pods" ? pods : nodes).listWatcher()) as unknown as ListWatchFactory;
+  const statusWrites: V1Pod[] = [];
+  async function updateStatus<T extends KubeObject>(_r: string, _ns: string, o: T): Promise<T> {
+    statusWrites.push(o as unknown as V1Pod);
+    return pods.update(o as unknown as V1Pod) as unknown as T;
+  }
+  /** A binding as the API makes it: the pod's nodeName set. */
+  async function bind(ns: string, name: string, n: string): Promise<void> {
+    const p = pods.objects.get(`${ns}/${name}`)!;
+    pods.update({ ...p, spec: { ...p.spec!, nodeName: n } });
+  }
+  /** The scheduler's writes: bindings, events (dropped unless `overrides` keeps them) and status. */
+  const writer = (overrides: Partial<Record<keyof ObjectWriter, unknown>> = {}): ObjectWriter =>
+    ({
+      bind,
+      create: async <T>(_r: string, _ns: string, o: T) => o,
+      updateStatus,
+      ...overrides,
+    }) as unknown as ObjectWriter;
+  return { pods, nodes, lw, statusWrites, bind, writer };
+}
+
+/** Runs `s` until the returned stop(), which waits for its loops to end. */
+function start(s: Scheduler): () => Promise<void> {
+  const ac = new AbortController();
+  const run = s.run(ac.signal);
+  return () => {
+    ac.abort();
+    return run;
+  };
+}
+
+const podRequesting = (name: string, cpu: string): V1Pod => ({
+  metadata: { name, namespace: "default" },
+  spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu } } }] },
+});
+
 describe("Scheduler loop", () => {
   it("reports FailedScheduling once per reason, and binds the pod as soon as a node that fits appears", async () => {
-    const pods = new MemoryStore<V1Pod>();
-    const nodes = new MemoryStore<V1Node>();
+    const { pods, nodes, lw, statusWrites, writer } = memoryCluster();
     const events: CoreV1Event[] = [];
-    const statusWrites: V1Pod[] = [];
     nodes.create(node("small", "500m"));
-    const lw = ((r: string) => (r === "pods" ? pods : nodes).listWatcher()) as unknown as ListWatchFactory;
-    const writer = {
-      async bind(ns: string, name: string, n: string) {
-        const p = pods.objects.get(`${ns}/${name}`)!;
-        pods.update({ ...p, spec: { ...p.spec!, nodeName: n } });
-      },
+    const recordingEvents = writer({
       async create<T extends KubeObject>(_r: string, _ns: string, o: T) {
         events.push(o as unknown as CoreV1Event);
         return o;
       },
-      async updateStatus<T extends KubeObject>(_r: string, _ns: string, o: T) {
-        statusWrites.push(o as unknown as V1Pod);
-        return pods.update(o as unknown as V1Pod) as unknown as T;
-      },
-    } as unknown as ObjectWriter;
-    const s = new Scheduler(lw, writer, { unschedulableRetryMs: 20 });
-    const ac = new AbortController();
-    const run = s.run(ac.signal);
-    pods.create({
-      metadata: { name: "big", namespace: "default" },
-      spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu: "1" } } }] },
     });
+    const s = new Scheduler(lw, recordingEvents, { unschedulableRetryMs: 20 });
+    const stop = start(s);
+    pods.create(podRequesting("big", "1"));
     await until(() => events.length === 1);
     await new Promise((r) => setTimeout(r, 100)); // several retries happen meanwhile
     expect(events.map((e) => [e.reason, e.message])).toEqual([
@@ -74,62 +100,36 @@ describe("Scheduler loop", () => {
       message: "Successfully assigned default/big to large",
       involvedObject: { kind: "Pod", name: "big", namespace: "default" },
     });
-    ac.abort();
-    await run;
+    await stop();
   });
 
   it("does not overcommit a node when many pods arrive at once", async () => {
-    const pods = new MemoryStore<V1Pod>();
-    const nodes = new MemoryStore<V1Node>();
+    const { pods, nodes, lw, bind, writer } = memoryCluster();
     nodes.create(node("a", "1"));
     nodes.create(node("b", "1"));
-    const lw = ((r: string) => (r === "pods" ? pods : nodes).listWatcher()) as unknown as ListWatchFactory;
-    const writer = {
+    const slowBinds = writer({
       async bind(ns: string, name: string, n: string) {
         await new Promise((r) => setTimeout(r, 5)); // binds in flight overlap
-        const p = pods.objects.get(`${ns}/${name}`)!;
-        pods.update({ ...p, spec: { ...p.spec!, nodeName: n } });
+        await bind(ns, name, n);
       },
-      create: async <T>(_r: string, _ns: string, o: T) => o,
-      updateStatus: async <T>(_r: string, _ns: string, o: T) => pods.update(o as V1Pod),
-    } as unknown as ObjectWriter;
-    const s = new Scheduler(lw, writer, { workers: 4, unschedulableRetryMs: 60_000 });
-    const ac = new AbortController();
-    const run = s.run(ac.signal);
+    });
+    const s = new Scheduler(lw, slowBinds, { workers: 4, unschedulableRetryMs: 60_000 });
+    const stop = start(s);
     await Promise.all([s.pods.waitForSync(), s.nodes.waitForSync()]);
-    for (let i = 0; i < 6; i++)
-      pods.create({
-        metadata: { name: `p${i}`, namespace: "default" },
-        spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu: "400m" } } }] },
-      });
+    for (let i = 0; i < 6; i++) pods.create(podRequesting(`p${i}`, "400m"));
     await until(() => s.bound === 4);
     await new Promise((r) => setTimeout(r, 50));
     const per = (n: string) => [...pods.objects.values()].filter((p) => p.spec?.nodeName === n).length;
     expect([per("a"), per("b")]).toEqual([2, 2]); // 2 × 400m fit in 1 CPU, a third does not
-    ac.abort();
-    await run;
+    await stop();
   });
 
   it("rewrites PodScheduled=False only when the message changes, keeping its transition time", async () => {
-    const pods = new MemoryStore<V1Pod>();
-    const nodes = new MemoryStore<V1Node>();
+    const { pods, nodes, lw, statusWrites, writer } = memoryCluster();
     nodes.create(node("a", "500m"));
-    const lw = ((r: string) => (r === "pods" ? pods : nodes).listWatcher()) as unknown as ListWatchFactory;
-    const statusWrites: V1Pod[] = [];
-    const writer = {
-      create: async <T>(_r: string, _ns: string, o: T) => o,
-      async updateStatus<T extends KubeObject>(_r: string, _ns: string, o: T) {
-        statusWrites.push(o as unknown as V1Pod);
-        return pods.update(o as unknown as V1Pod) as unknown as T;
-      },
-    } as unknown as ObjectWriter;
-    const s = new Scheduler(lw, writer, { unschedulableRetryMs: 10 });
-    const ac = new AbortController();
-    const run = s.run(ac.signal);
-    pods.create({
-      metadata: { name: "big", namespace: "default" },
-      spec: { containers: [{ name: "c", image: "x", resources: { requests: { cpu: "1" } } }] },
-    });
+    const s = new Scheduler(lw, writer(), { unschedulableRetryMs: 10 });
+    const stop = start(s);
+    pods.create(podRequesting("big", "1"));
     await until(() => statusWrites.length === 1);
     await new Promise((r) => setTimeout(r, 100)); // ~10 retries
     expect(statusWrites).toHaveLength(1);
@@ -140,7 +140,6 @@ describe("Scheduler loop", () => {
     const second = pods.objects.get("default/big")!.status!.conditions![0]!;
     expect(second.message).toBe("0/1 nodes are available: 1 Insufficient cpu, 1 node(s) were unschedulable.");
     expect(second.lastTransitionTime).toEqual(first.lastTransitionTime);
-    ac.abort();
-    await run;
+    await stop();
   });
 });

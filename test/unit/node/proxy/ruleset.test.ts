@@ -38,6 +38,17 @@ describe("serviceRules", () => {
         eps("api", [{ addresses: [{ ip: "10.2.0.1" }], ports: [{ port: 8443 }] }]),
       ],
     );
+    // Both of web's ports go to its two ready addresses, sorted.
+    const webRule = (portName: string, port: number, targetPort: number) => ({
+      id: `default/web:${portName}`,
+      protocol: "tcp",
+      clusterIP: "10.96.0.20",
+      port,
+      backends: [
+        { ip: "10.1.0.3", port: targetPort },
+        { ip: "10.1.0.9", port: targetPort },
+      ],
+    });
     expect(rules).toEqual([
       {
         id: "default/api:443",
@@ -47,26 +58,8 @@ describe("serviceRules", () => {
         nodePort: 30443,
         backends: [{ ip: "10.2.0.1", port: 8443 }],
       },
-      {
-        id: "default/web:admin",
-        protocol: "tcp",
-        clusterIP: "10.96.0.20",
-        port: 9000,
-        backends: [
-          { ip: "10.1.0.3", port: 9090 },
-          { ip: "10.1.0.9", port: 9090 },
-        ],
-      },
-      {
-        id: "default/web:http",
-        protocol: "tcp",
-        clusterIP: "10.96.0.20",
-        port: 80,
-        backends: [
-          { ip: "10.1.0.3", port: 8080 },
-          { ip: "10.1.0.9", port: 8080 },
-        ],
-      },
+      webRule("admin", 9000, 9090),
+      webRule("http", 80, 8080),
     ]);
   });
 

@@ -1,5 +1,6 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import { envRecord } from "../../../helpers/container-env.ts";
 import { containerConfig, containerEnv } from "../../../../node/container-config.ts";
 import type { ObservedContainer, ObservedPod } from "../../../../node/observed.ts";
 import { computePodStatus } from "../../../../node/pod-status.ts";
@@ -226,14 +227,14 @@ describe("container env from ConfigMaps, Secrets and the pod", () => {
   });
 
   it("applies envFrom with prefix first, then env (which wins); invalid names are left out", () => {
-    const env = Object.fromEntries(
+    const env = envRecord(
       containerEnv(
         pod,
         pod.spec!.containers[0]!,
         [],
         { podIP: "10.1.0.9", hostIP: "192.168.1.2" },
         objects(),
-      ).map((kv) => [kv.key, kv.value]),
+      ),
     );
     expect(env).toEqual({
       PREFIX_key: "overridden",

@@ -6,29 +6,21 @@ import {
   siteTag,
   siteWhere,
 } from "../../../../provisioners/libvirt/placement.ts";
-import { plan } from "../../../../topology/plan.ts";
-import { LabFile } from "../../../../topology/schema.ts";
+import { labPlan } from "../../../helpers/lab-plan.ts";
 
 const HV2 = "qemu+ssh://root@hv2/system?keyfile=/k/hv2";
 
 function twoHypervisors(extra: Record<string, unknown> = {}) {
-  return plan(
-    LabFile.parse({
-      apiVersion: "lab/v1alpha1",
-      kind: "Lab",
-      metadata: { name: "demo" },
-      spec: {
-        provider: { type: "libvirt", network: { bridge: "br0" } },
-        network: { cidr: "192.168.1.0/24", gateway: "192.168.1.254" },
-        nodes: [
-          { name: "master-1", role: "master" },
-          { name: "worker-1", role: "worker", uri: HV2 },
-          { name: "worker-2", role: "worker" },
-        ],
-        ...extra,
-      },
-    }),
-  );
+  return labPlan("demo", {
+    provider: { type: "libvirt", network: { bridge: "br0" } },
+    network: { cidr: "192.168.1.0/24", gateway: "192.168.1.254" },
+    nodes: [
+      { name: "master-1", role: "master" },
+      { name: "worker-1", role: "worker", uri: HV2 },
+      { name: "worker-2", role: "worker" },
+    ],
+    ...extra,
+  });
 }
 
 describe("where a libvirt lab's nodes run", () => {
@@ -59,14 +51,11 @@ describe("where a libvirt lab's nodes run", () => {
   });
 
   it("keeps a one-hypervisor lab's names unsuffixed (as before per-node URIs)", () => {
-    const single = plan(
-      LabFile.parse({
-        apiVersion: "lab/v1alpha1",
-        kind: "Lab",
-        metadata: { name: "demo" },
-        spec: { provider: { type: "libvirt", uri: HV2 }, masters: { count: 1 }, workers: { count: 1 } },
-      }),
-    );
+    const single = labPlan("demo", {
+      provider: { type: "libvirt", uri: HV2 },
+      masters: { count: 1 },
+      workers: { count: 1 },
+    });
     const sites = labSites(single);
     expect(sites).toHaveLength(1);
     expect(sites[0]).toMatchObject({ uri: HV2, tag: "" });

@@ -7,8 +7,7 @@ import {
   takenSubnets,
   tapName,
 } from "../../../../provisioners/network/names.ts";
-import { plan } from "../../../../topology/plan.ts";
-import { LabFile } from "../../../../topology/schema.ts";
+import { labPlan } from "../../../helpers/lab-plan.ts";
 
 describe("lab network names", () => {
   it("carry the lab's name, and fit Linux's 15-character interface names", () => {
@@ -21,7 +20,7 @@ describe("lab network names", () => {
   });
 
   it("agree with the planner's names", () => {
-    const p = plan(LabFile.parse({ apiVersion: "lab/v1alpha1", kind: "Lab", metadata: { name: "demo" } }));
+    const p = labPlan("demo");
     expect(p.network.netns).toBe(netnsName("demo"));
     expect(p.network.hostVeth).toBe(hostVethName("demo"));
   });

@@ -10,7 +10,7 @@ import {
   nspawnArgv,
 } from "../../../../provisioners/nspawn/names.ts";
 import { LabFile } from "../../../../topology/schema.ts";
-import { plan } from "../../../../topology/plan.ts";
+import { labPlan } from "../../../helpers/lab-plan.ts";
 import { clockStep, ownClockMachines } from "../../../../bootstrap/steps/clock.ts";
 import { joinsEarly } from "../../../../bootstrap/steps/join-nodes.ts";
 import type { StepContext } from "../../../../bootstrap/steps/context.ts";
@@ -43,19 +43,15 @@ const seedInput = {
 
 describe("nspawn topology", () => {
   it("accepts provider nspawn and names it among the choices when the type is wrong", () => {
-    const ok = LabFile.safeParse({
-      apiVersion: "lab/v1alpha1",
-      kind: "Lab",
-      metadata: { name: "n" },
-      spec: { provider: { type: "nspawn" } },
-    });
-    expect(ok.success).toBe(true);
-    const bad = LabFile.safeParse({
-      apiVersion: "lab/v1alpha1",
-      kind: "Lab",
-      metadata: { name: "n" },
-      spec: { provider: { type: "lxc" } },
-    });
+    const withProvider = (type: string) =>
+      LabFile.safeParse({
+        apiVersion: "lab/v1alpha1",
+        kind: "Lab",
+        metadata: { name: "n" },
+        spec: { provider: { type } },
+      });
+    expect(withProvider("nspawn").success).toBe(true);
+    const bad = withProvider("lxc");
     expect(bad.success).toBe(false);
     expect(JSON.stringify(bad.error!.issues)).toMatch(/qemu, libvirt, baremetal, nspawn/);
   });
@@ -210,14 +206,7 @@ describe("nspawn guest files", () => {
 });
 
 describe("nspawn machines share the host's clock", () => {
-  const p = plan(
-    LabFile.parse({
-      apiVersion: "lab/v1alpha1",
-      kind: "Lab",
-      metadata: { name: "clk" },
-      spec: { provider: { type: "nspawn" }, masters: { count: 1 }, workers: { count: 1 } },
-    }),
-  );
+  const p = labPlan("clk", { provider: { type: "nspawn" }, masters: { count: 1 }, workers: { count: 1 } });
   const machine = (name: string, shares: boolean): Machine => ({
     name,
     role: name.startsWith("master") ? "master" : "worker",

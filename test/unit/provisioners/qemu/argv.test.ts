@@ -21,6 +21,9 @@ const vm: VmSpec = {
 };
 
 const after = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
+/** The value after each of `flags` in `argv`, by flag. */
+const valuesOf = (argv: string[], ...flags: string[]) =>
+  Object.fromEntries(flags.map((f) => [f, after(argv, f)]));
 
 describe("qemuArgv", () => {
   it("tags the process with lab and node, so lab down finds it without state", () => {
@@ -41,22 +44,26 @@ describe("qemuArgv", () => {
 
   it("boots the image's kernel directly, with the overlay, the seed, the planned MAC on the tap", () => {
     const argv = qemuArgv(vm);
-    expect(after(argv, "-kernel")).toBe("/img/vmlinuz");
-    expect(after(argv, "-initrd")).toBe("/img/initrd.img");
-    expect(after(argv, "-append")).toBe("root=/dev/vda rw console=ttyS0");
+    expect(valuesOf(argv, "-kernel", "-initrd", "-append", "-smp", "-m")).toEqual({
+      "-kernel": "/img/vmlinuz",
+      "-initrd": "/img/initrd.img",
+      "-append": "root=/dev/vda rw console=ttyS0",
+      "-smp": "2",
+      "-m": "1024M",
+    });
     expect(argv).toContain("file=/s/vms/master-1/disk.qcow2,if=virtio,format=qcow2,discard=unmap");
     expect(argv).toContain("file=/s/vms/master-1/seed.iso,if=virtio,format=raw,readonly=on");
     expect(argv).toContain("tap,id=net0,ifname=tap0,script=no,downscript=no");
     expect(argv).toContain("virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc");
-    expect(after(argv, "-smp")).toBe("2");
-    expect(after(argv, "-m")).toBe("1024M");
   });
 
   it("logs the console to a file, exposes QMP, writes a pid file and detaches", () => {
     const argv = qemuArgv(vm);
-    expect(after(argv, "-serial")).toBe("file:/s/vms/master-1/console.log");
-    expect(after(argv, "-qmp")).toBe("unix:/s/vms/master-1/qmp.sock,server=on,wait=off");
-    expect(after(argv, "-pidfile")).toBe("/s/vms/master-1/qemu.pid");
+    expect(valuesOf(argv, "-serial", "-qmp", "-pidfile")).toEqual({
+      "-serial": "file:/s/vms/master-1/console.log",
+      "-qmp": "unix:/s/vms/master-1/qmp.sock,server=on,wait=off",
+      "-pidfile": "/s/vms/master-1/qemu.pid",
+    });
     expect(argv).toContain("-daemonize");
   });
 
